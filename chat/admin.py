@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from django.contrib import admin
+
+from .models import ChatMessage, ChatSession, TurnUsage
+
+
+class ChatMessageInline(admin.TabularInline[ChatMessage, ChatSession]):
+    model = ChatMessage
+    extra = 0
+    fields = ("sequence", "role", "content", "tool_call_id", "created_at")
+    readonly_fields = fields
+    ordering = ("sequence",)
+    can_delete = False
+    show_change_link = True
+
+
+@admin.register(ChatSession)
+class ChatSessionAdmin(admin.ModelAdmin[ChatSession]):
+    list_display = ("id", "title", "user", "updated_at", "total_prompt_tokens", "total_completion_tokens")
+    list_select_related = ("user",)
+    search_fields = ("id", "title", "user__username", "user__email")
+    raw_id_fields = ("user",)
+    readonly_fields = (
+        "created_at", "updated_at", "total_prompt_tokens", "total_completion_tokens",
+        "total_cache_read_tokens", "total_cache_creation_tokens", "total_cost_microdollars",
+    )  # fmt: skip
+    inlines = [ChatMessageInline]
+
+
+@admin.register(ChatMessage)
+class ChatMessageAdmin(admin.ModelAdmin[ChatMessage]):
+    list_display = ("session", "sequence", "role", "created_at")
+    list_select_related = ("session",)
+    list_filter = ("role",)
+    raw_id_fields = ("session",)
+    search_fields = ("content", "session__id")
+
+
+@admin.register(TurnUsage)
+class TurnUsageAdmin(admin.ModelAdmin[TurnUsage]):
+    list_display = ("turn_id", "user", "model", "outcome", "total_tokens", "cost_microdollars", "cost_source", "started_at")
+    list_select_related = ("user",)
+    list_filter = ("outcome", "cost_source", "provider")
+    raw_id_fields = ("session", "user")
+    search_fields = ("turn_id", "user__username", "model")

@@ -1,0 +1,117 @@
+"""Chat REST API: one APIView per operation (HackSoft style)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from .models import ChatMessage, ChatSession
+from .redis_scripts import turn_statuses
+from .selectors import message_page, session_get_for_user, session_list
+from .services import session_create, session_delete, session_rename
+
+
+class SessionOutputSerializer(serializers.Serializer[ChatSession]):
+    id = serializers.UUIDField()
+    title = serializers.CharField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+    turn_in_flight = serializers.SerializerMethodField()
+
+    def get_turn_in_flight(self, obj: ChatSession) -> bool:
+        statuses: dict[str, bool] = self.context.get("turn_statuses", {})
+        return statuses.get(str(obj.pk), False)
+
+
+class MessageOutputSerializer(serializers.Serializer[ChatMessage]):
+    sequence = serializers.IntegerField()
+    role = serializers.CharField()
+    content = serializers.CharField(allow_null=True)
+    name = serializers.CharField()
+    tool_call_id = serializers.CharField()
+    tool_calls = serializers.JSONField()
+    client_message_id = serializers.CharField(allow_null=True)
+    duration_ms = serializers.IntegerField(allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
+def _session_data(session: ChatSession) -> dict[str, Any]:
+    return dict(SessionOutputSerializer(session, context={"turn_statuses": turn_statuses([session.pk])}).data)
+
+
+class SessionListCreateApi(APIView):
+    class FilterSerializer(serializers.Serializer[Any]):
+        limit = serializers.IntegerField(min_value=1, max_value=100, default=50)
+        offset = serializers.IntegerField(min_value=0, default=0)
+
+    class InputSerializer(serializers.Serializer[Any]):
+        title = serializers.CharField(required=False, allow_blank=True, max_length=200)
+
+    @extend_schema(parameters=[FilterSerializer])
+    def get(self, request: Request) -> Response:
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        sessions = session_list(user=request.user)
+        limit, offset = filters.validated_data["limit"], filters.validated_data["offset"]
+        page = list(sessions[offset : offset + limit])
+        context = {"turn_statuses": turn_statuses(s.pk for s in page)}
+        return Response(
+            {"sessions": SessionOutputSerializer(page, many=True, context=context).data, "total": sessions.count()}
+        )
+
+    @extend_schema(request=InputSerializer, responses={201: SessionOutputSerializer})
+    def post(self, request: Request) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        session = session_create(user=request.user, title=serializer.validated_data.get("title") or None)
+        return Response(_session_data(session), status=status.HTTP_201_CREATED)
+
+
+class SessionDetailApi(APIView):
+    class FilterSerializer(serializers.Serializer[Any]):
+        limit = serializers.IntegerField(min_value=1, max_value=200, default=50)
+        before_sequence = serializers.IntegerField(min_value=0, required=False)
+
+    class PatchSerializer(serializers.Serializer[Any]):
+        title = serializers.CharField(max_length=200, allow_blank=True)
+
+        def validate_title(self, value: str) -> str:
+            if not value.strip():
+                raise serializers.ValidationError("Title must not be blank")
+            return value
+
+    @extend_schema(parameters=[FilterSerializer])
+    def get(self, request: Request, session_id: str) -> Response:
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        session = session_get_for_user(session_id=session_id, user=request.user)
+        page = message_page(
+            session=session,
+            limit=filters.validated_data["limit"],
+            before_sequence=filters.validated_data.get("before_sequence"),
+        )
+        return Response(
+            {
+                "session": _session_data(session),
+                "messages": MessageOutputSerializer(page.messages, many=True).data,
+                "has_more": page.has_more,
+                "oldest_sequence": page.oldest_sequence,
+                "active_turn": None,
+            }
+        )
+
+    @extend_schema(request=PatchSerializer, responses={200: SessionOutputSerializer})
+    def patch(self, request: Request, session_id: str) -> Response:
+        serializer = self.PatchSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        session = session_rename(session_id=session_id, user=request.user, title=serializer.validated_data["title"])
+        return Response(_session_data(session))
+
+    def delete(self, request: Request, session_id: str) -> Response:
+        session_delete(session_id=session_id, user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+COPILOT_SYSTEM_PREFIX = "[__COPILOT_SYSTEM__]"
+STOPPED_BY_USER_MARKER = f"{COPILOT_SYSTEM_PREFIX} Execution stopped by user"
+
+
+class ChatSession(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="chat_sessions")
+    title = models.CharField(max_length=200, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    # Sums over the session's TurnUsage rows, kept here so lists need no aggregate.
+    total_prompt_tokens = models.BigIntegerField(default=0)
+    total_completion_tokens = models.BigIntegerField(default=0)
+    total_cache_read_tokens = models.BigIntegerField(default=0)
+    total_cache_creation_tokens = models.BigIntegerField(default=0)
+    total_cost_microdollars = models.BigIntegerField(default=0)
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "-updated_at"], name="chat_session_user_updated")]
+
+    def __str__(self) -> str:
+        return self.title or str(self.id)
+
+
+class ChatMessage(models.Model):
+    """One row of a conversation. Append-only: rows are never rewritten or deleted.
+
+    `role` is an open string (user, assistant, tool, system, reasoning, …), so a
+    new role needs no migration; `reasoning` rows are shown in the UI and never
+    sent to the model.
+    """
+
+    class Role(models.TextChoices):
+        USER = "user"
+        ASSISTANT = "assistant"
+        TOOL = "tool"
+        SYSTEM = "system"
+        REASONING = "reasoning"
+
+    session = models.ForeignKey(ChatSession, on_delete=models.CASCADE, related_name="messages")
+    sequence = models.PositiveIntegerField(help_text="0-based position in the session; unique per session.")
+    role = models.CharField(max_length=20)
+    content = models.TextField(null=True, blank=True)
+    name = models.CharField(max_length=100, blank=True, default="")
+    tool_call_id = models.CharField(max_length=100, blank=True, default="")
+    tool_calls = models.JSONField(default=list, blank=True)
+    refusal = models.TextField(null=True, blank=True)
+    client_message_id = models.CharField(max_length=100, null=True, blank=True)
+    turn_id = models.UUIDField(null=True, blank=True, help_text="The turn that wrote this row.")
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            # Also the index for "messages of a session by sequence".
+            models.UniqueConstraint(fields=["session", "sequence"], name="chat_message_session_sequence_unique"),
+            models.UniqueConstraint(
+                fields=["session", "client_message_id"],
+                condition=models.Q(client_message_id__isnull=False),
+                name="chat_message_client_id_unique",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.session_id}#{self.sequence} {self.role}"
+
+    @property
+    def is_system_notice(self) -> bool:
+        return self.role == self.Role.ASSISTANT and (self.content or "").startswith(COPILOT_SYSTEM_PREFIX)
+
+
+class TurnUsage(models.Model):
+    """The durable record of one turn: who, which model, tokens, cost, outcome.
+
+    Created when the turn starts (outcome `running`) and completed by the
+    engine's final step.
+    """
+
+    class CostSource(models.TextChoices):
+        REPORTED = "reported", "Reported by the provider"
+        ESTIMATED = "estimated", "Estimated from the price table"
+        MISSING = "missing", "Unknown"
+
+    class Outcome(models.TextChoices):
+        RUNNING = "running"
+        COMPLETED = "completed"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    turn_id = models.UUIDField(unique=True, default=uuid.uuid4)
+    session = models.ForeignKey(ChatSession, on_delete=models.CASCADE, related_name="turns")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="turns")
+    model = models.CharField(max_length=200, blank=True, default="")
+    provider = models.CharField(max_length=50, blank=True, default="")
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    total_tokens = models.BigIntegerField(default=0, help_text="prompt + completion; cache tokens excluded.")
+    cache_read_tokens = models.BigIntegerField(default=0)
+    cache_creation_tokens = models.BigIntegerField(default=0)
+    tokens_estimated = models.BooleanField(default=False, help_text="The provider reported no usage; tiktoken counted.")
+    cost_microdollars = models.BigIntegerField(null=True, blank=True)
+    cost_source = models.CharField(max_length=16, choices=CostSource.choices, default=CostSource.MISSING)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.RUNNING)
+    error = models.TextField(blank=True, default="")
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["session", "-started_at"], name="turn_session_started"),
+            models.Index(fields=["user", "-started_at"], name="turn_user_started"),
+        ]
+
+    def __str__(self) -> str:
+        return f"turn {self.turn_id} ({self.outcome})"

@@ -1,0 +1,11 @@
+from __future__ import annotations
+
+from django.urls import path
+from django.views.generic import RedirectView
+
+from . import views
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="chat-home", permanent=False)),
+    path("copilot", views.chat_home, name="chat-home"),
+]

@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+import uuid
+
+from django.db import transaction
+
+from .models import ChatSession
+from .selectors import session_get_for_user
+
+
+def session_create(*, user: object, title: str | None = None) -> ChatSession:
+    return ChatSession.objects.create(user=user, title=title)
+
+
+@transaction.atomic
+def session_rename(*, session_id: uuid.UUID | str, user: object, title: str) -> ChatSession:
+    session = session_get_for_user(session_id=session_id, user=user)
+    session.title = title.strip()[:200]
+    session.save(update_fields=["title", "updated_at"])
+    return session
+
+
+@transaction.atomic
+def session_delete(*, session_id: uuid.UUID | str, user: object) -> None:
+    session = session_get_for_user(session_id=session_id, user=user)
+    session.delete()

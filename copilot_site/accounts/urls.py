@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("signup/", views.signup, name="signup"),
+    path("login/", auth_views.LoginView.as_view(template_name="accounts/login.html"), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("account/", views.account, name="account"),
+    path("account/keys/", views.api_key_create_view, name="api-key-create"),
+    path("account/keys/<int:key_id>/revoke/", views.api_key_revoke_view, name="api-key-revoke"),
+    path(
+        "account/password/",
+        auth_views.PasswordChangeView.as_view(template_name="accounts/password_change.html", success_url="/account/"),
+        name="password-change",
+    ),
+]

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from .forms import ApiKeyCreateForm, SignupForm
+from .models import User
+from .selectors import api_key_list
+from .services import api_key_create, api_key_revoke
+
+
+def signup(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated:
+        return redirect("chat-home")
+    form = SignupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        return redirect("chat-home")
+    return render(request, "accounts/signup.html", {"form": form})
+
+
+def _account_context(user: User, **extra: object) -> dict[str, object]:
+    return {"api_keys": api_key_list(user=user), "key_form": ApiKeyCreateForm(), **extra}
+
+
+@login_required
+def account(request: HttpRequest) -> HttpResponse:
+    assert isinstance(request.user, User)
+    return render(request, "accounts/account.html", _account_context(request.user))
+
+
+@login_required
+@require_POST
+def api_key_create_view(request: HttpRequest) -> HttpResponse:
+    assert isinstance(request.user, User)
+    form = ApiKeyCreateForm(request.POST)
+    if not form.is_valid():
+        return render(request, "accounts/account.html", _account_context(request.user, key_form=form), status=400)
+    key, raw = api_key_create(user=request.user, name=form.cleaned_data["name"] or "API key")
+    # Rendered, not redirected: the raw key must never be stored, not even in the session.
+    return render(request, "accounts/account.html", _account_context(request.user, new_key=raw, new_key_name=key.name))
+
+
+@login_required
+@require_POST
+def api_key_revoke_view(request: HttpRequest, key_id: int) -> HttpResponse:
+    assert isinstance(request.user, User)
+    if api_key_revoke(user=request.user, key_id=key_id):
+        messages.success(request, "API key revoked.")
+    else:
+        messages.error(request, "That key does not exist or is already revoked.")
+    return redirect("account")

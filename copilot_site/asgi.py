@@ -1,0 +1,26 @@
+"""ASGI entry point: HTTP to Django, WebSockets through origin validation and auth.
+
+`get_asgi_application()` must run before importing anything that touches models.
+"""
+
+from __future__ import annotations
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "copilot_site.settings.local")
+django_asgi_app = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+
+from chat.routing import websocket_urlpatterns  # noqa: E402
+from copilot_site.accounts.channels_auth import ApiKeyOrSessionAuthMiddlewareStack  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": AllowedHostsOriginValidator(ApiKeyOrSessionAuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+    }
+)

@@ -1,0 +1,273 @@
+"""Settings shared by every profile.
+
+Everything is read from the environment through django-environ. With no
+environment at all the site boots in *embedded* mode: a SQLite file under
+``var/``, the embedded Redis server that ``make run`` starts on loopback, one
+Celery worker, and the built-in offline demo model. Production changes only
+environment variables (see README, "Configuration").
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import django_stubs_ext
+import environ
+
+django_stubs_ext.monkeypatch()
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+env = environ.Env()
+
+if env.bool("DJANGO_READ_DOT_ENV_FILE", default=False):
+    env.read_env(str(BASE_DIR / ".env"))
+
+# Runtime state (SQLite file, generated secret key, embedded Redis data) lives
+# here and is git-ignored.
+VAR_DIR = Path(env.str("COPILOT_VAR_DIR", default=str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _secret_key() -> str:
+    """DJANGO_SECRET_KEY, else a key generated once and kept in var/ (never committed)."""
+    from_env = env.str("DJANGO_SECRET_KEY", default="")
+    if from_env:
+        return from_env
+    key_file = VAR_DIR / "secret_key"
+    if not key_file.exists():
+        # O_EXCL: when web and worker start together, exactly one writes the key.
+        try:
+            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(50))
+    return key_file.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+HOST = env.str("HOST", default="127.0.0.1")
+PORT = env.int("PORT", default=8000)
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+# https://docs.djangoproject.com/en/5.2/ref/settings/#installed-apps
+INSTALLED_APPS = [
+    "daphne",  # must precede staticfiles so `runserver` is the ASGI one
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "channels",
+    "copilot_site.core",
+    "copilot_site.accounts",
+    "billing",
+    "ratelimits",
+    "chat",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "copilot_site.urls"
+ASGI_APPLICATION = "copilot_site.asgi.application"
+AUTH_USER_MODEL = "accounts.User"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "chat-home"
+LOGOUT_REDIRECT_URL = "login"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "copilot_site.core.context_processors.site",
+            ],
+        },
+    },
+]
+
+# --- Database -----------------------------------------------------------------
+# https://django-environ.readthedocs.io/en/latest/types.html#environ-env-db-url
+# SQLite by default "so one can just check out code" (healthchecks); DATABASE_URL
+# switches to PostgreSQL (postgres://user:pass@host:5432/name).
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
+_db = DATABASES["default"]
+if _db["ENGINE"] == "django.db.backends.sqlite3":
+    # Web and worker share one file. IMMEDIATE takes the write lock at BEGIN so a
+    # second writer waits (up to `timeout`) instead of failing with "database is
+    # locked"; WAL lets readers proceed during a write.
+    # https://docs.djangoproject.com/en/5.2/ref/databases/#sqlite-transaction-behavior
+    _db["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL;",
+    }
+    # The processes the tests start (daphne, Celery) open the test DB by name.
+    _db["TEST"] = {"NAME": str(VAR_DIR / "test_db.sqlite3")}
+else:
+    _db.setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
+    _db["CONN_HEALTH_CHECKS"] = True
+    _db["TEST"] = {"NAME": f"test_{_db['NAME']}"}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis --------------------------------------------------------------------
+# The embedded server started by `make run` listens here; REDIS_URL points at an
+# external one instead.
+EMBEDDED_REDIS_PORT = env.int("COPILOT_EMBEDDED_REDIS_PORT", default=6389)
+REDIS_URL = env.str("REDIS_URL", default=f"redis://127.0.0.1:{EMBEDDED_REDIS_PORT}/0")
+
+# https://docs.djangoproject.com/en/5.2/topics/cache/#redis
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "cache",
+    }
+}
+
+# https://channels.readthedocs.io/en/latest/topics/channel_layers.html#redis-channel-layer
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": "copilot:channels"},
+    }
+}
+
+# --- Celery -------------------------------------------------------------------
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_BACKEND = None
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_TIMEZONE = "UTC"
+# A worker killed mid-task gets its task redelivered; every task is idempotent.
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-acks-late
+CELERY_TASK_ACKS_LATE = True
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-reject-on-worker-lost
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+COPILOT_TURN_TIME_LIMIT_S = env.int("COPILOT_TURN_TIME_LIMIT_S", default=3600)
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-soft-time-limit
+CELERY_TASK_SOFT_TIME_LIMIT = COPILOT_TURN_TIME_LIMIT_S
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-time-limit
+CELERY_TASK_TIME_LIMIT = COPILOT_TURN_TIME_LIMIT_S + 60
+# The Redis broker redelivers an unacked task after visibility_timeout: keep it
+# above the longest task, or a running turn would be delivered twice.
+# https://docs.celeryq.dev/en/stable/getting-started/backends-and-brokers/redis.html#visibility-timeout
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 2 * CELERY_TASK_TIME_LIMIT}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_DEFAULT_QUEUE = "copilot_default"
+COPILOT_TURN_QUEUE = "copilot_turns"
+CELERY_TASK_ROUTES = {"chat.run_turn": {"queue": COPILOT_TURN_QUEUE}}
+# Declared so that a plain `celery -A copilot_site worker` consumes both.
+CELERY_TASK_CREATE_MISSING_QUEUES = True
+COPILOT_WORKER_CONCURRENCY = env.int("COPILOT_WORKER_CONCURRENCY", default=5)
+
+# --- Auth and API ---------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+# https://www.django-rest-framework.org/api-guide/settings/
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        # Bearer first: its `authenticate_header` makes anonymous API calls 401.
+        "copilot_site.accounts.authentication.ApiKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "copilot_site.core.exceptions.api_exception_handler",
+}
+if DEBUG:
+    REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append("rest_framework.renderers.BrowsableAPIRenderer")
+
+# https://drf-spectacular.readthedocs.io/en/latest/settings.html
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Copilot API",
+    "DESCRIPTION": "Chat sessions, streamed agent turns, usage, credits and subscriptions.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# --- Internationalisation and static files --------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = VAR_DIR / "staticfiles"
+
+# --- LLM ------------------------------------------------------------------------
+OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")
+ANTHROPIC_API_KEY = env.str("ANTHROPIC_API_KEY", default="")
+# With no key at all the copilot answers with its built-in offline demo model: the
+# project's scripted OpenAI-compatible server, started by `make run` on this port.
+COPILOT_DEMO_LLM_PORT = env.int("COPILOT_DEMO_LLM_PORT", default=8391)
+COPILOT_DEMO_MODEL = not (OPENAI_API_KEY or ANTHROPIC_API_KEY)
+COPILOT_LLM_PROVIDER = env.str(
+    "COPILOT_LLM_PROVIDER",
+    default="anthropic" if ANTHROPIC_API_KEY and not OPENAI_API_KEY else "openai_compat",
+)
+COPILOT_LLM_BASE_URL = env.str(
+    "OPENAI_BASE_URL",
+    default=f"http://127.0.0.1:{COPILOT_DEMO_LLM_PORT}/v1" if COPILOT_DEMO_MODEL else "https://openrouter.ai/api/v1",
+)
+COPILOT_LLM_API_KEY = OPENAI_API_KEY or ("demo" if COPILOT_DEMO_MODEL else "")
+COPILOT_MODEL = env.str("COPILOT_MODEL", default="anthropic/claude-sonnet-4-6")
+COPILOT_ADVANCED_MODEL = env.str("COPILOT_ADVANCED_MODEL", default="anthropic/claude-opus-4-7")
+COPILOT_TITLE_MODEL = env.str("COPILOT_TITLE_MODEL", default="openai/gpt-4o-mini")
+
+# tiktoken loads its BPE files from here (vendored; there is no network).
+TIKTOKEN_CACHE_DIR = str(BASE_DIR / "chat" / "tiktoken_data")
+os.environ.setdefault("TIKTOKEN_CACHE_DIR", TIKTOKEN_CACHE_DIR)
+
+# --- Billing ----------------------------------------------------------------------
+ENABLE_CREDIT = env.bool("ENABLE_CREDIT", default=True)
+ENABLE_PLATFORM_PAYMENT = env.bool("ENABLE_PLATFORM_PAYMENT", default=bool(env.str("STRIPE_SECRET_KEY", default="")))
+STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
+STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
+# Points the Stripe SDK at another server (the project's fake Stripe, in tests).
+STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")
+STRIPE_PRICE_PRO = env.str("STRIPE_PRICE_PRO", default="")
+STRIPE_PRICE_BUSINESS = env.str("STRIPE_PRICE_BUSINESS", default="")
+FRONTEND_BASE_URL = env.str("FRONTEND_BASE_URL", default="")
+PLATFORM_BASE_URL = env.str("PLATFORM_BASE_URL", default=f"http://{HOST}:{PORT}")
+
+# --- Logging -----------------------------------------------------------------------
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

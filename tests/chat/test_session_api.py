@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework.test import APIClient
+
+from chat.models import ChatMessage, ChatSession
+from tests.factories import ChatMessageFactory
+
+
+def test_create_and_list_sessions(alice_client: APIClient, alice: Any) -> None:
+    # when
+    created = alice_client.post("/api/chat/sessions", {}, format="json")
+    listing = alice_client.get("/api/chat/sessions")
+    # then
+    assert created.status_code == 201
+    session = ChatSession.objects.get(user=alice)
+    assert created.json()["id"] == str(session.id)
+    assert created.json()["title"] is None
+    assert created.json()["turn_in_flight"] is False
+    assert listing.json()["total"] == 1
+    assert [s["id"] for s in listing.json()["sessions"]] == [str(session.id)]
+
+
+def test_another_users_session_answers_404_everywhere(alice: Any, charlie_client: APIClient) -> None:
+    # given
+    session = ChatSession.objects.create(user=alice, title="Private")
+    ChatMessageFactory(session=session, sequence=0, content="secret")
+    expected = {"detail": f"Session {session.id} not found."}
+    # when
+    detail = charlie_client.get(f"/api/chat/sessions/{session.id}")
+    patch = charlie_client.patch(f"/api/chat/sessions/{session.id}", {"title": "Mine now"}, format="json")
+    delete = charlie_client.delete(f"/api/chat/sessions/{session.id}")
+    missing = charlie_client.get("/api/chat/sessions/00000000-0000-4000-8000-000000000000")
+    garbage = charlie_client.get("/api/chat/sessions/not-a-uuid")
+    # then
+    assert (detail.status_code, detail.json()) == (404, expected)
+    assert (patch.status_code, patch.json()) == (404, expected)
+    assert (delete.status_code, delete.json()) == (404, expected)
+    assert missing.status_code == 404
+    assert garbage.status_code == 404
+    assert charlie_client.get("/api/chat/sessions").json() == {"sessions": [], "total": 0}
+    session.refresh_from_db()
+    assert session.title == "Private"
+    assert ChatMessage.objects.filter(session=session).count() == 1
+
+
+def test_session_detail_pages_backwards(alice: Any, alice_client: APIClient) -> None:
+    # given
+    session = ChatSession.objects.create(user=alice)
+    for seq in range(5):
+        ChatMessageFactory(session=session, sequence=seq, role="user" if seq % 2 == 0 else "assistant", content=f"m{seq}")
+    # when
+    newest = alice_client.get(f"/api/chat/sessions/{session.id}?limit=2").json()
+    older = alice_client.get(f"/api/chat/sessions/{session.id}?limit=2&before_sequence=3").json()
+    oldest = alice_client.get(f"/api/chat/sessions/{session.id}?limit=2&before_sequence=1").json()
+    # then
+    assert [m["content"] for m in newest["messages"]] == ["m3", "m4"]
+    assert (newest["has_more"], newest["oldest_sequence"]) == (True, 3)
+    assert [m["content"] for m in older["messages"]] == ["m1", "m2"]
+    assert [m["content"] for m in oldest["messages"]] == ["m0"]
+    assert (oldest["has_more"], oldest["oldest_sequence"]) == (False, 0)
+
+
+def test_rename_rejects_blank_title(alice: Any, alice_client: APIClient) -> None:
+    session = ChatSession.objects.create(user=alice, title="Old")
+    response = alice_client.patch(f"/api/chat/sessions/{session.id}", {"title": "   "}, format="json")
+    assert response.status_code == 400
+    assert response.json() == {"title": ["Title must not be blank"]}
+    session.refresh_from_db()
+    assert session.title == "Old"
+
+
+def test_rename_and_delete(alice: Any, alice_client: APIClient) -> None:
+    session = ChatSession.objects.create(user=alice, title="Old")
+    renamed = alice_client.patch(f"/api/chat/sessions/{session.id}", {"title": "New"}, format="json")
+    assert renamed.status_code == 200
+    assert renamed.json()["title"] == "New"
+    deleted = alice_client.delete(f"/api/chat/sessions/{session.id}")
+    assert deleted.status_code == 204
+    assert not ChatSession.objects.filter(pk=session.pk).exists()

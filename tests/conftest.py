@@ -1,0 +1,109 @@
+"""Shared fixtures: personas, API clients, real Redis isolation, real processes.
+
+Personas (healthchecks style): alice owns the conversations and pays, bob is an
+active free user, charlie has access to nothing of alice's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from django.conf import settings
+from rest_framework.test import APIClient
+
+from copilot_site.testing.processes import (
+    ManagedProcess,
+    database_url,
+    process_env,
+    start_celery_worker,
+    start_daphne,
+)
+from tests.factories import UserFactory
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+@pytest.fixture(autouse=True)
+def _flush_app_redis() -> Iterator[None]:
+    """Each test starts with an empty app database on the real Redis server."""
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    client.flushdb()
+    yield
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def alice(db: Any) -> Any:
+    return UserFactory(username="alice", email="alice@example.com")
+
+
+@pytest.fixture
+def bob(db: Any) -> Any:
+    return UserFactory(username="bob", email="bob@example.com")
+
+
+@pytest.fixture
+def charlie(db: Any) -> Any:
+    return UserFactory(username="charlie", email="charlie@example.com")
+
+
+@pytest.fixture
+def staff(db: Any) -> Any:
+    return UserFactory(username="staff", email="staff@example.com", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def api_client() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def alice_client(alice: Any) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(alice)
+    return client
+
+
+@pytest.fixture
+def charlie_client(charlie: Any) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(charlie)
+    return client
+
+
+@pytest.fixture(scope="session")
+def test_database_url(django_db_setup: Any, django_db_blocker: Any) -> str:
+    """DATABASE_URL of the test database, for processes the tests start."""
+    from django.db import connection
+
+    return database_url(connection.settings_dict)
+
+
+@pytest.fixture(scope="session")
+def live_env(test_database_url: str) -> dict[str, str]:
+    return process_env(test_database_url)
+
+
+@pytest.fixture(scope="session")
+def celery_worker(live_env: dict[str, str]) -> Iterator[ManagedProcess]:
+    """A real Celery worker process on the test database and the test Redis."""
+    worker = start_celery_worker(live_env, ARTIFACTS / "logs")
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture(scope="session")
+def daphne_server(live_env: dict[str, str]) -> Iterator[str]:
+    """A real daphne server; yields its base URL (http://127.0.0.1:PORT)."""
+    server, port = start_daphne(live_env, ARTIFACTS / "logs")
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
