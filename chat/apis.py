@@ -60,9 +60,8 @@ class SessionListCreateApi(APIView):
         limit, offset = filters.validated_data["limit"], filters.validated_data["offset"]
         page = list(sessions[offset : offset + limit])
         context = {"turn_statuses": turn_statuses(s.pk for s in page)}
-        return Response(
-            {"sessions": SessionOutputSerializer(page, many=True, context=context).data, "total": sessions.count()}
-        )
+        sessions_data = SessionOutputSerializer(page, many=True, context=context).data  # type: ignore[arg-type]
+        return Response({"sessions": sessions_data, "total": sessions.count()})
 
     @extend_schema(request=InputSerializer, responses={201: SessionOutputSerializer})
     def post(self, request: Request) -> Response:
@@ -98,7 +97,7 @@ class SessionDetailApi(APIView):
         return Response(
             {
                 "session": _session_data(session),
-                "messages": MessageOutputSerializer(page.messages, many=True).data,
+                "messages": MessageOutputSerializer(page.messages, many=True).data,  # type: ignore[arg-type]
                 "has_more": page.has_more,
                 "oldest_sequence": page.oldest_sequence,
                 "active_turn": None,

@@ -18,7 +18,7 @@ CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
 
 
-@database_sync_to_async
+@database_sync_to_async  # type: ignore[untyped-decorator]
 def _owns_session(session_id: str, user: Any) -> bool:
     try:
         session_get_for_user(session_id=session_id, user=user)
@@ -27,7 +27,7 @@ def _owns_session(session_id: str, user: Any) -> bool:
     return True
 
 
-class ChatConsumer(AsyncJsonWebsocketConsumer):
+class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     async def connect(self) -> None:
         user = self.scope.get("user")
         # Accept before closing: a close during the handshake reaches the client

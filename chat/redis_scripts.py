@@ -19,7 +19,7 @@ def _pool(url: str) -> redis.ConnectionPool:
     return redis.ConnectionPool.from_url(url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30)
 
 
-def redis_client() -> redis.Redis:
+def redis_client() -> redis.Redis[bytes]:
     return redis.Redis(connection_pool=_pool(settings.REDIS_URL))
 
 

@@ -12,13 +12,13 @@ from .authentication import bearer_token
 from .selectors import api_key_get_active
 
 
-@database_sync_to_async
+@database_sync_to_async  # type: ignore[untyped-decorator]
 def _user_for_key(raw_key: str) -> Any:
     key = api_key_get_active(raw_key=raw_key)
     return key.user if key is not None else None
 
 
-class ApiKeyAuthMiddleware(BaseMiddleware):
+class ApiKeyAuthMiddleware(BaseMiddleware):  # type: ignore[misc]
     """Runs after the session middleware; a bearer header, when present, decides the user.
 
     An invalid key leaves the connection anonymous (the consumer closes it with

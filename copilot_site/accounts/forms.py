@@ -14,7 +14,7 @@ class SignupForm(UserCreationForm[User]):
         fields = ("username", "email")
 
     def clean_email(self) -> str:
-        email = self.cleaned_data["email"].strip()
+        email = str(self.cleaned_data["email"]).strip()
         if User.objects.filter(email__iexact=email).exists():
             raise forms.ValidationError("An account with this email already exists.")
         return email

@@ -11,10 +11,12 @@ from django.db.models.functions import Lower
 class User(AbstractUser):
     """The project's user (a custom model from day one, as Django recommends)."""
 
-    class Meta(AbstractUser.Meta):
+    class Meta(AbstractUser.Meta):  # type: ignore[name-defined,misc]
         constraints = [
             # Staff APIs look users up by email, so a non-empty email is unique.
-            models.UniqueConstraint(Lower("email"), condition=~models.Q(email=""), name="accounts_user_email_ci_unique"),
+            models.UniqueConstraint(
+                Lower("email"), condition=~models.Q(email=""), name="accounts_user_email_ci_unique"
+            ),
         ]
 
 

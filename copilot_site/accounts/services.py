@@ -13,7 +13,10 @@ def api_key_create(*, user: User, name: str) -> tuple[ApiKey, str]:
     """Create a key and return it with the raw secret, which is never stored or shown again."""
     raw = ApiKey.RAW_PREFIX + secrets.token_urlsafe(32)
     key = ApiKey.objects.create(
-        user=user, name=name.strip() or "API key", prefix=raw[: len(ApiKey.RAW_PREFIX) + 6], key_hash=ApiKey.hash_key(raw)
+        user=user,
+        name=name.strip() or "API key",
+        prefix=raw[: len(ApiKey.RAW_PREFIX) + 6],
+        key_hash=ApiKey.hash_key(raw),
     )
     return key, raw
 
@@ -38,4 +41,4 @@ def user_create(*, username: str, password: str, email: str = "", is_staff: bool
     user.set_password(password)
     user.full_clean(exclude=["password"])
     user.save()
-    return user  # type: ignore[return-value]
+    return user

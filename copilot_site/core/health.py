@@ -47,7 +47,7 @@ def check_worker() -> str:
     try:
         with app.connection_for_write() as conn:
             # Without a bound, kombu would retry a dead broker forever.
-            conn.ensure_connection(max_retries=1, interval_start=0, timeout=HEALTH_TIMEOUT_S)
+            conn.ensure_connection(max_retries=1, interval_start=0, timeout=int(HEALTH_TIMEOUT_S))
             replies = app.control.ping(timeout=HEALTH_TIMEOUT_S, connection=conn)
     except Exception as exc:  # noqa: BLE001
         return _describe(exc)

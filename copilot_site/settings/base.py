@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
 import django_stubs_ext
 import environ
@@ -32,7 +33,7 @@ VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 def _secret_key() -> str:
     """DJANGO_SECRET_KEY, else a key generated once and kept in var/ (never committed)."""
-    from_env = env.str("DJANGO_SECRET_KEY", default="")
+    from_env = str(env.str("DJANGO_SECRET_KEY", default=""))
     if from_env:
         return from_env
     key_file = VAR_DIR / "secret_key"
@@ -195,7 +196,7 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 # https://www.django-rest-framework.org/api-guide/settings/
-REST_FRAMEWORK = {
+REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Bearer first: its `authenticate_header` makes anonymous API calls 401.
         "copilot_site.accounts.authentication.ApiKeyAuthentication",
@@ -245,6 +246,39 @@ COPILOT_LLM_API_KEY = OPENAI_API_KEY or ("demo" if COPILOT_DEMO_MODEL else "")
 COPILOT_MODEL = env.str("COPILOT_MODEL", default="anthropic/claude-sonnet-4-6")
 COPILOT_ADVANCED_MODEL = env.str("COPILOT_ADVANCED_MODEL", default="anthropic/claude-opus-4-7")
 COPILOT_TITLE_MODEL = env.str("COPILOT_TITLE_MODEL", default="openai/gpt-4o-mini")
+# The Anthropic provider's endpoint (the SDK appends /v1/messages); tests point it at the fake.
+ANTHROPIC_BASE_URL = env.str("ANTHROPIC_BASE_URL", default="https://api.anthropic.com")
+# SDK-level retries of a failed request (connection errors, 408/429/5xx) before a round fails.
+# https://github.com/openai/openai-python#retries
+COPILOT_LLM_MAX_RETRIES = env.int("COPILOT_LLM_MAX_RETRIES", default=2)
+COPILOT_LLM_TIMEOUT_S = env.float("COPILOT_LLM_TIMEOUT_S", default=600.0)
+# Output cap sent to the Anthropic provider (it requires one); raised above the thinking budget.
+COPILOT_MAX_OUTPUT_TOKENS = env.int("COPILOT_MAX_OUTPUT_TOKENS", default=16000)
+COPILOT_DEFAULT_MODE = env.str("COPILOT_DEFAULT_MODE", default="extended_thinking")
+# Reasoning budget; 0 or negative is the kill switch (no reasoning parameter is sent).
+# https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking
+COPILOT_MAX_THINKING_TOKENS = env.int("COPILOT_MAX_THINKING_TOKENS", default=8192)
+# TTL of the prompt-cache markers on Anthropic routes: "5m" or "1h".
+# https://docs.anthropic.com/en/docs/build-with-claude/prompt-caching
+COPILOT_PROMPT_CACHE_TTL = env.str("COPILOT_PROMPT_CACHE_TTL", default="1h")
+COPILOT_MAX_TOOL_ROUNDS = env.int("COPILOT_MAX_TOOL_ROUNDS", default=30)
+COPILOT_MAX_TOOL_WAIT_S = env.float("COPILOT_MAX_TOOL_WAIT_S", default=300.0)
+COPILOT_TOOL_OUTPUT_MAX_CHARS = env.int("COPILOT_TOOL_OUTPUT_MAX_CHARS", default=100_000)
+COPILOT_TOOL_SCHEMA_BUDGET_CHARS = env.int("COPILOT_TOOL_SCHEMA_BUDGET_CHARS", default=32_000)
+# Estimated prompt tokens above which older context is compacted (80% of a 200k window).
+COPILOT_CONTEXT_TOKEN_BUDGET = env.int("COPILOT_CONTEXT_TOKEN_BUDGET", default=160_000)
+# USD per million tokens for providers that do not report cost, e.g.
+# {"anthropic/claude-sonnet-4-6": {"input": 3, "output": 15, "cache_read": 0.3, "cache_write": 3.75}}.
+# A model without an entry has no known cost (the spend counter is then skipped).
+COPILOT_MODEL_PRICES = env.json("COPILOT_MODEL_PRICES", default={})
+# Operator switches for the built-in tools: names listed here are never offered.
+COPILOT_DISABLED_TOOLS = env.list("COPILOT_DISABLED_TOOLS", default=[])
+# Credit price (cents) per run, overriding a tool's own `cost_cents`, e.g. {"web_fetch": 1}.
+COPILOT_TOOL_COST_CENTS = env.json("COPILOT_TOOL_COST_CENTS", default={})
+# web_fetch refuses private, loopback and link-local addresses except for these hosts.
+COPILOT_WEB_FETCH_ALLOWED_HOSTS = env.list("COPILOT_WEB_FETCH_ALLOWED_HOSTS", default=[])
+COPILOT_WEB_FETCH_MAX_BYTES = env.int("COPILOT_WEB_FETCH_MAX_BYTES", default=2_000_000)
+COPILOT_WEB_FETCH_TIMEOUT_S = env.float("COPILOT_WEB_FETCH_TIMEOUT_S", default=15.0)
 
 # tiktoken loads its BPE files from here (vendored; there is no network).
 TIKTOKEN_CACHE_DIR = str(BASE_DIR / "chat" / "tiktoken_data")
@@ -261,6 +295,27 @@ STRIPE_PRICE_PRO = env.str("STRIPE_PRICE_PRO", default="")
 STRIPE_PRICE_BUSINESS = env.str("STRIPE_PRICE_BUSINESS", default="")
 FRONTEND_BASE_URL = env.str("FRONTEND_BASE_URL", default="")
 PLATFORM_BASE_URL = env.str("PLATFORM_BASE_URL", default=f"http://{HOST}:{PORT}")
+
+# --- Rate limits --------------------------------------------------------------------
+# Spend is metered in microdollars (1 USD = 1,000,000), credits in cents (SPEC §0.1).
+# The per-tier limits live in the staff-editable `ratelimits.TierLimit` rows; these
+# FREE-tier bases (×1/×5/×20/×60) apply only to a tier whose row is missing. 0 = unlimited.
+COPILOT_DAILY_COST_LIMIT_MICRODOLLARS = env.int("COPILOT_DAILY_COST_LIMIT_MICRODOLLARS", default=1_000_000)
+COPILOT_WEEKLY_COST_LIMIT_MICRODOLLARS = env.int("COPILOT_WEEKLY_COST_LIMIT_MICRODOLLARS", default=5_000_000)
+# Credit price of a paid daily reset; 0 disables the feature (SPEC §6.5).
+COPILOT_RATE_LIMIT_RESET_COST_CENTS = env.int("COPILOT_RATE_LIMIT_RESET_COST_CENTS", default=500)
+# Paid resets per user per UTC day; 0 = unlimited.
+COPILOT_MAX_DAILY_RESETS = env.int("COPILOT_MAX_DAILY_RESETS", default=5)
+# The engine stops a runaway turn whose cost passes its tier's cap; 0 = no cap.
+# JSON object, e.g. COPILOT_TURN_COST_CAP_MICRODOLLARS='{"FREE": 500000, "PRO": 2000000}';
+# a tier missing from it has no cap.
+# https://django-environ.readthedocs.io/en/latest/types.html#environ-env-json
+COPILOT_TURN_COST_CAP_MICRODOLLARS: dict[str, int] = env.json(
+    "COPILOT_TURN_COST_CAP_MICRODOLLARS",
+    default={"FREE": 500_000, "PRO": 2_000_000, "BUSINESS": 5_000_000, "ENTERPRISE": 0},
+)
+# A `data-usage-warning` chunk is sent once per window when spend crosses this share.
+COPILOT_USAGE_WARNING_PERCENT = env.int("COPILOT_USAGE_WARNING_PERCENT", default=80)
 
 # --- Logging -----------------------------------------------------------------------
 LOGGING = {

@@ -78,7 +78,12 @@ def _spawn(name: str, command: list[str], env: dict[str, str], log_dir: Path) ->
 
 
 def start_celery_worker(
-    env: dict[str, str], log_dir: Path, *, concurrency: int = 2, name: str = "worker", extra_args: list[str] | None = None
+    env: dict[str, str],
+    log_dir: Path,
+    *,
+    concurrency: int = 2,
+    name: str = "worker",
+    extra_args: list[str] | None = None,
 ) -> ManagedProcess:
     node = f"{name}-{os.getpid()}-{free_port()}"
     command = [
@@ -98,7 +103,7 @@ def wait_for_worker(managed: ManagedProcess, node: str, timeout_s: float = 60.0)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         managed.assert_alive()
-        replies = app.control.ping(timeout=0.5)
+        replies = app.control.ping(timeout=0.5) or []
         if any(next(iter(reply)).startswith(f"{node}@") for reply in replies):
             return
     managed.stop()

@@ -20,5 +20,5 @@ class Command(BaseCommand):
             user = get_user_model().objects.get(username=options["username"])
         except get_user_model().DoesNotExist as exc:
             raise CommandError(f"No user named {options['username']!r}.") from exc
-        _, raw = api_key_create(user=user, name=options["name"])  # type: ignore[arg-type]
+        _, raw = api_key_create(user=user, name=options["name"])
         self.stdout.write(raw)

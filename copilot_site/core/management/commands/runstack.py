@@ -80,7 +80,9 @@ class Command(BaseCommand):
         python = sys.executable
         manage = str(Path(settings.BASE_DIR) / "manage.py")
         env = dict(os.environ)
-        env.setdefault("DJANGO_SETTINGS_MODULE", os.environ.get("DJANGO_SETTINGS_MODULE", "copilot_site.settings.local"))
+        env.setdefault(
+            "DJANGO_SETTINGS_MODULE", os.environ.get("DJANGO_SETTINGS_MODULE", "copilot_site.settings.local")
+        )
         stack = Stack()
         signal.signal(signal.SIGINT, _raise_stop)
         signal.signal(signal.SIGTERM, _raise_stop)
@@ -109,11 +111,15 @@ class Command(BaseCommand):
                  f"--concurrency={settings.COPILOT_WORKER_CONCURRENCY}", "--hostname=copilot@%h"],
                 env,
             )  # fmt: skip
-            stack.start("web", [python, "-m", "daphne", "-b", host, "-p", str(port), "copilot_site.asgi:application"], env)
+            stack.start(
+                "web", [python, "-m", "daphne", "-b", host, "-p", str(port), "copilot_site.asgi:application"], env
+            )
             for child in stack.children:
                 self.stdout.write(f"started {child.name} pid={child.process.pid}")
             model = "the offline demo model" if settings.COPILOT_DEMO_MODEL else settings.COPILOT_MODEL
-            self.stdout.write(self.style.SUCCESS(f"Copilot is running at http://{host}:{port}/ (answering with {model})"))
+            self.stdout.write(
+                self.style.SUCCESS(f"Copilot is running at http://{host}:{port}/ (answering with {model})")
+            )
             self.stdout.write("Press Ctrl-C to stop.")
             self.stdout.flush()
             while True:
