@@ -16,6 +16,7 @@ from typing import Any
 
 import django_stubs_ext
 import environ
+from kombu import Exchange, Queue
 
 django_stubs_ext.monkeypatch()
 
@@ -125,7 +126,7 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL;",
     }
     # The processes the tests start (daphne, Celery) open the test DB by name.
-    _db["TEST"] = {"NAME": str(VAR_DIR / "test_db.sqlite3")}
+    _db["TEST"] = {"NAME": env.str("COPILOT_TEST_DB_NAME", default=str(VAR_DIR / "test_db.sqlite3"))}
 else:
     _db.setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
     _db["CONN_HEALTH_CHECKS"] = True
@@ -182,10 +183,30 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 2 * CELERY_TASK_TIME_LI
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = "copilot_default"
 COPILOT_TURN_QUEUE = "copilot_turns"
-CELERY_TASK_ROUTES = {"chat.run_turn": {"queue": COPILOT_TURN_QUEUE}}
+CELERY_TASK_ROUTES = {"chat.run_turn": {"queue": COPILOT_TURN_QUEUE, "routing_key": COPILOT_TURN_QUEUE}}
 # Declared so that a plain `celery -A copilot_site worker` consumes both.
-CELERY_TASK_CREATE_MISSING_QUEUES = True
-COPILOT_WORKER_CONCURRENCY = env.int("COPILOT_WORKER_CONCURRENCY", default=5)
+# Each queue gets its own exchange and routing key: without them Celery binds both
+# to the default exchange and key, and every task would land in both queues.
+CELERY_TASK_QUEUES = tuple(
+    Queue(name, Exchange(name), routing_key=name) for name in (CELERY_TASK_DEFAULT_QUEUE, COPILOT_TURN_QUEUE)
+)
+CELERY_TASK_DEFAULT_EXCHANGE = CELERY_TASK_DEFAULT_QUEUE
+CELERY_TASK_DEFAULT_ROUTING_KEY = CELERY_TASK_DEFAULT_QUEUE
+# The worker runs the `threads` pool: a turn mostly waits on the network, so one
+# process holds many live turns (each thread runs its own event loop).
+COPILOT_WORKER_CONCURRENCY = env.int("COPILOT_WORKER_CONCURRENCY", default=20)
+
+# --- Turns and live streaming (SPEC §2) ---------------------------------------------
+COPILOT_SSE_HEARTBEAT_S = env.float("COPILOT_SSE_HEARTBEAT_S", default=10.0)
+COPILOT_CLUSTER_LOCK_TIMEOUT_S = env.int("COPILOT_CLUSTER_LOCK_TIMEOUT_S", default=300)
+COPILOT_STREAM_LOCK_TTL_S = env.int("COPILOT_STREAM_LOCK_TTL_S", default=120)
+COPILOT_STREAM_IDLE_TIMEOUT_S = env.int("COPILOT_STREAM_IDLE_TIMEOUT_S", default=600)
+# A queued turn no worker starts within this long is failed (workers all down).
+COPILOT_TURN_START_TIMEOUT_S = env.int("COPILOT_TURN_START_TIMEOUT_S", default=120)
+COPILOT_PENDING_MAX = 10
+COPILOT_PENDING_CALL_LIMIT = env.int("COPILOT_PENDING_CALL_LIMIT", default=30)
+COPILOT_PENDING_CALL_WINDOW_S = env.int("COPILOT_PENDING_CALL_WINDOW_S", default=60)
+COPILOT_MESSAGE_MAX_CHARS = env.int("COPILOT_MESSAGE_MAX_CHARS", default=32000)
 
 # --- Auth and API ---------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -295,6 +316,19 @@ STRIPE_PRICE_PRO = env.str("STRIPE_PRICE_PRO", default="")
 STRIPE_PRICE_BUSINESS = env.str("STRIPE_PRICE_BUSINESS", default="")
 FRONTEND_BASE_URL = env.str("FRONTEND_BASE_URL", default="")
 PLATFORM_BASE_URL = env.str("PLATFORM_BASE_URL", default=f"http://{HOST}:{PORT}")
+# Per-request timeout and retries of Stripe calls (the SDK's defaults are 80 s and 2).
+# https://github.com/stripe/stripe-python#configuring-automatic-retries
+STRIPE_TIMEOUT_S = env.float("STRIPE_TIMEOUT_S", default=10.0)
+STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)
+# The drift check after an admin tier change is advisory: short timeout, no retry.
+BILLING_DRIFT_CHECK_TIMEOUT_S = env.float("BILLING_DRIFT_CHECK_TIMEOUT_S", default=5.0)
+# Display price per tier in cents, used only without a Stripe price (dev, payments
+# off), e.g. BILLING_TIER_PRICES_CENTS='{"PRO": 2000, "BUSINESS": 10000}'.
+BILLING_TIER_PRICES_CENTS = env.json("BILLING_TIER_PRICES_CENTS", default={})
+# Credit top-ups through Checkout: currency and accepted amounts, in cents.
+BILLING_CURRENCY = env.str("BILLING_CURRENCY", default="usd")
+BILLING_TOP_UP_MIN_CENTS = env.int("BILLING_TOP_UP_MIN_CENTS", default=500)
+BILLING_TOP_UP_MAX_CENTS = env.int("BILLING_TOP_UP_MAX_CENTS", default=100_000)
 
 # --- Rate limits --------------------------------------------------------------------
 # Spend is metered in microdollars (1 USD = 1,000,000), credits in cents (SPEC §0.1).
