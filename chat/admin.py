@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from .models import ChatMessage, ChatSession, TurnUsage
+from .models import ChatMessage, ChatSession, ContextSnapshot, Memory, TurnUsage
 
 
 class ChatMessageInline(admin.TabularInline[ChatMessage, ChatSession]):
@@ -39,8 +39,38 @@ class ChatMessageAdmin(admin.ModelAdmin[ChatMessage]):
 
 @admin.register(TurnUsage)
 class TurnUsageAdmin(admin.ModelAdmin[TurnUsage]):
-    list_display = ("turn_id", "user", "model", "outcome", "total_tokens", "cost_microdollars", "cost_source", "started_at")
+    list_display = (
+        "turn_id",
+        "user",
+        "model",
+        "outcome",
+        "total_tokens",
+        "cost_microdollars",
+        "cost_source",
+        "started_at",
+    )
     list_select_related = ("user",)
     list_filter = ("outcome", "cost_source", "provider")
     raw_id_fields = ("session", "user")
     search_fields = ("turn_id", "user__username", "model")
+
+
+@admin.register(ContextSnapshot)
+class ContextSnapshotAdmin(admin.ModelAdmin[ContextSnapshot]):
+    list_display = ("session", "message_count", "updated_at")
+    list_select_related = ("session",)
+    raw_id_fields = ("session",)
+    readonly_fields = ("message_count", "updated_at")
+    search_fields = ("session__id",)
+
+
+@admin.register(Memory)
+class MemoryAdmin(admin.ModelAdmin[Memory]):
+    list_display = ("id", "user", "short_content", "created_at")
+    list_select_related = ("user",)
+    raw_id_fields = ("user",)
+    search_fields = ("content", "user__username", "user__email")
+
+    @admin.display(description="content")
+    def short_content(self, obj: Memory) -> str:
+        return obj.content[:80]

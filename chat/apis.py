@@ -40,6 +40,16 @@ class MessageOutputSerializer(serializers.Serializer[ChatMessage]):
     created_at = serializers.DateTimeField()
 
 
+def _active_turn(session_id: object) -> dict[str, Any] | None:
+    from .turns import iso_from_unix, reap_if_dead, turn_meta_get
+
+    reap_if_dead(session_id)
+    meta = turn_meta_get(session_id)
+    if meta is None or not meta.is_running:
+        return None
+    return {"turn_id": meta.turn_id, "started_at": iso_from_unix(meta.created_at)}
+
+
 def _session_data(session: ChatSession) -> dict[str, Any]:
     return dict(SessionOutputSerializer(session, context={"turn_statuses": turn_statuses([session.pk])}).data)
 
@@ -100,7 +110,9 @@ class SessionDetailApi(APIView):
                 "messages": MessageOutputSerializer(page.messages, many=True).data,  # type: ignore[arg-type]
                 "has_more": page.has_more,
                 "oldest_sequence": page.oldest_sequence,
-                "active_turn": None,
+                "active_turn": _active_turn(session.pk)
+                if filters.validated_data.get("before_sequence") is None
+                else None,
             }
         )
 
@@ -114,3 +126,86 @@ class SessionDetailApi(APIView):
     def delete(self, request: Request, session_id: str) -> Response:
         session_delete(session_id=session_id, user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ContextSerializer(serializers.Serializer[Any]):
+    """Page context; unknown keys are accepted and dropped."""
+
+    url = serializers.CharField(max_length=2000, required=False, allow_blank=True)
+    content = serializers.CharField(max_length=32000, required=False, allow_blank=True)
+
+
+class SessionStreamApi(APIView):
+    """`POST` sends a message and streams the new turn; `GET` re-attaches to the running one."""
+
+    class InputSerializer(serializers.Serializer[Any]):
+        message = serializers.CharField(max_length=32000, trim_whitespace=False)
+        client_message_id = serializers.CharField(max_length=100, required=False, allow_null=True)
+        context = ContextSerializer(required=False, allow_null=True)  # type: ignore[assignment]
+        file_ids = serializers.ListField(child=serializers.CharField(), required=False, max_length=20)
+        mode = serializers.ChoiceField(choices=["fast", "extended_thinking"], required=False, allow_null=True)
+        model = serializers.ChoiceField(choices=["standard", "advanced"], required=False, allow_null=True)
+        delivery = serializers.ChoiceField(choices=["now", "next_turn"], required=False, default="now")
+
+        def validate_message(self, value: str) -> str:
+            if not value.strip():
+                raise serializers.ValidationError("Message must not be blank.")
+            return value
+
+        def validate_file_ids(self, value: list[str]) -> list[str]:
+            if value:
+                raise serializers.ValidationError("File attachments are not supported yet.")
+            return value
+
+    @extend_schema(request=InputSerializer, responses={200: None, 202: None})
+    def post(self, request: Request, session_id: str) -> Any:
+        from .dispatch import turn_send
+        from .sse import sse_response
+
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        context = data.get("context") or None
+        result = turn_send(
+            user=request.user,
+            session_id=session_id,
+            message=data["message"],
+            client_message_id=data.get("client_message_id"),
+            context={k: v for k, v in context.items() if v} if context else None,
+            mode=data.get("mode"),
+            model=data.get("model"),
+            next_turn=data["delivery"] == "next_turn",
+        )
+        if result.outcome == "queued":
+            return Response(result.queued_body(), status=status.HTTP_202_ACCEPTED)
+        return sse_response(session_id, turn_id=result.turn_id or None)
+
+    @extend_schema(responses={200: None, 204: None})
+    def get(self, request: Request, session_id: str) -> Any:
+        from .sse import sse_response
+        from .turns import reap_if_dead, turn_meta_get
+
+        session = session_get_for_user(session_id=session_id, user=request.user)
+        reap_if_dead(session.pk)
+        meta = turn_meta_get(session.pk)
+        if meta is None or not meta.is_running:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        after = request.headers.get("Last-Event-ID") or request.query_params.get("after") or None
+        return sse_response(str(session.pk), after=after, turn_id=meta.turn_id)
+
+
+class SessionCancelApi(APIView):
+    def post(self, request: Request, session_id: str) -> Response:
+        from .turns import turn_cancel_request
+
+        session = session_get_for_user(session_id=session_id, user=request.user)
+        return Response(turn_cancel_request(session.pk))
+
+
+class SessionPendingApi(APIView):
+    def get(self, request: Request, session_id: str) -> Response:
+        from .turns import pending_peek
+
+        session = session_get_for_user(session_id=session_id, user=request.user)
+        messages = [m.content for m in pending_peek(session.pk)]
+        return Response({"messages": messages, "count": len(messages)})

@@ -1,18 +1,29 @@
 """WebSocket consumer for a chat session (`/ws/chat/{session_id}/`).
 
-Thin: authenticates, checks ownership, validates frames. Turn streaming is wired
-in by the transport layer.
+Thin: authenticates, checks ownership, validates frames, calls the same services
+as the HTTP API, and relays the turn's event log. Every socket follows the
+turn's Redis stream itself, so any number of tabs see every event once, in
+order; a `turn.started` group message makes idle sockets pick up turns started
+elsewhere. Disconnecting never affects the turn.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
 
 from .errors import SessionNotFound
+from .events import validate_client_frame
 from .selectors import session_get_for_user
+from .turns import follow_turn, session_group, turn_meta_get
+
+logger = logging.getLogger(__name__)
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
@@ -27,20 +38,156 @@ def _owns_session(session_id: str, user: Any) -> bool:
     return True
 
 
+@database_sync_to_async  # type: ignore[untyped-decorator]
+def _send(user: Any, session_id: str, content: dict[str, Any]) -> Any:
+    from .dispatch import turn_send
+
+    return turn_send(
+        user=user,
+        session_id=session_id,
+        message=content["message"],
+        client_message_id=content.get("client_message_id"),
+        mode=content.get("mode"),
+        model=content.get("model"),
+        next_turn=content.get("delivery") == "next_turn",
+    )
+
+
+@database_sync_to_async  # type: ignore[untyped-decorator]
+def _stop(session_id: str) -> dict[str, Any]:
+    from .turns import turn_cancel_request
+
+    return turn_cancel_request(session_id)
+
+
+@database_sync_to_async  # type: ignore[untyped-decorator]
+def _current_turn(session_id: str) -> str | None:
+    meta = turn_meta_get(session_id)
+    return meta.turn_id if meta is not None and meta.is_running else None
+
+
 class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
+    session_id: str
+    following: str | None = None
+    follow_task: asyncio.Task[None] | None = None
+
     async def connect(self) -> None:
-        user = self.scope.get("user")
         # Accept before closing: a close during the handshake reaches the client
         # as a bare HTTP 403, and the application close code would be lost.
         await self.accept()
+        user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        self.session_id: str = self.scope["url_route"]["kwargs"]["session_id"]
+        self.session_id = self.scope["url_route"]["kwargs"]["session_id"]
         if not await _owns_session(self.session_id, user):
             await self.close(code=CLOSE_NOT_FOUND)
             return
+        await self.channel_layer.group_add(session_group(self.session_id), self.channel_name)
         await self.send_json({"type": "ready", "session_id": self.session_id})
 
+    async def disconnect(self, code: int) -> None:
+        await self._stop_following()
+        if getattr(self, "session_id", None):
+            await self.channel_layer.group_discard(session_group(self.session_id), self.channel_name)
+
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
-        await self.send_json({"type": "error", "code": "unsupported", "message": "Unknown frame type."})
+        problem = validate_client_frame(content)
+        if problem is not None:
+            await self._error("invalid_frame", problem)
+            return
+        handler = {"send": self._on_send, "stop": self._on_stop, "resume": self._on_resume}[content["type"]]
+        await handler(content)
+
+    async def _on_send(self, content: dict[str, Any]) -> None:
+        message = content["message"]
+        if not message.strip() or len(message) > settings.COPILOT_MESSAGE_MAX_CHARS:
+            await self._error(
+                "invalid_message", f"A message must have 1 to {settings.COPILOT_MESSAGE_MAX_CHARS} characters."
+            )
+            return
+        try:
+            result = await _send(self.scope["user"], self.session_id, content)
+        except Exception as exc:  # mapped like the HTTP API maps them
+            status = getattr(exc, "http_status", None)
+            if status is None:
+                logger.exception("WebSocket send failed for session %s", self.session_id)
+                await self._error("internal_error", "Something went wrong; please retry.")
+                return
+            extra = getattr(exc, "extra", {}) or {}
+            if status == 429 and "window" in extra:
+                await self.send_json(
+                    {"type": "rate_limited", "window": extra["window"], "resets_at": extra["resets_at"]}
+                )
+                return
+            codes = {404: "not_found", 429: "too_many_queued", 503: "unavailable", 402: "insufficient_credits"}
+            await self._error(codes.get(status, "rejected"), str(getattr(exc, "message", exc)))
+            return
+        if result.outcome == "queued":
+            await self.send_json({"type": "queued", **result.queued_body()})
+            return
+        if result.turn_id:
+            await self._follow(result.turn_id, after=None)
+
+    async def _on_stop(self, content: dict[str, Any]) -> None:
+        result = await _stop(self.session_id)
+        await self.send_json({"type": "stopped", **result})
+
+    async def _on_resume(self, content: dict[str, Any]) -> None:
+        turn_id = await _current_turn(self.session_id)
+        if turn_id is None:
+            await self.send_json({"type": "idle"})
+            return
+        await self._follow(turn_id, after=content.get("after") or None, restart=True)
+
+    # group messages ---------------------------------------------------------------------
+
+    async def turn_started(self, event: dict[str, Any]) -> None:
+        await self._follow(event["turn_id"], after=None)
+
+    async def turn_ended(self, event: dict[str, Any]) -> None:
+        return None  # the follower ends on the stream's own `finish`
+
+    # relaying --------------------------------------------------------------------------------
+
+    async def _follow(self, turn_id: str, *, after: str | None, restart: bool = False) -> None:
+        if self.following == turn_id and self.follow_task is not None and not self.follow_task.done() and not restart:
+            return
+        await self._stop_following()
+        self.following = turn_id
+        self.follow_task = asyncio.create_task(self._relay(turn_id, after))
+
+    async def _relay(self, turn_id: str, after: str | None) -> None:
+        try:
+            async for item in follow_turn(self.session_id, after=after, turn_id=turn_id):
+                if item.chunk is None:
+                    frame: dict[str, Any] = {"type": "heartbeat"}
+                else:
+                    frame = {"event_id": item.event_id, "turn_id": item.turn_id, "chunk": item.chunk}
+                if not await self._send_quietly(frame) or item.is_terminal:
+                    return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("Relay of turn %s to a socket failed", turn_id)
+            for chunk in ({"type": "error", "errorText": "Stream error."}, {"type": "finish"}):
+                await self._send_quietly({"turn_id": turn_id, "event_id": None, "chunk": chunk})
+
+    async def _send_quietly(self, frame: dict[str, Any]) -> bool:
+        """Send a frame; False when the socket is already gone (the client left)."""
+        try:
+            await self.send_json(frame)
+        except Exception:  # noqa: BLE001 - a closed socket; the turn is unaffected
+            logger.debug("Socket for session %s closed while relaying", self.session_id)
+            return False
+        return True
+
+    async def _stop_following(self) -> None:
+        task, self.follow_task = self.follow_task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def _error(self, code: str, message: str) -> None:
+        await self.send_json({"type": "error", "code": code, "message": message})

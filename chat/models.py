@@ -120,3 +120,35 @@ class TurnUsage(models.Model):
 
     def __str__(self) -> str:
         return f"turn {self.turn_id} ({self.outcome})"
+
+
+class ContextSnapshot(models.Model):
+    """The compacted LLM context of a session (one per session).
+
+    `messages` are LLM-format dicts (`role`, `content`, `tool_calls?`,
+    `tool_call_id?`, `is_compact_summary?`) standing in for the session's first
+    `message_count` DB rows; rows after that watermark are added verbatim.
+    """
+
+    session = models.OneToOneField(ChatSession, on_delete=models.CASCADE, related_name="context_snapshot")
+    messages = models.JSONField(default=list)
+    message_count = models.PositiveIntegerField(default=0, help_text="Number of DB messages the snapshot covers.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"snapshot of {self.session_id} ({self.message_count} messages)"
+
+
+class Memory(models.Model):
+    """Something a user asked the copilot to remember (the remember/recall/forget tools)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="copilot_memories")
+    content = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "-created_at"], name="memory_user_created")]
+        verbose_name_plural = "memories"
+
+    def __str__(self) -> str:
+        return self.content[:60]

@@ -15,6 +15,7 @@ import redis
 from django.conf import settings
 from rest_framework.test import APIClient
 
+from chat.llm_fake import FakeLLMServer
 from copilot_site.testing.processes import (
     ManagedProcess,
     database_url,
@@ -85,8 +86,23 @@ def test_database_url(django_db_setup: Any, django_db_blocker: Any) -> str:
 
 
 @pytest.fixture(scope="session")
-def live_env(test_database_url: str) -> dict[str, str]:
-    return process_env(test_database_url)
+def fake_llm() -> Iterator[FakeLLMServer]:
+    """The project's scripted OpenAI/Anthropic-compatible server, over real HTTP."""
+    with FakeLLMServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def live_env(test_database_url: str, fake_llm: FakeLLMServer) -> dict[str, str]:
+    """Environment of the processes tests start: test DB, test Redis, the scripted LLM."""
+    return process_env(
+        test_database_url,
+        OPENAI_API_KEY="sk-test",
+        OPENAI_BASE_URL=fake_llm.base_url,
+        COPILOT_LLM_PROVIDER="openai_compat",
+        COPILOT_SSE_HEARTBEAT_S="1",
+        COPILOT_WEB_FETCH_ALLOWED_HOSTS="127.0.0.1",
+    )
 
 
 @pytest.fixture(scope="session")
@@ -107,3 +123,16 @@ def daphne_server(live_env: dict[str, str]) -> Iterator[str]:
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_async_db_connections(django_db_setup: Any, django_db_blocker: Any) -> Iterator[None]:
+    """Close the connection asgiref's sync thread opened, so PostgreSQL can drop the test DB."""
+    yield
+    import asyncio
+
+    from asgiref.sync import sync_to_async
+    from django.db import connections
+
+    with django_db_blocker.unblock():
+        asyncio.run(sync_to_async(connections.close_all)())

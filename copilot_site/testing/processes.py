@@ -81,14 +81,15 @@ def start_celery_worker(
     env: dict[str, str],
     log_dir: Path,
     *,
-    concurrency: int = 2,
+    concurrency: int = 8,
+    pool: str = "threads",
     name: str = "worker",
     extra_args: list[str] | None = None,
 ) -> ManagedProcess:
     node = f"{name}-{os.getpid()}-{free_port()}"
     command = [
         sys.executable, "-m", "celery", "-A", "copilot_site", "worker", "--loglevel=INFO",
-        f"--concurrency={concurrency}", f"--hostname={node}@%h",
+        f"--pool={pool}", f"--concurrency={concurrency}", f"--hostname={node}@%h",
         "--without-gossip", "--without-mingle", *(extra_args or []),
     ]  # fmt: skip
     managed = _spawn(name, command, env, log_dir)
@@ -96,18 +97,20 @@ def start_celery_worker(
     return managed
 
 
-def wait_for_worker(managed: ManagedProcess, node: str, timeout_s: float = 60.0) -> None:
-    """Bounded wait until the worker named `node` answers a broadcast ping."""
-    from copilot_site.celery_app import app
+def wait_for_worker(managed: ManagedProcess, node: str, *, timeout_s: float = 60.0) -> None:
+    """Bounded wait until the worker named `node` has connected to its broker and is ready.
 
+    Read from its log rather than pinged: `app.control.ping` publishes through the
+    app's default broker even when given another connection.
+    """
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         managed.assert_alive()
-        replies = app.control.ping(timeout=0.5) or []
-        if any(next(iter(reply)).startswith(f"{node}@") for reply in replies):
+        if f"{node}@" in (log := managed.log()) and " ready." in log:
             return
+        time.sleep(0.1)
     managed.stop()
-    raise RuntimeError(f"celery worker did not answer a ping within {timeout_s}s:\n{managed.log()[-4000:]}")
+    raise RuntimeError(f"celery worker was not ready within {timeout_s}s:\n{managed.log()[-4000:]}")
 
 
 def start_daphne(env: dict[str, str], log_dir: Path, *, port: int | None = None) -> tuple[ManagedProcess, int]:

@@ -41,6 +41,10 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
         _embedded = start_redis(port, workdir)
         base = f"redis://127.0.0.1:{port}/0"
     os.environ["COPILOT_TEST_REDIS_BASE"] = base
+    # A SQLite test database of this run's own: concurrent runs never share one file.
+    os.environ.setdefault(
+        "COPILOT_TEST_DB_NAME", str(Path(tempfile.mkdtemp(prefix="copilot-test-db-")) / "test_db.sqlite3")
+    )
     os.environ["REDIS_URL"] = _with_db(base, APP_DB)
     if not os.environ.get("CELERY_BROKER_URL"):
         os.environ["CELERY_BROKER_URL"] = _with_db(base, BROKER_DB)

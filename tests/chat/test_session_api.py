@@ -49,7 +49,9 @@ def test_session_detail_pages_backwards(alice: Any, alice_client: APIClient) -> 
     # given
     session = ChatSession.objects.create(user=alice)
     for seq in range(5):
-        ChatMessageFactory(session=session, sequence=seq, role="user" if seq % 2 == 0 else "assistant", content=f"m{seq}")
+        ChatMessageFactory(
+            session=session, sequence=seq, role="user" if seq % 2 == 0 else "assistant", content=f"m{seq}"
+        )
     # when
     newest = alice_client.get(f"/api/chat/sessions/{session.id}?limit=2").json()
     older = alice_client.get(f"/api/chat/sessions/{session.id}?limit=2&before_sequence=3").json()

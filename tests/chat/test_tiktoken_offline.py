@@ -33,11 +33,7 @@ def _blob_url_and_hash(name: str) -> tuple[str, str]:
 
     tree = ast.parse(inspect.getsource(getattr(openai_public, name)))
     for node in ast.walk(tree):
-        if (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Name)
-            and node.func.id == "load_tiktoken_bpe"
-        ):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "load_tiktoken_bpe":
             url = ast.literal_eval(node.args[0])
             kw = {k.arg: ast.literal_eval(k.value) for k in node.keywords}
             return url, kw["expected_hash"]
@@ -49,7 +45,7 @@ def test_vendored_file_matches_tiktoken_expected_hash(name: str) -> None:
     url, expected_hash = _blob_url_and_hash(name)
     assert len(expected_hash) == 64
     # tiktoken.load.read_file_cached names cache entries sha1(url).
-    path = DATA_DIR / hashlib.sha1(url.encode()).hexdigest()
+    path = DATA_DIR / hashlib.sha1(url.encode(), usedforsecurity=False).hexdigest()
     assert path.is_file(), f"missing vendored {name} rank file {path.name}"
     assert hashlib.sha256(path.read_bytes()).hexdigest() == expected_hash
 

@@ -107,7 +107,7 @@ class Command(BaseCommand):
                 )
             stack.start(
                 "worker",
-                [python, "-m", "celery", "-A", "copilot_site", "worker", "--loglevel=INFO",
+                [python, "-m", "celery", "-A", "copilot_site", "worker", "--loglevel=INFO", "--pool=threads",
                  f"--concurrency={settings.COPILOT_WORKER_CONCURRENCY}", "--hostname=copilot@%h"],
                 env,
             )  # fmt: skip

@@ -1,19 +1,20 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.db import transaction
 
-from .models import ChatSession
-from .selectors import session_get_for_user
+from chat.models import ChatSession
+from chat.selectors import session_get_for_user
 
 
-def session_create(*, user: object, title: str | None = None) -> ChatSession:
+def session_create(*, user: Any, title: str | None = None) -> ChatSession:
     return ChatSession.objects.create(user=user, title=title)
 
 
 @transaction.atomic
-def session_rename(*, session_id: uuid.UUID | str, user: object, title: str) -> ChatSession:
+def session_rename(*, session_id: uuid.UUID | str, user: Any, title: str) -> ChatSession:
     session = session_get_for_user(session_id=session_id, user=user)
     session.title = title.strip()[:200]
     session.save(update_fields=["title", "updated_at"])
@@ -21,6 +22,6 @@ def session_rename(*, session_id: uuid.UUID | str, user: object, title: str) -> 
 
 
 @transaction.atomic
-def session_delete(*, session_id: uuid.UUID | str, user: object) -> None:
+def session_delete(*, session_id: uuid.UUID | str, user: Any) -> None:
     session = session_get_for_user(session_id=session_id, user=user)
     session.delete()

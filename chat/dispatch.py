@@ -1,0 +1,267 @@
+"""Sending a message: the one way a turn starts (SPEC §4.4, §4.6.1).
+
+`turn_send` serves `POST …/stream`, the WebSocket `send` frame and auto-continue.
+In order: ownership (404) → reap a turn whose worker died → duplicate check
+(same `client_message_id`, or the same text still unanswered) → if a turn is
+running, queue the message (202 / `queued`) → pre-turn rate-limit check (429) →
+atomic claim → persist stale queued rows and the user row and the turn record
+in one transaction → enqueue the Celery task after commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from django.conf import settings
+from django.db import DatabaseError, IntegrityError, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from .errors import ChatError, SessionNotFound
+from .models import COPILOT_SYSTEM_PREFIX, ChatMessage, ChatSession, TurnUsage
+from .turns import (
+    PendingMessage,
+    mark_session_completed,
+    notify_session,
+    pending_call_allowed,
+    pending_drain,
+    pending_peek,
+    pending_push,
+    pending_requeue,
+    reap_if_dead,
+    turn_claim,
+    turn_meta_get,
+)
+
+logger = logging.getLogger(__name__)
+
+Outcome = Literal["started", "queued", "duplicate"]
+
+
+class TooManyQueuedMessages(ChatError):
+    http_status = 429
+
+
+class ChatUnavailable(ChatError):
+    http_status = 503
+
+
+@dataclass(frozen=True)
+class SendResult:
+    outcome: Outcome
+    turn_id: str | None = None
+    buffer_length: int = 0
+    turn_in_flight: bool = False
+
+    def queued_body(self) -> dict[str, Any]:
+        return {
+            "buffer_length": self.buffer_length,
+            "max_buffer_length": settings.COPILOT_PENDING_MAX,
+            "turn_in_flight": self.turn_in_flight,
+        }
+
+
+def turn_send(
+    *,
+    user: Any,
+    session_id: object,
+    message: str,
+    client_message_id: str | None = None,
+    context: dict[str, str] | None = None,
+    mode: str | None = None,
+    model: str | None = None,
+    origin_id: str = "chat_stream",
+    origin_name: str = "chat",
+    next_turn: bool = False,
+) -> SendResult:
+    arrival = time.time()
+    session = _session_for(user, session_id)
+    reap_if_dead(session.pk)
+    duplicate_of = _duplicate_turn(session, message, client_message_id)
+    if duplicate_of is not None:
+        logger.info("Duplicate message detected for session %s, skipping enqueue", session.pk)
+        return SendResult("duplicate", turn_id=duplicate_of or None, turn_in_flight=_in_flight(session.pk))
+    meta = turn_meta_get(session.pk)
+    pending = PendingMessage(
+        content=message,
+        enqueued_at=arrival,
+        context=context,
+        client_message_id=client_message_id,
+        next_turn=next_turn,
+    )
+    if meta is not None and meta.is_running:
+        return _queue(session, user, pending)
+    _check_rate_limit(user)
+    turn_id = turn_claim(session_id=session.pk, user_id=user.pk, origin_id=origin_id, origin_name=origin_name)
+    if turn_id is None:  # another send won the race between our read and our claim
+        return _queue(session, user, pending, count_call=False)
+    payload = {
+        "session_id": str(session.pk),
+        "user_id": user.pk,
+        "turn_id": turn_id,
+        "mode": mode,
+        "model": model,
+        "context": context,
+        "request_arrival_at": arrival,
+    }
+    _start(session, user, turn_id, [pending], payload)
+    return SendResult("started", turn_id=turn_id, turn_in_flight=True)
+
+
+def turn_auto_continue(*, session_id: str) -> str | None:
+    """After a completed turn, start the next one if follow-ups are still queued."""
+    if not pending_peek(session_id):
+        return None
+    session = ChatSession.objects.select_related("user").filter(pk=session_id).first()
+    if session is None:
+        return None
+    turn_id = turn_claim(
+        session_id=session.pk, user_id=session.user_id, origin_id="auto_continue", origin_name="auto_continue"
+    )
+    if turn_id is None:
+        return None  # a new send claimed it; that turn drains the buffer itself
+    payload = {"session_id": str(session.pk), "user_id": session.user_id, "turn_id": turn_id, "mode": None,
+               "model": None, "context": None, "request_arrival_at": time.time()}  # fmt: skip
+    _start(session, session.user, turn_id, [], payload)
+    return turn_id
+
+
+def _session_for(user: Any, session_id: object) -> ChatSession:
+    from .selectors import session_get_for_user
+
+    return session_get_for_user(session_id=str(session_id), user=user)
+
+
+def _in_flight(session_id: object) -> bool:
+    meta = turn_meta_get(session_id)
+    return meta is not None and meta.is_running
+
+
+def _duplicate_turn(session: ChatSession, message: str, client_message_id: str | None) -> str | None:
+    """The turn id ('' if unknown) a repeated send belongs to, or None if it is new.
+
+    A repeat is the same `client_message_id`, or the same text as an unanswered
+    trailing user message (SPEC §4.5: a real repeat is always separated by a reply).
+    """
+    if client_message_id:
+        row = ChatMessage.objects.filter(session=session, client_message_id=client_message_id).first()
+        if row is not None:
+            return str(row.turn_id or "")
+        if any(p.client_message_id == client_message_id for p in pending_peek(session.pk)):
+            return ""
+    trailing = list(ChatMessage.objects.filter(session=session).order_by("-sequence")[:20])
+    for row in trailing:
+        if row.role != ChatMessage.Role.USER:
+            break
+        if row.content == message:
+            return str(row.turn_id or "")
+    queued = pending_peek(session.pk)
+    if queued and queued[-1].content == message and _in_flight(session.pk):
+        return ""
+    return None
+
+
+def _queue(session: ChatSession, user: Any, pending: PendingMessage, *, count_call: bool = True) -> SendResult:
+    if count_call and not pending_call_allowed(user.pk):
+        raise TooManyQueuedMessages(
+            f"Too many queued message requests this minute: limit is {settings.COPILOT_PENDING_CALL_LIMIT} "
+            f"per {settings.COPILOT_PENDING_CALL_WINDOW_S}s across all sessions"
+        )
+    length = pending_push(session.pk, pending)
+    return SendResult("queued", buffer_length=length, turn_in_flight=_in_flight(session.pk))
+
+
+def _check_rate_limit(user: Any) -> None:
+    from ratelimits import services as ratelimit_services
+
+    check = getattr(ratelimit_services, "check_turn_allowed", None)
+    if check is not None:
+        check(user=user)
+
+
+def _start(
+    session: ChatSession, user: Any, turn_id: str, messages: list[PendingMessage], payload: dict[str, Any]
+) -> None:
+    from .tasks import run_turn as run_turn_task
+
+    # Stale follow-ups (queued before this claim) go first, so the DB stays chronological.
+    stale = pending_drain(session.pk)
+    try:
+        with transaction.atomic():
+            rows = [*stale, *messages]
+            rows_append(
+                session=session,
+                rows=[
+                    ChatMessage(
+                        role=ChatMessage.Role.USER,
+                        content=m.content,
+                        client_message_id=m.client_message_id,
+                        turn_id=turn_id,
+                    )  # fmt: skip
+                    for m in rows
+                ],
+            )
+            TurnUsage.objects.create(turn_id=turn_id, session=session, user=user)
+            transaction.on_commit(lambda: _enqueue(run_turn_task, session.pk, turn_id, payload))
+            transaction.on_commit(
+                lambda: notify_session(session.pk, {"type": "turn.started", "turn_id": turn_id}), robust=True
+            )
+    except DatabaseError:
+        pending_requeue(session.pk, stale)
+        mark_session_completed(session.pk, error_message="Failed to save the message.", turn_id=turn_id)
+        raise
+
+
+def _enqueue(task: Any, session_id: object, turn_id: str, payload: dict[str, Any]) -> None:
+    try:
+        task.apply_async(kwargs={"payload": payload})
+    except Exception as exc:
+        logger.exception("Failed to enqueue turn %s", turn_id)
+        turn_record_failure(session_id=str(session_id), turn_id=turn_id, error="Failed to start the turn.")
+        mark_session_completed(session_id, error_message="Failed to start the turn.", turn_id=turn_id)
+        raise ChatUnavailable("Chat service unavailable, please retry.") from exc
+
+
+def rows_append(*, session: ChatSession, rows: list[ChatMessage]) -> list[ChatMessage]:
+    """Append rows with the next sequences (append-only; retried on a sequence race)."""
+    if not rows:
+        return rows
+    for attempt in range(3):
+        try:
+            with transaction.atomic():
+                last = ChatMessage.objects.filter(session=session).aggregate(m=Max("sequence"))["m"]
+                start = 0 if last is None else last + 1
+                for offset, row in enumerate(rows):
+                    row.session = session
+                    row.sequence = start + offset
+                ChatMessage.objects.bulk_create(rows)
+                ChatSession.objects.filter(pk=session.pk).update(updated_at=timezone.now())
+                return rows
+        except IntegrityError:
+            if attempt == 2:
+                raise
+    return rows
+
+
+def turn_record_failure(*, session_id: str, turn_id: str, error: str) -> None:
+    """Leave the failure in the transcript (an assistant notice) and on the turn record."""
+    session = ChatSession.objects.filter(pk=session_id).first()
+    if session is None:
+        return
+    rows_append(
+        session=session,
+        rows=[
+            ChatMessage(
+                role=ChatMessage.Role.ASSISTANT, content=f"{COPILOT_SYSTEM_PREFIX} Error: {error}", turn_id=turn_id
+            )
+        ],  # fmt: skip
+    )
+    TurnUsage.objects.filter(turn_id=turn_id, outcome=TurnUsage.Outcome.RUNNING).update(
+        outcome=TurnUsage.Outcome.FAILED, error=error, finished_at=timezone.now()
+    )
+
+
+__all__ = ["ChatUnavailable", "SendResult", "SessionNotFound", "TooManyQueuedMessages", "turn_send"]

@@ -1,0 +1,205 @@
+"""OpenAI-compatible provider (OpenAI, OpenRouter, local servers) through ``openai.AsyncOpenAI``."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from typing import Any
+
+import openai
+from django.conf import settings
+from openai import AsyncStream
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+from chat.engine.reasoning import reasoning_text_from_extra
+
+from .base import (
+    AssistantExtraDelta,
+    LLMMessage,
+    ProviderDelta,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallDelta,
+    ToolSchema,
+    UsageDelta,
+    cache_control,
+    is_anthropic_route,
+    shared_ssl_context,
+)
+
+logger = logging.getLogger(__name__)
+
+PROMPT_CACHING_BETA = "prompt-caching-2024-07-31"
+
+
+def validated_cost(value: Any) -> float | None:
+    """SPEC 4.14.4: a usable USD cost, or None (logged) when it is not numeric, finite and ≥ 0."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        logger.error("cost_usd is not numeric (%r); rate limit skipped", value)
+        return None
+    cost = float(value)
+    if not math.isfinite(cost):
+        logger.error("cost_usd is not finite (%r); rate limit skipped", value)
+        return None
+    if cost < 0:
+        logger.warning("cost_usd is negative (%r); rate limit skipped", value)
+        return None
+    return cost
+
+
+def _int(value: Any) -> int:
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
+
+
+def usage_delta_from_openai(usage: Any) -> UsageDelta:
+    extra: Mapping[str, Any] = usage.model_extra or {}
+    details = usage.prompt_tokens_details
+    cache_read = _int(getattr(details, "cached_tokens", 0)) if details is not None else 0
+    details_extra: Mapping[str, Any] = (getattr(details, "model_extra", None) or {}) if details is not None else {}
+    cache_write = _int(details_extra.get("cache_write_tokens", 0))
+    return UsageDelta(
+        prompt_tokens=_int(usage.prompt_tokens),
+        completion_tokens=_int(usage.completion_tokens),
+        cache_read_tokens=cache_read,
+        cache_creation_tokens=cache_write,
+        cost_usd=validated_cost(extra.get("cost")),
+    )
+
+
+def _merge_reasoning_details(collected: list[dict[str, Any]], details: Any) -> None:
+    """Fold streamed ``reasoning_details`` fragments into whole entries (by index), so the
+    assistant message of a tool round can carry them back (signatures included)."""
+    if not isinstance(details, list):
+        return
+    for raw in details:
+        entry = raw if isinstance(raw, Mapping) else getattr(raw, "__dict__", None)
+        if not isinstance(entry, Mapping):
+            continue
+        # Fragments without an index continue the latest entry of their type.
+        index = entry.get("index", collected[-1]["index"] if collected else 0)
+        target = next((c for c in collected if c["index"] == index and c.get("type") == entry.get("type")), None)
+        if target is None:
+            collected.append({**entry, "index": index})
+            continue
+        for key, value in entry.items():
+            if key in ("text", "summary", "data") and isinstance(value, str):
+                target[key] = str(target.get(key) or "") + value
+            elif value is not None:
+                target[key] = value
+
+
+class OpenAICompatProvider:
+    name = "openai_compat"
+
+    def __init__(
+        self,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        max_retries: int | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        self._client = openai.AsyncOpenAI(
+            base_url=base_url or settings.COPILOT_LLM_BASE_URL,
+            api_key=api_key or settings.COPILOT_LLM_API_KEY or "missing-key",
+            max_retries=settings.COPILOT_LLM_MAX_RETRIES if max_retries is None else max_retries,
+            timeout=settings.COPILOT_LLM_TIMEOUT_S if timeout is None else timeout,
+            http_client=openai.DefaultAsyncHttpxClient(verify=shared_ssl_context()),
+        )
+        self._tools_source: Sequence[ToolSchema] | None = None
+        self._tools_marked: list[ToolSchema] = []
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    def _marked_tools(self, tools: Sequence[ToolSchema]) -> list[ToolSchema]:
+        """A copy of the tool list whose last schema carries a cache marker (made once per list)."""
+        if tools is not self._tools_source:
+            marked = list(tools)
+            if marked:
+                marked[-1] = {**marked[-1], "cache_control": cache_control()}
+            self._tools_source, self._tools_marked = tools, marked
+        return self._tools_marked
+
+    @staticmethod
+    def _marked_messages(messages: Sequence[LLMMessage]) -> list[LLMMessage]:
+        """The system message in content-block form with a cache marker; the rest untouched."""
+        out = list(messages)
+        if out and out[0].get("role") == "system" and isinstance(out[0].get("content"), str):
+            block = {"type": "text", "text": out[0]["content"], "cache_control": cache_control()}
+            out[0] = {**out[0], "content": [block]}
+        return out
+
+    async def stream_round(
+        self,
+        *,
+        messages: Sequence[LLMMessage],
+        tools: Sequence[ToolSchema],
+        model: str,
+        reasoning_budget: int,
+    ) -> AsyncGenerator[ProviderDelta, None]:
+        extra_body: dict[str, Any] = {"usage": {"include": True}}
+        if reasoning_budget > 0:
+            extra_body["reasoning"] = {"max_tokens": reasoning_budget}
+        request_messages: Sequence[LLMMessage] = messages
+        request_tools: Sequence[ToolSchema] = tools
+        headers: dict[str, str] = {}
+        if is_anthropic_route(model):
+            request_messages = self._marked_messages(messages)
+            request_tools = self._marked_tools(tools)
+            headers["anthropic-beta"] = PROMPT_CACHING_BETA
+        # Plain dicts of the API's shape (the SDK's TypedDicts are not worth mirroring).
+        request: dict[str, Any] = {
+            "model": model,
+            "messages": list(request_messages),
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "extra_body": extra_body,
+            "extra_headers": headers or None,
+        }
+        if request_tools:
+            request["tools"] = list(request_tools)
+        stream: AsyncStream[ChatCompletionChunk] = await self._client.chat.completions.create(**request)
+        details: list[dict[str, Any]] = []
+        try:
+            async for chunk in stream:
+                if chunk.usage is not None:
+                    yield usage_delta_from_openai(chunk.usage)
+                for choice in chunk.choices:
+                    delta = choice.delta
+                    extra = delta.model_extra
+                    if extra:
+                        reasoning = reasoning_text_from_extra(extra)
+                        if reasoning:
+                            yield ReasoningDelta(reasoning)
+                        if "reasoning_details" in extra:
+                            _merge_reasoning_details(details, extra["reasoning_details"])
+                    if delta.content:
+                        yield TextDelta(delta.content)
+                    if delta.tool_calls:
+                        for call in delta.tool_calls:
+                            function = call.function
+                            yield ToolCallDelta(
+                                index=call.index,
+                                id=call.id or None,
+                                name=(function.name or None) if function is not None else None,
+                                arguments=(function.arguments or "") if function is not None else "",
+                            )
+        finally:
+            await stream.close()
+        if details:
+            yield AssistantExtraDelta({"reasoning_details": details})
+
+    async def complete(self, *, messages: Sequence[LLMMessage], model: str) -> str:
+        request: dict[str, Any] = {
+            "model": model,
+            "messages": list(messages),
+            "extra_body": {"usage": {"include": True}},
+        }
+        response: ChatCompletion = await self._client.chat.completions.create(**request)
+        if not response.choices:
+            return ""
+        return response.choices[0].message.content or ""

@@ -1,0 +1,66 @@
+"""WebSocket frames (CONTRACT "The turn stream (WebSocket)"), declared once.
+
+Client frames are validated against these shapes; extra keys are rejected.
+Group messages between the write layer and consumers are typed here too.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypedDict
+
+
+class SendFrame(TypedDict, total=False):
+    type: Literal["send"]
+    message: str
+    client_message_id: str
+
+
+class StopFrame(TypedDict):
+    type: Literal["stop"]
+
+
+class ResumeFrame(TypedDict, total=False):
+    type: Literal["resume"]
+    after: str
+
+
+CLIENT_FRAME_KEYS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    # frame type -> (required keys, allowed keys)
+    "send": (
+        frozenset({"type", "message"}),
+        frozenset({"type", "message", "client_message_id", "mode", "model", "delivery"}),
+    ),
+    "stop": (frozenset({"type"}), frozenset({"type"})),
+    "resume": (frozenset({"type"}), frozenset({"type", "after"})),
+}
+
+
+class TurnStartedMessage(TypedDict):
+    type: Literal["turn.started"]  # handled by ChatConsumer.turn_started
+    turn_id: str
+
+
+class TurnEndedMessage(TypedDict):
+    type: Literal["turn.ended"]  # handled by ChatConsumer.turn_ended
+    turn_id: str
+    status: str
+
+
+def validate_client_frame(content: Any) -> str | None:
+    """The problem with a client frame, or None when it is valid."""
+    if not isinstance(content, dict):
+        return "A frame must be a JSON object."
+    frame_type = content.get("type")
+    if frame_type not in CLIENT_FRAME_KEYS:
+        return "Unknown frame type; expected send, stop or resume."
+    required, allowed = CLIENT_FRAME_KEYS[frame_type]
+    if missing := sorted(required - content.keys()):
+        return f"Missing field(s): {', '.join(missing)}."
+    if extra := sorted(content.keys() - allowed):
+        return f"Unexpected field(s): {', '.join(extra)}."
+    if content.get("delivery") not in (None, "now", "next_turn"):
+        return "Field delivery must be now or next_turn."
+    for key in ("message", "client_message_id", "after", "mode", "model"):
+        if key in content and content[key] is not None and not isinstance(content[key], str):
+            return f"Field {key} must be a string."
+    return None

@@ -1,0 +1,145 @@
+"""Message writes: append-only saves with sequences assigned at insert (SPEC 4.2.4, 4.5)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from chat.errors import SessionNotFound
+from chat.models import ChatMessage, ChatSession
+
+# How many trailing rows one query of the duplicate check reads (the run is usually 1–2 rows).
+_DUPLICATE_SCAN_BATCH = 50
+
+
+def _lock_session(session_id: uuid.UUID | str, user: Any | None = None) -> ChatSession:
+    """The session row, locked until the end of the transaction.
+
+    Appends to one session are serialised on this row lock (PostgreSQL); on SQLite
+    the IMMEDIATE transaction mode already runs one writer at a time. Precondition:
+    called inside ``transaction.atomic()``.
+    """
+    rows = ChatSession.objects.select_for_update()
+    if user is not None:
+        rows = rows.filter(user=user)
+    try:
+        return rows.get(pk=session_id)
+    except (ChatSession.DoesNotExist, ValueError, TypeError) as exc:
+        raise SessionNotFound(session_id) from exc
+
+
+def _next_sequence(session_id: uuid.UUID | str) -> int:
+    top = ChatMessage.objects.filter(session__pk=session_id).aggregate(top=Max("sequence"))["top"]
+    return 0 if top is None else top + 1
+
+
+def _insert_new_rows(session: ChatSession, messages: Sequence[ChatMessage]) -> list[ChatMessage]:
+    """Insert the rows whose sequence is None, in order, after the DB's last row.
+
+    Precondition: the session row is locked (``_lock_session``). On failure the
+    rows get their ``sequence`` back to None, so a caller can retry or re-queue.
+    """
+    new_rows = [row for row in messages if row.sequence is None]
+    if not new_rows:
+        return []
+    start = _next_sequence(session.pk)
+    for offset, row in enumerate(new_rows):
+        row.session = session
+        row.sequence = start + offset
+    ChatMessage.objects.bulk_create(new_rows)
+    ChatSession.objects.filter(pk=session.pk).update(updated_at=timezone.now())
+    return new_rows
+
+
+def _forget_insert(rows: Sequence[ChatMessage]) -> None:
+    """Undo the in-memory effects of a rolled-back insert: the rows count as new again."""
+    for row in rows:
+        row.sequence = None  # type: ignore[assignment]  # unsaved rows carry no sequence
+        row.pk = None
+        row._state.adding = True
+
+
+def messages_save_new(*, session_id: uuid.UUID | str, messages: Sequence[ChatMessage]) -> list[ChatMessage]:
+    """Append every in-memory row whose ``sequence`` is None; returns the inserted rows.
+
+    Existing rows are never rewritten. New rows are recognised by ``sequence is
+    None`` (never by list position), so an in-memory prune cannot make a new row
+    be skipped. Sequences are assigned here (DB max + 1, consecutive) and written
+    back onto the objects. Raises ``DatabaseError``; then no row has a sequence.
+    """
+    new_rows = [row for row in messages if row.sequence is None]
+    if not new_rows:
+        return []
+    try:
+        with transaction.atomic():
+            session = _lock_session(session_id)
+            return _insert_new_rows(session, new_rows)
+    except BaseException:
+        _forget_insert(new_rows)
+        raise
+
+
+def _is_duplicate(session_id: uuid.UUID | str, *, role: str, content: str | None) -> bool:
+    """SPEC 4.5: the content equals any row of the trailing run of rows with this role."""
+    if content is None:
+        return False
+    before: int | None = None
+    while True:
+        rows = ChatMessage.objects.filter(session__pk=session_id)
+        if before is not None:
+            rows = rows.filter(sequence__lt=before)
+        batch = list(rows.order_by("-sequence").values_list("sequence", "role", "content")[:_DUPLICATE_SCAN_BATCH])
+        for sequence, row_role, row_content in batch:
+            if row_role != role:
+                return False
+            if row_content == content:
+                return True
+            before = sequence
+        if len(batch) < _DUPLICATE_SCAN_BATCH:
+            return False
+
+
+def message_append_user(
+    *,
+    session_id: uuid.UUID | str,
+    content: str,
+    client_message_id: str | None = None,
+    turn_id: uuid.UUID | str | None = None,
+    user: Any | None = None,
+) -> ChatMessage | None:
+    """Append the user's message unless it is a duplicate; None when nothing was written.
+
+    Duplicates (SPEC 4.5): a row with the same ``client_message_id`` exists, or
+    ``content`` equals a row of the session's trailing run of user rows. A real
+    repeat is always separated by an assistant row, which every finished turn
+    leaves ("yes" → reply → "yes" is accepted). With ``user`` the session must be
+    theirs (SessionNotFound otherwise).
+    """
+    with transaction.atomic():
+        session = _lock_session(session_id, user)
+        if (
+            client_message_id
+            and ChatMessage.objects.filter(session=session, client_message_id=client_message_id).exists()
+        ):
+            return None
+        if _is_duplicate(session.pk, role=ChatMessage.Role.USER, content=content):
+            return None
+        row = ChatMessage(
+            role=ChatMessage.Role.USER,
+            content=content,
+            client_message_id=client_message_id or None,
+            turn_id=turn_id,
+        )
+        try:
+            with transaction.atomic():
+                _insert_new_rows(session, [row])
+        except IntegrityError:
+            # The same client_message_id won a race (only possible without row locks).
+            _forget_insert([row])
+            return None
+        return row

@@ -1,0 +1,96 @@
+"""Turn usage writes: the TurnUsage row, session totals and the spend counter (SPEC 4.14)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from chat.models import ChatSession, TurnUsage
+from ratelimits import services as ratelimit_services
+
+logger = logging.getLogger(__name__)
+
+
+def turn_usage_start(
+    *,
+    turn_id: uuid.UUID | str,
+    session_id: uuid.UUID | str,
+    user_id: int | None,
+    model: str,
+    provider: str,
+) -> TurnUsage:
+    """The turn's TurnUsage row (outcome ``running``), created once per turn id."""
+    usage, created = TurnUsage.objects.get_or_create(
+        turn_id=turn_id,
+        defaults={"session_id": session_id, "user_id": user_id, "model": model, "provider": provider},
+    )
+    if not created and (usage.model != model or usage.provider != provider):
+        usage.model, usage.provider = model, provider
+        usage.save(update_fields=["model", "provider"])
+    return usage
+
+
+def turn_usage_finish(
+    *,
+    turn_id: uuid.UUID | str,
+    session_id: uuid.UUID | str,
+    user: Any | None,
+    outcome: str,
+    error: str = "",
+    prompt_tokens: int = 0,
+    completion_tokens: int = 0,
+    cache_read_tokens: int = 0,
+    cache_creation_tokens: int = 0,
+    tokens_estimated: bool = False,
+    cost_microdollars: int | None = None,
+    cost_source: str = TurnUsage.CostSource.MISSING,
+) -> int:
+    """Complete the turn's row, add it to the session totals, record the spend; returns total tokens.
+
+    Counts are clamped to ≥ 0. Estimated tokens are shown but never charged. The
+    spend counter is fed only with a known, positive cost (``record_cost_usage``
+    handles Redis errors itself; anything else propagates).
+    """
+    prompt, completion = max(0, prompt_tokens), max(0, completion_tokens)
+    cache_read, cache_creation = max(0, cache_read_tokens), max(0, cache_creation_tokens)
+    total = prompt + completion
+    charged = cost_microdollars if cost_microdollars is not None and not tokens_estimated else None
+    if charged is not None and charged < 0:
+        logger.warning("Negative turn cost %d microdollars for turn %s; rate limit skipped", charged, turn_id)
+        charged = None
+    with transaction.atomic():
+        TurnUsage.objects.filter(turn_id=turn_id).update(
+            outcome=outcome,
+            error=error[:2000],
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            total_tokens=total,
+            cache_read_tokens=cache_read,
+            cache_creation_tokens=cache_creation,
+            tokens_estimated=tokens_estimated,
+            cost_microdollars=charged,
+            cost_source=cost_source if charged is not None else TurnUsage.CostSource.MISSING,
+            finished_at=timezone.now(),
+        )
+        ChatSession.objects.filter(pk=session_id).update(
+            total_prompt_tokens=F("total_prompt_tokens") + prompt,
+            total_completion_tokens=F("total_completion_tokens") + completion,
+            total_cache_read_tokens=F("total_cache_read_tokens") + cache_read,
+            total_cache_creation_tokens=F("total_cache_creation_tokens") + cache_creation,
+            total_cost_microdollars=F("total_cost_microdollars") + (charged or 0),
+        )
+    logger.info(
+        "Turn usage: prompt=%d, completion=%d, total=%d, cost_usd=%s",
+        prompt,
+        completion,
+        total,
+        None if charged is None else charged / 1_000_000,
+    )
+    if user is not None and charged is not None and charged > 0:
+        ratelimit_services.record_cost_usage(user=user, microdollars=charged)
+    return total

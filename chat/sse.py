@@ -1,0 +1,49 @@
+"""Server-sent events in the AI SDK UI message stream protocol, v1.
+
+Each chunk is `id: <event id>` + `data: <json>` + a blank line; heartbeats are
+`: heartbeat` comments; the stream ends with `data: [DONE]`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+from django.http import StreamingHttpResponse
+
+from .turns import StreamItem, follow_turn
+
+SSE_HEADERS = {
+    "Cache-Control": "no-cache",
+    "Connection": "keep-alive",
+    "X-Accel-Buffering": "no",
+    "x-vercel-ai-ui-message-stream": "v1",
+}
+
+
+def sse_frame(item: StreamItem) -> bytes:
+    if item.chunk is None:
+        return b": heartbeat\n\n"
+    data = json.dumps(item.chunk, separators=(",", ":"))
+    if item.event_id:
+        return f"id: {item.event_id}\ndata: {data}\n\n".encode()
+    return f"data: {data}\n\n".encode()
+
+
+async def sse_body(session_id: str, *, after: str | None = None, turn_id: str | None = None) -> AsyncIterator[bytes]:
+    # A client disconnect cancels this generator; follow_turn's `finally` closes
+    # its Redis connection. The turn itself is untouched.
+    async for item in follow_turn(session_id, after=after, turn_id=turn_id):
+        yield sse_frame(item)
+        if item.is_terminal:
+            break
+    yield b"data: [DONE]\n\n"
+
+
+def sse_response(session_id: str, *, after: str | None = None, turn_id: str | None = None) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(
+        sse_body(session_id, after=after, turn_id=turn_id), content_type="text/event-stream"
+    )
+    for name, value in SSE_HEADERS.items():
+        response[name] = value
+    return response

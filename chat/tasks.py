@@ -1,0 +1,53 @@
+"""Chat's Celery tasks: thin adapters that take ids and call a service."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import shared_task
+from celery.signals import worker_ready
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(name="chat.generate_title", ignore_result=True)
+def generate_title(session_id: str) -> None:
+    """Give a session a short title from its first user message, if it still has none.
+
+    Idempotent: the title is written with a conditional UPDATE, so a second run
+    (redelivery) changes nothing. A failure is logged and never affects the chat.
+    """
+    from chat.services import session_title_generate
+
+    try:
+        session_title_generate(session_id=session_id)
+    except Exception:
+        logger.warning("Title generation failed for session %s", session_id, exc_info=True)
+
+
+@shared_task(name="chat.run_turn", bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def run_turn(self: Any, payload: dict[str, Any]) -> None:
+    """Run one chat turn (SPEC §4.9); the payload comes from `chat.dispatch`.
+
+    Then, after a turn that completed normally, start the next one if follow-ups
+    are still queued (auto-continue; never after a failure or a stop).
+    """
+    from .dispatch import turn_auto_continue
+    from .runner import execute_turn, shared_loop
+
+    owner = f"{self.request.hostname}:{self.request.id}"
+    outcome = shared_loop.run(execute_turn(payload, owner_token=owner))
+    if outcome.ran and outcome.error is None and not outcome.stopped:
+        turn_auto_continue(session_id=payload["session_id"])
+
+
+@worker_ready.connect
+def _warm_up_worker(**kwargs: Any) -> None:
+    """Load the engine before the first turn arrives (see chat.runner.warm_up)."""
+    from .runner import warm_up
+
+    try:
+        warm_up()
+    except Exception:
+        logger.warning("Worker warm-up failed; the first turn will pay for it", exc_info=True)

@@ -1,0 +1,26 @@
+"""Tools the model can call: the registry, execution and the built-ins."""
+
+from __future__ import annotations
+
+from . import builtin  # noqa: F401  (registers the built-in tools)
+from .base import Tool, ToolContext, ToolError, ToolOutput, validate_arguments
+from .execution import ToolRunResult, charge_tool_run, execute_tool, truncate_output
+from .registry import enabled_tools, register, registered_tools, schema_size_chars, tool_cost_cents, tool_schemas
+
+__all__ = [
+    "Tool",
+    "ToolContext",
+    "ToolError",
+    "ToolOutput",
+    "ToolRunResult",
+    "charge_tool_run",
+    "enabled_tools",
+    "execute_tool",
+    "register",
+    "registered_tools",
+    "schema_size_chars",
+    "tool_cost_cents",
+    "tool_schemas",
+    "truncate_output",
+    "validate_arguments",
+]

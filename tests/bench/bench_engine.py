@@ -1,0 +1,173 @@
+"""Turn-engine benchmark: ``python -m tests.bench.bench_engine`` (run by ``make bench``).
+
+One process: a temporary SQLite database (migrated in-process), the scripted LLM
+server on loopback streaming 1,000 text chunks with no delay, and the engine
+consuming it. The same request is also streamed through the bare OpenAI SDK, so
+the difference is what the engine adds: per-chunk overhead in µs, plus peak
+memory. Redis is not needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+import tracemalloc
+import uuid
+from pathlib import Path
+from typing import Any
+
+CHUNKS = 1000
+
+
+def _setup_django(workdir: Path) -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "copilot_site.settings.test")
+    os.environ["DATABASE_URL"] = f"sqlite:///{workdir / 'bench.sqlite3'}"
+    os.environ["COPILOT_VAR_DIR"] = str(workdir)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def _script(chunks: int) -> str:
+    script = {
+        "rounds": [{"chunks": chunks, "usage": {"prompt_tokens": 1000, "completion_tokens": chunks, "cost": 0.01}}]
+    }
+    return f"<<fake {json.dumps(script)}>>"
+
+
+async def _engine_run(session_id: str, user_id: int) -> tuple[float, float, int]:
+    """(turn seconds, first→last text-delta seconds, text deltas)."""
+    from chat.engine.turn import run_turn
+
+    deltas = 0
+    first_delta = last_delta = 0.0
+    started = time.perf_counter()
+    async for event in run_turn(session_id=session_id, user_id=user_id, turn_id=uuid.uuid4(), mode="fast"):
+        if event.type == "text-delta":
+            now = time.perf_counter()
+            if deltas == 0:
+                first_delta = now
+            last_delta = now
+            deltas += 1
+    return time.perf_counter() - started, last_delta - first_delta, deltas
+
+
+async def _sdk_run(base_url: str, body: dict[str, Any]) -> tuple[float, float, int]:
+    """The same request through the bare SDK: (total seconds, first→last content chunk seconds, chunks)."""
+    import openai
+
+    client = openai.AsyncOpenAI(base_url=base_url, api_key="bench", max_retries=0)
+    request = {k: v for k, v in body.items() if k not in ("usage", "reasoning")}
+    request["extra_body"] = {"usage": {"include": True}}
+    chunks = 0
+    first = last = 0.0
+    started = time.perf_counter()
+    stream = await client.chat.completions.create(**request)
+    async for chunk in stream:
+        for choice in chunk.choices:
+            if choice.delta.content:
+                now = time.perf_counter()
+                if chunks == 0:
+                    first = now
+                last = now
+                chunks += 1
+    elapsed = time.perf_counter() - started
+    await client.close()
+    return elapsed, last - first, chunks
+
+
+def _new_session(user: Any, message: str) -> str:
+    from chat.models import ChatSession
+    from chat.services import message_append_user
+
+    session = ChatSession.objects.create(user=user, title="bench")
+    message_append_user(session_id=session.pk, content=message)
+    return str(session.pk)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--chunks", type=int, default=CHUNKS)
+    parser.add_argument("--runs", type=int, default=7)
+    args = parser.parse_args(argv)
+
+    workdir = Path(tempfile.mkdtemp(prefix="copilot-bench-"))
+    _setup_django(workdir)
+    from unittest import mock
+
+    from django.conf import settings
+
+    from chat.llm_fake import FakeLLMServer
+    from copilot_site.accounts.models import User
+
+    server = FakeLLMServer().start()
+    settings.COPILOT_LLM_PROVIDER = "openai_compat"
+    settings.COPILOT_LLM_BASE_URL = server.base_url
+    settings.COPILOT_LLM_API_KEY = "bench"
+    settings.COPILOT_LLM_MAX_RETRIES = 0
+    settings.COPILOT_MODEL = "fake-model"
+    user = User.objects.create(username="bench")
+    message = _script(args.chunks)
+
+    engine_totals: list[float] = []
+    engine_streams: list[float] = []
+    sdk_totals: list[float] = []
+    sdk_streams: list[float] = []
+    try:
+        # Neither the title task's broker nor the spend counters' Redis is part of the engine.
+        with (
+            mock.patch("chat.tasks.generate_title.delay"),
+            mock.patch("ratelimits.services.record_cost_usage"),
+        ):
+            # Warm-up (imports, tiktoken, connection setup), and the exact request the engine sends.
+            asyncio.run(_engine_run(_new_session(user, message), user.pk))
+            body = server.requests[-1]["body"]
+            asyncio.run(_sdk_run(server.base_url, body))
+            for _ in range(args.runs):
+                total, streaming, deltas = asyncio.run(_engine_run(_new_session(user, message), user.pk))
+                assert deltas == args.chunks, deltas
+                engine_totals.append(total)
+                engine_streams.append(streaming)
+                total, streaming, chunks = asyncio.run(_sdk_run(server.base_url, body))
+                assert chunks == args.chunks, chunks
+                sdk_totals.append(total)
+                sdk_streams.append(streaming)
+            session_id = _new_session(user, message)
+            tracemalloc.start()
+            asyncio.run(_engine_run(session_id, user.pk))
+            _, peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+    finally:
+        server.stop()
+
+    engine_total = statistics.median(engine_totals)
+    sdk_total = statistics.median(sdk_totals)
+    engine_stream = statistics.median(engine_streams)
+    sdk_stream = statistics.median(sdk_streams)
+    n = args.chunks
+    max_rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    print(f"engine benchmark: {n} chunks, median of {args.runs} runs (scripted LLM on loopback, SQLite)")
+    print(f"  raw SDK stream:             {sdk_total * 1000:8.1f} ms  ({sdk_total / n * 1e6:7.1f} µs/chunk)")
+    print(f"  engine turn (end to end):   {engine_total * 1000:8.1f} ms  ({engine_total / n * 1e6:7.1f} µs/chunk)")
+    print(f"  engine overhead per chunk:  {(engine_total - sdk_total) / n * 1e6:8.1f} µs  (incl. DB setup and saves)")
+    print(
+        f"  streaming overhead/chunk:   {(engine_stream - sdk_stream) / n * 1e6:8.1f} µs  "
+        "(first→last delta, engine vs SDK)"
+    )
+    print(f"  peak traced memory (turn):  {peak / 1024 / 1024:8.2f} MiB")
+    print(f"  max RSS (process):          {max_rss_kib / 1024:8.1f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
