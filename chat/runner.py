@@ -183,6 +183,10 @@ async def _run_with_guards(
                 await task
         with contextlib.suppress(redis.RedisError):
             await rs.async_compare_and_delete(client, stream_lock, turn_id)
+    if outcome.error is None:
+        warning = await sync_to_async(_usage_warning)(payload["user_id"])
+        if warning is not None:
+            await publisher.publish({"type": "data-usage-warning", "data": warning})
     if outcome.stopped and outcome.error is None:
         await sync_to_async(mark_session_completed)(session_id, turn_id=turn_id)
     elif outcome.error in (IDLE_TIMEOUT_ERROR, TIME_LIMIT_ERROR):
@@ -210,6 +214,19 @@ async def _handle(next_event: asyncio.Future[Any], publisher: _Publisher, outcom
         return True
     await publisher.publish(chunk)
     return True
+
+
+def _usage_warning(user_id: int) -> dict[str, Any] | None:
+    """`data-usage-warning` payload the first time this turn pushed a window past 80 %."""
+    from django.contrib.auth import get_user_model
+
+    from ratelimits.services import consume_usage_warning
+
+    user = get_user_model().objects.filter(pk=user_id).first()
+    if user is None:
+        return None
+    warning = consume_usage_warning(user=user)
+    return dict(warning) if warning is not None else None
 
 
 def _note_failure(session_id: str, turn_id: str, error: str) -> None:

@@ -214,6 +214,21 @@ def turn_cancel_request(session_id: object) -> dict[str, Any]:
     return {"cancelled": True, "reason": None}
 
 
+def turn_stop_quietly(session_id: object) -> None:
+    """Ask a running turn to stop without waiting for it (the session is going away)."""
+    meta = turn_meta_get(session_id)
+    if meta is not None and meta.is_running:
+        rs.redis_client().set(rs.cancel_key(session_id), meta.turn_id, ex=rs.CANCEL_TTL_S)
+
+
+def session_forget(*, session_id: str) -> None:
+    """Drop a deleted session's queued follow-ups; its turn log expires on its own."""
+    try:
+        rs.redis_client().delete(rs.pending_key(session_id))
+    except redis.RedisError:
+        logger.warning("Could not clear the pending buffer of deleted session %s", session_id)
+
+
 def cancel_requested(session_id: object, turn_id: str) -> bool:
     value = rs.redis_client().get(rs.cancel_key(session_id))
     return value is not None and value.decode() == turn_id

@@ -93,7 +93,7 @@ from .providers import (
     reasoning_budget_for,
 )
 from .reasoning import ReasoningEmitter
-from .usage import UsageTotals, turn_cost
+from .usage import UsageTotals, to_microdollars, turn_cost
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +120,17 @@ class _Stopped(Exception):
 
 class _RoundLimit(Exception):
     pass
+
+
+class _CostCapReached(Exception):
+    """The turn's spend reached the per-turn cap of the user's plan."""
+
+
+TURN_COST_CAP_TEXT = (
+    "This reply was stopped because it reached the per-reply spending limit of your plan. "
+    "What it produced so far is saved; ask a narrower follow-up to continue."
+)
+ERROR_TURN_COST_CAP = "turn_cost_cap"
 
 
 @dataclass
@@ -227,6 +238,7 @@ class _TurnRunner:
         self.llm_text: dict[int, str] = {}  # LLM text of rows whose stored content differs (by id())
         self.session: ChatSession | None = None
         self.user: Any = None
+        self.cost_cap_microdollars = 0
         self.messages: list[ChatMessage] = []  # the working list; rows with sequence None are unsaved
         self.emitter = ReasoningEmitter(self.messages, turn_id=turn_id)
         self.llm_messages: list[LLMMessage] = []
@@ -366,6 +378,8 @@ class _TurnRunner:
                 async with aclosing(self._run_tools(round_text, calls, extras)) as tool_events:
                     async for event in tool_events:
                         yield event
+                if self._over_cost_cap():
+                    raise _CostCapReached
             else:
                 raise _RoundLimit
             if self.tools_ran and not self.text_after_last_tool:
@@ -383,6 +397,9 @@ class _TurnRunner:
                 self._row(ChatMessage.Role.ASSISTANT, "")
         except _Stopped:
             self.stopped = True
+        except _CostCapReached:
+            self.error_text = TURN_COST_CAP_TEXT
+            self.error_code = ERROR_TURN_COST_CAP
         except _RoundLimit:
             self.error_text = f"Exceeded {settings.COPILOT_MAX_TOOL_ROUNDS} tool-call rounds without a final response."
             self.error_code = ERROR_TOOL_ROUND_LIMIT
@@ -402,6 +419,18 @@ class _TurnRunner:
             yield DataErrorEvent(code=self.error_code)
             yield ErrorEvent(error_text=self.error_text, code=self.error_code)
         yield FinishEvent()
+
+    def _over_cost_cap(self) -> bool:
+        """Checked between rounds: a runaway tool loop stops once its spend reaches the cap."""
+        if self.cost_cap_microdollars <= 0:
+            return False
+        if self.usage.rounds_with_cost:
+            spent: int | None = to_microdollars(self.usage.reported_cost_usd)
+        else:
+            spent = turn_cost(
+                self.usage, model=self.model, provider=self.provider_name, session_id=self.session_id
+            ).microdollars
+        return spent is not None and spent >= self.cost_cap_microdollars
 
     # ------------------------------------------------------------------ setup
 
@@ -455,6 +484,7 @@ class _TurnRunner:
         loaded = await sync_to_async(self._load)()
         self.session = loaded.session
         self.user = loaded.session.user
+        self.cost_cap_microdollars = await sync_to_async(_turn_cost_cap)(self.user)
         rows = loaded.rows
         start = split_current_turn(rows)
         prior, current = rows[:start], rows[start:]
@@ -729,3 +759,12 @@ class _TurnRunner:
                 cache_read_tokens=usage.cache_read_tokens,
                 cache_creation_tokens=usage.cache_creation_tokens,
             )
+
+
+def _turn_cost_cap(user: Any) -> int:
+    """The per-turn cost cap of the user's plan in microdollars (0 = none)."""
+    if user is None:
+        return 0
+    from ratelimits.selectors import turn_cost_cap_microdollars
+
+    return turn_cost_cap_microdollars(user=user)

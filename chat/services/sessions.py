@@ -23,5 +23,14 @@ def session_rename(*, session_id: uuid.UUID | str, user: Any, title: str) -> Cha
 
 @transaction.atomic
 def session_delete(*, session_id: uuid.UUID | str, user: Any) -> None:
+    """Delete a session: stop its running turn, then the rows, then its Redis state.
+
+    The Redis cleanup runs only after the database confirms the delete, so a failed
+    delete leaves a working session behind.
+    """
+    from chat.turns import session_forget, turn_stop_quietly
+
     session = session_get_for_user(session_id=session_id, user=user)
+    turn_stop_quietly(session.pk)
     session.delete()
+    transaction.on_commit(lambda: session_forget(session_id=str(session_id)))

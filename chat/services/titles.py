@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from typing import Any
@@ -63,7 +62,10 @@ def session_title_generate(*, session_id: uuid.UUID | str) -> str | None:
         {"role": "system", "content": TITLE_SYSTEM_PROMPT},
         {"role": "user", "content": first[:4000]},
     ]
-    raw = asyncio.run(_complete(messages, settings.COPILOT_TITLE_MODEL))
+    from chat.runner import shared_loop
+
+    # On the process's shared loop, so the title call reuses the warm HTTP client.
+    raw = shared_loop.run(_complete(messages, settings.COPILOT_TITLE_MODEL))
     title = clean_title(raw)
     if not title:
         return None

@@ -1257,3 +1257,37 @@ async def test_turn_start_drain_can_be_left_to_the_caller(llm: FakeLLMServer, se
     # then: no tool round, so no boundary either
     drain.assert_not_awaited()
     assert [row[0] for row in await stored(session)] == ["user", "assistant"]
+
+
+@pytest.mark.asyncio
+async def test_a_runaway_turn_stops_at_the_per_turn_cost_cap_and_records_what_it_spent(
+    llm: FakeLLMServer, session: ChatSession, settings: Any
+) -> None:
+    # given: a 2,500 µ$ cap, and a model calling a tool forever at 1,000 µ$ a round
+    settings.COPILOT_TURN_COST_CAP_MICRODOLLARS = {"FREE": 2_500}
+    round_ = {"tool_calls": [{"name": "get_current_time", "arguments": {}}], "usage": {"prompt_tokens": 10,
+              "completion_tokens": 5, "cost": 0.001}}  # fmt: skip
+    # when
+    with mock.patch("ratelimits.services.record_cost_usage") as record:
+        events = await run(session, fake({"rounds": [round_]}))
+    # then: three rounds ran (3,000 µ$ ≥ 2,500), then the turn stopped with a clear error
+    from chat.engine.turn import TURN_COST_CAP_TEXT
+
+    assert sum(1 for e in events if e.type == "start-step") == 3
+    assert shape(events)[-4:] == [
+        ("data-usage",), ("data-error", "turn_cost_cap"), ("error", TURN_COST_CAP_TEXT), ("finish",)
+    ]  # fmt: skip
+    assert len(llm.requests) == 3
+    usage = await turn_usage(session)
+    assert (usage.outcome, usage.cost_microdollars) == (TurnUsage.Outcome.FAILED, 3_000)
+    assert record.call_args_list == [mock.call(user=session.user, microdollars=3_000)]
+    assert (await stored(session))[-1] == ("assistant", ERROR_PREFIX + TURN_COST_CAP_TEXT)
+
+
+@pytest.mark.asyncio
+async def test_no_cost_cap_by_default(llm: FakeLLMServer, session: ChatSession, settings: Any) -> None:
+    settings.COPILOT_TURN_COST_CAP_MICRODOLLARS = {}
+    round_ = {"tool_calls": [{"name": "get_current_time", "arguments": {}}], "usage": {"cost": 1.0}}
+    events = await run(session, fake({"rounds": [round_, {"text": "done", "usage": {"cost": 1.0}}]}))
+    assert shape(events)[-3:] == [("finish-step",), ("data-usage",), ("finish",)]
+    assert (await turn_usage(session)).outcome == TurnUsage.Outcome.COMPLETED

@@ -81,3 +81,24 @@ def test_rename_and_delete(alice: Any, alice_client: APIClient) -> None:
     deleted = alice_client.delete(f"/api/chat/sessions/{session.id}")
     assert deleted.status_code == 204
     assert not ChatSession.objects.filter(pk=session.pk).exists()
+
+
+def test_delete_stops_the_running_turn_and_drops_queued_messages(
+    alice: Any, alice_client: APIClient, django_capture_on_commit_callbacks: Any
+) -> None:
+    # given: a running turn with a queued follow-up
+    from chat import redis_scripts as rs
+    from chat.turns import PendingMessage, pending_push, turn_claim
+
+    session = ChatSession.objects.create(user=alice)
+    turn_id = turn_claim(session_id=session.pk, user_id=alice.pk, origin_id="chat_stream", origin_name="chat")
+    pending_push(session.pk, PendingMessage(content="later"))
+    # when
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        response = alice_client.delete(f"/api/chat/sessions/{session.id}")
+    # then
+    assert response.status_code == 204
+    assert len(callbacks) == 1
+    assert rs.redis_client().get(rs.cancel_key(session.pk)) == turn_id.encode()  # type: ignore[union-attr]
+    assert rs.redis_client().exists(rs.pending_key(session.pk)) == 0
+    assert not ChatSession.objects.filter(pk=session.pk).exists()

@@ -50,7 +50,7 @@ def _race(user: Any) -> list[str]:
     return outcomes
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_concurrent_resets_charge_exactly_once_per_success() -> None:
     # given: at the daily limit, with credits for four resets
     user = UserFactory(username="racer")
@@ -74,7 +74,7 @@ def test_concurrent_resets_charge_exactly_once_per_success() -> None:
     assert redis_store.read_spend(user.pk, now) == (0, 1_000_000)
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_concurrent_resets_never_pass_the_daily_cap(settings: Any) -> None:
     # given: one reset left today, and spend far over the day so every request qualifies
     settings.COPILOT_MAX_DAILY_RESETS = 2

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
+import weakref
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any
 
@@ -91,6 +93,40 @@ def _merge_reasoning_details(collected: list[dict[str, Any]], details: Any) -> N
                 target[key] = value
 
 
+_ClientConfig = tuple[str, str, int, float]
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[_ClientConfig, openai.AsyncOpenAI]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _loop_client(config: _ClientConfig) -> openai.AsyncOpenAI:
+    """One SDK client (and HTTP connection pool) per event loop and configuration.
+
+    A worker runs every live turn on one loop, so turns reuse warm keep-alive
+    connections instead of building a client, a TLS context and a connection each.
+    Outside a running loop (a title task's `asyncio.run`) the client is built fresh.
+    """
+    base_url, api_key, max_retries, timeout = config
+
+    def build() -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(
+            base_url=base_url,
+            api_key=api_key,
+            max_retries=max_retries,
+            timeout=timeout,
+            http_client=openai.DefaultAsyncHttpxClient(verify=shared_ssl_context()),
+        )
+
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return build()
+    per_loop = _clients.setdefault(loop, {})
+    if config not in per_loop:
+        per_loop[config] = build()
+    return per_loop[config]
+
+
 class OpenAICompatProvider:
     name = "openai_compat"
 
@@ -102,18 +138,18 @@ class OpenAICompatProvider:
         max_retries: int | None = None,
         timeout: float | None = None,
     ) -> None:
-        self._client = openai.AsyncOpenAI(
-            base_url=base_url or settings.COPILOT_LLM_BASE_URL,
-            api_key=api_key or settings.COPILOT_LLM_API_KEY or "missing-key",
-            max_retries=settings.COPILOT_LLM_MAX_RETRIES if max_retries is None else max_retries,
-            timeout=settings.COPILOT_LLM_TIMEOUT_S if timeout is None else timeout,
-            http_client=openai.DefaultAsyncHttpxClient(verify=shared_ssl_context()),
+        config = (
+            base_url or settings.COPILOT_LLM_BASE_URL,
+            api_key or settings.COPILOT_LLM_API_KEY or "missing-key",
+            settings.COPILOT_LLM_MAX_RETRIES if max_retries is None else max_retries,
+            settings.COPILOT_LLM_TIMEOUT_S if timeout is None else timeout,
         )
+        self._client = _loop_client(config)
         self._tools_source: Sequence[ToolSchema] | None = None
         self._tools_marked: list[ToolSchema] = []
 
     async def aclose(self) -> None:
-        await self._client.close()
+        """Nothing to release: the HTTP client is shared by every turn on this event loop."""
 
     def _marked_tools(self, tools: Sequence[ToolSchema]) -> list[ToolSchema]:
         """A copy of the tool list whose last schema carries a cache marker (made once per list)."""

@@ -417,3 +417,27 @@ def test_websocket_send_while_busy_is_queued(stack: str) -> None:
 
 def _outcomes(p: Any) -> list[str]:
     return list(TurnUsage.objects.filter(session=p.session).order_by("started_at").values_list("outcome", flat=True))
+
+
+def test_the_turn_that_crosses_80_percent_ends_with_a_usage_warning_once(stack: str) -> None:
+    from ratelimits.models import TierLimit
+
+    # given: a $0.01 day, 79 % used; each scripted turn costs $0.0005 (5 %)
+    TierLimit.objects.update_or_create(
+        tier="FREE", defaults={"daily_limit_microdollars": 10_000, "weekly_limit_microdollars": 0}
+    )
+    alice = person("alice")
+    from ratelimits.services import record_cost_usage
+
+    record_cost_usage(user=alice.user, microdollars=7_900)
+    script = fake({"text": "ok", "usage": {"prompt_tokens": 10, "completion_tokens": 2, "cost": 0.0005}})
+    # when
+    first = read_sse("POST", _stream_url(stack, alice), headers=alice.headers, json_body={"message": "a " + script})
+    second = read_sse("POST", _stream_url(stack, alice), headers=alice.headers, json_body={"message": "b " + script})
+    # then
+    warnings = [chunk for _, chunk in first.events if chunk["type"] == "data-usage-warning"]
+    assert len(warnings) == 1
+    assert warnings[0]["data"]["window"] == "daily"
+    assert warnings[0]["data"]["percent_used"] == 84.0
+    assert first.types[-2:] == ["data-usage-warning", "finish"]
+    assert "data-usage-warning" not in second.types
