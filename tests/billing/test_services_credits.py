@@ -200,25 +200,38 @@ def test_the_balance_always_equals_the_ledger_sum(alice: Any, staff: Any) -> Non
 # --- concurrency and restarts (committed data, several connections) -----------------------------
 
 
-def _run_in_threads(count: int, work: Any) -> list[Any]:
-    barrier = threading.Barrier(count)
-    results: list[Any] = [None] * count
+def _run_in_threads(count: int, work: Any, *, threads: int = 25) -> list[Any]:
+    """Run `work(i)` for i < count on `threads` threads released together.
 
-    def run(index: int) -> None:
+    Bounded so the test fits PostgreSQL's default 100 connections next to the
+    suite's daphne and worker processes; every thread still races the others.
+    """
+    barrier = threading.Barrier(min(threads, count))
+    results: list[Any] = [None] * count
+    indices = iter(range(count))
+    lock = threading.Lock()
+
+    def run() -> None:
         try:
             barrier.wait(timeout=30)
-            results[index] = work(index)
-        except Exception as exc:  # collected and asserted by the test
-            results[index] = exc
+            while True:
+                with lock:
+                    index = next(indices, None)
+                if index is None:
+                    return
+                try:
+                    results[index] = work(index)
+                except Exception as exc:  # collected and asserted by the test
+                    results[index] = exc
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not any(thread.is_alive() for thread in threads)
+    workers = [threading.Thread(target=run) for _ in range(min(threads, count))]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+    assert not any(worker.is_alive() for worker in workers)
     return results
 
 
