@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: install run test test-fast lint format typecheck bench browser clean
+.PHONY: install run test test-fast lint format typecheck bench browser clean vendor-js
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,21 @@ typecheck: install
 bench: install
 	@for m in $$(ls tests/bench/bench_*.py 2>/dev/null | sed 's#/#.#g; s#\.py$$##'); do \
 	  echo "== $$m"; $(PY) -m $$m || exit 1; done
+
+## Re-fetch the vendored front-end libraries from the npm registry into static/vendor/ (committed:
+## the site serves those files as they are, so nothing is installed at run time).
+MARKED_VERSION ?= 18.2.1
+DOMPURIFY_VERSION ?= 3.4.18
+vendor-js:
+	@set -euo pipefail; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	  (cd "$$tmp" && npm pack --silent marked@$(MARKED_VERSION) dompurify@$(DOMPURIFY_VERSION) >/dev/null); \
+	  mkdir -p "$$tmp/marked" "$$tmp/dompurify" static/vendor/marked static/vendor/dompurify; \
+	  tar -xzf "$$tmp/marked-$(MARKED_VERSION).tgz" -C "$$tmp/marked"; \
+	  tar -xzf "$$tmp/dompurify-$(DOMPURIFY_VERSION).tgz" -C "$$tmp/dompurify"; \
+	  cp "$$tmp/marked/package/lib/marked.esm.js" "$$tmp/marked/package/LICENSE" static/vendor/marked/; \
+	  cp "$$tmp/dompurify/package/dist/purify.min.js" "$$tmp/dompurify/package/LICENSE" \
+	     "$$tmp/dompurify/package/LICENSE-MPL" static/vendor/dompurify/; \
+	  echo "vendored marked $(MARKED_VERSION) and dompurify $(DOMPURIFY_VERSION) into static/vendor/"
 
 clean:
 	rm -rf $(VENV) var test-artifacts .pytest_cache .mypy_cache .ruff_cache

@@ -7,5 +7,6 @@ from . import views
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="chat-home", permanent=False)),
-    path("copilot", views.chat_home, name="chat-home"),
+    path("copilot", views.chat_page, name="chat-home"),
+    path("chat/<uuid:session_id>/", views.chat_page, name="chat-session"),
 ]

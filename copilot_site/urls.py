@@ -1,13 +1,15 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from copilot_site.core.views import healthz
+from copilot_site.core.views import healthz, static_file
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    re_path(rf"^{settings.STATIC_URL.strip('/')}/(?P<path>.+)$", static_file, name="static-file"),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
@@ -16,4 +18,5 @@ urlpatterns = [
     path("api/", include("ratelimits.urls")),
     path("", include("copilot_site.accounts.urls")),
     path("", include("chat.page_urls")),
+    path("", include("billing.page_urls")),
 ]

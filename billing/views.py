@@ -1,0 +1,35 @@
+"""Template views: the billing page (plans, credits). It is a shell; `static/billing/billing.js`
+reads and changes everything through the billing REST API."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from .models import Tier
+from .selectors import account_for_user
+
+# What each plan gives, as a multiple of FREE's usage limits. These mirror the
+# rate-limit defaults (SPEC §6.2.1); billing cannot read ratelimits (STYLE §2).
+TIER_MULTIPLES: dict[str, int] = {Tier.FREE: 1, Tier.PRO: 5, Tier.BUSINESS: 20}
+
+
+@login_required
+def billing_page(request: HttpRequest) -> HttpResponse:
+    account = account_for_user(user=request.user)
+    period_end = account.current_period_end if account is not None else None
+    plans = [
+        {"tier": tier.value, "label": tier.label, "multiple": TIER_MULTIPLES[tier.value]}
+        for tier in (Tier.FREE, Tier.PRO, Tier.BUSINESS)
+    ]
+    return render(
+        request,
+        "billing/billing.html",
+        {
+            "plans": plans,
+            "period_end": period_end.isoformat() if period_end else "",
+            # An admin-granted paid tier has no Stripe subscription: a downgrade applies at once.
+            "has_subscription": bool(account is not None and account.stripe_subscription_id),
+        },
+    )
