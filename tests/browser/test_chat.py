@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import http.server
 import os
 import re
-import threading
-import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,30 +17,6 @@ from tests.factories import UserFactory
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def slow_http() -> Iterator[str]:
-    """A loopback page that answers after 3 s: the target of a slow web_fetch."""
-
-    class Slow(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            time.sleep(3)
-            body = b"slow page body"
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            return
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/slow"
-    server.shutdown()
 
 
 def send(page: Any, text: str, *, delivery: str | None = None) -> None:

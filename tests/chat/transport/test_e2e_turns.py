@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import http.server
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -31,30 +29,6 @@ SSE_HEADERS = {
 def stack(daphne_server: str, celery_worker: Any, fake_llm: Any) -> str:
     fake_llm.reset()
     return daphne_server
-
-
-@pytest.fixture
-def slow_http() -> Iterator[str]:
-    """A loopback page that answers after 3 s (a slow tool's target)."""
-
-    class Slow(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            time.sleep(3)
-            body = b"slow page body"
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            return
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/slow"
-    server.shutdown()
 
 
 def _stream_url(base: str, p: Person) -> str:
