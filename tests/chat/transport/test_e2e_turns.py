@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from typing import Any
@@ -234,6 +235,9 @@ def test_followups_sent_during_a_tool_reach_the_next_round_in_stored_order(
     assert queued.status_code == 202
     assert queued.json() == {"buffer_length": 1, "max_buffer_length": 10, "turn_in_flight": True}
     assert results[0].text().endswith("all done")
+    drained = [chunk for _, chunk in results[0].events if chunk["type"] == "data-pending-drained"]
+    assert len(drained) == 1
+    assert "also check the title" in json.dumps(drained[0]["data"])
     rows = [(role, content) for role, content in _rows(alice) if role != "reasoning"]
     assert [role for role, _ in rows] == ["user", "assistant", "tool", "user", "assistant"]
     assert rows[3] == ("user", "also check the title")
