@@ -294,9 +294,11 @@ def test_twenty_concurrent_sends_start_exactly_one_turn(stack: str) -> None:
         assert TurnUsage.objects.filter(session=alice.session).count() == 1
         # Sends that landed between the claim and the worker's start-of-turn drain
         # joined the running turn as user rows; the rest wait, the newest ten kept.
+        # (A full buffer drops its oldest entry, so some sends may be in neither place.)
         joined = ChatMessage.objects.filter(session=alice.session, role="user").count() - 1
         waiting = len(pending_peek(alice.session.id))
-        assert waiting == min(10, 19 - joined)
+        assert 0 <= joined <= 10  # one drain takes at most the buffer's ten
+        assert 1 <= waiting <= 10
         assert joined + waiting <= 19
     finally:
         httpx.post(f"{stack}/api/chat/sessions/{alice.session.id}/cancel", headers=alice.headers, timeout=10)
