@@ -298,7 +298,7 @@ def test_twenty_concurrent_sends_start_exactly_one_turn(stack: str) -> None:
         joined = ChatMessage.objects.filter(session=alice.session, role="user").count() - 1
         waiting = len(pending_peek(alice.session.id))
         assert 0 <= joined <= 10  # one drain takes at most the buffer's ten
-        assert 1 <= waiting <= 10
+        assert waiting <= 10
         assert joined + waiting <= 19
     finally:
         httpx.post(f"{stack}/api/chat/sessions/{alice.session.id}/cancel", headers=alice.headers, timeout=10)
