@@ -93,26 +93,53 @@ def credits_top_up_checkout_create(*, user: Any, amount_cents: int, success_url:
             extra={"min_cents": minimum, "max_cents": maximum},
         )
     redirect_urls_validate(success_url, cancel_url)
+    return checkout_open(
+        user=user,
+        record_fields={"kind": CheckoutRecord.Kind.TOP_UP, "amount_cents": amount_cents},
+        mode="payment",
+        line_item={
+            "price_data": {
+                "currency": settings.BILLING_CURRENCY,
+                "unit_amount": amount_cents,
+                "product_data": {"name": TOP_UP_PRODUCT_NAME},
+            },
+            "quantity": 1,
+        },
+        metadata={"kind": "credit_top_up"},
+        success_url=success_url,
+        cancel_url=cancel_url,
+    )
+
+
+def checkout_open(
+    *,
+    user: Any,
+    record_fields: dict[str, Any],
+    mode: str,
+    line_item: dict[str, Any],
+    metadata: dict[str, str],
+    success_url: str,
+    cancel_url: str,
+) -> str:
+    """Open a Stripe Checkout session backed by a CheckoutRecord; returns its URL.
+
+    The record's pk gives the Stripe idempotency key and ties the webhook's
+    fulfilment (and any later refund or dispute) back to this checkout. A Stripe
+    failure marks the record failed and raises the generic checkout error.
+    """
     try:
         customer_id = stripe_customer_get_or_create(user=user)
     except PaymentProviderError as exc:
         raise exc.with_message(CHECKOUT_FAILED) from None
-    record = CheckoutRecord.objects.create(user=user, kind=CheckoutRecord.Kind.TOP_UP, amount_cents=amount_cents)
+    record = CheckoutRecord.objects.create(user=user, **record_fields)
     try:
         session = stripe_gateway.checkout_session_create(
-            mode="payment",
-            line_item={
-                "price_data": {
-                    "currency": settings.BILLING_CURRENCY,
-                    "unit_amount": amount_cents,
-                    "product_data": {"name": TOP_UP_PRODUCT_NAME},
-                },
-                "quantity": 1,
-            },
+            mode=mode,
+            line_item=line_item,
             customer_id=customer_id,
             success_url=success_url,
             cancel_url=cancel_url,
-            metadata={"user_id": str(user.pk), "kind": "credit_top_up", "checkout_record_id": str(record.pk)},
+            metadata={"user_id": str(user.pk), **metadata, "checkout_record_id": str(record.pk)},
             idempotency_key=record.stripe_idempotency_key,
             client_reference_id=str(user.pk),
         )

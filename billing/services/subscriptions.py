@@ -23,7 +23,7 @@ from billing.errors import (
 from billing.models import CheckoutRecord, CustomerAccount, Tier, TierChange
 from billing.selectors import BillingSettings, billing_settings
 
-from .checkout import redirect_urls_validate, stripe_customer_get_or_create
+from .checkout import checkout_open, redirect_urls_validate
 from .credits import account_get_or_create, account_lock
 
 logger = logging.getLogger(__name__)
@@ -218,29 +218,15 @@ def _checkout_for_tier(*, user: Any, tier: str, success_url: str, cancel_url: st
     price_id = config.price_for_tier(tier)
     if not price_id:
         raise BillingUnprocessable(f"No Stripe price configured for tier {tier}")
-    try:
-        customer_id = stripe_customer_get_or_create(user=user)
-    except PaymentProviderError as exc:
-        raise exc.with_message(CHECKOUT_FAILED) from None
-    record = CheckoutRecord.objects.create(user=user, kind=CheckoutRecord.Kind.SUBSCRIPTION, tier=tier)
-    try:
-        session = stripe_gateway.checkout_session_create(
-            mode="subscription",
-            line_item={"price": price_id, "quantity": 1},
-            customer_id=customer_id,
-            success_url=success_url,
-            cancel_url=cancel_url,
-            metadata={"user_id": str(user.pk), "tier": tier, "checkout_record_id": str(record.pk)},
-            idempotency_key=record.stripe_idempotency_key,
-            client_reference_id=str(user.pk),
-        )
-    except PaymentProviderError as exc:
-        CheckoutRecord.objects.filter(pk=record.pk).update(status=CheckoutRecord.Status.FAILED)
-        raise exc.with_message(CHECKOUT_FAILED) from None
-    CheckoutRecord.objects.filter(pk=record.pk).update(
-        status=CheckoutRecord.Status.OPEN, stripe_checkout_session_id=session.id
+    return checkout_open(
+        user=user,
+        record_fields={"kind": CheckoutRecord.Kind.SUBSCRIPTION, "tier": tier},
+        mode="subscription",
+        line_item={"price": price_id, "quantity": 1},
+        metadata={"tier": tier},
+        success_url=success_url,
+        cancel_url=cancel_url,
     )
-    return session.url
 
 
 def _change_paid_subscription(
