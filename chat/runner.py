@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -42,6 +43,7 @@ ALIVE_REFRESH_S = 5.0
 LOCK_REFRESH_S = 30.0
 STOP_GRACE_S = 3.0
 CANCEL_POLL_S = 0.5
+GIL_SWITCH_INTERVAL_S = 0.0005
 
 
 @dataclass
@@ -390,3 +392,6 @@ def warm_up() -> None:
     for model in {django_settings.COPILOT_MODEL, django_settings.COPILOT_ADVANCED_MODEL}:
         encoding_for(model).encode("warm up")
     shared_loop.loop()
+    # The turn loop shares the GIL with threads doing ORM work; CPython's default
+    # 5 ms switch interval lets one such call delay every live stream by up to 5 ms.
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)

@@ -6,11 +6,16 @@
 from __future__ import annotations
 
 import os
+import sys
 
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "copilot_site.settings.local")
 django_asgi_app = get_asgi_application()
+
+# Streams share the GIL with the threads running sync views and ORM calls; CPython's
+# default 5 ms switch interval would let one of those delay every open stream by 5 ms.
+sys.setswitchinterval(0.0005)
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402

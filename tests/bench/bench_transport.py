@@ -247,7 +247,7 @@ def main() -> None:
                 # Every turn is started (and live) before any streams: the first chunk is
                 # held back long enough for all N turns to start, so the latencies below
                 # are per-chunk figures with N turns live, not start-up queueing.
-                hold_ms = 0 if n == 1 else 2000 + 60 * n
+                hold_ms = 0 if n == 1 else 3000 + 150 * n
                 r = asyncio.run(_run(base, key, sessions, args.chunks, args.delay_ms, hold_ms))
                 after = {name: _cpu_s(pid) for name, pid in procs.items()} | {"bench": time.process_time()}
                 cpu = {name: after[name] - before[name] for name in after}
@@ -259,7 +259,7 @@ def main() -> None:
                     print("        cpu s: " + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items()))
             if args.hold:
                 key, sessions = _prepare(args.hold)
-                r = asyncio.run(_run(base, key, sessions, 20, 250, 2000 + 60 * args.hold))
+                r = asyncio.run(_run(base, key, sessions, 20, 250, 3000 + 150 * args.hold))
                 print(f"held {args.hold} live turns at once (20 chunks, 250 ms apart): {r['completed']} completed,"
                       f" chunk p50 {r['p50_ms']:.2f}ms p99 {r['p99_ms']:.2f}ms"
                       + (f", errors: {r['errors']}" if r["errors"] else ""))  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import weakref
@@ -11,8 +12,7 @@ from typing import Any
 
 import openai
 from django.conf import settings
-from openai import AsyncStream
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from openai.types.chat import ChatCompletion
 
 from chat.engine.reasoning import reasoning_text_from_extra
 
@@ -69,6 +69,52 @@ def usage_delta_from_openai(usage: Any) -> UsageDelta:
         cache_creation_tokens=cache_write,
         cost_usd=validated_cost(extra.get("cost")),
     )
+
+
+# Fields of a chat.completion.chunk delta; anything else is a provider extension
+# (reasoning, reasoning_content, reasoning_details, …).
+_STANDARD_DELTA_KEYS = frozenset({"role", "content", "tool_calls", "function_call", "refusal"})
+
+
+def usage_delta_from_dict(usage: Mapping[str, Any]) -> UsageDelta:
+    """Usage from a raw chunk's ``usage`` object (OpenRouter adds ``cost`` in USD)."""
+    details = usage.get("prompt_tokens_details") or {}
+    return UsageDelta(
+        prompt_tokens=_int(usage.get("prompt_tokens")),
+        completion_tokens=_int(usage.get("completion_tokens")),
+        cache_read_tokens=_int(details.get("cached_tokens", 0)) if isinstance(details, Mapping) else 0,
+        cache_creation_tokens=_int(details.get("cache_write_tokens", 0)) if isinstance(details, Mapping) else 0,
+        cost_usd=validated_cost(usage.get("cost")),
+    )
+
+
+async def _sse_json(response: Any) -> AsyncGenerator[dict[str, Any], None]:
+    """The JSON objects of an SSE body: `data:` lines joined per event, `[DONE]` ends it."""
+    data_lines: list[str] = []
+    async for line in response.iter_lines():
+        if line.startswith("data:"):
+            data_lines.append(line[5:].lstrip(" "))
+            continue
+        if line or not data_lines:
+            continue  # comments (": keep-alive"), event names, blank separators
+        data = "\n".join(data_lines)
+        data_lines = []
+        if data.startswith("[DONE]"):
+            return
+        try:
+            parsed = json.loads(data)
+        except ValueError:
+            logger.warning("Skipping an unparseable stream event: %.200s", data)
+            continue
+        if isinstance(parsed, dict):
+            yield parsed
+    if data_lines and not data_lines[0].startswith("[DONE]"):
+        try:
+            parsed = json.loads("\n".join(data_lines))
+        except ValueError:
+            return
+        if isinstance(parsed, dict):
+            yield parsed
 
 
 def _merge_reasoning_details(collected: list[dict[str, Any]], details: Any) -> None:
@@ -198,34 +244,43 @@ class OpenAICompatProvider:
         }
         if request_tools:
             request["tools"] = list(request_tools)
-        stream: AsyncStream[ChatCompletionChunk] = await self._client.chat.completions.create(**request)
+        # The SDK makes the request (auth, base URL, retries, error mapping); the stream's
+        # SSE lines are parsed here as plain JSON, since building a pydantic chunk object
+        # per delta is most of the per-chunk cost of a live turn.
         details: list[dict[str, Any]] = []
-        try:
-            async for chunk in stream:
-                if chunk.usage is not None:
-                    yield usage_delta_from_openai(chunk.usage)
-                for choice in chunk.choices:
-                    delta = choice.delta
-                    extra = delta.model_extra
+        async with self._client.chat.completions.with_streaming_response.create(**request) as response:
+            async for chunk in _sse_json(response):
+                error = chunk.get("error")
+                if error:
+                    message = error.get("message") if isinstance(error, Mapping) else None
+                    raise openai.APIError(
+                        message=str(message or "An error occurred during streaming"),
+                        request=response.http_request,
+                        body=error,
+                    )
+                usage = chunk.get("usage")
+                if usage:
+                    yield usage_delta_from_dict(usage)
+                for choice in chunk.get("choices") or ():
+                    delta = choice.get("delta") or {}
+                    extra = {key: value for key, value in delta.items() if key not in _STANDARD_DELTA_KEYS}
                     if extra:
                         reasoning = reasoning_text_from_extra(extra)
                         if reasoning:
                             yield ReasoningDelta(reasoning)
                         if "reasoning_details" in extra:
                             _merge_reasoning_details(details, extra["reasoning_details"])
-                    if delta.content:
-                        yield TextDelta(delta.content)
-                    if delta.tool_calls:
-                        for call in delta.tool_calls:
-                            function = call.function
-                            yield ToolCallDelta(
-                                index=call.index,
-                                id=call.id or None,
-                                name=(function.name or None) if function is not None else None,
-                                arguments=(function.arguments or "") if function is not None else "",
-                            )
-        finally:
-            await stream.close()
+                    content = delta.get("content")
+                    if content:
+                        yield TextDelta(content)
+                    for call in delta.get("tool_calls") or ():
+                        function = call.get("function") or {}
+                        yield ToolCallDelta(
+                            index=_int(call.get("index")),
+                            id=call.get("id") or None,
+                            name=function.get("name") or None,
+                            arguments=function.get("arguments") or "",
+                        )
         if details:
             yield AssistantExtraDelta({"reasoning_details": details})
 
