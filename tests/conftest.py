@@ -130,7 +130,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 @pytest.fixture(scope="session", autouse=True)
 def _close_async_db_connections(django_db_setup: Any, django_db_blocker: Any) -> Iterator[None]:
-    """Close the connection asgiref's sync thread opened, so PostgreSQL can drop the test DB."""
+    """Close connections other threads opened, so PostgreSQL can drop the test database."""
     yield
     import asyncio
 
@@ -139,6 +139,16 @@ def _close_async_db_connections(django_db_setup: Any, django_db_blocker: Any) ->
 
     with django_db_blocker.unblock():
         asyncio.run(sync_to_async(connections.close_all)())
+        connection = connections["default"]
+        if connection.vendor == "postgresql":
+            # Threads of in-process engine runs may still hold a connection; PostgreSQL
+            # will not drop a database that is in use.
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            connection.close()
 
 
 @pytest.fixture
