@@ -386,8 +386,10 @@ def warm_up() -> None:
     """
     from django.conf import settings as django_settings
 
-    from .engine import turn  # noqa: F401 - the import is the warm-up
+    from .engine import turn  # noqa: F401 - the imports are the warm-up
     from .engine.context import encoding_for
+    from .engine.providers import anthropic, openai_compat  # noqa: F401
+    from .tools.builtin import calculator, clock, memory, search_chats, web_fetch  # noqa: F401
 
     for model in {django_settings.COPILOT_MODEL, django_settings.COPILOT_ADVANCED_MODEL}:
         encoding_for(model).encode("warm up")

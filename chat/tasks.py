@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from celery import shared_task
@@ -48,6 +49,8 @@ def _warm_up_worker(**kwargs: Any) -> None:
     from .runner import warm_up
 
     try:
+        started = time.monotonic()
         warm_up()
+        logger.info("Worker warmed up in %.2fs", time.monotonic() - started)
     except Exception:
         logger.warning("Worker warm-up failed; the first turn will pay for it", exc_info=True)
