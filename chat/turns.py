@@ -132,6 +132,8 @@ def mark_session_completed(session_id: object, *, error_message: str | None = No
     new_status = STATUS_FAILED if error_message else STATUS_COMPLETED
     if not rs.hash_compare_and_set(meta_key, "status", STATUS_RUNNING, new_status):
         return False
+    if not error_message:
+        _record_duration(meta)
     client = rs.redis_client()
     try:
         client.delete(rs.cluster_lock_key(session_id), rs.alive_key(session_id))
@@ -144,6 +146,27 @@ def mark_session_completed(session_id: object, *, error_message: str | None = No
     except redis.RedisError:
         logger.exception("Failed to publish the end of turn %s; listeners fall back to the status", meta.turn_id)
     return True
+
+
+def _record_duration(meta: TurnMeta) -> None:
+    """The turn's wall time on its last assistant row (best effort), before `finish` goes
+    out, so the page's stream-end refetch can say "Thought for Ns"."""
+    from django.db import DatabaseError
+
+    from .models import ChatMessage
+
+    duration_ms = max(0, int((time.time() - meta.created_at) * 1000))
+    try:
+        last = (
+            ChatMessage.objects.filter(turn_id=meta.turn_id, role=ChatMessage.Role.ASSISTANT)
+            .order_by("-sequence")
+            .values_list("pk", flat=True)
+            .first()
+        )
+        if last is not None:
+            ChatMessage.objects.filter(pk=last).update(duration_ms=duration_ms)
+    except DatabaseError:
+        logger.warning("Could not record the duration of turn %s", meta.turn_id, exc_info=True)
 
 
 def notify_session(session_id: object, message: dict[str, Any]) -> None:

@@ -71,6 +71,10 @@ def test_sse_post_streams_a_whole_turn_with_ai_sdk_framing(stack: str) -> None:
     assert _rows(alice) == [("user", message), ("assistant", "Hello there, friend.")]
     turn = TurnUsage.objects.get(session=alice.session)
     assert turn.outcome == "completed"
+    answer = ChatMessage.objects.get(session=alice.session, role="assistant")
+    assert answer.duration_ms is not None
+    assert 0 < answer.duration_ms < 30_000
+    assert ChatMessage.objects.get(session=alice.session, role="user").duration_ms is None
 
 
 def test_two_websockets_see_identical_event_sequences(stack: str) -> None:

@@ -26,6 +26,9 @@ from chat.turns import (
     turn_meta_get,
 )
 
+# Completion records the turn's duration on its last assistant row (none exists here).
+pytestmark = pytest.mark.django_db
+
 SID = "11111111-1111-4111-8111-111111111111"
 
 
