@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import redis
+from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from chat import redis_scripts as rs
@@ -235,7 +236,7 @@ def test_follow_waits_for_a_meta_written_just_after_subscribing(r: redis.Redis[b
             await asyncio.sleep(0.15)
             turn_id = turn_claim(session_id=SID, user_id=1, origin_id="x", origin_name="x")
             publish_chunk(turn_id, {"type": "start", "messageId": "late"})  # type: ignore[arg-type]
-            mark_session_completed(SID)
+            await sync_to_async(mark_session_completed)(SID)
 
         task = asyncio.create_task(claim_later())
         items = await asyncio.wait_for(_collect(SID), timeout=5)
