@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, transaction
-from django.db.models import Max
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from .errors import ChatError, SessionNotFound
 from .models import COPILOT_SYSTEM_PREFIX, ChatMessage, ChatSession, TurnUsage
+from .services.messages import messages_save_new
 from .turns import (
     PendingMessage,
     mark_session_completed,
@@ -192,15 +192,15 @@ def _start(
     try:
         with transaction.atomic():
             rows = [*stale, *messages]
-            rows_append(
-                session=session,
-                rows=[
+            messages_save_new(
+                session_id=session.pk,
+                messages=[
                     ChatMessage(
                         role=ChatMessage.Role.USER,
                         content=m.content,
                         client_message_id=m.client_message_id,
                         turn_id=turn_id,
-                    )  # fmt: skip
+                    )
                     for m in rows
                 ],
             )
@@ -225,40 +225,15 @@ def _enqueue(task: Any, session_id: object, turn_id: str, payload: dict[str, Any
         raise ChatUnavailable("Chat service unavailable, please retry.") from exc
 
 
-def rows_append(*, session: ChatSession, rows: list[ChatMessage]) -> list[ChatMessage]:
-    """Append rows with the next sequences (append-only; retried on a sequence race)."""
-    if not rows:
-        return rows
-    for attempt in range(3):
-        try:
-            with transaction.atomic():
-                last = ChatMessage.objects.filter(session=session).aggregate(m=Max("sequence"))["m"]
-                start = 0 if last is None else last + 1
-                for offset, row in enumerate(rows):
-                    row.session = session
-                    row.sequence = start + offset
-                ChatMessage.objects.bulk_create(rows)
-                ChatSession.objects.filter(pk=session.pk).update(updated_at=timezone.now())
-                return rows
-        except IntegrityError:
-            if attempt == 2:
-                raise
-    return rows
-
-
 def turn_record_failure(*, session_id: str, turn_id: str, error: str) -> None:
     """Leave the failure in the transcript (an assistant notice) and on the turn record."""
-    session = ChatSession.objects.filter(pk=session_id).first()
-    if session is None:
-        return
-    rows_append(
-        session=session,
-        rows=[
-            ChatMessage(
-                role=ChatMessage.Role.ASSISTANT, content=f"{COPILOT_SYSTEM_PREFIX} Error: {error}", turn_id=turn_id
-            )
-        ],  # fmt: skip
+    notice = ChatMessage(
+        role=ChatMessage.Role.ASSISTANT, content=f"{COPILOT_SYSTEM_PREFIX} Error: {error}", turn_id=turn_id
     )
+    try:
+        messages_save_new(session_id=session_id, messages=[notice])
+    except SessionNotFound:
+        return  # deleted meanwhile: nothing left to annotate
     TurnUsage.objects.filter(turn_id=turn_id, outcome=TurnUsage.Outcome.RUNNING).update(
         outcome=TurnUsage.Outcome.FAILED, error=error, finished_at=timezone.now()
     )
