@@ -31,6 +31,7 @@ from .turns import (
     mark_session_completed,
     pending_drain,
     pending_requeue,
+    turn_fail_orphaned,
     turn_meta_get_async,
 )
 
@@ -84,8 +85,7 @@ async def execute_turn(
             # A worker already started this turn and died (the task was redelivered):
             # what it persisted stays; the turn ends as failed so the session is usable.
             logger.warning("Turn %s was redelivered after its worker died; failing it", turn_id)
-            await rs.async_compare_and_delete(client, rs.stream_lock_key(session_id), turn_id)
-            await _fail_turn(session_id, turn_id, WORKER_LOST_ERROR)
+            await sync_to_async(turn_fail_orphaned)(session_id=session_id, turn_id=turn_id, error=WORKER_LOST_ERROR)
             outcome.error = WORKER_LOST_ERROR
             return outcome
         await client.hset(rs.turn_meta_key(session_id), "started_at", f"{time.time():.6f}")
@@ -95,13 +95,6 @@ async def execute_turn(
     finally:
         await rs.async_compare_and_delete(client, lock_key, owner_token)
     return outcome
-
-
-async def _fail_turn(session_id: str, turn_id: str, error: str) -> None:
-    from .dispatch import turn_record_failure
-
-    await sync_to_async(turn_record_failure)(session_id=session_id, turn_id=turn_id, error=error)
-    await sync_to_async(mark_session_completed)(session_id, error_message=error, turn_id=turn_id)
 
 
 async def _run_with_guards(

@@ -208,12 +208,17 @@ def reap_if_dead(session_id: object) -> bool:
     else:
         return False
     logger.warning("Turn %s of session %s has no live worker: %s", meta.turn_id, session_id, error)
+    return turn_fail_orphaned(session_id=str(session_id), turn_id=meta.turn_id, error=error)
+
+
+def turn_fail_orphaned(*, session_id: str, turn_id: str, error: str) -> bool:
+    """End a turn whose worker is gone: a notice in the transcript, its stream lock
+    freed (the dead worker can no longer release it), then completion as failed."""
     from .dispatch import turn_record_failure
 
-    turn_record_failure(session_id=str(session_id), turn_id=meta.turn_id, error=error)
-    # The dead worker can no longer release its stream lock; free it for the next turn.
-    rs.compare_and_delete(rs.stream_lock_key(session_id), meta.turn_id)
-    return mark_session_completed(session_id, error_message=error, turn_id=meta.turn_id)
+    turn_record_failure(session_id=session_id, turn_id=turn_id, error=error)
+    rs.compare_and_delete(rs.stream_lock_key(session_id), turn_id)
+    return mark_session_completed(session_id, error_message=error, turn_id=turn_id)
 
 
 # --- cancel --------------------------------------------------------------------------------
