@@ -161,6 +161,9 @@ CHANNEL_LAYERS = {
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
+# The (disabled) result backend is stateless: share one instance instead of
+# building one per pool thread (each build scans every installed entry point).
+CELERY_RESULT_BACKEND_THREAD_SAFE = True
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
