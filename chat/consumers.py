@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from typing import Any
 
@@ -21,7 +22,7 @@ from django.conf import settings
 from .errors import SessionNotFound
 from .events import validate_client_frame
 from .selectors import session_get_for_user
-from .turns import follow_turn, session_group, turn_meta_get
+from .turns import StreamItem, follow_turn, session_group, turn_meta_get
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,16 @@ def _stop(session_id: str) -> dict[str, Any]:
 def _current_turn(session_id: str) -> str | None:
     meta = turn_meta_get(session_id)
     return meta.turn_id if meta is not None and meta.is_running else None
+
+
+def _frame_text(item: StreamItem) -> str:
+    """The contract frame of a relayed item. A stored chunk is forwarded as the JSON text
+    the worker wrote (already parsed and type-checked by `follow_turn`), not re-encoded."""
+    if item.chunk is None:
+        return '{"type":"heartbeat"}'
+    if item.raw is not None and item.event_id is not None:
+        return f'{{"event_id":"{item.event_id}","turn_id":"{item.turn_id}","chunk":{item.raw.decode()}}}'
+    return json.dumps({"event_id": item.event_id, "turn_id": item.turn_id, "chunk": item.chunk})
 
 
 class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
@@ -159,13 +170,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
 
     async def _relay(self, turn_id: str, after: str | None) -> None:
         try:
-            async for item in follow_turn(self.session_id, after=after, turn_id=turn_id):
-                if item.chunk is None:
-                    frame: dict[str, Any] = {"type": "heartbeat"}
-                else:
-                    frame = {"event_id": item.event_id, "turn_id": item.turn_id, "chunk": item.chunk}
-                if not await self._send_quietly(frame) or item.is_terminal:
-                    return
+            async with contextlib.aclosing(follow_turn(self.session_id, after=after, turn_id=turn_id)) as items:
+                async for item in items:
+                    if not await self._send_text_quietly(_frame_text(item)) or item.is_terminal:
+                        return
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -174,9 +182,12 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
                 await self._send_quietly({"turn_id": turn_id, "event_id": None, "chunk": chunk})
 
     async def _send_quietly(self, frame: dict[str, Any]) -> bool:
+        return await self._send_text_quietly(json.dumps(frame))
+
+    async def _send_text_quietly(self, text: str) -> bool:
         """Send a frame; False when the socket is already gone (the client left)."""
         try:
-            await self.send_json(frame)
+            await self.send(text_data=text)
         except Exception:  # noqa: BLE001 - a closed socket; the turn is unaffected
             logger.debug("Socket for session %s closed while relaying", self.session_id)
             return False

@@ -4,6 +4,7 @@ MULTI/EXEC block of the app. Everything else calls these functions.
 Key map (SPEC §3):
 - turn meta        copilot:turn:meta:{session_id}        hash status/turn_id/user_id/created_at/origin_*
 - turn stream      copilot:turn:stream:{turn_id}         Redis Stream, field `data` = chunk JSON
+- live channel     copilot:turn:live:{turn_id}           pub/sub, "{entry_id} {chunk JSON}" per appended chunk
 - cluster lock     copilot:session:{session_id}:lock     owner token `{hostname}:{task_id}`
 - stream lock      copilot:stream_lock:{session_id}      turn_id
 - worker liveness  copilot:turn:alive:{session_id}       turn_id, short TTL refreshed by the worker
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import logging
 import weakref
 from collections.abc import Iterable, Mapping
@@ -81,6 +83,10 @@ def turn_stream_key(turn_id: object) -> str:
     return f"copilot:turn:stream:{turn_id}"
 
 
+def turn_live_channel(turn_id: object) -> str:
+    return f"copilot:turn:live:{turn_id}"
+
+
 def cluster_lock_key(session_id: object) -> str:
     return f"copilot:session:{session_id}:lock"
 
@@ -130,20 +136,47 @@ redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
 return 1
 """
 
-_HASH_COMPARE_AND_SET = """
-if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-return 1
-"""
-
 _COMPARE_AND_DELETE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
 
-_COMPARE_AND_EXPIRE = """
+COMPARE_AND_EXPIRE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2])) end
 return 0
+"""
+
+
+# Append a chunk to a turn's stream, refresh its TTL, and announce it on the
+# turn's live channel with its entry id, in one step: listeners take live chunks
+# from one pub/sub connection per process instead of an XREAD per socket, and
+# the log stays the source of truth for replay. KEYS: stream; ARGV: channel,
+# data, ttl. Returns the entry id.
+_STREAM_APPEND = """
+local id = redis.call('XADD', KEYS[1], '*', 'data', ARGV[2])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+redis.call('PUBLISH', ARGV[1], id .. ' ' .. ARGV[2])
+return id
+"""
+STREAM_APPEND_SHA = hashlib.sha1(_STREAM_APPEND.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
+
+
+# The end of a turn (SPEC §4.6.5) in one step: only while the meta still names this
+# turn as running, set its final status, delete the cluster lock and liveness key,
+# then append (and announce) the closing chunks. KEYS: meta, cluster lock, alive,
+# stream; ARGV: turn_id, new status, live channel, ttl, chunk JSON... Returns 1 if it
+# ended the turn, 0 if the turn had already ended (or is not the current one).
+_COMPLETE_TURN = """
+if redis.call('HGET', KEYS[1], 'turn_id') ~= ARGV[1] then return 0 end
+if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
+redis.call('HSET', KEYS[1], 'status', ARGV[2])
+redis.call('DEL', KEYS[2], KEYS[3])
+for i = 5, #ARGV do
+  local id = redis.call('XADD', KEYS[4], '*', 'data', ARGV[i])
+  redis.call('PUBLISH', ARGV[3], id .. ' ' .. ARGV[i])
+end
+redis.call('EXPIRE', KEYS[4], tonumber(ARGV[4]))
+return 1
 """
 
 
@@ -158,24 +191,111 @@ def hash_set_if_not_equal(key: str, field: str, forbidden: str, mapping: Mapping
     return bool(_script(_HASH_SET_IF_NOT_EQUAL)(keys=[key], args=[field, forbidden, ttl, *flat]))
 
 
-def hash_compare_and_set(key: str, field: str, expected: str, new: str) -> bool:
-    return bool(_script(_HASH_COMPARE_AND_SET)(keys=[key], args=[field, expected, new]))
-
-
 def compare_and_delete(key: str, token: str) -> bool:
     return bool(_script(_COMPARE_AND_DELETE)(keys=[key], args=[token]))
 
 
 def compare_and_expire(key: str, token: str, ttl: int) -> bool:
-    return bool(_script(_COMPARE_AND_EXPIRE)(keys=[key], args=[token, ttl]))
+    return bool(_script(COMPARE_AND_EXPIRE)(keys=[key], args=[token, ttl]))
+
+
+def stream_append(turn_id: object, data: str) -> str:
+    """Append one chunk (JSON text) to the turn's stream and live channel; its entry id."""
+    entry_id = _script(_STREAM_APPEND)(
+        keys=[turn_stream_key(turn_id)], args=[turn_live_channel(turn_id), data, TURN_TTL_S]
+    )
+    return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+
+
+def _complete_turn_call(
+    session_id: object, turn_id: str, status: str, chunks: list[str]
+) -> tuple[list[str], list[Any]]:
+    keys = [turn_meta_key(session_id), cluster_lock_key(session_id), alive_key(session_id), turn_stream_key(turn_id)]
+    return keys, [turn_id, status, turn_live_channel(turn_id), TURN_TTL_S, *chunks]
+
+
+def complete_turn(session_id: object, turn_id: str, status: str, chunks: list[str]) -> bool:
+    """Run the `_COMPLETE_TURN` step (see there); True when it ended the turn."""
+    keys, args = _complete_turn_call(session_id, turn_id, status, chunks)
+    return bool(_script(_COMPLETE_TURN)(keys=keys, args=args))
+
+
+async def async_complete_turn(
+    client: aioredis.Redis[bytes], session_id: object, turn_id: str, status: str, chunks: list[str]
+) -> bool:
+    keys, args = _complete_turn_call(session_id, turn_id, status, chunks)
+    return bool(await client.eval(_COMPLETE_TURN, len(keys), *keys, *args))  # type: ignore[no-untyped-call]
+
+
+class StreamAppender:
+    """Batched `stream_append` for one event loop (the worker's shared turn loop).
+
+    Live turns call `append` without waiting; every chunk appended while the loop
+    was busy goes to Redis in one pipeline, in order, so the per-chunk cost is a
+    list append rather than a round trip. `drain()` waits until everything
+    appended so far is written (completion publishes `finish` after it).
+    Redis errors are logged and dropped: a broken log never stops a turn.
+    """
+
+    def __init__(self, client: aioredis.Redis[bytes]) -> None:
+        self.client = client
+        self.pending: list[tuple[str, str, str]] = []
+        self.flusher: asyncio.Task[None] | None = None
+        self.failures = 0
+
+    def append(self, turn_id: str, data: str) -> None:
+        self.pending.append((turn_stream_key(turn_id), turn_live_channel(turn_id), data))
+        if self.flusher is None or self.flusher.done():
+            self.flusher = asyncio.get_running_loop().create_task(self._flush())
+
+    async def drain(self) -> None:
+        while self.flusher is not None and not self.flusher.done():
+            await asyncio.shield(self.flusher)
+
+    async def _flush(self) -> None:
+        while self.pending:
+            batch, self.pending = self.pending, []
+            try:
+                await self._write(batch)
+            except redis.RedisError:
+                self.failures += 1
+                logger.warning(
+                    "[stream_and_publish] Failed to publish %d chunk(s)", len(batch), exc_info=self.failures == 1
+                )
+
+    async def _write(self, batch: list[tuple[str, str, str]]) -> None:
+        for attempt in range(2):
+            pipe = self.client.pipeline(transaction=False)
+            for key, channel, data in batch:
+                pipe.evalsha(STREAM_APPEND_SHA, 1, key, channel, data, TURN_TTL_S)
+            results = await pipe.execute(raise_on_error=False)
+            missing = [i for i, r in enumerate(results) if isinstance(r, redis.exceptions.NoScriptError)]
+            if not missing:
+                errors = [r for r in results if isinstance(r, Exception)]
+                if errors:
+                    raise errors[0]
+                return
+            if attempt == 0:
+                # After a Redis restart or SCRIPT FLUSH: load it, resend the rest in order.
+                await self.client.script_load(_STREAM_APPEND)  # type: ignore[no-untyped-call]
+                batch = batch[missing[0] :]
+        raise redis.RedisError("the stream-append script could not be loaded")
+
+
+_loop_appenders: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, StreamAppender] = weakref.WeakKeyDictionary()
+
+
+def loop_appender() -> StreamAppender:
+    """The running loop's StreamAppender (on the loop's shared client)."""
+    loop = asyncio.get_running_loop()
+    appender = _loop_appenders.get(loop)
+    if appender is None:
+        appender = _loop_appenders[loop] = StreamAppender(loop_redis())
+    return appender
 
 
 async def async_compare_and_delete(client: aioredis.Redis[bytes], key: str, token: str) -> bool:
     return bool(await client.eval(_COMPARE_AND_DELETE, 1, key, token))  # type: ignore[no-untyped-call]
-
-
-async def async_compare_and_expire(client: aioredis.Redis[bytes], key: str, token: str, ttl: int) -> bool:
-    return bool(await client.eval(_COMPARE_AND_EXPIRE, 1, key, token, ttl))  # type: ignore[no-untyped-call]
 
 
 # --- MULTI/EXEC helpers ---------------------------------------------------------------

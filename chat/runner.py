@@ -15,6 +15,7 @@ import logging
 import sys
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +29,7 @@ from .turns import (
     STATUS_RUNNING,
     WORKER_LOST_ERROR,
     PendingMessage,
-    mark_session_completed,
+    mark_session_completed_async,
     pending_drain,
     pending_requeue,
     turn_fail_orphaned,
@@ -88,9 +89,11 @@ async def execute_turn(
             await sync_to_async(turn_fail_orphaned)(session_id=session_id, turn_id=turn_id, error=WORKER_LOST_ERROR)
             outcome.error = WORKER_LOST_ERROR
             return outcome
-        await client.hset(rs.turn_meta_key(session_id), "started_at", f"{time.time():.6f}")
-        await client.set(rs.alive_key(session_id), turn_id, ex=rs.ALIVE_TTL_S)
-        outcome = await _run_with_guards(client, payload, owner_token, engine or _default_engine)
+        pipe = client.pipeline(transaction=False)
+        pipe.hset(rs.turn_meta_key(session_id), "started_at", f"{time.time():.6f}")
+        pipe.set(rs.alive_key(session_id), turn_id, ex=rs.ALIVE_TTL_S)
+        await pipe.execute()
+        outcome = await _run_with_guards(client, payload, owner_token, engine or _default_engine, meta.created_at)
         outcome.ran = True
     finally:
         await rs.async_compare_and_delete(client, lock_key, owner_token)
@@ -98,7 +101,7 @@ async def execute_turn(
 
 
 async def _run_with_guards(
-    client: Any, payload: dict[str, Any], owner_token: str, engine: EngineFactory
+    client: Any, payload: dict[str, Any], owner_token: str, engine: EngineFactory, created_at: float
 ) -> TurnOutcome:
     session_id = str(payload["session_id"])
     turn_id = str(payload["turn_id"])
@@ -106,12 +109,9 @@ async def _run_with_guards(
     stream_lock = rs.stream_lock_key(session_id)
     if not await client.set(stream_lock, turn_id, nx=True, ex=settings.COPILOT_STREAM_LOCK_TTL_S):
         outcome.error = STREAM_LOCKED_ERROR
-        await sync_to_async(mark_session_completed)(session_id, error_message=outcome.error, turn_id=turn_id)
+        await mark_session_completed_async(client, session_id, turn_id=turn_id, error_message=outcome.error)
         return outcome
     cancel_event = asyncio.Event()
-    stop_reason: list[str] = []
-    keepalive = asyncio.create_task(_keep_alive(client, session_id, turn_id, owner_token))
-    watcher = asyncio.create_task(_watch_cancel(session_id, turn_id, cancel_event, stop_reason))
     stream = engine(
         session_id=session_id,
         user_id=payload["user_id"],
@@ -122,82 +122,50 @@ async def _run_with_guards(
         cancel=cancel_event,
         drain_pending=_drain_hook(session_id),
         requeue_pending=_requeue_hook(session_id),
+        started_at=created_at,
+        warn_usage=True,
     )
-    publisher = _Publisher(client, turn_id)
-    deadline = time.monotonic() + settings.COPILOT_TURN_TIME_LIMIT_S
+    publisher = _Publisher(turn_id)
+    guard = _TurnGuard(session_id, turn_id, owner_token, cancel_event, outcome)
     try:
+        guard.start(time.monotonic() + settings.COPILOT_TURN_TIME_LIMIT_S)
         iterator = stream.__aiter__()
-        grace_deadline: float | None = None
         while True:
-            now = time.monotonic()
-            if grace_deadline is not None:
-                wait_s = max(grace_deadline - now, 0)
-            else:
-                wait_s = min(settings.COPILOT_STREAM_IDLE_TIMEOUT_S, max(deadline - now, 0))
-            next_event = asyncio.ensure_future(iterator.__anext__())
-            waiters: set[asyncio.Future[Any]] = {next_event}
-            stop_wait = None
-            if grace_deadline is None:
-                stop_wait = asyncio.ensure_future(cancel_event.wait())
-                waiters.add(stop_wait)
-            done, _ = await asyncio.wait(waiters, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
-            if stop_wait is not None:
-                stop_wait.cancel()
-            if next_event not in done:
-                if grace_deadline is None and cancel_event.is_set():
-                    # Stop: the engine watches the same event and closes its blocks,
-                    # so let it finish on its own for a moment before interrupting it.
-                    outcome.stopped = True
-                    grace_deadline = time.monotonic() + STOP_GRACE_S
-                    done, _ = await asyncio.wait({next_event}, timeout=STOP_GRACE_S)
-                    if next_event in done:
-                        if not await _handle(next_event, publisher, outcome):
-                            break
-                        continue
-                elif grace_deadline is None:
-                    outcome.error = TIME_LIMIT_ERROR if deadline - time.monotonic() <= 0 else IDLE_TIMEOUT_ERROR
-                    cancel_event.set()
-                # Interrupt the engine where it waits (LLM read, tool); its cleanup
-                # persists the partial answer and the stop marker.
-                next_event.cancel()
-                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, Exception):
-                    await next_event
-                await publisher.close_open_blocks()
+            try:
+                event = await iterator.__anext__()
+            except StopAsyncIteration:
                 break
-            if not await _handle(next_event, publisher, outcome):
+            except asyncio.CancelledError:
+                if not guard.interrupted:
+                    raise  # the worker itself is stopping
+                # Interrupted where the engine waited (LLM read, tool): its cleanup has
+                # persisted the partial answer and the stop marker; close the blocks
+                # listeners saw open.
+                guard.uncancel()
+                publisher.close_open_blocks()
+                break
+            guard.last_progress = guard.loop.time()
+            if not _handle(event, publisher, outcome):
                 break
     finally:
+        guard.stop()
         # `async for`/break never closes an async generator: without this the engine
         # stays suspended holding its state, and its cleanup never runs.
         with contextlib.suppress(Exception):
             await stream.aclose()  # type: ignore[attr-defined]
-        keepalive.cancel()
-        watcher.cancel()
-        for task in (keepalive, watcher):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
         with contextlib.suppress(redis.RedisError):
             await rs.async_compare_and_delete(client, stream_lock, turn_id)
-    if outcome.error is None:
-        warning = await sync_to_async(_usage_warning)(payload["user_id"])
-        if warning is not None:
-            await publisher.publish({"type": "data-usage-warning", "data": warning})
-    if outcome.stopped and outcome.error is None:
-        await sync_to_async(mark_session_completed)(session_id, turn_id=turn_id)
-    elif outcome.error in (IDLE_TIMEOUT_ERROR, TIME_LIMIT_ERROR):
+    if outcome.error in (IDLE_TIMEOUT_ERROR, TIME_LIMIT_ERROR):
         await sync_to_async(_note_failure)(session_id, turn_id, outcome.error)
-        await sync_to_async(mark_session_completed)(session_id, error_message=outcome.error, turn_id=turn_id)
-    else:
-        await sync_to_async(mark_session_completed)(session_id, error_message=outcome.error, turn_id=turn_id)
+    # Completion publishes after every chunk of this turn is in the log. The engine
+    # has written the duration and the usage warning; this is one Redis call.
+    await rs.loop_appender().drain()
+    await mark_session_completed_async(client, session_id, turn_id=turn_id, error_message=outcome.error)
     return outcome
 
 
-async def _handle(next_event: asyncio.Future[Any], publisher: _Publisher, outcome: TurnOutcome) -> bool:
+def _handle(event: Any, publisher: _Publisher, outcome: TurnOutcome) -> bool:
     """Publish one engine event; False when the stream is over."""
-    try:
-        event = next_event.result()
-    except StopAsyncIteration:
-        return False
     chunk = event.to_wire() if hasattr(event, "to_wire") else dict(event)
     chunk_type = chunk.get("type")
     if chunk_type == "finish":
@@ -207,21 +175,8 @@ async def _handle(next_event: asyncio.Future[Any], publisher: _Publisher, outcom
         if outcome.error is None:
             outcome.error = str(chunk.get("errorText") or "Error")
         return True
-    await publisher.publish(chunk)
+    publisher.publish(chunk)
     return True
-
-
-def _usage_warning(user_id: int) -> dict[str, Any] | None:
-    """`data-usage-warning` payload the first time this turn pushed a window past 80 %."""
-    from django.contrib.auth import get_user_model
-
-    from ratelimits.services import consume_usage_warning
-
-    user = get_user_model().objects.filter(pk=user_id).first()
-    if user is None:
-        return None
-    warning = consume_usage_warning(user=user)
-    return dict(warning) if warning is not None else None
 
 
 def _note_failure(session_id: str, turn_id: str, error: str) -> None:
@@ -231,84 +186,181 @@ def _note_failure(session_id: str, turn_id: str, error: str) -> None:
 
 
 class _Publisher:
-    """XADDs chunks to the turn's stream; a Redis failure never stops the turn.
+    """Appends a turn's chunks to its stream through the loop's batched appender.
 
     It also folds what it published, so a stop that had to interrupt the engine
     mid-block can still close those blocks for listeners (`close_open_blocks`).
     """
 
-    def __init__(self, client: Any, turn_id: str) -> None:
+    def __init__(self, turn_id: str) -> None:
         from .engine.accumulator import EventAccumulator
 
         self.folded = EventAccumulator()
-        self.client = client
-        self.key = rs.turn_stream_key(turn_id)
+        self.appender = rs.loop_appender()
         self.turn_id = turn_id
-        self.failures = 0
-        self.expiry_set_at = 0.0
 
-    async def close_open_blocks(self) -> None:
+    def close_open_blocks(self) -> None:
         for event in self.folded.closing_events():
-            await self.publish(event.to_wire())
+            self.publish(event.to_wire())
 
-    async def publish(self, chunk: dict[str, Any]) -> None:
+    def publish(self, chunk: dict[str, Any]) -> None:
         self.folded.add_wire(chunk)
-        try:
-            await self.client.xadd(self.key, {"data": json.dumps(chunk, separators=(",", ":"))})
-            now = time.monotonic()
-            if now - self.expiry_set_at > 60:
-                await self.client.expire(self.key, rs.TURN_TTL_S)
-                self.expiry_set_at = now
-        except redis.RedisError:
-            self.failures += 1
-            logger.warning(
-                "[stream_and_publish] Failed to publish chunk %s for %s",
-                chunk.get("type"),
-                self.turn_id,
-                exc_info=self.failures == 1,
-            )
+        self.appender.append(self.turn_id, json.dumps(chunk, separators=(",", ":")))
 
 
-async def _keep_alive(client: Any, session_id: str, turn_id: str, owner_token: str) -> None:
-    """Liveness every 5 s; the cluster lock (owner-checked) and key TTLs every 30 s."""
-    last_lock_refresh = time.monotonic()
-    while True:
-        await asyncio.sleep(ALIVE_REFRESH_S)
-        try:
-            await client.set(rs.alive_key(session_id), turn_id, ex=rs.ALIVE_TTL_S)
-            if time.monotonic() - last_lock_refresh >= LOCK_REFRESH_S:
-                last_lock_refresh = time.monotonic()
-                lock_ttl = settings.COPILOT_CLUSTER_LOCK_TIMEOUT_S
-                if not await rs.async_compare_and_expire(
-                    client, rs.cluster_lock_key(session_id), owner_token, lock_ttl
-                ):
-                    logger.warning("Lost the cluster lock of session %s", session_id)
-                await rs.async_compare_and_expire(
-                    client, rs.stream_lock_key(session_id), turn_id, settings.COPILOT_STREAM_LOCK_TTL_S
-                )
-                await client.expire(rs.turn_meta_key(session_id), rs.TURN_TTL_S)
-        except redis.RedisError:
-            logger.warning("Keep-alive refresh failed for session %s", session_id)
+class _TurnGuard:
+    """The limits of one running turn: stop, idle timeout, time limit.
 
-
-async def _watch_cancel(session_id: str, turn_id: str, cancel_event: asyncio.Event, reason: list[str]) -> None:
-    """Set `cancel_event` once the session's cancel flag names this turn (polled twice a second).
-
-    Polling one key on the shared connection costs far less than a pub/sub
-    connection per live turn, and a stop still lands well within its 5 s.
+    Nothing here runs per chunk but one timestamp: timers fire on the loop and,
+    when the turn has to end, interrupt the engine where it waits by cancelling
+    the turn's task (`interrupted` tells that cancellation from a worker shutdown).
+    A stop first sets the engine's cancel event, which it sees between chunks and
+    tools, and only interrupts it after STOP_GRACE_S.
     """
-    client = rs.loop_redis()
-    key = rs.cancel_key(session_id)
-    expected = turn_id.encode()
-    while not cancel_event.is_set():
-        try:
-            if await client.get(key) == expected:
-                reason.append("user")
-                cancel_event.set()
-                return
-        except redis.RedisError:
-            logger.warning("Cancel watcher could not read Redis for session %s", session_id)
-        await asyncio.sleep(CANCEL_POLL_S)
+
+    def __init__(
+        self, session_id: str, turn_id: str, owner_token: str, cancel: asyncio.Event, outcome: TurnOutcome
+    ) -> None:
+        self.session_id = session_id
+        self.turn_id = turn_id
+        self.owner_token = owner_token
+        self.cancel = cancel
+        self.outcome = outcome
+        self.loop = asyncio.get_running_loop()
+        self.task = asyncio.current_task()
+        self.interrupted = False
+        self.stopping = False
+        self.last_progress = self.loop.time()
+        self.timers: list[asyncio.TimerHandle] = []
+
+    def start(self, deadline_monotonic: float) -> None:
+        time_left = max(deadline_monotonic - time.monotonic(), 0)
+        self.timers.append(self.loop.call_later(time_left, self._time_up))
+        self.timers.append(self.loop.call_later(settings.COPILOT_STREAM_IDLE_TIMEOUT_S, self._check_idle))
+        supervisor().add(self)
+
+    def stop(self) -> None:
+        supervisor().remove(self)
+        for timer in self.timers:
+            timer.cancel()
+
+    def on_cancel_flag(self) -> None:
+        """The session's cancel flag names this turn (seen by the supervisor)."""
+        if self.stopping or self.interrupted:
+            return
+        self.stopping = True
+        self.outcome.stopped = True
+        self.cancel.set()
+        self.timers.append(self.loop.call_later(STOP_GRACE_S, self._interrupt))
+
+    def _time_up(self) -> None:
+        if not self.stopping:
+            self.outcome.error = TIME_LIMIT_ERROR
+            self.cancel.set()
+            self._interrupt()
+
+    def _check_idle(self) -> None:
+        if self.stopping or self.interrupted:
+            return
+        idle_limit = float(settings.COPILOT_STREAM_IDLE_TIMEOUT_S)
+        idle_for = self.loop.time() - self.last_progress
+        if idle_for < idle_limit:
+            self.timers.append(self.loop.call_later(idle_limit - idle_for, self._check_idle))
+            return
+        self.outcome.error = IDLE_TIMEOUT_ERROR
+        self.cancel.set()
+        self._interrupt()
+
+    def _interrupt(self) -> None:
+        if not self.interrupted and self.task is not None and not self.task.done():
+            self.interrupted = True
+            self.task.cancel()
+
+    def uncancel(self) -> None:
+        if self.task is not None:
+            self.task.uncancel()
+
+
+class _Supervisor:
+    """Every live turn of one event loop, watched by one task instead of two per turn.
+
+    Twice a second one MGET reads every turn's cancel flag (a stop lands well
+    within its 5 s); every ALIVE_REFRESH_S one pipeline refreshes every liveness
+    key; every LOCK_REFRESH_S one pipeline extends every cluster lock (owner-checked),
+    stream lock and meta TTL. At 200 live turns that is ~2 Redis calls a second
+    instead of ~440.
+    """
+
+    def __init__(self) -> None:
+        self.guards: dict[str, _TurnGuard] = {}
+        self.task: asyncio.Task[None] | None = None
+
+    def add(self, guard: _TurnGuard) -> None:
+        self.guards[guard.turn_id] = guard
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(self._run())
+
+    def remove(self, guard: _TurnGuard) -> None:
+        if self.guards.get(guard.turn_id) is guard:
+            del self.guards[guard.turn_id]
+
+    async def _run(self) -> None:
+        client = rs.loop_redis()
+        loop = asyncio.get_running_loop()
+        next_alive = loop.time() + ALIVE_REFRESH_S
+        next_locks = loop.time() + LOCK_REFRESH_S
+        while self.guards:
+            await asyncio.sleep(CANCEL_POLL_S)
+            guards = list(self.guards.values())
+            if not guards:
+                break
+            try:
+                flags = await client.mget([rs.cancel_key(g.session_id) for g in guards])
+                for guard, flag in zip(guards, flags, strict=True):
+                    if flag is not None and flag.decode() == guard.turn_id:
+                        guard.on_cancel_flag()
+                if loop.time() >= next_alive:
+                    next_alive = loop.time() + ALIVE_REFRESH_S
+                    pipe = client.pipeline(transaction=False)
+                    for guard in guards:
+                        pipe.set(rs.alive_key(guard.session_id), guard.turn_id, ex=rs.ALIVE_TTL_S)
+                    await pipe.execute()
+                if loop.time() >= next_locks:
+                    next_locks = loop.time() + LOCK_REFRESH_S
+                    await self._refresh_locks(client, guards)
+            except redis.RedisError:
+                logger.warning("Turn supervisor could not reach Redis; retrying")
+            except Exception:
+                logger.exception("Turn supervisor failed a round; retrying")
+
+    async def _refresh_locks(self, client: Any, guards: list[_TurnGuard]) -> None:
+        lock_ttl = settings.COPILOT_CLUSTER_LOCK_TIMEOUT_S
+        pipe = client.pipeline(transaction=False)
+        for guard in guards:
+            pipe.eval(rs.COMPARE_AND_EXPIRE, 1, rs.cluster_lock_key(guard.session_id), guard.owner_token, lock_ttl)
+            pipe.eval(
+                rs.COMPARE_AND_EXPIRE,
+                1,
+                rs.stream_lock_key(guard.session_id),
+                guard.turn_id,
+                settings.COPILOT_STREAM_LOCK_TTL_S,
+            )
+            pipe.expire(rs.turn_meta_key(guard.session_id), rs.TURN_TTL_S)
+        results = await pipe.execute(raise_on_error=False)
+        for guard, kept in zip(guards, results[::3], strict=True):
+            if not kept:
+                logger.warning("Lost the cluster lock of session %s", guard.session_id)
+
+
+_supervisors: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Supervisor] = weakref.WeakKeyDictionary()
+
+
+def supervisor() -> _Supervisor:
+    loop = asyncio.get_running_loop()
+    found = _supervisors.get(loop)
+    if found is None:
+        found = _supervisors[loop] = _Supervisor()
+    return found
 
 
 def _drain_hook(session_id: str) -> Callable[[], Awaitable[list[PendingMessage]]]:

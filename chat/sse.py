@@ -6,6 +6,7 @@ Each chunk is `id: <event id>` + `data: <json>` + a blank line; heartbeats are
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
 
@@ -24,19 +25,21 @@ SSE_HEADERS = {
 def sse_frame(item: StreamItem) -> bytes:
     if item.chunk is None:
         return b": heartbeat\n\n"
-    data = json.dumps(item.chunk, separators=(",", ":"))
+    # A stored chunk goes out as the JSON text the worker wrote (compact, already checked).
+    data = item.raw.decode() if item.raw is not None else json.dumps(item.chunk, separators=(",", ":"))
     if item.event_id:
         return f"id: {item.event_id}\ndata: {data}\n\n".encode()
     return f"data: {data}\n\n".encode()
 
 
 async def sse_body(session_id: str, *, after: str | None = None, turn_id: str | None = None) -> AsyncIterator[bytes]:
-    # A client disconnect cancels this generator; follow_turn's `finally` closes
-    # its Redis connection. The turn itself is untouched.
-    async for item in follow_turn(session_id, after=after, turn_id=turn_id):
-        yield sse_frame(item)
-        if item.is_terminal:
-            break
+    # A client disconnect cancels this generator; closing follow_turn ends its
+    # live subscription at once. The turn itself is untouched.
+    async with contextlib.aclosing(follow_turn(session_id, after=after, turn_id=turn_id)) as items:
+        async for item in items:
+            yield sse_frame(item)
+            if item.is_terminal:
+                break
     yield b"data: [DONE]\n\n"
 
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -109,43 +110,46 @@ def turn_claim(*, session_id: object, user_id: object, origin_id: str, origin_na
 
 
 def publish_chunk(turn_id: object, chunk: dict[str, Any]) -> str:
-    """Append one wire chunk to the turn's stream; returns its event id."""
-    pipe = rs.redis_client().pipeline(transaction=False)
-    pipe.xadd(rs.turn_stream_key(turn_id), {"data": json.dumps(chunk, separators=(",", ":"))})
-    pipe.expire(rs.turn_stream_key(turn_id), rs.TURN_TTL_S)
-    event_id, _ = pipe.execute()
-    return event_id.decode() if isinstance(event_id, bytes) else str(event_id)
+    """Append one wire chunk to the turn's stream (and its live channel); returns its event id."""
+    return rs.stream_append(turn_id, json.dumps(chunk, separators=(",", ":")))
 
 
-def mark_session_completed(session_id: object, *, error_message: str | None = None, turn_id: str | None = None) -> bool:
+def mark_session_completed(
+    session_id: object, *, error_message: str | None = None, turn_id: str | None = None, record_duration: bool = True
+) -> bool:
     """The one place a turn ends (SPEC §4.6.5): CAS the status, free the session, publish.
 
-    Order matters: status first (only the first finisher wins), then the cluster
-    lock is force-deleted so the next turn can start at once, then `error` (if
-    any) and `finish` go to the stream. Returns False, doing nothing else, when
-    the turn had already ended (or `turn_id` is not the current turn).
+    One Redis step (`redis_scripts.complete_turn`) keeps the order: status first
+    (only the first finisher wins), then the cluster lock is deleted so the next
+    turn can start at once, then `error` (if any) and `finish` go to the stream.
+    Returns False, doing nothing else, when the turn had already ended (or
+    `turn_id` is not the current turn). A turn ending without an error gets its
+    wall time on its last assistant row first (`record_duration`; the worker's
+    engine writes it with the row itself and passes False).
     """
-    meta_key = rs.turn_meta_key(session_id)
     meta = turn_meta_get(session_id)
-    if meta is None or (turn_id is not None and meta.turn_id != turn_id):
+    if meta is None or not meta.is_running or (turn_id is not None and meta.turn_id != turn_id):
         return False
-    new_status = STATUS_FAILED if error_message else STATUS_COMPLETED
-    if not rs.hash_compare_and_set(meta_key, "status", STATUS_RUNNING, new_status):
-        return False
-    if not error_message:
+    if not error_message and record_duration:
         _record_duration(meta)
-    client = rs.redis_client()
-    try:
-        client.delete(rs.cluster_lock_key(session_id), rs.alive_key(session_id))
-    except redis.RedisError:
-        logger.exception("Could not delete the cluster lock of session %s; its TTL will expire it", session_id)
-    try:
-        if error_message:
-            publish_chunk(meta.turn_id, {"type": "error", "errorText": error_message})
-        publish_chunk(meta.turn_id, {"type": "finish"})
-    except redis.RedisError:
-        logger.exception("Failed to publish the end of turn %s; listeners fall back to the status", meta.turn_id)
-    return True
+    status, chunks = _completion(error_message)
+    return rs.complete_turn(session_id, meta.turn_id, status, chunks)
+
+
+async def mark_session_completed_async(
+    client: Any, session_id: object, *, turn_id: str, error_message: str | None
+) -> bool:
+    """`mark_session_completed` for a caller on an event loop that knows the turn and has
+    already recorded its duration (the worker): one Redis call, no thread hop."""
+    status, chunks = _completion(error_message)
+    return await rs.async_complete_turn(client, session_id, turn_id, status, chunks)
+
+
+def _completion(error_message: str | None) -> tuple[str, list[str]]:
+    chunks = ['{"type":"finish"}']
+    if error_message:
+        chunks.insert(0, json.dumps({"type": "error", "errorText": error_message}, separators=(",", ":")))
+    return (STATUS_FAILED if error_message else STATUS_COMPLETED), chunks
 
 
 def _record_duration(meta: TurnMeta) -> None:
@@ -355,26 +359,84 @@ def pending_call_allowed(user_id: object) -> bool:
 
 @dataclass(frozen=True)
 class StreamItem:
-    """One chunk of a turn's log (`event_id` None for synthesized ones) or a heartbeat."""
+    """One chunk of a turn's log (`event_id` None for synthesized ones) or a heartbeat.
+
+    `raw` is the chunk's JSON text as stored, so relays can forward it without
+    encoding it again.
+    """
 
     event_id: str | None
     turn_id: str
     chunk: dict[str, Any] | None  # None = heartbeat
+    raw: bytes | None = field(default=None, compare=False, repr=False)
 
     @property
     def is_terminal(self) -> bool:
         return self.chunk is not None and self.chunk.get("type") == "finish"
 
 
+_LOG_PAGE = 500
+_ENTRY_ID = re.compile(r"^(\d+)(?:-(\d+))?$")
+
+
+def _entry_key(entry_id: str) -> tuple[int, int] | None:
+    match = _ENTRY_ID.match(entry_id)
+    if match is None:
+        return None
+    return int(match.group(1)), int(match.group(2) or 0)
+
+
+class _Position:
+    """The last entry a listener has seen, as Redis's id text and as a comparable key."""
+
+    __slots__ = ("id", "key")
+
+    def __init__(self, after: str | None) -> None:
+        # Decision: an unparseable `after` (Last-Event-ID / resume) replays from the start,
+        # so the client misses nothing; it never reaches Redis as a malformed id.
+        key = _entry_key(after) if after else None
+        self.id = after if key is not None and after else "0-0"
+        self.key = key or (0, 0)
+
+    def advance(self, entry_id: str) -> bool:
+        """Move past `entry_id`; False (and no move) when it was already seen."""
+        key = _entry_key(entry_id)
+        if key is None or key <= self.key:
+            return False
+        self.id, self.key = entry_id, key
+        return True
+
+
+async def _log_after(client: Any, key: str, turn_id: str, position: _Position) -> list[StreamItem]:
+    """Every decodable entry of the turn's log after `position` (which moves to the end)."""
+    items: list[StreamItem] = []
+    while True:
+        response = await client.xread({key: position.id}, count=_LOG_PAGE)
+        entries = response[0][1] if response else []
+        for entry_id, fields in entries:
+            entry = entry_id.decode()
+            if not position.advance(entry):
+                continue
+            item = _decode_entry(entry, turn_id, fields.get(b"data"))
+            if item is not None:
+                items.append(item)
+        if len(entries) < _LOG_PAGE:
+            return items
+
+
 async def follow_turn(
     session_id: object, *, after: str | None = None, turn_id: str | None = None
-) -> AsyncIterator[StreamItem]:
+) -> AsyncGenerator[StreamItem, None]:
     """Replay a turn's events from its start (or after `after`), then follow it live.
 
+    Live chunks come through this process's pub/sub hub (`chat.live`); the log is
+    read when following starts and again whenever live delivery may have had a gap.
     Ends after `finish`. Heartbeats come as items with `chunk=None` every
-    COPILOT_SSE_HEARTBEAT_S of silence; on each one the status is re-read, so a
-    lost `finish` (or a dead worker) still ends the stream.
+    COPILOT_SSE_HEARTBEAT_S of silence; on each one the status is re-read and the log
+    checked, so a lost `finish` (or a dead worker) still ends the stream.
     """
+    from .live import RESYNC, live_hub
+
     client = rs.loop_redis()
     meta = None
     for _ in range(4):  # the meta may land a moment after a duplicate POST subscribes
@@ -387,29 +449,47 @@ async def follow_turn(
         return
     current_turn = turn_id or meta.turn_id
     key = rs.turn_stream_key(current_turn)
-    last_id = after or "0-0"
-    block_ms = int(settings.COPILOT_SSE_HEARTBEAT_S * 1000)
-    while True:
-        response = await client.xread({key: last_id}, block=block_ms, count=500)
-        if response:
-            for entry_id, fields in response[0][1]:
-                last_id = entry_id.decode()
-                item = _decode_entry(last_id, current_turn, fields)
-                if item is None:
-                    continue
+    position = _Position(after)
+    heartbeat_s = float(settings.COPILOT_SSE_HEARTBEAT_S)
+    async with live_hub().subscribe(current_turn) as live:
+        # Subscribed (and confirmed by Redis) before the log is read: no chunk can
+        # fall between the two, and ids already seen are skipped below.
+        backlog = await _log_after(client, key, current_turn, position)
+        while True:
+            for item in backlog:
                 yield item
                 if item.is_terminal:
                     return
-            continue
-        yield StreamItem(None, current_turn, None)
-        meta = await turn_meta_get_async(client, session_id)
-        if meta is None or meta.turn_id != current_turn or not meta.is_running:
-            newer = await client.xread({key: last_id}, count=500)
-            if not newer:
-                yield StreamItem(None, current_turn, {"type": "finish"})
+            backlog = []
+            got = await live.get(heartbeat_s)
+            if got is RESYNC:
+                backlog = await _log_after(client, key, current_turn, position)
+                continue
+            if got is None:
+                yield StreamItem(None, current_turn, None)
+                backlog = await _log_after(client, key, current_turn, position)
+                if backlog:
+                    continue
+                meta = await turn_meta_get_async(client, session_id)
+                if meta is None or meta.turn_id != current_turn or not meta.is_running:
+                    backlog = await _log_after(client, key, current_turn, position)
+                    if not backlog:
+                        yield StreamItem(None, current_turn, {"type": "finish"})
+                        return
+                elif (meta.started_at is not None or time.time() - meta.created_at > 5) and not await client.exists(
+                    rs.alive_key(session_id)
+                ):
+                    await sync_to_async(reap_if_dead)(session_id)
+                continue
+            entry_id, data = got
+            if not position.advance(entry_id):
+                continue
+            live_item = _decode_entry(entry_id, current_turn, data)
+            if live_item is None:
+                continue
+            yield live_item
+            if live_item.is_terminal:
                 return
-        elif meta.started_at is not None or time.time() - meta.created_at > 5:
-            await sync_to_async(reap_if_dead)(session_id)
 
 
 async def _sleep(seconds: float) -> None:
@@ -418,17 +498,19 @@ async def _sleep(seconds: float) -> None:
     await asyncio.sleep(seconds)
 
 
-def _decode_entry(entry_id: str, turn_id: str, fields: dict[bytes, bytes]) -> StreamItem | None:
+def _decode_entry(entry_id: str, turn_id: str, data: bytes | None) -> StreamItem | None:
     try:
-        chunk = json.loads(fields[b"data"])
-    except (KeyError, ValueError):
+        chunk = json.loads(data) if data is not None else None
+    except ValueError:
+        chunk = None
+    if not isinstance(chunk, dict):
         logger.warning("Unreadable entry %s in turn %s", entry_id, turn_id)
         return None
-    chunk_type = chunk.get("type") if isinstance(chunk, dict) else None
+    chunk_type = chunk.get("type")
     if not isinstance(chunk_type, str) or not (chunk_type in WIRE_TYPES or chunk_type.startswith("data-")):
         logger.warning("Unknown chunk type: %r", chunk_type)
         return None
-    return StreamItem(entry_id, turn_id, chunk)
+    return StreamItem(entry_id, turn_id, chunk, data)
 
 
 def iso_from_unix(value: float) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from contextlib import aclosing
@@ -169,6 +170,8 @@ def run_turn(
     drain_at_start: bool = True,
     stream_lock: StreamLock | None = None,
     provider: LLMProvider | None = None,
+    started_at: float | None = None,
+    warn_usage: bool = False,
 ) -> AsyncGenerator[StreamEvent, None]:
     """The turn's event stream. See the module docstring; SPEC 4.10 gives every step.
 
@@ -179,6 +182,10 @@ def run_turn(
     boundary (4.15.5); messages it returns are persisted as user rows and shown to
     the model; if persisting fails they go back via ``requeue_pending``.
     ``provider`` defaults to ``get_provider()`` (closed by the engine).
+    ``started_at`` (unix time the turn was claimed): a turn that ends without an
+    error records its wall time on its last assistant row (SPEC 4.6.5), in the
+    same write as the row. ``warn_usage``: a turn that spent, and pushed a window
+    past 80 %, ends with ``data-usage-warning`` (SPEC 6.6).
     """
     runner = _TurnRunner(
         session_id=str(session_id),
@@ -194,6 +201,8 @@ def run_turn(
         drain_at_start=drain_at_start,
         stream_lock=stream_lock,
         provider=provider,
+        started_at=started_at,
+        warn_usage=warn_usage,
     )
     return runner.run()
 
@@ -215,6 +224,8 @@ class _TurnRunner:
         drain_at_start: bool,
         stream_lock: StreamLock | None,
         provider: LLMProvider | None,
+        started_at: float | None = None,
+        warn_usage: bool = False,
     ) -> None:
         self.session_id = session_id
         self.user_id = user_id
@@ -228,6 +239,8 @@ class _TurnRunner:
         self.requeue_pending = requeue_pending
         self.drain_at_start = drain_at_start
         self.stream_lock = stream_lock
+        self.started_at = started_at
+        self.warn_usage = warn_usage
         self._owns_provider = provider is None
         self._provider = provider
         self.message_id = str(uuid.uuid4())
@@ -258,6 +271,7 @@ class _TurnRunner:
         self.stopped = False
         self.setup_done = False
         self.usage_event: DataUsageEvent | None = None
+        self.usage_warning: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ helpers
 
@@ -415,6 +429,8 @@ class _TurnRunner:
         # Never yield inside the finally: during aclose() that raises RuntimeError.
         if self.usage_event is not None:
             yield self.usage_event
+        if self.usage_warning is not None:
+            yield DataEvent(name="usage-warning", data=self.usage_warning)
         if self.error_text is not None:
             yield DataErrorEvent(code=self.error_code)
             yield ErrorEvent(error_text=self.error_text, code=self.error_code)
@@ -712,13 +728,27 @@ class _TurnRunner:
     def _finish_sync(self) -> None:
         """The turn's last writes: remaining rows, usage and cost, the context snapshot."""
         self.emitter.sync()
+        saved_last = self._set_duration()
         services.messages_save_new(session_id=self.session_id, messages=self.messages)
+        if saved_last is not None:
+            ChatMessage.objects.filter(pk=saved_last.pk).update(duration_ms=saved_last.duration_ms)
         self._record_usage()
         if self.compaction is not None and self.snapshot.may_write:
             ContextSnapshot.objects.update_or_create(
                 session_id=self.session_id,
                 defaults={"messages": self.compaction.messages, "message_count": self.snapshot_watermark},
             )
+
+    def _set_duration(self) -> ChatMessage | None:
+        """Put the turn's wall time on its last assistant row; that row when it is already
+        saved (it then needs an update), None otherwise."""
+        if self.started_at is None or self.error_text is not None:
+            return None
+        last = next((row for row in reversed(self.messages) if row.role == ChatMessage.Role.ASSISTANT), None)
+        if last is None or last.turn_id != self.turn_id:
+            return None
+        last.duration_ms = max(0, int((time.time() - self.started_at) * 1000))
+        return last if last.sequence is not None else None
 
     def _record_usage(self) -> None:
         usage = self.usage
@@ -751,6 +781,8 @@ class _TurnRunner:
             cost_microdollars=cost.microdollars,
             cost_source=cost.source,
         )
+        if self.warn_usage and self.error_text is None and (cost.microdollars or 0) > 0:
+            self.usage_warning = _usage_warning(self.user)
         if usage.total_tokens > 0:
             self.usage_event = DataUsageEvent(
                 prompt_tokens=usage.prompt_tokens,
@@ -759,6 +791,16 @@ class _TurnRunner:
                 cache_read_tokens=usage.cache_read_tokens,
                 cache_creation_tokens=usage.cache_creation_tokens,
             )
+
+
+def _usage_warning(user: Any) -> dict[str, Any] | None:
+    """The `data-usage-warning` payload when this turn's spend pushed a window past 80 %."""
+    if user is None:
+        return None
+    from ratelimits.services import consume_usage_warning
+
+    warning = consume_usage_warning(user=user)
+    return dict(warning) if warning is not None else None
 
 
 def _turn_cost_cap(user: Any) -> int:

@@ -1,0 +1,215 @@
+"""Live fan-out of turn chunks inside one web process (one pub/sub connection per loop).
+
+Every chunk the worker appends to a turn's Redis Stream is also published on the
+turn's live channel as ``"{entry_id} {chunk JSON}"`` (one Lua step,
+`redis_scripts.stream_append`). A web process follows any number of turns over a
+single pub/sub connection: the hub subscribes to a turn's channel while at least
+one local listener follows it and hands each message to those listeners' queues.
+
+The stream stays the source of truth. A listener subscribes first, waits for
+Redis to confirm the subscription, and only then reads the log up to now, so no
+chunk can fall between the two; entry ids that it has already seen are skipped.
+Pub/sub is at-most-once, so whenever delivery may have had a gap (the connection
+was lost and re-subscribed, or a slow listener's queue overflowed) the listener
+gets a `RESYNC` item and reads the log again from its last id.
+
+Why not an ``XREAD BLOCK`` per listener: each chunk would then cost every
+listener a Redis round trip (~150-250 µs of Python per call); with the hub a
+chunk costs one message parse per process, and several chunks often arrive in
+one read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import weakref
+from collections.abc import AsyncIterator
+from typing import Any
+
+import redis
+
+from . import redis_scripts as rs
+
+logger = logging.getLogger(__name__)
+
+RESYNC = object()
+QUEUE_MAX = 2000  # live items held for one slow listener before it falls back to the log
+RECONNECT_DELAY_S = 0.5
+
+
+class Subscription:
+    """One listener's queue of live items: ``(entry_id, chunk_json)`` tuples or RESYNC."""
+
+    __slots__ = ("channel", "items", "ready", "waiter")
+
+    def __init__(self, channel: bytes, loop: asyncio.AbstractEventLoop) -> None:
+        self.channel = channel
+        self.items: collections.deque[Any] = collections.deque()
+        self.ready: asyncio.Future[None] = loop.create_future()
+        self.waiter: asyncio.Future[None] | None = None
+
+    def push(self, item: Any) -> None:
+        if len(self.items) >= QUEUE_MAX:
+            # The listener is far behind: drop what is queued and let it re-read the log.
+            self.items.clear()
+            item = RESYNC
+        self.items.append(item)
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def get(self, wait_s: float) -> Any:
+        """The next item, or None after `wait_s` seconds without one."""
+        if not self.items:
+            loop = asyncio.get_running_loop()
+            self.waiter = loop.create_future()
+            timer = loop.call_later(wait_s, _expire, self.waiter)
+            try:
+                await self.waiter
+            finally:
+                timer.cancel()
+                self.waiter = None
+            if not self.items:
+                return None
+        return self.items.popleft()
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+class LiveHub:
+    """The pub/sub connection of one event loop and the subscriptions on it."""
+
+    def __init__(self) -> None:
+        self.subs: dict[bytes, set[Subscription]] = {}
+        self.confirming: collections.Counter[bytes] = collections.Counter()
+        self.confirmed: set[bytes] = set()
+        self.pubsub: Any = None
+        self.reader: asyncio.Task[None] | None = None
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, turn_id: str) -> AsyncIterator[Subscription]:
+        """A confirmed subscription to the turn's live channel, for the `async with` body."""
+        channel = rs.turn_live_channel(turn_id).encode()
+        sub = Subscription(channel, asyncio.get_running_loop())
+        listeners = self.subs.setdefault(channel, set())
+        listeners.add(sub)
+        try:
+            if channel in self.confirmed:
+                sub.ready.set_result(None)
+            elif len(listeners) == 1 or not self.confirming[channel]:
+                await self._send_subscribe(channel)
+            await asyncio.wait_for(asyncio.shield(sub.ready), timeout=5)
+            yield sub
+        finally:
+            listeners.discard(sub)
+            if not listeners:
+                del self.subs[channel]
+                self.confirmed.discard(channel)
+                await self._send_unsubscribe(channel)
+
+    async def _send_subscribe(self, channel: bytes) -> None:
+        self.confirming[channel] += 1
+        if self.pubsub is None:
+            self.pubsub = rs.loop_redis().pubsub()
+        try:
+            await self.pubsub.subscribe(channel)
+        except (redis.RedisError, OSError):
+            self.confirming[channel] -= 1
+            raise
+        if self.reader is None or self.reader.done():
+            self.reader = asyncio.get_running_loop().create_task(self._read())
+
+    async def _send_unsubscribe(self, channel: bytes) -> None:
+        if self.pubsub is None:
+            return
+        try:
+            await self.pubsub.unsubscribe(channel)
+        except (redis.RedisError, OSError):
+            logger.debug("Unsubscribe from %s failed; the reconnect drops it", channel, exc_info=True)
+
+    async def _read(self) -> None:
+        while self.subs or self.confirming:
+            try:
+                # A timeout now and then lets redis-py's health check PING a silent connection.
+                response = await self.pubsub.parse_response(block=False, timeout=15)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - any failure: reconnect and resubscribe
+                logger.warning("Live pub/sub connection lost; re-subscribing", exc_info=True)
+                await self._reconnect()
+                continue
+            if response is None or not isinstance(response, list) or len(response) < 3:
+                continue
+            kind = response[0]
+            if kind == b"message":
+                listeners = self.subs.get(response[1])
+                if listeners:
+                    entry_id, _, data = response[2].partition(b" ")
+                    item = (entry_id.decode(), data)
+                    for sub in listeners:
+                        sub.push(item)
+            elif kind == b"subscribe":
+                self._confirmed(response[1])
+        await self._close()
+
+    def _confirmed(self, channel: bytes) -> None:
+        if self.confirming[channel] > 0:
+            self.confirming[channel] -= 1
+        if self.confirming[channel] > 0:
+            return  # a later SUBSCRIBE of this channel is still on its way
+        del self.confirming[channel]
+        listeners = self.subs.get(channel)
+        if not listeners:
+            return
+        self.confirmed.add(channel)
+        for sub in listeners:
+            if not sub.ready.done():
+                sub.ready.set_result(None)
+            else:
+                sub.push(RESYNC)  # re-subscribed after a reconnect: chunks may have been missed
+
+    async def _reconnect(self) -> None:
+        old, self.pubsub = self.pubsub, None
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await old.aclose()
+        self.confirmed.clear()
+        self.confirming.clear()
+        while self.subs:
+            await asyncio.sleep(RECONNECT_DELAY_S)
+            channels = list(self.subs)
+            try:
+                self.pubsub = rs.loop_redis().pubsub()
+                self.confirming.update(channels)
+                await self.pubsub.subscribe(*channels)
+                return
+            except (redis.RedisError, OSError):
+                self.confirming.clear()
+                logger.warning("Live pub/sub reconnect failed; retrying", exc_info=True)
+                for listeners in self.subs.values():
+                    for sub in listeners:
+                        sub.push(RESYNC)  # meanwhile listeners read the log
+
+    async def _close(self) -> None:
+        pubsub, self.pubsub = self.pubsub, None
+        self.reader = None
+        if pubsub is not None:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+
+
+_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LiveHub] = weakref.WeakKeyDictionary()
+
+
+def live_hub() -> LiveHub:
+    loop = asyncio.get_running_loop()
+    hub = _hubs.get(loop)
+    if hub is None:
+        hub = _hubs[loop] = LiveHub()
+    return hub

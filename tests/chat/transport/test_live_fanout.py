@@ -1,0 +1,239 @@
+"""Live fan-out against the real Redis server: the per-process pub/sub hub, the batched
+stream appender, and the worker's turn supervisor (chat.live, chat.redis_scripts,
+chat.runner)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+import redis
+
+from chat import live
+from chat import redis_scripts as rs
+from chat import runner
+from chat.turns import StreamItem, follow_turn, mark_session_completed, publish_chunk, turn_claim
+
+pytestmark = pytest.mark.django_db
+
+SID = "22222222-2222-4222-8222-222222222222"
+
+
+@pytest.fixture
+def r() -> redis.Redis[bytes]:
+    return rs.redis_client()
+
+
+def _claim() -> str:
+    turn_id = turn_claim(session_id=SID, user_id=1, origin_id="x", origin_name="x")
+    assert turn_id is not None
+    return turn_id
+
+
+def _xread_calls(r: redis.Redis[bytes]) -> int:
+    return int(r.info("commandstats").get("cmdstat_xread", {}).get("calls", 0))
+
+
+async def _publish_later(turn_id: str, chunks: list[dict[str, Any]], *, finish: bool = True) -> list[str]:
+    """Publish from a thread (as the worker does, from another process) once listeners wait."""
+    await asyncio.sleep(0.2)
+    ids = [await asyncio.to_thread(publish_chunk, turn_id, chunk) for chunk in chunks]
+    if finish:
+        await asyncio.to_thread(mark_session_completed, SID, record_duration=False)
+    return ids
+
+
+def _texts(n: int) -> list[dict[str, Any]]:
+    return [{"type": "text-delta", "id": "t", "delta": f"d{i}"} for i in range(n)]
+
+
+def test_live_chunks_come_over_pubsub_in_order_with_their_log_ids(r: redis.Redis[bytes]) -> None:
+    # given: a listener following a running turn
+    turn_id = _claim()
+    chunks = _texts(20)
+
+    async def scenario() -> tuple[list[StreamItem], list[str]]:
+        publisher = asyncio.create_task(_publish_later(turn_id, chunks))
+        items = [item async for item in follow_turn(SID)]
+        return items, await publisher
+
+    xreads_before = _xread_calls(r)
+    # when
+    items, ids = asyncio.run(scenario())
+    # then: every chunk once, in order, with the id the log gave it, and the terminal finish
+    assert [i.chunk for i in items] == [*chunks, {"type": "finish"}]
+    assert [i.event_id for i in items[:20]] == ids
+    assert [i.raw for i in items[:3]] == [json.dumps(c, separators=(",", ":")).encode() for c in chunks[:3]]
+    # and the live part cost no XREAD per chunk: one read of the log when following began
+    assert _xread_calls(r) - xreads_before == 1
+    # and the listener left no subscription behind
+    assert r.pubsub_numsub(rs.turn_live_channel(turn_id)) == [(rs.turn_live_channel(turn_id).encode(), 0)]
+
+
+def test_listeners_in_one_process_share_one_subscription(r: redis.Redis[bytes]) -> None:
+    turn_id = _claim()
+    channel = rs.turn_live_channel(turn_id)
+    seen_subscribers: list[int] = []
+
+    async def scenario() -> list[list[StreamItem]]:
+        async def watch() -> None:
+            await asyncio.sleep(0.15)
+            seen_subscribers.append(r.pubsub_numsub(channel)[0][1])
+
+        watcher = asyncio.create_task(watch())
+        publisher = asyncio.create_task(_publish_later(turn_id, _texts(3)))
+        results = await asyncio.gather(*([_collect()] * 1), _collect(), _collect())
+        await watcher
+        await publisher
+        return list(results)
+
+    results = asyncio.run(scenario())
+    assert seen_subscribers == [1]
+    assert all([i.chunk for i in items] == [*_texts(3), {"type": "finish"}] for items in results)
+    assert r.pubsub_numsub(channel)[0][1] == 0
+
+
+async def _collect(**kwargs: Any) -> list[StreamItem]:
+    return [item async for item in follow_turn(SID, **kwargs)]
+
+
+def test_a_lost_pubsub_connection_resyncs_from_the_log_without_gaps_or_repeats(r: redis.Redis[bytes]) -> None:
+    # given: a listener that has seen one live chunk
+    turn_id = _claim()
+    first, second, third = _texts(3)
+
+    async def scenario() -> list[StreamItem]:
+        items: list[StreamItem] = []
+        agen = follow_turn(SID)
+        publisher = asyncio.create_task(_publish_later(turn_id, [first], finish=False))
+        items.append(await agen.__anext__())
+        await publisher
+        # when: Redis drops the pub/sub connection, and chunks are appended meanwhile
+        killed = r.client_kill_filter(_type="pubsub")
+        assert killed == 1
+        publish_chunk(turn_id, second)
+        publish_chunk(turn_id, third)
+        mark_session_completed(SID, record_duration=False)
+        items.extend([item async for item in agen])
+        return items
+
+    items = asyncio.run(asyncio.wait_for(scenario(), timeout=10))
+    # then: nothing missed, nothing twice
+    assert [i.chunk for i in items] == [first, second, third, {"type": "finish"}]
+
+
+def test_a_listener_too_far_behind_reads_the_log_instead_of_an_endless_queue(
+    r: redis.Redis[bytes], monkeypatch: Any
+) -> None:
+    # given: a queue bound of 5 live items, and a listener that stops reading
+    monkeypatch.setattr(live, "QUEUE_MAX", 5)
+    turn_id = _claim()
+    chunks = _texts(30)
+
+    async def scenario() -> list[StreamItem]:
+        agen = follow_turn(SID)
+        publisher = asyncio.create_task(_publish_later(turn_id, chunks[:1], finish=False))
+        items = [await agen.__anext__()]
+        await publisher
+        for chunk in chunks[1:]:
+            publish_chunk(turn_id, chunk)
+        mark_session_completed(SID, record_duration=False)
+        await asyncio.sleep(0.3)  # everything has reached the hub while the listener was not reading
+        hub_queues = [len(sub.items) for subs in live.live_hub().subs.values() for sub in subs]
+        assert hub_queues and max(hub_queues) <= 5
+        items.extend([item async for item in agen])
+        return items
+
+    items = asyncio.run(asyncio.wait_for(scenario(), timeout=10))
+    # then: every chunk exactly once, in order
+    assert [i.chunk for i in items] == [*chunks, {"type": "finish"}]
+
+
+def test_an_unparseable_after_replays_the_turn_from_its_start(r: redis.Redis[bytes]) -> None:
+    turn_id = _claim()
+    chunks = _texts(2)
+    for chunk in chunks:
+        publish_chunk(turn_id, chunk)
+    mark_session_completed(SID, record_duration=False)
+    items = asyncio.run(_collect(after="not-an-id"))
+    assert [i.chunk for i in items] == [*chunks, {"type": "finish"}]
+
+
+def test_the_appender_keeps_order_across_batches_and_reloads_a_flushed_script(r: redis.Redis[bytes]) -> None:
+    # given
+    turn_id = _claim()
+
+    async def scenario() -> None:
+        appender = rs.loop_appender()
+        for i in range(30):
+            appender.append(turn_id, json.dumps({"type": "text-delta", "id": "t", "delta": str(i)}))
+            if i % 7 == 0:
+                await asyncio.sleep(0)  # let a batch go out
+            if i == 15:
+                await appender.drain()
+                r.script_flush()  # as after a Redis restart: the next batch meets NOSCRIPT
+        await appender.drain()
+        await rs.loop_redis().aclose()
+
+    # when
+    asyncio.run(scenario())
+    # then
+    entries = r.xrange(rs.turn_stream_key(turn_id))
+    assert [json.loads(fields[b"data"])["delta"] for _, fields in entries] == [str(i) for i in range(30)]
+    assert 0 < r.ttl(rs.turn_stream_key(turn_id)) <= rs.TURN_TTL_S
+
+
+def test_completion_is_one_step_that_only_the_current_turn_can_take(r: redis.Redis[bytes]) -> None:
+    # given: a running turn, and a completion naming another turn
+    turn_id = _claim()
+    r.set(rs.cluster_lock_key(SID), "worker:1")
+    r.set(rs.alive_key(SID), turn_id)
+    # when / then: the wrong turn changes nothing
+    assert rs.complete_turn(SID, "some-other-turn", "completed", ['{"type":"finish"}']) is False
+    assert r.hget(rs.turn_meta_key(SID), "status") == b"running"
+    assert r.get(rs.cluster_lock_key(SID)) == b"worker:1"
+    assert r.xlen(rs.turn_stream_key(turn_id)) == 0
+    # and the right one ends it, frees the session and publishes, once
+    assert rs.complete_turn(SID, turn_id, "completed", ['{"type":"finish"}']) is True
+    assert rs.complete_turn(SID, turn_id, "failed", ['{"type":"finish"}']) is False
+    assert r.hget(rs.turn_meta_key(SID), "status") == b"completed"
+    assert (r.exists(rs.cluster_lock_key(SID)), r.exists(rs.alive_key(SID))) == (0, 0)
+    assert [fields[b"data"] for _, fields in r.xrange(rs.turn_stream_key(turn_id))] == [b'{"type":"finish"}']
+
+
+def test_the_supervisor_sees_a_stop_refreshes_liveness_and_interrupts_after_the_grace(
+    r: redis.Redis[bytes], monkeypatch: Any
+) -> None:
+    # given: fast timings, and a turn guarded by the supervisor
+    monkeypatch.setattr(runner, "CANCEL_POLL_S", 0.05)
+    monkeypatch.setattr(runner, "ALIVE_REFRESH_S", 0.1)
+    monkeypatch.setattr(runner, "STOP_GRACE_S", 0.3)
+    turn_id = _claim()
+
+    async def scenario() -> tuple[runner.TurnOutcome, runner._TurnGuard, bool, list[str]]:
+        outcome = runner.TurnOutcome()
+        cancel = asyncio.Event()
+        guard = runner._TurnGuard(SID, turn_id, "worker:1", cancel, outcome)
+        guard.start(10**9)
+        events: list[str] = []
+        await asyncio.sleep(0.3)
+        alive = r.get(rs.alive_key(SID)) == turn_id.encode()
+        # when: the cancel flag names this turn
+        r.set(rs.cancel_key(SID), turn_id)
+        await asyncio.wait_for(cancel.wait(), timeout=2)
+        events.append("cancel-event")
+        try:
+            await asyncio.sleep(5)  # an engine that ignores the stop
+        except asyncio.CancelledError:
+            events.append("interrupted")
+            guard.uncancel()
+        guard.stop()
+        return outcome, guard, alive, events
+
+    outcome, guard, alive, events = asyncio.run(scenario())
+    # then
+    assert alive is True
+    assert events == ["cancel-event", "interrupted"]
+    assert (outcome.stopped, outcome.error, guard.interrupted) == (True, None, True)
