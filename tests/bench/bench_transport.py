@@ -174,9 +174,15 @@ async def _one_turn(
             if not chunk:
                 continue
             if chunk["type"] == "text-delta":
+                # The stream entry id starts with Redis's clock at XADD (ms): it splits
+                # the path into LLM → worker → XADD and XADD → daphne → client.
+                xadd_ms = int(str(frame.get("event_id") or "0").split("-")[0])
                 for stamp in chunk["delta"].split(";"):
                     if stamp.startswith("@"):
                         result["latencies_ms"].append((received - int(stamp[1:])) / 1e6)
+                        if xadd_ms:
+                            result["up_ms"].append(xadd_ms - int(stamp[1:]) / 1e6)
+                            result["down_ms"].append(received / 1e6 - xadd_ms)
                         result["chunks"] += 1
                 if result.get("ttft_ms") is None:
                     result["ttft_ms"] = (received - sent_at) / 1e6
@@ -192,7 +198,7 @@ async def _run(
 ) -> dict[str, Any]:
     round_ = {"stamp": True, "chunks": chunks, "delay_ms": delay_ms, "first_delay_ms": first_delay_ms}
     script = "<<fake " + json.dumps({"rounds": [round_]}) + ">>"
-    results = [{"latencies_ms": [], "chunks": 0, "ttft_ms": None} for _ in sessions]
+    results = [{"latencies_ms": [], "up_ms": [], "down_ms": [], "chunks": 0, "ttft_ms": None} for _ in sessions]
     started = time.monotonic()
     gate = asyncio.Semaphore(_HANDSHAKES)
     await asyncio.gather(
@@ -201,6 +207,8 @@ async def _run(
     elapsed = time.monotonic() - started
     latencies = [v for r in results for v in r["latencies_ms"]]
     ttfts = [r["ttft_ms"] for r in results if r["ttft_ms"] is not None]
+    up = [v for r in results for v in r["up_ms"]]
+    down = [v for r in results for v in r["down_ms"]]
     return {
         "turns": len(sessions),
         "completed": sum(1 for r in results if r.get("ok")),
@@ -209,6 +217,10 @@ async def _run(
         "chunks": sum(r["chunks"] for r in results),
         "p50_ms": _percentile(latencies, 50),
         "p99_ms": _percentile(latencies, 99),
+        "up_p50_ms": _percentile(up, 50),
+        "up_p99_ms": _percentile(up, 99),
+        "down_p50_ms": _percentile(down, 50),
+        "down_p99_ms": _percentile(down, 99),
         "ttft_p50_ms": _percentile(ttfts, 50) - first_delay_ms,
         "ttft_p99_ms": _percentile(ttfts, 99) - first_delay_ms,
     }
