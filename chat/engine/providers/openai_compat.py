@@ -89,32 +89,58 @@ def usage_delta_from_dict(usage: Mapping[str, Any]) -> UsageDelta:
 
 
 async def _sse_json(response: Any) -> AsyncGenerator[dict[str, Any], None]:
-    """The JSON objects of an SSE body: `data:` lines joined per event, `[DONE]` ends it."""
-    data_lines: list[str] = []
-    async for line in response.iter_lines():
-        if line.startswith("data:"):
-            data_lines.append(line[5:].lstrip(" "))
-            continue
-        if line or not data_lines:
-            continue  # comments (": keep-alive"), event names, blank separators
-        data = "\n".join(data_lines)
-        data_lines = []
-        if data.startswith("[DONE]"):
-            return
-        try:
-            parsed = json.loads(data)
-        except ValueError:
-            logger.warning("Skipping an unparseable stream event: %.200s", data)
-            continue
-        if isinstance(parsed, dict):
+    """The JSON objects of an SSE body: `data:` lines joined per event, `[DONE]` ends it.
+
+    Reads the decoded body bytes (`httpx.Response.aiter_bytes`, so gzip still works)
+    and splits lines itself: the text and line decoders of httpx and the SDK are three
+    more async generator layers per chunk on the hot path. Lines end with LF, CRLF or
+    a lone CR, as the SSE format allows.
+    """
+    data_lines: list[bytes] = []
+    pending = b""  # an unfinished line
+    after_cr = False  # the previous block ended with CR: a leading LF completes that CRLF
+    async for block in response.http_response.aiter_bytes():
+        if after_cr and block.startswith(b"\n"):
+            block = block[1:]
+        after_cr = block.endswith(b"\r")
+        if b"\r" in block:
+            block = block.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        lines = (pending + block).split(b"\n") if pending else block.split(b"\n")
+        pending = lines.pop()
+        for line in lines:
+            if line.startswith(b"data:"):
+                data_lines.append(line[5:].lstrip(b" "))
+                continue
+            if line or not data_lines:
+                continue  # comments (": keep-alive"), event names, blank separators
+            parsed = _event_json(data_lines)
+            data_lines = []
+            if parsed is _DONE:
+                return
+            if parsed is not None:
+                yield parsed
+    if pending.startswith(b"data:"):
+        data_lines.append(pending[5:].lstrip(b" "))
+    if data_lines:
+        parsed = _event_json(data_lines)
+        if parsed is not None and parsed is not _DONE:
             yield parsed
-    if data_lines and not data_lines[0].startswith("[DONE]"):
-        try:
-            parsed = json.loads("\n".join(data_lines))
-        except ValueError:
-            return
-        if isinstance(parsed, dict):
-            yield parsed
+
+
+_DONE: Any = object()
+
+
+def _event_json(data_lines: list[bytes]) -> Any:
+    """One event's data as a JSON object; _DONE for `[DONE]`; None (logged) when unusable."""
+    data = data_lines[0] if len(data_lines) == 1 else b"\n".join(data_lines)
+    if data.startswith(b"[DONE]"):
+        return _DONE
+    try:
+        parsed = json.loads(data)
+    except ValueError:
+        logger.warning("Skipping an unparseable stream event: %.200s", data)
+        return None
+    return parsed if isinstance(parsed, dict) else None
 
 
 def _merge_reasoning_details(collected: list[dict[str, Any]], details: Any) -> None:
