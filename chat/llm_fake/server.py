@@ -224,9 +224,15 @@ class FakeLLMServer:
         self.stop()
 
     def run_forever(self, ready: Callable[[], None] | None = None) -> None:
-        """Serve in the current thread until interrupted (Ctrl-C) or :meth:`stop`."""
+        """Serve in the current thread until interrupted (Ctrl-C) or :meth:`stop`.
+
+        On uvloop: a stand-in for a remote provider should cost the machine as
+        little CPU as it can, so the benchmarks measure the project, not the fake.
+        """
+        import uvloop
+
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(self.serve(ready))
+            uvloop.run(self.serve(ready))
 
     async def serve(self, ready: Callable[[], None] | None = None) -> None:
         """Listen and serve until :meth:`stop` is called (or the task is cancelled)."""

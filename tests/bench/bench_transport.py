@@ -30,6 +30,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import uvloop
+
 BASE_DIR = Path(__file__).resolve().parents[2]
 
 
@@ -242,7 +244,7 @@ def main() -> None:
         base = f"http://127.0.0.1:{stack.web_port}"
         try:
             print(f"worker: 1 process, threads pool x{threads}; web: 1 daphne; redis + scripted LLM on loopback")
-            warm = [asyncio.run(_run(base, *_prepare(1), 10, 20)) for _ in range(5)]
+            warm = [uvloop.run(_run(base, *_prepare(1), 10, 20)) for _ in range(5)]
             ttft = sorted(w["ttft_p50_ms"] for w in warm)
             print(f"time to first token, one turn at a time (5 runs): median {ttft[2]:.1f} ms, max {ttft[-1]:.1f} ms")
             print(f"{'turns':>6} {'done':>5} {'chunk p50':>10} {'chunk p99':>10} {'ttft p50':>9} {'ttft p99':>9}"
@@ -260,7 +262,7 @@ def main() -> None:
                 # held back long enough for all N turns to start, so the latencies below
                 # are per-chunk figures with N turns live, not start-up queueing.
                 hold_ms = 0 if n == 1 else 3000 + 150 * n
-                r = asyncio.run(_run(base, key, sessions, args.chunks, args.delay_ms, hold_ms))
+                r = uvloop.run(_run(base, key, sessions, args.chunks, args.delay_ms, hold_ms))
                 after = {name: _cpu_s(pid) for name, pid in procs.items()} | {"bench": time.process_time()}
                 cpu = {name: after[name] - before[name] for name in after}
                 print(f"{n:>6} {r['completed']:>5} {r['p50_ms']:>8.2f}ms {r['p99_ms']:>8.2f}ms"
@@ -271,7 +273,7 @@ def main() -> None:
                     print("        cpu s: " + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items()))
             if args.hold:
                 key, sessions = _prepare(args.hold)
-                r = asyncio.run(_run(base, key, sessions, 20, 250, 3000 + 150 * args.hold))
+                r = uvloop.run(_run(base, key, sessions, 20, 250, 3000 + 150 * args.hold))
                 print(f"held {args.hold} live turns at once (20 chunks, 250 ms apart): {r['completed']} completed,"
                       f" chunk p50 {r['p50_ms']:.2f}ms p99 {r['p99_ms']:.2f}ms"
                       + (f", errors: {r['errors']}" if r["errors"] else ""))  # fmt: skip

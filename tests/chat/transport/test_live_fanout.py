@@ -11,9 +11,8 @@ from typing import Any
 import pytest
 import redis
 
-from chat import live
+from chat import live, runner
 from chat import redis_scripts as rs
-from chat import runner
 from chat.turns import StreamItem, follow_turn, mark_session_completed, publish_chunk, turn_claim
 
 pytestmark = pytest.mark.django_db
