@@ -244,6 +244,10 @@ def main() -> None:
         base = f"http://127.0.0.1:{stack.web_port}"
         try:
             print(f"worker: 1 process, threads pool x{threads}; web: 1 daphne; redis + scripted LLM on loopback")
+            from tests.bench.relay_floor import measure as floor
+
+            floors = ", ".join(f"{n}: p50 {p50:.2f} / p99 {p99:.2f} ms" for n in levels for p50, p99 in [floor(n)])
+            print(f"machine floor (4 loopback hops through trivial relays, same rate): {floors}")
             warm = [uvloop.run(_run(base, *_prepare(1), 10, 20)) for _ in range(5)]
             ttft = sorted(w["ttft_p50_ms"] for w in warm)
             print(f"time to first token, one turn at a time (5 runs): median {ttft[2]:.1f} ms, max {ttft[-1]:.1f} ms")
