@@ -25,13 +25,13 @@ import asyncio
 import collections
 import contextlib
 import logging
-import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
 import redis
 
 from . import redis_scripts as rs
+from .redis_scripts import per_loop
 
 logger = logging.getLogger(__name__)
 
@@ -204,12 +204,4 @@ class LiveHub:
                 await pubsub.aclose()
 
 
-_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LiveHub] = weakref.WeakKeyDictionary()
-
-
-def live_hub() -> LiveHub:
-    loop = asyncio.get_running_loop()
-    hub = _hubs.get(loop)
-    if hub is None:
-        hub = _hubs[loop] = LiveHub()
-    return hub
+live_hub = per_loop(LiveHub)

@@ -21,8 +21,8 @@ import functools
 import hashlib
 import logging
 import weakref
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
 
 import redis
 import redis.asyncio as aioredis
@@ -54,22 +54,31 @@ def async_redis_client() -> aioredis.Redis[bytes]:
     return client
 
 
-_loop_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis[bytes]] = weakref.WeakKeyDictionary()
+T = TypeVar("T")
 
 
-def loop_redis() -> aioredis.Redis[bytes]:
-    """The running event loop's shared asyncio client (do not close it).
+def per_loop(factory: Callable[[], T]) -> Callable[[], T]:
+    """A getter of one `factory()` instance per running event loop, made on first use.
 
-    An asyncio connection pool belongs to the loop that created it, so there is one
-    client per loop: the worker's shared turn loop, daphne's loop. Connections are
-    reused across turns and listeners instead of being opened for each.
+    Asyncio connections, futures and tasks belong to the loop that made them, so
+    shared helpers (the Redis client, the appender, the live hub, the turn
+    supervisor) exist once per loop: the worker's turn loop, daphne's loop, a test's.
     """
-    loop = asyncio.get_running_loop()
-    client = _loop_clients.get(loop)
-    if client is None:
-        client = async_redis_client()
-        _loop_clients[loop] = client
-    return client
+    instances: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, T] = weakref.WeakKeyDictionary()
+
+    def get() -> T:
+        loop = asyncio.get_running_loop()
+        found = instances.get(loop)
+        if found is None:
+            found = instances[loop] = factory()
+        return found
+
+    return get
+
+
+# The running event loop's shared asyncio client (do not close it): connections are
+# reused across turns and listeners instead of being opened for each.
+loop_redis = per_loop(async_redis_client)
 
 
 # --- key names ------------------------------------------------------------------
@@ -282,16 +291,8 @@ class StreamAppender:
         raise redis.RedisError("the stream-append script could not be loaded")
 
 
-_loop_appenders: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, StreamAppender] = weakref.WeakKeyDictionary()
-
-
-def loop_appender() -> StreamAppender:
-    """The running loop's StreamAppender (on the loop's shared client)."""
-    loop = asyncio.get_running_loop()
-    appender = _loop_appenders.get(loop)
-    if appender is None:
-        appender = _loop_appenders[loop] = StreamAppender(loop_redis())
-    return appender
+# The running loop's StreamAppender (on the loop's shared client).
+loop_appender = per_loop(lambda: StreamAppender(loop_redis()))
 
 
 async def async_compare_and_delete(client: aioredis.Redis[bytes], key: str, token: str) -> bool:

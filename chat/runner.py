@@ -15,7 +15,6 @@ import logging
 import sys
 import threading
 import time
-import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -352,15 +351,7 @@ class _Supervisor:
                 logger.warning("Lost the cluster lock of session %s", guard.session_id)
 
 
-_supervisors: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Supervisor] = weakref.WeakKeyDictionary()
-
-
-def supervisor() -> _Supervisor:
-    loop = asyncio.get_running_loop()
-    found = _supervisors.get(loop)
-    if found is None:
-        found = _supervisors[loop] = _Supervisor()
-    return found
+supervisor = rs.per_loop(_Supervisor)
 
 
 def _drain_hook(session_id: str) -> Callable[[], Awaitable[list[PendingMessage]]]:
