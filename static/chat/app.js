@@ -481,6 +481,10 @@ async function sync() {
   connOk("sync");
   const body = result.body;
   const active = body.active_turn;
+  // No turn runs: whatever was buffered while fetching belongs to turns the DB now holds
+  // whole. Replaying it would treat their `start` as a turn still to load, and sync again
+  // for ever (a short auto-continued turn can start and end within one fetch).
+  if (!active) state.buffer = [];
   if (state.live && state.live.bubble.live && active && (!state.live.turnId || state.live.turnId === active.turn_id)) {
     // Still streaming the turn on screen: keep it; hydration happens at its end.
     finishSync(state);
