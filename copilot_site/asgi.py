@@ -29,3 +29,9 @@ application = ProtocolTypeRouter(
         "websocket": AllowedHostsOriginValidator(ApiKeyOrSessionAuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
+
+# What is loaded by now is never garbage; keep full collections from walking it (and
+# pausing every open stream). See chat.runner.quiet_gc.
+from chat.runner import quiet_gc  # noqa: E402
+
+quiet_gc()
