@@ -273,6 +273,9 @@ def main() -> None:
                       f" {r['ttft_p50_ms']:>7.1f}ms"
                       f" {r['ttft_p99_ms']:>7.1f}ms {n / r['elapsed_s']:>8.1f} {r['chunks'] / r['elapsed_s']:>9.0f}"
                       + (f"  errors: {r['errors']}" if r["errors"] else ""))  # fmt: skip
+                print(f"        split at the XADD: LLM → worker → Redis p50 {r['up_p50_ms']:.1f} / p99"
+                      f" {r['up_p99_ms']:.1f} ms; Redis → daphne → client p50 {r['down_p50_ms']:.1f} / p99"
+                      f" {r['down_p99_ms']:.1f} ms (Redis clock, 1 ms resolution)")  # fmt: skip
                 if args.cpu:
                     print("        cpu s: " + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items()))
             if args.hold:
