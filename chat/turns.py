@@ -152,6 +152,11 @@ def _completion(error_message: str | None) -> tuple[str, list[str]]:
     return (STATUS_FAILED if error_message else STATUS_COMPLETED), chunks
 
 
+def turn_duration_ms(created_at: float) -> int:
+    """A turn's wall time so far, from its claim (unix seconds), in whole ms (never negative)."""
+    return max(0, int((time.time() - created_at) * 1000))
+
+
 def _record_duration(meta: TurnMeta) -> None:
     """The turn's wall time on its last assistant row (best effort), before `finish` goes
     out, so the page's stream-end refetch can say "Thought for Ns"."""
@@ -159,7 +164,7 @@ def _record_duration(meta: TurnMeta) -> None:
 
     from .models import ChatMessage
 
-    duration_ms = max(0, int((time.time() - meta.created_at) * 1000))
+    duration_ms = turn_duration_ms(meta.created_at)
     try:
         last = (
             ChatMessage.objects.filter(turn_id=meta.turn_id, role=ChatMessage.Role.ASSISTANT)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from contextlib import aclosing
@@ -40,6 +39,7 @@ from chat.models import (
 )
 from chat.selectors import context_snapshot_get, session_messages
 from chat.tools import Tool, ToolContext, enabled_tools, execute_tool, tool_schemas
+from chat.turns import turn_duration_ms
 
 from .context import (
     CONTEXT_COMPACTION_OUTPUT,
@@ -747,7 +747,7 @@ class _TurnRunner:
         last = next((row for row in reversed(self.messages) if row.role == ChatMessage.Role.ASSISTANT), None)
         if last is None or last.turn_id != self.turn_id:
             return None
-        last.duration_ms = max(0, int((time.time() - self.started_at) * 1000))
+        last.duration_ms = turn_duration_ms(self.started_at)
         return last if last.sequence is not None else None
 
     def _record_usage(self) -> None:
