@@ -64,31 +64,28 @@ async def _engine_run(session_id: str, user_id: int) -> tuple[float, float, int]
 
 
 async def _sdk_run(base_url: str, body: dict[str, Any]) -> tuple[float, float, int]:
-    """The same request through the bare SDK, read the way the provider reads it (the body's
-    bytes, one `json.loads` per event): (total seconds, first→last content chunk seconds, chunks).
-    The SDK's own iterator builds a pydantic object per chunk and would flatter the engine."""
+    """The same request through the bare SDK, its body parsed by the provider's own SSE parser
+    (`_sse_json`): (total seconds, first→last content chunk seconds, chunks). The SDK's own
+    iterator builds a pydantic object per chunk and would flatter the engine."""
     import openai
+
+    from chat.engine.providers.openai_compat import _sse_json
 
     client = openai.AsyncOpenAI(base_url=base_url, api_key="bench", max_retries=0)
     request = {k: v for k, v in body.items() if k not in ("usage", "reasoning")}
     request["extra_body"] = {"usage": {"include": True}}
     chunks = 0
     first = last = 0.0
-    pending = b""
     started = time.perf_counter()
     async with client.chat.completions.with_streaming_response.create(**request) as response:
-        async for block in response.http_response.aiter_bytes():
-            *lines, pending = (pending + block).split(b"\n")
-            for line in lines:
-                if not line.startswith(b"data: {"):
-                    continue
-                for choice in json.loads(line[6:]).get("choices") or ():
-                    if (choice.get("delta") or {}).get("content"):
-                        now = time.perf_counter()
-                        if chunks == 0:
-                            first = now
-                        last = now
-                        chunks += 1
+        async for event in _sse_json(response):
+            for choice in event.get("choices") or ():
+                if (choice.get("delta") or {}).get("content"):
+                    now = time.perf_counter()
+                    if chunks == 0:
+                        first = now
+                    last = now
+                    chunks += 1
     elapsed = time.perf_counter() - started
     await client.close()
     return elapsed, last - first, chunks
