@@ -167,28 +167,93 @@ def test_an_unparseable_after_replays_the_turn_from_its_start(r: redis.Redis[byt
     assert [i.chunk for i in items] == [*chunks, {"type": "finish"}]
 
 
-def test_the_appender_keeps_order_across_batches_and_reloads_a_flushed_script(r: redis.Redis[bytes]) -> None:
+def _deltas(r: redis.Redis[bytes], turn_id: str) -> list[str]:
+    return [json.loads(fields[b"data"])["delta"] for _, fields in r.xrange(rs.turn_stream_key(turn_id))]
+
+
+def _text(i: int) -> str:
+    return json.dumps({"type": "text-delta", "id": "t", "delta": str(i)})
+
+
+def test_the_appender_keeps_order_across_batches_and_a_script_flush(r: redis.Redis[bytes]) -> None:
     # given
     turn_id = _claim()
 
     async def scenario() -> None:
         appender = rs.loop_appender()
         for i in range(30):
-            appender.append(turn_id, json.dumps({"type": "text-delta", "id": "t", "delta": str(i)}))
+            appender.append(turn_id, _text(i))
             if i % 7 == 0:
                 await asyncio.sleep(0)  # let a batch go out
             if i == 15:
                 await appender.drain()
-                r.script_flush()  # as after a Redis restart: the next batch meets NOSCRIPT
+                r.script_flush()  # as after a Redis restart
         await appender.drain()
+        await appender.aclose()
         await rs.loop_redis().aclose()
 
     # when
     asyncio.run(scenario())
     # then
-    entries = r.xrange(rs.turn_stream_key(turn_id))
-    assert [json.loads(fields[b"data"])["delta"] for _, fields in entries] == [str(i) for i in range(30)]
+    assert _deltas(r, turn_id) == [str(i) for i in range(30)]
     assert 0 < r.ttl(rs.turn_stream_key(turn_id)) <= rs.TURN_TTL_S
+
+
+def test_the_appender_sends_new_chunks_while_redis_has_not_answered_earlier_ones(r: redis.Redis[bytes]) -> None:
+    # given: a turn, and Redis paused (as when it is slow to answer)
+    turn_id = _claim()
+    seen: dict[str, int] = {}
+
+    async def scenario() -> None:
+        appender = rs.loop_appender()
+        appender.append(turn_id, _text(0))
+        await appender.drain()  # connected
+        r.execute_command("CLIENT", "PAUSE", 400, "ALL")
+        for i in range(1, 4):  # three batches, one loop pass apart
+            appender.append(turn_id, _text(i))
+            await asyncio.sleep(0.02)
+        seen["sent"], seen["answered"] = appender.sent, appender.answered
+        await appender.drain()
+        seen["answered_after_drain"] = appender.answered
+        await appender.aclose()
+        await rs.loop_redis().aclose()
+
+    # when
+    asyncio.run(scenario())
+    # then: all three were written without waiting for the first answer, and land in order
+    assert seen == {"sent": 4, "answered": 1, "answered_after_drain": 4}
+    assert _deltas(r, turn_id) == ["0", "1", "2", "3"]
+
+
+def test_the_appender_reconnects_after_its_connection_is_killed(r: redis.Redis[bytes]) -> None:
+    # given
+    turn_id = _claim()
+    failures: list[int] = []
+
+    async def scenario() -> None:
+        appender = rs.loop_appender()
+        for i in range(3):
+            appender.append(turn_id, _text(i))
+        await appender.drain()
+        assert appender.conn is not None
+        sockname = appender.conn._writer.get_extra_info("sockname")  # type: ignore[union-attr]
+        # when: Redis drops the appender's connection (and only it)
+        assert r.client_kill(f"{sockname[0]}:{sockname[1]}")
+        for _ in range(100):
+            if appender.conn is None:
+                break
+            await asyncio.sleep(0.01)
+        for i in range(3, 6):
+            appender.append(turn_id, _text(i))
+        await appender.drain()
+        failures.append(appender.failures)
+        await appender.aclose()
+        await rs.loop_redis().aclose()
+
+    asyncio.run(scenario())
+    # then: one failure noticed, nothing lost, nothing twice, order kept
+    assert failures == [1]
+    assert _deltas(r, turn_id) == [str(i) for i in range(6)]
 
 
 def test_completion_is_one_step_that_only_the_current_turn_can_take(r: redis.Redis[bytes]) -> None:
