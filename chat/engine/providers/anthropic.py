@@ -29,6 +29,7 @@ from .base import (
     cache_control,
     shared_ssl_context,
 )
+from .transport import provider_transport
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +145,7 @@ class AnthropicProvider:
             api_key=api_key or settings.ANTHROPIC_API_KEY or "missing-key",
             max_retries=settings.COPILOT_LLM_MAX_RETRIES if max_retries is None else max_retries,
             timeout=settings.COPILOT_LLM_TIMEOUT_S if timeout is None else timeout,
-            http_client=anthropic.DefaultAsyncHttpxClient(verify=shared_ssl_context()),
+            http_client=anthropic.DefaultAsyncHttpxClient(transport=provider_transport(shared_ssl_context())),
         )
         self._tools_source: Sequence[ToolSchema] | None = None
         self._tools_marked: list[dict[str, Any]] = []

@@ -29,6 +29,7 @@ from .base import (
     is_anthropic_route,
     shared_ssl_context,
 )
+from .transport import provider_transport
 
 logger = logging.getLogger(__name__)
 
@@ -186,7 +187,7 @@ def _loop_client(config: _ClientConfig) -> openai.AsyncOpenAI:
             api_key=api_key,
             max_retries=max_retries,
             timeout=timeout,
-            http_client=openai.DefaultAsyncHttpxClient(verify=shared_ssl_context()),
+            http_client=openai.DefaultAsyncHttpxClient(transport=provider_transport(shared_ssl_context())),
         )
 
     try:
