@@ -35,3 +35,8 @@ application = ProtocolTypeRouter(
 from chat.runner import quiet_gc  # noqa: E402
 
 quiet_gc()
+
+if "twisted.internet.reactor" in sys.modules:  # served by daphne
+    from copilot_site.core.twisted_writes import install as install_write_through  # noqa: E402
+
+    install_write_through()
