@@ -261,16 +261,21 @@ class OpenAICompatProvider:
             request_tools = self._marked_tools(tools)
             headers["anthropic-beta"] = PROMPT_CACHING_BETA
         # Plain dicts of the API's shape (the SDK's TypedDicts are not worth mirroring).
+        # Messages and tools go in `extra_body`, which the SDK merges into the JSON body
+        # as given: its `messages=`/`tools=` path first walks every nested dict against
+        # the TypedDict annotations (key aliases and file fields, none of which these
+        # dicts use), ~1-3 ms of the worker's shared loop per round (`make bench`).
+        extra_body["messages"] = list(request_messages)
+        if request_tools:
+            extra_body["tools"] = list(request_tools)
         request: dict[str, Any] = {
             "model": model,
-            "messages": list(request_messages),
+            "messages": [],
             "stream": True,
             "stream_options": {"include_usage": True},
             "extra_body": extra_body,
             "extra_headers": headers or None,
         }
-        if request_tools:
-            request["tools"] = list(request_tools)
         # The SDK makes the request (auth, base URL, retries, error mapping); the stream's
         # SSE lines are parsed here as plain JSON, since building a pydantic chunk object
         # per delta is most of the per-chunk cost of a live turn.
