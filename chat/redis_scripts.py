@@ -155,6 +155,18 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('EXPIRE', KEYS[1
 return 0
 """
 
+# A running turn's periodic refresh in one step: extend the cluster lock only while
+# this worker owns it (KEYS[1], ARGV[1..2]), the stream lock only while it names the
+# turn (KEYS[2], ARGV[3..4]), and the meta TTL (KEYS[3], ARGV[5]). Returns 1 if the
+# cluster lock is still ours, else 0.
+REFRESH_TURN_LOCKS = """
+local ours = 0
+if redis.call('GET', KEYS[1]) == ARGV[1] then ours = redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2])) end
+if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('EXPIRE', KEYS[2], tonumber(ARGV[4])) end
+redis.call('EXPIRE', KEYS[3], tonumber(ARGV[5]))
+return ours
+"""
+
 
 # Append a chunk to a turn's stream, refresh its TTL, and announce it on the
 # turn's live channel with its entry id, in one step: listeners take live chunks

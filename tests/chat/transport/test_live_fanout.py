@@ -309,3 +309,48 @@ def test_the_supervisor_sees_a_stop_refreshes_liveness_and_interrupts_after_the_
     assert alive is True
     assert events == ["cancel-event", "interrupted"]
     assert (outcome.stopped, outcome.error, guard.interrupted) == (True, None, True)
+
+
+def test_the_supervisor_refreshes_each_turn_on_its_own_schedule_and_only_locks_it_owns(
+    r: redis.Redis[bytes],
+) -> None:
+    # given: two running turns that started 2 s apart, one of which lost its cluster lock
+    sid_a, sid_b = SID, "33333333-3333-4333-8333-333333333333"
+    turn_a = _claim()
+    turn_b = turn_claim(session_id=sid_b, user_id=1, origin_id="x", origin_name="x")
+    assert turn_b is not None
+    r.set(rs.cluster_lock_key(sid_a), "worker:1", ex=5)
+    r.set(rs.stream_lock_key(sid_a), turn_a, ex=5)
+    r.set(rs.cluster_lock_key(sid_b), "another-worker", ex=5)
+    r.expire(rs.turn_meta_key(sid_a), 5)
+    refreshed: dict[str, Any] = {}
+
+    async def scenario() -> None:
+        sup = runner._Supervisor()
+        guard_a = runner._TurnGuard(sid_a, turn_a, "worker:1", asyncio.Event(), runner.TurnOutcome())
+        guard_b = runner._TurnGuard(sid_b, turn_b, "worker:1", asyncio.Event(), runner.TurnOutcome())
+        t0 = guard_a.loop.time()
+        sup.guards = {turn_a: guard_a, turn_b: guard_b}
+        sup.due = {turn_a: [t0 + 5, t0 + 30], turn_b: [t0 + 7, t0 + 32]}
+        client = rs.loop_redis()
+        # when: a round at t0+5.2, when only turn A's liveness is due
+        await sup._refresh_due(client, [guard_a, guard_b], t0 + 5.2)
+        refreshed["alive at 5.2"] = (r.get(rs.alive_key(sid_a)), r.get(rs.alive_key(sid_b)))
+        # and a round at t0+30.2, when only turn A's locks are due, then one at t0+32.5 for B's
+        await sup._refresh_due(client, [guard_a, guard_b], t0 + 30.2)
+        refreshed["due at 30.2"] = {k: [round(x - t0, 1) for x in v] for k, v in sup.due.items()}
+        await sup._refresh_due(client, [guard_a, guard_b], t0 + 32.5)
+        refreshed["due at 32.5"] = {k: [round(x - t0, 1) for x in v] for k, v in sup.due.items()}
+        await client.aclose()
+
+    asyncio.run(scenario())
+    # then: each turn is refreshed when its own time comes, never in one burst
+    assert refreshed["alive at 5.2"] == (turn_a.encode(), None)
+    assert refreshed["due at 30.2"] == {turn_a: [35.2, 60.2], turn_b: [35.2, 32.0]}
+    assert refreshed["due at 32.5"] == {turn_a: [35.2, 60.2], turn_b: [35.2, 62.5]}
+    # the lock this worker owns is extended (with the stream lock and meta), the other is left alone
+    assert r.ttl(rs.cluster_lock_key(sid_a)) > 5
+    assert r.ttl(rs.stream_lock_key(sid_a)) > 5
+    assert r.ttl(rs.turn_meta_key(sid_a)) > 5
+    assert r.get(rs.cluster_lock_key(sid_b)) == b"another-worker"
+    assert r.ttl(rs.cluster_lock_key(sid_b)) <= 5
