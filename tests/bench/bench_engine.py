@@ -64,14 +64,22 @@ async def _engine_run(session_id: str, user_id: int) -> tuple[float, float, int]
 
 
 async def _sdk_run(base_url: str, body: dict[str, Any]) -> tuple[float, float, int]:
-    """The same request through the bare SDK, its body parsed by the provider's own SSE parser
-    (`_sse_json`): (total seconds, first→last content chunk seconds, chunks). The SDK's own
+    """The same request through the bare SDK on the provider's transport, its body parsed by the
+    provider's own SSE parser (`_sse_json`): (total seconds, first→last content chunk seconds, chunks). The SDK's own
     iterator builds a pydantic object per chunk and would flatter the engine."""
     import openai
 
+    from chat.engine.providers.base import shared_ssl_context
     from chat.engine.providers.openai_compat import _sse_json
+    from chat.engine.providers.transport import provider_transport
 
-    client = openai.AsyncOpenAI(base_url=base_url, api_key="bench", max_retries=0)
+    # The same HTTP stack as the provider's (httpx on the asyncio network backend).
+    client = openai.AsyncOpenAI(
+        base_url=base_url,
+        api_key="bench",
+        max_retries=0,
+        http_client=openai.DefaultAsyncHttpxClient(transport=provider_transport(shared_ssl_context())),
+    )
     request = {k: v for k, v in body.items() if k not in ("usage", "reasoning")}
     request["extra_body"] = {"usage": {"include": True}}
     chunks = 0
