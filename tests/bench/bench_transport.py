@@ -166,12 +166,15 @@ async def _one_turn(
     async with gate:
         ws = await websockets.connect(url, additional_headers=headers, open_timeout=60, max_queue=None)
         await ws.recv()  # ready
-    async with ws:
+    # One deadline for the whole turn: a `wait_for` per frame would cost the client a task
+    # and a timer for every chunk, inside the latency being measured.
+    async with ws, asyncio.timeout(300):
         sent_at = time.time_ns()
         await ws.send(json.dumps({"type": "send", "message": "bench " + script}))
         while True:
-            frame = json.loads(await asyncio.wait_for(ws.recv(), 300))
+            text = await ws.recv()
             received = time.time_ns()
+            frame = json.loads(text)
             chunk = frame.get("chunk")
             if not chunk:
                 continue

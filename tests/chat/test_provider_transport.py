@@ -68,6 +68,20 @@ def _client(timeout: float = 5.0, ssl_context: ssl.SSLContext | None = None) -> 
     return httpx.AsyncClient(transport=provider_transport(ssl_context or ssl.create_default_context()), timeout=timeout)
 
 
+async def _read_body(handler: Handler, timeout: float = 5.0) -> tuple[list[bytes], type[BaseException] | None]:
+    """GET from a server running `handler`: the raw body chunks read, and the error that ended it."""
+    server, port = await _serve(handler)
+    got: list[bytes] = []
+    async with server, _client(timeout=timeout) as client:
+        try:
+            async with client.stream("GET", f"http://127.0.0.1:{port}/") as response:
+                async for chunk in response.aiter_raw():
+                    got.append(chunk)
+        except httpx.HTTPError as exc:
+            return got, type(exc)
+    return got, None
+
+
 EVENTS = [b'data: {"n": 1}\n\n', b'data: {"n": 2}\n\n', b"data: [DONE]\n\n"]
 
 
@@ -120,19 +134,7 @@ def test_a_stalled_stream_times_out() -> None:
         writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
         await asyncio.sleep(5)
 
-    async def scenario() -> tuple[list[bytes], type[BaseException]]:
-        server, port = await _serve(stall)
-        got: list[bytes] = []
-        async with server, _client(timeout=0.3) as client:
-            try:
-                async with client.stream("GET", f"http://127.0.0.1:{port}/") as response:
-                    async for chunk in response.aiter_raw():
-                        got.append(chunk)
-            except httpx.HTTPError as exc:
-                return got, type(exc)
-        return got, type(None)
-
-    assert uvloop.run(scenario()) == ([b"hello"], httpx.ReadTimeout)
+    assert uvloop.run(_read_body(stall, timeout=0.3)) == ([b"hello"], httpx.ReadTimeout)
 
 
 def test_a_stream_cut_mid_body_is_an_error_not_a_short_answer() -> None:
@@ -142,21 +144,9 @@ def test_a_stream_cut_mid_body_is_an_error_not_a_short_answer() -> None:
         await writer.drain()
         writer.transport.abort()
 
-    async def scenario() -> tuple[list[bytes], type[BaseException]]:
-        server, port = await _serve(cut)
-        got: list[bytes] = []
-        async with server, _client() as client:
-            try:
-                async with client.stream("GET", f"http://127.0.0.1:{port}/") as response:
-                    async for chunk in response.aiter_raw():
-                        got.append(chunk)
-            except httpx.HTTPError as exc:
-                return got, type(exc)
-        return got, type(None)
-
-    got, error = uvloop.run(scenario())
+    got, error = uvloop.run(_read_body(cut))
     assert got == [b"hello"]
-    assert issubclass(error, httpx.TransportError)
+    assert error is not None and issubclass(error, httpx.TransportError)
 
 
 def test_a_refused_connection_is_a_connect_error() -> None:

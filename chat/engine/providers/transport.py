@@ -200,22 +200,13 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        loop = asyncio.get_running_loop()
-        protocol = _Protocol(loop)
-        try:
-            await asyncio.wait_for(
-                loop.create_connection(
-                    lambda: protocol, host, port, local_addr=(local_address, 0) if local_address else None
-                ),
-                timeout,
-            )
-        except TimeoutError as exc:
-            raise httpcore.ConnectTimeout(f"timed out connecting to {host}:{port}") from exc
-        except OSError as exc:
-            raise httpcore.ConnectError(str(exc)) from exc
-        stream = AsyncioStream(protocol)
-        _apply(stream, socket_options)
-        return stream
+        local_addr = (local_address, 0) if local_address else None
+        return await _connect(
+            lambda loop, protocol: loop.create_connection(lambda: protocol, host, port, local_addr=local_addr),
+            f"{host}:{port}",
+            timeout,
+            socket_options,
+        )
 
     async def connect_unix_socket(
         self,
@@ -223,29 +214,36 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         timeout: float | None = None,
         socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        loop = asyncio.get_running_loop()
-        protocol = _Protocol(loop)
-        try:
-            await asyncio.wait_for(loop.create_unix_connection(lambda: protocol, path), timeout)
-        except TimeoutError as exc:
-            raise httpcore.ConnectTimeout(f"timed out connecting to {path}") from exc
-        except OSError as exc:
-            raise httpcore.ConnectError(str(exc)) from exc
-        stream = AsyncioStream(protocol)
-        _apply(stream, socket_options)
-        return stream
+        return await _connect(
+            lambda loop, protocol: loop.create_unix_connection(lambda: protocol, path), path, timeout, socket_options
+        )
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
 
 
-def _apply(stream: AsyncioStream, socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None) -> None:
+async def _connect(
+    opening: typing.Callable[[asyncio.AbstractEventLoop, _Protocol], typing.Awaitable[typing.Any]],
+    where: str,
+    timeout: float | None,
+    socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None,
+) -> AsyncioStream:
+    """Open a connection with `opening(loop, protocol)`, errors mapped as httpcore expects."""
+    loop = asyncio.get_running_loop()
+    protocol = _Protocol(loop)
+    try:
+        await asyncio.wait_for(opening(loop, protocol), timeout)
+    except TimeoutError as exc:
+        raise httpcore.ConnectTimeout(f"timed out connecting to {where}") from exc
+    except OSError as exc:
+        raise httpcore.ConnectError(str(exc)) from exc
+    stream = AsyncioStream(protocol)
     sock: socket.socket | None = stream.get_extra_info("socket")
-    if sock is None or not socket_options:
-        return
-    for option in socket_options:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(*option)
+    if sock is not None:
+        for option in socket_options or ():
+            with contextlib.suppress(OSError):
+                sock.setsockopt(*option)
+    return stream
 
 
 class ProviderTransport(httpx.AsyncHTTPTransport):
