@@ -232,6 +232,8 @@ class _TurnGuard:
         self.stopping = False
         self.last_progress = self.loop.time()
         self.timers: list[asyncio.TimerHandle] = []
+        # When the supervisor next refreshes this turn's liveness key and its locks (loop time).
+        self.alive_due = self.locks_due = 0.0
 
     def start(self, deadline_monotonic: float) -> None:
         time_left = max(deadline_monotonic - time.monotonic(), 0)
@@ -296,20 +298,18 @@ class _Supervisor:
 
     def __init__(self) -> None:
         self.guards: dict[str, _TurnGuard] = {}
-        self.due: dict[str, list[float]] = {}  # turn id → [next alive refresh, next lock refresh]
         self.task: asyncio.Task[None] | None = None
 
     def add(self, guard: _TurnGuard) -> None:
         self.guards[guard.turn_id] = guard
-        now = guard.loop.time()
-        self.due[guard.turn_id] = [now + ALIVE_REFRESH_S, now + LOCK_REFRESH_S]
+        guard.alive_due = guard.loop.time() + ALIVE_REFRESH_S
+        guard.locks_due = guard.loop.time() + LOCK_REFRESH_S
         if self.task is None or self.task.done():
             self.task = asyncio.get_running_loop().create_task(self._run())
 
     def remove(self, guard: _TurnGuard) -> None:
         if self.guards.get(guard.turn_id) is guard:
             del self.guards[guard.turn_id]
-            del self.due[guard.turn_id]
 
     async def _run(self) -> None:
         client = rs.loop_redis()
@@ -334,15 +334,12 @@ class _Supervisor:
         pipe = client.pipeline(transaction=False)
         sent: list[_TurnGuard | None] = []  # per command: the guard of a lock refresh, None for liveness
         for guard in guards:
-            due = self.due.get(guard.turn_id)
-            if due is None:
-                continue
-            if now >= due[0]:
-                due[0] = now + ALIVE_REFRESH_S
+            if now >= guard.alive_due:
+                guard.alive_due = now + ALIVE_REFRESH_S
                 pipe.set(rs.alive_key(guard.session_id), guard.turn_id, ex=rs.ALIVE_TTL_S)
                 sent.append(None)
-            if now >= due[1]:
-                due[1] = now + LOCK_REFRESH_S
+            if now >= guard.locks_due:
+                guard.locks_due = now + LOCK_REFRESH_S
                 sent.append(guard)
                 pipe.eval(
                     rs.REFRESH_TURN_LOCKS,

@@ -331,16 +331,21 @@ def test_the_supervisor_refreshes_each_turn_on_its_own_schedule_and_only_locks_i
         guard_b = runner._TurnGuard(sid_b, turn_b, "worker:1", asyncio.Event(), runner.TurnOutcome())
         t0 = guard_a.loop.time()
         sup.guards = {turn_a: guard_a, turn_b: guard_b}
-        sup.due = {turn_a: [t0 + 5, t0 + 30], turn_b: [t0 + 7, t0 + 32]}
+        guard_a.alive_due, guard_a.locks_due = t0 + 5, t0 + 30
+        guard_b.alive_due, guard_b.locks_due = t0 + 7, t0 + 32
+
+        def due() -> dict[str, list[float]]:
+            return {g.turn_id: [round(g.alive_due - t0, 1), round(g.locks_due - t0, 1)] for g in (guard_a, guard_b)}
+
         client = rs.loop_redis()
         # when: a round at t0+5.2, when only turn A's liveness is due
         await sup._refresh_due(client, [guard_a, guard_b], t0 + 5.2)
         refreshed["alive at 5.2"] = (r.get(rs.alive_key(sid_a)), r.get(rs.alive_key(sid_b)))
         # and a round at t0+30.2, when only turn A's locks are due, then one at t0+32.5 for B's
         await sup._refresh_due(client, [guard_a, guard_b], t0 + 30.2)
-        refreshed["due at 30.2"] = {k: [round(x - t0, 1) for x in v] for k, v in sup.due.items()}
+        refreshed["due at 30.2"] = due()
         await sup._refresh_due(client, [guard_a, guard_b], t0 + 32.5)
-        refreshed["due at 32.5"] = {k: [round(x - t0, 1) for x in v] for k, v in sup.due.items()}
+        refreshed["due at 32.5"] = due()
         await client.aclose()
 
     asyncio.run(scenario())
