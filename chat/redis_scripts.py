@@ -316,15 +316,13 @@ class StreamAppender:
                 await self.wake
                 continue
             batch, self.pending = self.pending, []
+            self.sent += len(batch)  # counted before the write: a failure drops them with the rest owed
             conn = None
             try:
                 conn = await self._connection()
                 commands = [("EVAL", _STREAM_APPEND, 1, key, channel, data, TURN_TTL_S) for key, channel, data in batch]
-                self.sent += len(batch)
                 await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
             except (redis.RedisError, OSError):
-                if conn is None:
-                    self.sent += len(batch)
                 self._lost(conn, "write")
 
     async def _connection(self) -> aioredis.Connection:
