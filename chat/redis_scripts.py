@@ -150,11 +150,6 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
-COMPARE_AND_EXPIRE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2])) end
-return 0
-"""
-
 # A running turn's periodic refresh in one step: extend the cluster lock only while
 # this worker owns it (KEYS[1], ARGV[1..2]), the stream lock only while it names the
 # turn (KEYS[2], ARGV[3..4]), and the meta TTL (KEYS[3], ARGV[5]). Returns 1 if the
@@ -213,10 +208,6 @@ def hash_set_if_not_equal(key: str, field: str, forbidden: str, mapping: Mapping
 
 def compare_and_delete(key: str, token: str) -> bool:
     return bool(_script(_COMPARE_AND_DELETE)(keys=[key], args=[token]))
-
-
-def compare_and_expire(key: str, token: str, ttl: int) -> bool:
-    return bool(_script(COMPARE_AND_EXPIRE)(keys=[key], args=[token, ttl]))
 
 
 def stream_append(turn_id: object, data: str) -> str:

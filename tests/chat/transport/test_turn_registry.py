@@ -85,9 +85,11 @@ def test_a_stale_owner_cannot_release_a_successors_lock(r: redis.Redis[bytes]) -
     assert r.set(key, "A", nx=True, ex=300)
     r.delete(key)
     assert r.set(key, "B", nx=True, ex=300)
-    # when: A's late release and refresh
+    # when: A's late release and refresh (the script its supervisor runs)
     released = rs.compare_and_delete(key, "A")
-    refreshed = rs.compare_and_expire(key, "A", 999)
+    refreshed = bool(
+        r.eval(rs.REFRESH_TURN_LOCKS, 3, key, rs.stream_lock_key(SID), rs.turn_meta_key(SID), "A", 999, "t", 120, 3600)
+    )
     # then
     assert (released, refreshed) == (False, False)
     assert r.get(key) == b"B"
