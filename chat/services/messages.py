@@ -6,12 +6,13 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Max
 from django.utils import timezone
 
 from chat.errors import SessionNotFound
 from chat.models import ChatMessage, ChatSession
+from copilot_site.core import sql
 
 # How many trailing rows one query of the duplicate check reads (the run is usually 1–2 rows).
 _DUPLICATE_SCAN_BATCH = 50
@@ -33,26 +34,35 @@ def _lock_session(session_id: uuid.UUID | str, user: Any | None = None) -> ChatS
         raise SessionNotFound(session_id) from exc
 
 
-def _next_sequence(session_id: uuid.UUID | str) -> int:
-    top = ChatMessage.objects.filter(session__pk=session_id).aggregate(top=Max("sequence"))["top"]
-    return 0 if top is None else top + 1
-
-
-def _insert_new_rows(session: ChatSession, messages: Sequence[ChatMessage]) -> list[ChatMessage]:
+def _insert_new_rows(session: ChatSession | uuid.UUID | str, messages: Sequence[ChatMessage]) -> list[ChatMessage]:
     """Insert the rows whose sequence is None, in order, after the DB's last row.
 
-    Precondition: the session row is locked (``_lock_session``). On failure the
-    rows get their ``sequence`` back to None, so a caller can retry or re-queue.
+    Precondition: inside ``transaction.atomic()``. The first statement touches the
+    session's ``updated_at``, which also takes its row lock (or raises
+    SessionNotFound when there is no such session), so concurrent appends to one
+    session are serialised until the transaction ends. Three statements in all,
+    written by hand: this runs at every turn's end on the worker (`copilot_site.core.sql`).
+    On failure the caller must ``_forget_insert`` the rows.
     """
     new_rows = [row for row in messages if row.sequence is None]
     if not new_rows:
         return []
-    start = _next_sequence(session.pk)
+    session_id = session.pk if isinstance(session, ChatSession) else session
+    try:
+        touched = sql.update(ChatSession, where={"id": session_id}, values={"updated_at": timezone.now()})
+    except (ValidationError, ValueError, TypeError) as exc:  # not a UUID
+        raise SessionNotFound(session_id) from exc
+    if not touched:
+        raise SessionNotFound(session_id)
+    top = sql.max_value(ChatMessage, "sequence", where={"session": session_id})
+    start = 0 if top is None else top + 1
     for offset, row in enumerate(new_rows):
-        row.session = session
+        if isinstance(session, ChatSession):
+            row.session = session
+        else:
+            row.session_id = session_id
         row.sequence = start + offset
-    ChatMessage.objects.bulk_create(new_rows)
-    ChatSession.objects.filter(pk=session.pk).update(updated_at=timezone.now())
+    sql.insert(new_rows)
     return new_rows
 
 
@@ -77,8 +87,7 @@ def messages_save_new(*, session_id: uuid.UUID | str, messages: Sequence[ChatMes
         return []
     try:
         with transaction.atomic():
-            session = _lock_session(session_id)
-            return _insert_new_rows(session, new_rows)
+            return _insert_new_rows(session_id, new_rows)
     except BaseException:
         _forget_insert(new_rows)
         raise

@@ -7,10 +7,10 @@ import uuid
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
 from chat.models import ChatSession, TurnUsage
+from copilot_site.core import sql
 from ratelimits import services as ratelimit_services
 
 logger = logging.getLogger(__name__)
@@ -23,16 +23,18 @@ def turn_usage_start(
     user_id: int | None,
     model: str,
     provider: str,
-) -> TurnUsage:
-    """The turn's TurnUsage row (outcome ``running``), created once per turn id."""
-    usage, created = TurnUsage.objects.get_or_create(
+) -> None:
+    """Put the model and provider on the turn's TurnUsage row (outcome ``running``).
+
+    The dispatch creates the row with the user's message, so this is one UPDATE;
+    a turn started without one (tests, old tasks) gets its row created here.
+    """
+    if TurnUsage.objects.filter(turn_id=turn_id).update(model=model, provider=provider):
+        return
+    TurnUsage.objects.get_or_create(
         turn_id=turn_id,
         defaults={"session_id": session_id, "user_id": user_id, "model": model, "provider": provider},
     )
-    if not created and (usage.model != model or usage.provider != provider):
-        usage.model, usage.provider = model, provider
-        usage.save(update_fields=["model", "provider"])
-    return usage
 
 
 def turn_usage_finish(
@@ -63,26 +65,35 @@ def turn_usage_finish(
     if charged is not None and charged < 0:
         logger.warning("Negative turn cost %d microdollars for turn %s; rate limit skipped", charged, turn_id)
         charged = None
+    # Hand-written statements (`copilot_site.core.sql`): this runs at the end of every turn.
     with transaction.atomic():
-        TurnUsage.objects.filter(turn_id=turn_id).update(
-            outcome=outcome,
-            error=error[:2000],
-            prompt_tokens=prompt,
-            completion_tokens=completion,
-            total_tokens=total,
-            cache_read_tokens=cache_read,
-            cache_creation_tokens=cache_creation,
-            tokens_estimated=tokens_estimated,
-            cost_microdollars=charged,
-            cost_source=cost_source if charged is not None else TurnUsage.CostSource.MISSING,
-            finished_at=timezone.now(),
+        sql.update(
+            TurnUsage,
+            where={"turn_id": turn_id},
+            values={
+                "outcome": outcome,
+                "error": error[:2000],
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": total,
+                "cache_read_tokens": cache_read,
+                "cache_creation_tokens": cache_creation,
+                "tokens_estimated": tokens_estimated,
+                "cost_microdollars": charged,
+                "cost_source": cost_source if charged is not None else TurnUsage.CostSource.MISSING,
+                "finished_at": timezone.now(),
+            },
         )
-        ChatSession.objects.filter(pk=session_id).update(
-            total_prompt_tokens=F("total_prompt_tokens") + prompt,
-            total_completion_tokens=F("total_completion_tokens") + completion,
-            total_cache_read_tokens=F("total_cache_read_tokens") + cache_read,
-            total_cache_creation_tokens=F("total_cache_creation_tokens") + cache_creation,
-            total_cost_microdollars=F("total_cost_microdollars") + (charged or 0),
+        sql.update(
+            ChatSession,
+            where={"id": session_id},
+            add={
+                "total_prompt_tokens": prompt,
+                "total_completion_tokens": completion,
+                "total_cache_read_tokens": cache_read,
+                "total_cache_creation_tokens": cache_creation,
+                "total_cost_microdollars": charged or 0,
+            },
         )
     logger.info(
         "Turn usage: prompt=%d, completion=%d, total=%d, cost_usd=%s",

@@ -100,7 +100,7 @@ def test_a_failed_save_leaves_rows_unsaved(session: ChatSession) -> None:
     rows = [ChatMessage(role="assistant", content="x")]
     # when
     with (
-        mock.patch.object(ChatMessage.objects, "bulk_create", side_effect=RuntimeError("disk full")),
+        mock.patch("copilot_site.core.sql.insert", side_effect=RuntimeError("disk full")),
         pytest.raises(RuntimeError),
     ):
         messages_save_new(session_id=session.pk, messages=rows)
