@@ -185,6 +185,7 @@ async def _one_turn(
                 for stamp in chunk["delta"].split(";"):
                     if stamp.startswith("@"):
                         result["latencies_ms"].append((received - int(stamp[1:])) / 1e6)
+                        result["received_ns"].append(received)
                         if xadd_ms:
                             result["up_ms"].append(xadd_ms - int(stamp[1:]) / 1e6)
                             result["down_ms"].append(received / 1e6 - xadd_ms)
@@ -203,7 +204,10 @@ async def _run(
 ) -> dict[str, Any]:
     round_ = {"stamp": True, "chunks": chunks, "delay_ms": delay_ms, "first_delay_ms": first_delay_ms}
     script = "<<fake " + json.dumps({"rounds": [round_]}) + ">>"
-    results = [{"latencies_ms": [], "up_ms": [], "down_ms": [], "chunks": 0, "ttft_ms": None} for _ in sessions]
+    results = [
+        {"latencies_ms": [], "received_ns": [], "up_ms": [], "down_ms": [], "chunks": 0, "ttft_ms": None}
+        for _ in sessions
+    ]
     started = time.monotonic()
     gate = asyncio.Semaphore(_HANDSHAKES)
     await asyncio.gather(
@@ -214,7 +218,9 @@ async def _run(
     ttfts = [r["ttft_ms"] for r in results if r["ttft_ms"] is not None]
     up = [v for r in results for v in r["up_ms"]]
     down = [v for r in results for v in r["down_ms"]]
+    timeline = sorted((t, v) for r in results for t, v in zip(r["received_ns"], r["latencies_ms"], strict=True))
     return {
+        "timeline": timeline,
         "turns": len(sessions),
         "completed": sum(1 for r in results if r.get("ok")),
         "errors": sorted({r["error"] for r in results if r.get("error")}),
@@ -238,6 +244,7 @@ def main() -> None:
     parser.add_argument("--delay-ms", type=int, default=100, help="gap between chunks of one turn (10 chunks/s)")
     parser.add_argument("--profile", default="", help="py-spy record the worker into this SVG (needs py-spy)")
     parser.add_argument("--cpu", action="store_true", help="print CPU seconds per process for each level")
+    parser.add_argument("--dump", default="", help="write each level's (receive ns, latency ms) list to DUMP-N.json")
     parser.add_argument("--hold", type=int, default=500, help="live turns to hold at once (0 to skip)")
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",") if x]
@@ -279,6 +286,8 @@ def main() -> None:
                 print(f"        split at the XADD: LLM → worker → Redis p50 {r['up_p50_ms']:.1f} / p99"
                       f" {r['up_p99_ms']:.1f} ms; Redis → daphne → client p50 {r['down_p50_ms']:.1f} / p99"
                       f" {r['down_p99_ms']:.1f} ms (Redis clock, 1 ms resolution)")  # fmt: skip
+                if args.dump:
+                    Path(f"{args.dump}-{n}.json").write_text(json.dumps(r["timeline"]))
                 if args.cpu:
                     print("        cpu s: " + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items()))
             if args.hold:
