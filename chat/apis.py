@@ -136,7 +136,8 @@ class ContextSerializer(serializers.Serializer[Any]):
 
 
 class SessionStreamApi(APIView):
-    """`POST` sends a message and streams the new turn; `GET` re-attaches to the running one."""
+    """`POST` sends a message and streams the new turn; `GET` re-attaches to the running one;
+    `DELETE` detaches every listener (SSE responses end, WebSockets close with 4000)."""
 
     class InputSerializer(serializers.Serializer[Any]):
         message = serializers.CharField(max_length=32000, trim_whitespace=False)
@@ -192,6 +193,15 @@ class SessionStreamApi(APIView):
             return Response(status=status.HTTP_204_NO_CONTENT)
         after = request.headers.get("Last-Event-ID") or request.query_params.get("after") or None
         return sse_response(str(session.pk), after=after, turn_id=meta.turn_id)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, session_id: str) -> Response:
+        """Close every SSE and WebSocket listener of the session's turn; the turn keeps running."""
+        from .turns import turn_listeners_disconnect
+
+        session = session_get_for_user(session_id=session_id, user=request.user)
+        turn_listeners_disconnect(session.pk)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class SessionCancelApi(APIView):

@@ -4,7 +4,11 @@ Thin: authenticates, checks ownership, validates frames, calls the same services
 as the HTTP API, and relays the turn's event log. Every socket follows the
 turn's Redis stream itself, so any number of tabs see every event once, in
 order; a `turn.started` group message makes idle sockets pick up turns started
-elsewhere. Disconnecting never affects the turn.
+elsewhere. Disconnecting never affects the turn. Each socket also joins the
+user's group `copilot_user_{id}` and relays `copilot_completion` notices for any
+of the user's sessions. `DELETE …/stream` closes the sockets following that
+session's turn with code 4000; a client that reconnects and sends `resume`
+re-attaches.
 """
 
 from __future__ import annotations
@@ -22,12 +26,13 @@ from django.conf import settings
 from .errors import SessionNotFound
 from .events import validate_client_frame
 from .selectors import session_get_for_user
-from .turns import StreamItem, follow_turn, session_group, turn_meta_get
+from .turns import ListenerDisconnected, StreamItem, follow_turn, session_group, turn_meta_get, user_group
 
 logger = logging.getLogger(__name__)
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
+CLOSE_DISCONNECTED = 4000  # `DELETE …/stream` closed the session's listeners; reconnecting re-attaches
 
 
 @database_sync_to_async  # type: ignore[untyped-decorator]
@@ -79,6 +84,7 @@ def _frame_text(item: StreamItem) -> str:
 
 class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     session_id: str
+    groups_joined: tuple[str, ...] = ()
     following: str | None = None
     follow_task: asyncio.Task[None] | None = None
 
@@ -94,13 +100,15 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         if not await _owns_session(self.session_id, user):
             await self.close(code=CLOSE_NOT_FOUND)
             return
-        await self.channel_layer.group_add(session_group(self.session_id), self.channel_name)
+        self.groups_joined = (session_group(self.session_id), user_group(user.pk))
+        for group in self.groups_joined:
+            await self.channel_layer.group_add(group, self.channel_name)
         await self.send_json({"type": "ready", "session_id": self.session_id})
 
     async def disconnect(self, code: int) -> None:
         await self._stop_following()
-        if getattr(self, "session_id", None):
-            await self.channel_layer.group_discard(session_group(self.session_id), self.channel_name)
+        for group in self.groups_joined:
+            await self.channel_layer.group_discard(group, self.channel_name)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         problem = validate_client_frame(content)
@@ -159,6 +167,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     async def turn_ended(self, event: dict[str, Any]) -> None:
         return None  # the follower ends on the stream's own `finish`
 
+    async def copilot_completion(self, event: dict[str, Any]) -> None:
+        """One of the user's turns ended (any session): `{type, event, session_id, status}`."""
+        await self._send_quietly(event)
+
     # relaying --------------------------------------------------------------------------------
 
     async def _follow(self, turn_id: str, *, after: str | None, restart: bool = False) -> None:
@@ -176,6 +188,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
                         return
         except asyncio.CancelledError:
             raise
+        except ListenerDisconnected:
+            self.follow_task = None  # closing runs `disconnect`, which must not wait for this task
+            await self.close(code=CLOSE_DISCONNECTED)
         except Exception:
             logger.exception("Relay of turn %s to a socket failed", turn_id)
             for chunk in ({"type": "error", "errorText": "Stream error."}, {"type": "finish"}):

@@ -13,6 +13,10 @@ Pub/sub is at-most-once, so whenever delivery may have had a gap (the connection
 was lost and re-subscribed, or a slow listener's queue overflowed) the listener
 gets a `RESYNC` item and reads the log again from its last id.
 
+The same connection carries each session's disconnect channel
+(`copilot:turn:disconnect:{session_id}`): a message there (`DELETE …/stream`)
+hands every listener of that session a `DISCONNECT` item, and it stops.
+
 Why not an ``XREAD BLOCK`` per listener: each chunk would then cost every
 listener a Redis round trip (~150-250 µs of Python per call); with the hub a
 chunk costs one message parse per process, and several chunks often arrive in
@@ -36,23 +40,31 @@ from .redis_scripts import per_loop
 logger = logging.getLogger(__name__)
 
 RESYNC = object()
+DISCONNECT = object()  # `DELETE …/stream` asked every listener of the session to close
 QUEUE_MAX = 2000  # live items held for one slow listener before it falls back to the log
 RECONNECT_DELAY_S = 0.5
+_DISCONNECT_PREFIX = rs.DISCONNECT_CHANNEL_PREFIX.encode()
 
 
 class Subscription:
-    """One listener's queue of live items: ``(entry_id, chunk_json)`` tuples or RESYNC."""
+    """One listener's queue of live items: ``(entry_id, chunk_json)`` tuples, RESYNC or DISCONNECT.
 
-    __slots__ = ("channel", "items", "ready", "waiter")
+    It listens on one or more channels (a turn's live channel, the session's
+    disconnect channel) and is `ready` once Redis has confirmed all of them.
+    """
 
-    def __init__(self, channel: bytes, loop: asyncio.AbstractEventLoop) -> None:
-        self.channel = channel
+    __slots__ = ("items", "ready", "unconfirmed", "waiter")
+
+    def __init__(self, channels: list[bytes], loop: asyncio.AbstractEventLoop) -> None:
         self.items: collections.deque[Any] = collections.deque()
         self.ready: asyncio.Future[None] = loop.create_future()
+        self.unconfirmed = set(channels)
         self.waiter: asyncio.Future[None] | None = None
 
     def push(self, item: Any) -> None:
-        if len(self.items) >= QUEUE_MAX:
+        if item is DISCONNECT:
+            self.items.clear()  # nothing more goes to a listener that was told to close
+        elif len(self.items) >= QUEUE_MAX:
             # The listener is far behind: drop what is queued and let it re-read the log.
             self.items.clear()
             item = RESYNC
@@ -60,6 +72,14 @@ class Subscription:
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    def confirm(self, channel: bytes) -> None:
+        if channel in self.unconfirmed:
+            self.unconfirmed.discard(channel)
+            if not self.unconfirmed and not self.ready.done():
+                self.ready.set_result(None)
+        elif not channel.startswith(_DISCONNECT_PREFIX):
+            self.push(RESYNC)  # re-subscribed after a reconnect: chunks may have been missed
 
     async def get(self, wait_s: float) -> Any:
         """The next item, or None after `wait_s` seconds without one."""
@@ -90,35 +110,60 @@ class LiveHub:
         self.confirming: collections.Counter[bytes] = collections.Counter()
         self.confirmed: set[bytes] = set()
         self.pubsub: Any = None
+        self.connecting = asyncio.Lock()
         self.reader: asyncio.Task[None] | None = None
 
     @contextlib.asynccontextmanager
-    async def subscribe(self, turn_id: str) -> AsyncIterator[Subscription]:
-        """A confirmed subscription to the turn's live channel, for the `async with` body."""
-        channel = rs.turn_live_channel(turn_id).encode()
-        sub = Subscription(channel, asyncio.get_running_loop())
-        listeners = self.subs.setdefault(channel, set())
-        listeners.add(sub)
+    async def subscribe(self, turn_id: str, *, session_id: object = None) -> AsyncIterator[Subscription]:
+        """A confirmed subscription to the turn's live channel (and, given `session_id`, to
+        the session's disconnect channel), for the `async with` body."""
+        channels = [rs.turn_live_channel(turn_id).encode()]
+        if session_id is not None:
+            channels.append(rs.listeners_disconnect_channel(session_id).encode())
+        sub = Subscription(channels, asyncio.get_running_loop())
         try:
-            if channel in self.confirmed:
-                sub.ready.set_result(None)
-            elif len(listeners) == 1 or not self.confirming[channel]:
-                await self._send_subscribe(channel)
+            for channel in channels:
+                await self._add(channel, sub)
             await asyncio.wait_for(asyncio.shield(sub.ready), timeout=5)
             yield sub
         finally:
-            listeners.discard(sub)
-            if not listeners:
-                del self.subs[channel]
-                self.confirmed.discard(channel)
-                await self._send_unsubscribe(channel)
+            for channel in channels:
+                await self._remove(channel, sub)
+
+    async def _add(self, channel: bytes, sub: Subscription) -> None:
+        listeners = self.subs.setdefault(channel, set())
+        listeners.add(sub)
+        if channel in self.confirmed:
+            sub.confirm(channel)
+        elif len(listeners) == 1 or not self.confirming[channel]:
+            await self._send_subscribe(channel)
+
+    async def _remove(self, channel: bytes, sub: Subscription) -> None:
+        listeners = self.subs.get(channel)
+        if listeners is None or sub not in listeners:
+            return
+        listeners.discard(sub)
+        if not listeners:
+            del self.subs[channel]
+            self.confirmed.discard(channel)
+            await self._send_unsubscribe(channel)
+
+    async def _connected(self) -> Any:
+        """The hub's pub/sub, connected once. redis-py's `PubSub.connect` records its pool
+        connection only after awaiting it: two first subscribers at once would each get a
+        connection, and one subscription would land on a connection that nobody reads."""
+        async with self.connecting:
+            if self.pubsub is None:
+                pubsub: Any = rs.loop_redis().pubsub()
+                await pubsub.connect()  # missing from the redis stubs, present in redis-py 5
+                self.pubsub = pubsub
+        return self.pubsub
 
     async def _send_subscribe(self, channel: bytes) -> None:
         self.confirming[channel] += 1
-        if self.pubsub is None:
-            self.pubsub = rs.loop_redis().pubsub()
         try:
-            await self.pubsub.subscribe(channel)
+            pubsub = await self._connected()
+            await pubsub.subscribe(channel)
         except (redis.RedisError, OSError):
             self.confirming[channel] -= 1
             raise
@@ -148,10 +193,14 @@ class LiveHub:
                 continue
             kind = response[0]
             if kind == b"message":
-                listeners = self.subs.get(response[1])
+                channel = response[1]
+                listeners = self.subs.get(channel)
                 if listeners:
-                    entry_id, _, data = response[2].partition(b" ")
-                    item = (entry_id.decode(), data)
+                    if channel.startswith(_DISCONNECT_PREFIX):
+                        item: Any = DISCONNECT
+                    else:
+                        entry_id, _, data = response[2].partition(b" ")
+                        item = (entry_id.decode(), data)
                     for sub in listeners:
                         sub.push(item)
             elif kind == b"subscribe":
@@ -169,10 +218,7 @@ class LiveHub:
             return
         self.confirmed.add(channel)
         for sub in listeners:
-            if not sub.ready.done():
-                sub.ready.set_result(None)
-            else:
-                sub.push(RESYNC)  # re-subscribed after a reconnect: chunks may have been missed
+            sub.confirm(channel)
 
     async def _reconnect(self) -> None:
         old, self.pubsub = self.pubsub, None
@@ -185,16 +231,18 @@ class LiveHub:
             await asyncio.sleep(RECONNECT_DELAY_S)
             channels = list(self.subs)
             try:
-                self.pubsub = rs.loop_redis().pubsub()
+                pubsub = await self._connected()
                 self.confirming.update(channels)
-                await self.pubsub.subscribe(*channels)
+                await pubsub.subscribe(*channels)
                 return
             except (redis.RedisError, OSError):
+                self.pubsub = None
                 self.confirming.clear()
                 logger.warning("Live pub/sub reconnect failed; retrying", exc_info=True)
-                for listeners in self.subs.values():
-                    for sub in listeners:
-                        sub.push(RESYNC)  # meanwhile listeners read the log
+                for channel, listeners in self.subs.items():
+                    if not channel.startswith(_DISCONNECT_PREFIX):
+                        for sub in listeners:
+                            sub.push(RESYNC)  # meanwhile listeners read the log
 
     async def _close(self) -> None:
         pubsub, self.pubsub = self.pubsub, None

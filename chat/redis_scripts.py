@@ -96,6 +96,14 @@ def turn_live_channel(turn_id: object) -> str:
     return f"copilot:turn:live:{turn_id}"
 
 
+DISCONNECT_CHANNEL_PREFIX = "copilot:turn:disconnect:"
+
+
+def listeners_disconnect_channel(session_id: object) -> str:
+    """`DELETE …/stream` publishes here; every listener of the session's turns closes."""
+    return f"{DISCONNECT_CHANNEL_PREFIX}{session_id}"
+
+
 def cluster_lock_key(session_id: object) -> str:
     return f"copilot:session:{session_id}:lock"
 

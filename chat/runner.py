@@ -109,7 +109,9 @@ async def _run_with_guards(
     stream_lock = rs.stream_lock_key(session_id)
     if not await client.set(stream_lock, turn_id, nx=True, ex=settings.COPILOT_STREAM_LOCK_TTL_S):
         outcome.error = STREAM_LOCKED_ERROR
-        await mark_session_completed_async(client, session_id, turn_id=turn_id, error_message=outcome.error)
+        await mark_session_completed_async(
+            client, session_id, turn_id=turn_id, user_id=payload.get("user_id"), error_message=outcome.error
+        )
         return outcome
     cancel_event = asyncio.Event()
     stream = engine(
@@ -160,7 +162,9 @@ async def _run_with_guards(
     # Completion publishes after every chunk of this turn is in the log. The engine
     # has written the duration and the usage warning; this is one Redis call.
     await rs.loop_appender().drain()
-    await mark_session_completed_async(client, session_id, turn_id=turn_id, error_message=outcome.error)
+    await mark_session_completed_async(
+        client, session_id, turn_id=turn_id, user_id=payload.get("user_id"), error_message=outcome.error
+    )
     return outcome
 
 

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 from django.http import StreamingHttpResponse
 
-from .turns import StreamItem, follow_turn
+from .turns import ListenerDisconnected, StreamItem, follow_turn
 
 SSE_HEADERS = {
     "Cache-Control": "no-cache",
@@ -34,12 +34,17 @@ def sse_frame(item: StreamItem) -> bytes:
 
 async def sse_body(session_id: str, *, after: str | None = None, turn_id: str | None = None) -> AsyncIterator[bytes]:
     # A client disconnect cancels this generator; closing follow_turn ends its
-    # live subscription at once. The turn itself is untouched.
-    async with contextlib.aclosing(follow_turn(session_id, after=after, turn_id=turn_id)) as items:
-        async for item in items:
-            yield sse_frame(item)
-            if item.is_terminal:
-                break
+    # live subscription at once. The turn itself is untouched. A listener closed by
+    # `DELETE …/stream` ends without `[DONE]`, as a dropped connection would: the turn
+    # has not finished, and a client may re-attach with `GET …/stream`.
+    try:
+        async with contextlib.aclosing(follow_turn(session_id, after=after, turn_id=turn_id)) as items:
+            async for item in items:
+                yield sse_frame(item)
+                if item.is_terminal:
+                    break
+    except ListenerDisconnected:
+        return
     yield b"data: [DONE]\n\n"
 
 

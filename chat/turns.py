@@ -133,16 +133,22 @@ def mark_session_completed(
     if not error_message and record_duration:
         _record_duration(meta)
     status, chunks = _completion(error_message)
-    return rs.complete_turn(session_id, meta.turn_id, status, chunks)
+    if not rs.complete_turn(session_id, meta.turn_id, status, chunks):
+        return False
+    notify_user(meta.user_id, completion_notice(session_id, status))
+    return True
 
 
 async def mark_session_completed_async(
-    client: Any, session_id: object, *, turn_id: str, error_message: str | None
+    client: Any, session_id: object, *, turn_id: str, user_id: object, error_message: str | None
 ) -> bool:
     """`mark_session_completed` for a caller on an event loop that knows the turn and has
     already recorded its duration (the worker): one Redis call, no thread hop."""
     status, chunks = _completion(error_message)
-    return await rs.async_complete_turn(client, session_id, turn_id, status, chunks)
+    if not await rs.async_complete_turn(client, session_id, turn_id, status, chunks):
+        return False
+    await notify_user_async(user_id, completion_notice(session_id, status))
+    return True
 
 
 def _completion(error_message: str | None) -> tuple[str, list[str]]:
@@ -194,6 +200,41 @@ def notify_session(session_id: object, message: dict[str, Any]) -> None:
 
 def session_group(session_id: object) -> str:
     return f"chat_session_{session_id}"
+
+
+def user_group(user_id: object) -> str:
+    """Every WebSocket of the user, whatever session it shows (completion notices)."""
+    return f"copilot_user_{user_id}"
+
+
+def completion_notice(session_id: object, status: str) -> dict[str, Any]:
+    """The frame a user's sockets get when one of their turns ends (SPEC §4.6.5.7)."""
+    return {"type": "copilot_completion", "event": "session_completed", "session_id": str(session_id),
+            "status": status}  # fmt: skip
+
+
+def notify_user(user_id: object, message: dict[str, Any]) -> None:
+    """Tell every WebSocket of the user (best effort)."""
+    from asgiref.sync import async_to_sync
+
+    if user_id in (None, ""):
+        return
+    try:
+        async_to_sync(notify_user_async)(user_id, message)
+    except RuntimeError:  # called on a thread running an event loop: a caller's mistake, not the turn's
+        logger.warning("Could not notify user group %s from an event loop thread", user_id, exc_info=True)
+
+
+async def notify_user_async(user_id: object, message: dict[str, Any]) -> None:
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    if layer is None or user_id in (None, ""):
+        return
+    try:
+        await layer.group_send(user_group(user_id), message)
+    except Exception:  # noqa: BLE001 - a notification must never fail a turn
+        logger.warning("Could not notify user group %s", user_id, exc_info=True)
 
 
 def reap_if_dead(session_id: object) -> bool:
@@ -380,6 +421,16 @@ class StreamItem:
         return self.chunk is not None and self.chunk.get("type") == "finish"
 
 
+class ListenerDisconnected(Exception):  # noqa: N818 - an event, not a failure
+    """`DELETE …/stream` closed this listener; the turn goes on."""
+
+
+def turn_listeners_disconnect(session_id: object) -> int:
+    """Close every SSE and WebSocket listener of the session's turn, in every web process
+    (SPEC §4.8.7); the turn keeps running. Returns how many processes were listening."""
+    return int(rs.redis_client().publish(rs.listeners_disconnect_channel(session_id), "1"))
+
+
 _LOG_PAGE = 500
 _ENTRY_ID = re.compile(r"^(\d+)(?:-(\d+))?$")
 
@@ -438,9 +489,10 @@ async def follow_turn(
     read when following starts and again whenever live delivery may have had a gap.
     Ends after `finish`. Heartbeats come as items with `chunk=None` every
     COPILOT_SSE_HEARTBEAT_S of silence; on each one the status is re-read and the log
-    checked, so a lost `finish` (or a dead worker) still ends the stream.
+    checked, so a lost `finish` (or a dead worker) still ends the stream. Raises
+    `ListenerDisconnected` when `turn_listeners_disconnect` is called for the session.
     """
-    from .live import RESYNC, live_hub
+    from .live import DISCONNECT, RESYNC, live_hub
 
     client = rs.loop_redis()
     meta = None
@@ -456,7 +508,7 @@ async def follow_turn(
     key = rs.turn_stream_key(current_turn)
     position = _Position(after)
     heartbeat_s = float(settings.COPILOT_SSE_HEARTBEAT_S)
-    async with live_hub().subscribe(current_turn) as live:
+    async with live_hub().subscribe(current_turn, session_id=session_id) as live:
         # Subscribed (and confirmed by Redis) before the log is read: no chunk can
         # fall between the two, and ids already seen are skipped below.
         backlog = await _log_after(client, key, current_turn, position)
@@ -467,6 +519,8 @@ async def follow_turn(
                     return
             backlog = []
             got = await live.get(heartbeat_s)
+            if got is DISCONNECT:
+                raise ListenerDisconnected(session_id)
             if got is RESYNC:
                 backlog = await _log_after(client, key, current_turn, position)
                 continue

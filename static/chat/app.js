@@ -343,6 +343,7 @@ function connectSocket() {
         return;
       }
       if (frame.type === "idle" && state.running && !state.sse && !state.expectingOwn) sync();
+      if (frame.type === "copilot_completion") sessionSettled(frame.session_id);
     },
     onDown(delay) {
       if (state !== S) return;
@@ -908,6 +909,14 @@ function renderSessions() {
   );
   els.sessionsMore.hidden = sidebar.sessions.length >= sidebar.total;
   markActiveSession();
+}
+
+// A turn of this user ended (any chat, any tab or device): its sidebar entry stops showing "Replying…".
+function sessionSettled(sessionId) {
+  const session = sidebar.sessions.find((s) => s.id === sessionId);
+  if (!session || !session.turn_in_flight) return;
+  session.turn_in_flight = false;
+  renderSessions();
 }
 
 function iconButton(glyph, label, onClick) {

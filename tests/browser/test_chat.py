@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from typing import Any
 
+import httpx
 import pytest
 from playwright.sync_api import expect
 
 from chat.models import ChatMessage, ChatSession
+from copilot_site.accounts.services import api_key_create
 from tests.browser.conftest import PHONE, Pages, fake, screenshot
 from tests.factories import UserFactory
 
@@ -225,6 +228,29 @@ def test_two_tabs_show_the_same_turn(pages: Pages) -> None:
     expect(second.get_by_test_id("assistant-text")).to_have_text([text], timeout=30_000)
     expect(first.get_by_test_id("assistant-text")).to_have_text([text], timeout=30_000)
     wait_idle(second)
+
+
+def test_the_sidebar_stops_showing_replying_when_another_chats_turn_ends(pages: Pages) -> None:
+    # given: a slow turn running in one chat (started over the API) while alice looks at another
+    alice = UserFactory(username="alice")
+    busy = ChatSession.objects.create(user=alice, title="Busy chat")
+    quiet = ChatSession.objects.create(user=alice, title="Quiet chat")
+    _, key = api_key_create(user=alice, name="tests")
+    body = {"message": "go " + fake({"text": "slow answer " * 16, "chunk_size": 4, "delay_ms": 150})}
+    turn = threading.Thread(
+        target=httpx.post,
+        args=(f"{pages.base_url}/api/chat/sessions/{busy.pk}/stream",),
+        kwargs={"json": body, "headers": {"Authorization": f"Bearer {key}"}, "timeout": 60},
+    )
+    turn.start()
+    page = pages.open(f"/copilot?sessionId={quiet.pk}", alice)
+    busy_link = page.get_by_test_id("session-link").filter(has_text="Busy chat")
+    expect(busy_link).to_have_text("Busy chat ●", timeout=10_000)
+    # when: that turn ends
+    turn.join(60)
+    # then: the entry says so without a reload
+    expect(busy_link).to_have_text("Busy chat", timeout=15_000)
+    assert page.evaluate("() => performance.getEntriesByType('navigation').length") == 1
 
 
 XSS_TEXT = (

@@ -31,12 +31,14 @@ def test_another_users_session_answers_404_everywhere(alice: Any, charlie_client
     detail = charlie_client.get(f"/api/chat/sessions/{session.id}")
     patch = charlie_client.patch(f"/api/chat/sessions/{session.id}", {"title": "Mine now"}, format="json")
     delete = charlie_client.delete(f"/api/chat/sessions/{session.id}")
+    detach = charlie_client.delete(f"/api/chat/sessions/{session.id}/stream")
     missing = charlie_client.get("/api/chat/sessions/00000000-0000-4000-8000-000000000000")
     garbage = charlie_client.get("/api/chat/sessions/not-a-uuid")
     # then
     assert (detail.status_code, detail.json()) == (404, expected)
     assert (patch.status_code, patch.json()) == (404, expected)
     assert (delete.status_code, delete.json()) == (404, expected)
+    assert (detach.status_code, detach.json()) == (404, expected)
     assert missing.status_code == 404
     assert garbage.status_code == 404
     assert charlie_client.get("/api/chat/sessions").json() == {"sessions": [], "total": 0}

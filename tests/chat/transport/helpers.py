@@ -64,10 +64,13 @@ def read_sse(
     json_body: Any = None,
     stop_when: Callable[[SseResult], bool] | None = None,
     timeout: float = 60,
+    into: SseResult | None = None,
 ) -> SseResult:
-    """Read an SSE response frame by frame; disconnect early when `stop_when` says so."""
+    """Read an SSE response frame by frame; disconnect early when `stop_when` says so.
+    Given `into`, events land there as they arrive (for a reader on another thread)."""
     with httpx.Client(timeout=timeout) as client, client.stream(method, url, headers=headers, json=json_body) as resp:
-        result = SseResult(resp.status_code, dict(resp.headers))
+        result = into if into is not None else SseResult(0, {})
+        result.status, result.headers = resp.status_code, dict(resp.headers)
         if not resp.headers.get("content-type", "").startswith("text/event-stream"):
             body = resp.read()
             result.json_body = json.loads(body) if body else None

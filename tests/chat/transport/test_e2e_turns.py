@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from chat import redis_scripts as rs
-from chat.models import ChatMessage, TurnUsage
+from chat.models import ChatMessage, ChatSession, TurnUsage
 from chat.turns import pending_peek, turn_meta_get
-from tests.chat.transport.helpers import Person, WsClient, fake, person, read_sse, wait_until
+from tests.chat.transport.helpers import Person, SseResult, WsClient, fake, person, read_sse, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -151,6 +151,74 @@ def test_get_stream_on_an_idle_session_is_204(stack: str) -> None:
     response = httpx.get(_stream_url(stack, alice), headers=alice.headers, timeout=10)
     assert response.status_code == 204
     assert response.content == b""
+
+
+def test_delete_stream_detaches_every_listener_and_the_turn_goes_on(stack: str) -> None:
+    # given: a slow turn followed by a WebSocket (which started it) and an SSE resume
+    alice = person("alice")
+    text = "".join(f"z{i} " for i in range(40))
+    sse = SseResult(0, {})
+
+    async def scenario() -> tuple[httpx.Response, int | None, list[Any]]:
+        async with WsClient(stack, alice.session.id, alice.headers) as ws:
+            await ws.send({"type": "send", "message": "go " + fake({"text": text, "chunk_size": 3, "delay_ms": 60})})
+            await ws.until(lambda f: f.get("chunk", {}).get("type") == "text-delta")
+            reader = threading.Thread(
+                target=read_sse, args=("GET", _stream_url(stack, alice)), kwargs={"headers": alice.headers, "into": sse}
+            )
+            reader.start()
+            await asyncio.to_thread(wait_until, lambda: "text-delta" in sse.types)
+            # when
+            detach = await asyncio.to_thread(httpx.delete, _stream_url(stack, alice), headers=alice.headers)
+            code = None
+            try:
+                while True:
+                    await ws.recv(timeout=10)
+            except Exception as exc:  # noqa: BLE001 - the close is what we wait for
+                code = getattr(getattr(exc, "rcvd", None), "code", None)
+            await asyncio.to_thread(reader.join, 10)
+            return detach, code, ws.chunks()
+
+    detach, close_code, ws_chunks = asyncio.run(scenario())
+    # then: 204; the socket was closed with 4000, the SSE response ended without finish or [DONE]
+    assert (detach.status_code, detach.content) == (204, b"")
+    assert close_code == 4000
+    assert "finish" not in [c["type"] for c in ws_chunks]
+    assert sse.status == 200 and sse.done is False and "finish" not in sse.types
+    assert sse.types[0] == "start"  # it had replayed the turn from its start
+    # and the turn ran to its end, its answer saved whole
+    wait_until(lambda: _idle(alice))
+    assert TurnUsage.objects.get(session=alice.session).outcome == "completed"
+    assert ChatMessage.objects.get(session=alice.session, role="assistant").content == text
+
+
+def test_a_turns_end_is_announced_to_every_socket_of_its_user_only(stack: str) -> None:
+    # given: alice watches one chat while a turn runs in another; bob watches his own
+    alice, bob = person("alice"), person("bob")
+    other = ChatSession.objects.create(user=alice.user)
+
+    def completion(f: dict[str, Any]) -> bool:
+        return f.get("type") == "copilot_completion"
+
+    async def scenario() -> tuple[dict[str, Any], dict[str, Any]]:
+        async with (
+            WsClient(stack, alice.session.id, alice.headers) as watcher,
+            WsClient(stack, bob.session.id, bob.headers) as bobs,
+        ):
+            url = f"{stack}/api/chat/sessions/{other.id}/stream"
+            body = {"message": "hi " + fake({"text": "done"})}
+            await asyncio.to_thread(read_sse, "POST", url, headers=alice.headers, json_body=body)
+            # when: the turn in the other chat ends
+            notice = await watcher.until(completion, timeout=15)
+            # then bob hears nothing of it: the first notice he gets is for his own turn
+            await bobs.send({"type": "send", "message": "mine " + fake({"text": "ok"})})
+            bobs_notice = await bobs.until(completion, timeout=15)
+            return notice, bobs_notice
+
+    notice, bobs_notice = asyncio.run(scenario())
+    assert notice == {"type": "copilot_completion", "event": "session_completed", "session_id": str(other.id),
+                      "status": "completed"}  # fmt: skip
+    assert bobs_notice["session_id"] == str(bob.session.id)
 
 
 def test_stop_mid_text_then_next_message_starts_a_new_turn_at_once(stack: str, fake_llm: Any) -> None:

@@ -13,11 +13,21 @@ import redis
 
 from chat import live, runner
 from chat import redis_scripts as rs
-from chat.turns import StreamItem, follow_turn, mark_session_completed, publish_chunk, turn_claim
+from chat.turns import (
+    ListenerDisconnected,
+    StreamItem,
+    follow_turn,
+    mark_session_completed,
+    publish_chunk,
+    turn_claim,
+    turn_listeners_disconnect,
+    turn_meta_get,
+)
 
 pytestmark = pytest.mark.django_db
 
 SID = "22222222-2222-4222-8222-222222222222"
+OTHER_SID = "33333333-3333-4333-8333-333333333333"
 
 
 @pytest.fixture
@@ -25,8 +35,8 @@ def r() -> redis.Redis[bytes]:
     return rs.redis_client()
 
 
-def _claim() -> str:
-    turn_id = turn_claim(session_id=SID, user_id=1, origin_id="x", origin_name="x")
+def _claim(session_id: str = SID) -> str:
+    turn_id = turn_claim(session_id=session_id, user_id=1, origin_id="x", origin_name="x")
     assert turn_id is not None
     return turn_id
 
@@ -103,6 +113,83 @@ async def _until(condition: Any, timeout: float = 5.0) -> None:
     while not condition():
         assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
         await asyncio.sleep(0.01)
+
+
+def test_two_first_listeners_at_once_share_one_pubsub_connection(r: redis.Redis[bytes]) -> None:
+    # given: a fresh hub, and two turns whose listeners start at the same moment
+    turns = {SID: _claim(), OTHER_SID: _claim(OTHER_SID)}
+    connections: list[int] = []
+
+    async def scenario() -> list[list[StreamItem]]:
+        async def publish_once_both_listen() -> None:
+            hub = live.live_hub()
+            keys = [rs.turn_live_channel(t).encode() for t in turns.values()]
+            await _until(lambda: all(k in hub.confirmed for k in keys))
+            connections.append(len(r.client_list(_type="pubsub")))
+            for session_id, turn_id in turns.items():
+                await asyncio.to_thread(publish_chunk, turn_id, _texts(1)[0])
+                await asyncio.to_thread(mark_session_completed, session_id, record_duration=False)
+
+        publisher = asyncio.create_task(publish_once_both_listen())
+        results = await asyncio.gather(*(_collect_session(sid) for sid in turns))
+        await publisher
+        return list(results)
+
+    # when
+    results = asyncio.run(asyncio.wait_for(scenario(), timeout=8))  # a heartbeat (10 s) would mean a lost chunk
+    # then: one connection carries both subscriptions, and both listeners got everything live
+    assert connections == [1]
+    assert [[i.chunk for i in items] for items in results] == [[*_texts(1), {"type": "finish"}]] * 2
+
+
+async def _collect_session(session_id: str) -> list[StreamItem]:
+    return [item async for item in follow_turn(session_id)]
+
+
+def test_disconnect_closes_the_sessions_listeners_and_no_others(r: redis.Redis[bytes]) -> None:
+    # given: two listeners on a running turn, and one on another session's turn
+    turn_id, other_turn = _claim(), _claim(OTHER_SID)
+    outcomes: dict[str, Any] = {}
+
+    async def listen(name: str, session_id: str) -> None:
+        items: list[StreamItem] = []
+        try:
+            async for item in follow_turn(session_id):
+                items.append(item)
+        except ListenerDisconnected:
+            outcomes[name] = ("disconnected", [i.chunk for i in items])
+            return
+        outcomes[name] = ("finished", [i.chunk for i in items])
+
+    async def scenario() -> int:
+        tasks = [asyncio.create_task(listen(n, s)) for n, s in (("a1", SID), ("a2", SID), ("b", OTHER_SID))]
+        hub = live.live_hub()
+        kick = rs.listeners_disconnect_channel(SID).encode()
+        await _until(lambda: len(hub.subs.get(kick, ())) == 2 and kick in hub.confirmed)
+        await _until(lambda: all(s.ready.done() for subs in hub.subs.values() for s in subs))
+        await asyncio.to_thread(publish_chunk, turn_id, _texts(1)[0])
+        await _until(lambda: all(not s.items for subs in hub.subs.values() for s in subs))
+        # when
+        receivers = await asyncio.to_thread(turn_listeners_disconnect, SID)
+        await asyncio.wait_for(asyncio.gather(tasks[0], tasks[1]), timeout=5)
+        await asyncio.to_thread(publish_chunk, other_turn, _texts(2)[1])
+        await asyncio.to_thread(mark_session_completed, OTHER_SID, record_duration=False)
+        await asyncio.wait_for(tasks[2], timeout=5)
+        return receivers
+
+    receivers = asyncio.run(scenario())
+    # then: SID's listeners stopped after what they had, the other one saw its turn to the end
+    assert receivers == 1  # one web process (this one) was listening
+    assert outcomes == {
+        "a1": ("disconnected", _texts(1)),
+        "a2": ("disconnected", _texts(1)),
+        "b": ("finished", [_texts(2)[1], {"type": "finish"}]),
+    }
+    # and the turn itself goes on; nothing is left subscribed
+    meta = turn_meta_get(SID)
+    assert meta is not None and meta.is_running and meta.turn_id == turn_id
+    channels = [rs.listeners_disconnect_channel(SID), rs.turn_live_channel(turn_id), rs.turn_live_channel(other_turn)]
+    assert [n for _, n in r.pubsub_numsub(*channels)] == [0, 0, 0]
 
 
 def test_a_lost_pubsub_connection_resyncs_from_the_log_without_gaps_or_repeats(r: redis.Redis[bytes]) -> None:
