@@ -142,15 +142,26 @@ class Stack:
             stop_process(process)
 
 
-def _prepare(n: int) -> tuple[str, list[str]]:
-    from chat.models import ChatSession
-    from copilot_site.accounts.services import api_key_create, user_create
+def _prepare(n: int) -> list[tuple[str, str]]:
+    """N people, each with an API key and one titled chat: (key, session id) per turn.
 
-    user = user_create(username=f"bench-{uuid.uuid4().hex[:8]}", password=uuid.uuid4().hex)
-    _, key = api_key_create(user=user, name="bench")
+    One user per turn, as live turns come from different people: a user's sockets also
+    get a completion notice for each of that user's turns, so N turns of one user with
+    N sockets open would cost N² notices, a load no real user makes.
+    """
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.hashers import make_password
+
+    from chat.models import ChatSession
+    from copilot_site.accounts.services import api_key_create
+
+    tag = uuid.uuid4().hex[:8]
+    users = get_user_model().objects.bulk_create(
+        [get_user_model()(username=f"bench-{tag}-{i}", password=make_password(None)) for i in range(n)]
+    )
     # Titled, as most turns are follow-ups: the first message of a chat also runs a title task.
-    sessions = [str(ChatSession.objects.create(user=user, title="bench").pk) for _ in range(n)]
-    return key, sessions
+    sessions = ChatSession.objects.bulk_create([ChatSession(user=user, title="bench") for user in users])
+    return [(api_key_create(user=user, name="bench")[1], str(s.pk)) for user, s in zip(users, sessions, strict=True)]
 
 
 _HANDSHAKES = 32  # concurrent WebSocket handshakes (a burst of hundreds overflows the accept backlog)
@@ -200,18 +211,17 @@ async def _one_turn(
 
 
 async def _run(
-    base: str, key: str, sessions: list[str], chunks: int, delay_ms: int, first_delay_ms: int = 0
+    base: str, turns: list[tuple[str, str]], chunks: int, delay_ms: int, first_delay_ms: int = 0
 ) -> dict[str, Any]:
     round_ = {"stamp": True, "chunks": chunks, "delay_ms": delay_ms, "first_delay_ms": first_delay_ms}
     script = "<<fake " + json.dumps({"rounds": [round_]}) + ">>"
     results = [
-        {"latencies_ms": [], "received_ns": [], "up_ms": [], "down_ms": [], "chunks": 0, "ttft_ms": None}
-        for _ in sessions
+        {"latencies_ms": [], "received_ns": [], "up_ms": [], "down_ms": [], "chunks": 0, "ttft_ms": None} for _ in turns
     ]
     started = time.monotonic()
     gate = asyncio.Semaphore(_HANDSHAKES)
     await asyncio.gather(
-        *(_one_turn(base, key, sid, script, r, gate) for sid, r in zip(sessions, results, strict=True))
+        *(_one_turn(base, key, sid, script, r, gate) for (key, sid), r in zip(turns, results, strict=True))
     )
     elapsed = time.monotonic() - started
     latencies = [v for r in results for v in r["latencies_ms"]]
@@ -221,7 +231,7 @@ async def _run(
     timeline = sorted((t, v) for r in results for t, v in zip(r["received_ns"], r["latencies_ms"], strict=True))
     return {
         "timeline": timeline,
-        "turns": len(sessions),
+        "turns": len(turns),
         "completed": sum(1 for r in results if r.get("ok")),
         "errors": sorted({r["error"] for r in results if r.get("error")}),
         "elapsed_s": elapsed,
@@ -258,7 +268,7 @@ def main() -> None:
 
             floors = ", ".join(f"{n}: p50 {p50:.2f} / p99 {p99:.2f} ms" for n in levels for p50, p99 in [floor(n)])
             print(f"machine floor (4 loopback hops through trivial relays, same rate): {floors}")
-            warm = [uvloop.run(_run(base, *_prepare(1), 10, 20)) for _ in range(5)]
+            warm = [uvloop.run(_run(base, _prepare(1), 10, 20)) for _ in range(5)]
             ttft = sorted(w["ttft_p50_ms"] for w in warm)
             print(f"time to first token, one turn at a time (5 runs): median {ttft[2]:.1f} ms, max {ttft[-1]:.1f} ms")
             print(f"{'turns':>6} {'done':>5} {'chunk p50':>10} {'chunk p99':>10} {'ttft p50':>9} {'ttft p99':>9}"
@@ -270,13 +280,13 @@ def main() -> None:
                 spy = subprocess.Popen(spy_cmd)  # noqa: S603
             procs = {"web": stack.web.pid, "worker": stack.worker.pid, "llm": stack.llm.pid, "redis": stack.redis.pid}
             for n in levels:
-                key, sessions = _prepare(n)
+                turns = _prepare(n)
                 before = {name: _cpu_s(pid) for name, pid in procs.items()} | {"bench": time.process_time()}
                 # Every turn is started (and live) before any streams: the first chunk is
                 # held back long enough for all N turns to start, so the latencies below
                 # are per-chunk figures with N turns live, not start-up queueing.
                 hold_ms = 0 if n == 1 else 3000 + 150 * n
-                r = uvloop.run(_run(base, key, sessions, args.chunks, args.delay_ms, hold_ms))
+                r = uvloop.run(_run(base, turns, args.chunks, args.delay_ms, hold_ms))
                 after = {name: _cpu_s(pid) for name, pid in procs.items()} | {"bench": time.process_time()}
                 cpu = {name: after[name] - before[name] for name in after}
                 print(f"{n:>6} {r['completed']:>5} {r['p50_ms']:>8.2f}ms {r['p99_ms']:>8.2f}ms"
@@ -291,8 +301,7 @@ def main() -> None:
                 if args.cpu:
                     print("        cpu s: " + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items()))
             if args.hold:
-                key, sessions = _prepare(args.hold)
-                r = uvloop.run(_run(base, key, sessions, 20, 250, 3000 + 150 * args.hold))
+                r = uvloop.run(_run(base, _prepare(args.hold), 20, 250, 3000 + 150 * args.hold))
                 print(f"held {args.hold} live turns at once (20 chunks, 250 ms apart): {r['completed']} completed,"
                       f" chunk p50 {r['p50_ms']:.2f}ms p99 {r['p99_ms']:.2f}ms"
                       + (f", errors: {r['errors']}" if r["errors"] else ""))  # fmt: skip
