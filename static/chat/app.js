@@ -468,6 +468,7 @@ async function sync() {
   const state = S;
   state.syncing = true;
   paintState();
+  const bufferedBefore = state.buffer.length;
   const result = await api(`/api/chat/sessions/${state.sessionId}?limit=${PAGE_SIZE}`);
   if (state !== S) return;
   if (!result.ok) {
@@ -482,10 +483,14 @@ async function sync() {
   connOk("sync");
   const body = result.body;
   const active = body.active_turn;
-  // No turn runs: whatever was buffered while fetching belongs to turns the DB now holds
-  // whole. Replaying it would treat their `start` as a turn still to load, and sync again
-  // for ever (a short auto-continued turn can start and end within one fetch).
-  if (!active) state.buffer = [];
+  // No turn runs: whatever was buffered is not replayed. Replaying a `start` would treat its
+  // turn as one still to load, and sync again for ever (a short auto-continued turn can
+  // start and end within one fetch). But chunks that came in while the fetch was out may
+  // belong to a turn that started after the server read the DB: read it once more then.
+  if (!active) {
+    if (state.buffer.length > bufferedBefore) state.syncAgain = true;
+    state.buffer = [];
+  }
   if (state.live && state.live.bubble.live && active && (!state.live.turnId || state.live.turnId === active.turn_id)) {
     // Still streaming the turn on screen: keep it; hydration happens at its end.
     finishSync(state);

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import threading
@@ -251,6 +252,50 @@ def test_the_sidebar_stops_showing_replying_when_another_chats_turn_ends(pages: 
     # then: the entry says so without a reload
     expect(busy_link).to_have_text("Busy chat", timeout=15_000)
     assert page.evaluate("() => performance.getEntriesByType('navigation').length") == 1
+
+
+def test_a_turn_that_starts_and_ends_during_the_stream_end_refetch_still_shows(pages: Pages) -> None:
+    # given: alice's chat; the refetch after her turn's end is held back while another
+    # client runs a whole short turn in the same chat (as auto-continue can)
+    alice = UserFactory(username="alice")
+    session = ChatSession.objects.create(user=alice, title="Chat")
+    _, key = api_key_create(user=alice, name="tests")
+    page = pages.open(f"/copilot?sessionId={session.pk}", alice)
+    expect(page.get_by_test_id("chat-title")).to_have_text("Chat")
+    page.wait_for_function("() => window.copilotChat.state().socket && window.copilotChat.state().socket.ready")
+    held: list[str] = []
+
+    def hold_refetch(route: Any) -> None:
+        answered = ChatMessage.objects.filter(session=session, role="assistant").count()
+        if held or answered != 1:
+            route.continue_()
+            return
+        response = route.fetch()  # the server reads the chat now: one turn, none running
+        other = read_sse_text(f"{pages.base_url}/api/chat/sessions/{session.pk}/stream", key, "elsewhere")
+        held.append(other)
+        page.wait_for_timeout(500)  # its frames reach the page's socket while the refetch is out
+        route.fulfill(response=response)
+
+    page.route(re.compile(r"/api/chat/sessions/[0-9a-f-]+\?limit=\d+$"), hold_refetch)
+    # when
+    send(page, "first " + fake({"text": "First answer."}))
+    # then: the page shows the turn that ran inside its refetch too
+    expect(page.get_by_test_id("assistant-text")).to_have_text(["First answer.", "From elsewhere."], timeout=30_000)
+    assert held == ["From elsewhere."]
+    wait_idle(page)
+
+
+def read_sse_text(url: str, key: str, message: str) -> str:
+    """Run a whole turn over the API (as another client) and return its text."""
+    body = {"message": message + " " + fake({"text": "From elsewhere."})}
+    text = []
+    with httpx.stream("POST", url, json=body, headers={"Authorization": f"Bearer {key}"}, timeout=30) as response:
+        for line in response.iter_lines():
+            if line.startswith("data: {"):
+                chunk = json.loads(line[6:])
+                if chunk["type"] == "text-delta":
+                    text.append(chunk["delta"])
+    return "".join(text)
 
 
 XSS_TEXT = (
