@@ -186,16 +186,7 @@ def _record_duration(meta: TurnMeta) -> None:
 
 def notify_session(session_id: object, message: dict[str, Any]) -> None:
     """Tell every WebSocket watching the session (best effort)."""
-    from asgiref.sync import async_to_sync
-    from channels.layers import get_channel_layer
-
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    try:
-        async_to_sync(layer.group_send)(session_group(session_id), message)
-    except Exception:  # noqa: BLE001 - a notification must never fail a turn
-        logger.warning("Could not notify session group %s", session_id, exc_info=True)
+    _notify_group(session_group(session_id), message)
 
 
 def session_group(session_id: object) -> str:
@@ -215,26 +206,34 @@ def completion_notice(session_id: object, status: str) -> dict[str, Any]:
 
 def notify_user(user_id: object, message: dict[str, Any]) -> None:
     """Tell every WebSocket of the user (best effort)."""
-    from asgiref.sync import async_to_sync
-
-    if user_id in (None, ""):
-        return
-    try:
-        async_to_sync(notify_user_async)(user_id, message)
-    except RuntimeError:  # called on a thread running an event loop: a caller's mistake, not the turn's
-        logger.warning("Could not notify user group %s from an event loop thread", user_id, exc_info=True)
+    if user_id not in (None, ""):
+        _notify_group(user_group(user_id), message)
 
 
 async def notify_user_async(user_id: object, message: dict[str, Any]) -> None:
+    if user_id not in (None, ""):
+        await _notify_group_async(user_group(user_id), message)
+
+
+def _notify_group(group: str, message: dict[str, Any]) -> None:
+    from asgiref.sync import async_to_sync
+
+    try:
+        async_to_sync(_notify_group_async)(group, message)
+    except RuntimeError:  # called on a thread running an event loop: a caller's mistake, not the turn's
+        logger.warning("Could not notify group %s from an event loop thread", group, exc_info=True)
+
+
+async def _notify_group_async(group: str, message: dict[str, Any]) -> None:
     from channels.layers import get_channel_layer
 
     layer = get_channel_layer()
-    if layer is None or user_id in (None, ""):
+    if layer is None:
         return
     try:
-        await layer.group_send(user_group(user_id), message)
+        await layer.group_send(group, message)
     except Exception:  # noqa: BLE001 - a notification must never fail a turn
-        logger.warning("Could not notify user group %s", user_id, exc_info=True)
+        logger.warning("Could not notify group %s", group, exc_info=True)
 
 
 def reap_if_dead(session_id: object) -> bool:
