@@ -20,7 +20,10 @@ hands every listener of that session a `DISCONNECT` item, and it stops.
 Why not an ``XREAD BLOCK`` per listener: each chunk would then cost every
 listener a Redis round trip (~150-250 µs of Python per call); with the hub a
 chunk costs one message parse per process, and several chunks often arrive in
-one read.
+one read. The hub reads its connection in the transport's callback (`_Link`),
+not through redis-py's reader task: a message reaches its listeners' queues in
+the loop pass that read it. A link quiet for two KEEPALIVE_S periods (no reply
+even to a PING) is taken for dead and replaced.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+import hiredis
 import redis
 
 from . import redis_scripts as rs
@@ -43,6 +47,7 @@ RESYNC = object()
 DISCONNECT = object()  # `DELETE …/stream` asked every listener of the session to close
 QUEUE_MAX = 2000  # live items held for one slow listener before it falls back to the log
 RECONNECT_DELAY_S = 0.5
+KEEPALIVE_S = 15.0  # PING a quiet pub/sub connection this often; two silent periods mean it is dead
 _DISCONNECT_PREFIX = rs.DISCONNECT_CHANNEL_PREFIX.encode()
 
 
@@ -102,6 +107,54 @@ def _expire(waiter: asyncio.Future[None]) -> None:
         waiter.set_result(None)
 
 
+def _command(*args: bytes) -> bytes:
+    """One Redis command in RESP."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        parts.append(b"$%d\r\n%s\r\n" % (len(arg), arg))
+    return b"".join(parts)
+
+
+class _Link(asyncio.Protocol):
+    """The hub's pub/sub connection, read in the transport's own callback.
+
+    redis-py opens and authenticates the connection (URL, TLS, AUTH, timeouts as
+    for every other client); the hub then takes its transport over. Each read is
+    parsed (hiredis) and handed to the listeners at once, in the same loop pass:
+    redis-py's reader would wake a reader task first, one more loop pass and a
+    timeout scope for every message.
+    """
+
+    def __init__(self, hub: LiveHub, connection: Any) -> None:
+        # The stream writer stays referenced: when collected, it closes its transport.
+        self.writer = connection._writer
+        connection._writer = connection._reader = None  # redis-py lets go of it
+        self.hub = hub
+        self.transport: asyncio.Transport = self.writer.transport
+        self.parser = hiredis.Reader()
+        self.heard = True  # something arrived since the last keepalive PING
+
+    def write(self, *args: bytes) -> None:
+        self.transport.write(_command(*args))
+
+    def data_received(self, data: bytes) -> None:
+        self.heard = True
+        parser = self.parser
+        parser.feed(data)
+        try:
+            while (reply := parser.gets()) is not False:
+                self.hub._reply(reply)
+        except hiredis.ProtocolError:
+            logger.warning("Unreadable reply on the live pub/sub connection; reconnecting", exc_info=True)
+            self.transport.close()
+
+    def eof_received(self) -> bool:
+        return False  # close; `connection_lost` follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.hub._lost(self)
+
+
 class LiveHub:
     """The pub/sub connection of one event loop and the subscriptions on it."""
 
@@ -109,9 +162,10 @@ class LiveHub:
         self.subs: dict[bytes, set[Subscription]] = {}
         self.confirming: collections.Counter[bytes] = collections.Counter()
         self.confirmed: set[bytes] = set()
-        self.pubsub: Any = None
+        self.link: _Link | None = None
         self.connecting = asyncio.Lock()
-        self.reader: asyncio.Task[None] | None = None
+        self.keepalive: asyncio.TimerHandle | None = None
+        self.reconnecting: asyncio.Task[None] | None = None
 
     @contextlib.asynccontextmanager
     async def subscribe(self, turn_id: str, *, session_id: object = None) -> AsyncIterator[Subscription]:
@@ -128,7 +182,7 @@ class LiveHub:
             yield sub
         finally:
             for channel in channels:
-                await self._remove(channel, sub)
+                self._remove(channel, sub)
 
     async def _add(self, channel: bytes, sub: Subscription) -> None:
         listeners = self.subs.setdefault(channel, set())
@@ -138,7 +192,7 @@ class LiveHub:
         elif len(listeners) == 1 or not self.confirming[channel]:
             await self._send_subscribe(channel)
 
-    async def _remove(self, channel: bytes, sub: Subscription) -> None:
+    def _remove(self, channel: bytes, sub: Subscription) -> None:
         listeners = self.subs.get(channel)
         if listeners is None or sub not in listeners:
             return
@@ -146,66 +200,58 @@ class LiveHub:
         if not listeners:
             del self.subs[channel]
             self.confirmed.discard(channel)
-            await self._send_unsubscribe(channel)
+            if self.link is not None:
+                self.link.write(b"UNSUBSCRIBE", channel)
 
-    async def _connected(self) -> Any:
-        """The hub's pub/sub, connected once. redis-py's `PubSub.connect` records its pool
-        connection only after awaiting it: two first subscribers at once would each get a
-        connection, and one subscription would land on a connection that nobody reads."""
+    async def _connected(self) -> _Link:
+        """The hub's link, connected once: two first subscribers at once must not each
+        open a connection (one of them would then go unread)."""
         async with self.connecting:
-            if self.pubsub is None:
-                pubsub: Any = rs.loop_redis().pubsub()
-                await pubsub.connect()  # missing from the redis stubs, present in redis-py 5
-                self.pubsub = pubsub
-        return self.pubsub
+            if self.link is None:
+                connection: Any = rs.loop_redis().connection_pool.make_connection()
+                await connection.connect()
+                # redis-py reads through an asyncio StreamReader; after the handshake
+                # nothing is left in it, and the transport's reads now come to the link.
+                link = _Link(self, connection)
+                link.transport.set_protocol(link)
+                self.link = link
+                self._arm_keepalive()
+                # After a lost connection, every channel still listened to goes on the new
+                # one (those a subscriber is sending itself are counted in `confirming`).
+                stale = [channel for channel in self.subs if not self.confirming[channel]]
+                if stale:
+                    self.confirming.update(stale)
+                    link.write(b"SUBSCRIBE", *stale)
+            return self.link
 
     async def _send_subscribe(self, channel: bytes) -> None:
         self.confirming[channel] += 1
         try:
-            pubsub = await self._connected()
-            await pubsub.subscribe(channel)
+            link = await self._connected()
         except (redis.RedisError, OSError):
             self.confirming[channel] -= 1
             raise
-        if self.reader is None or self.reader.done():
-            self.reader = asyncio.get_running_loop().create_task(self._read())
+        link.write(b"SUBSCRIBE", channel)
 
-    async def _send_unsubscribe(self, channel: bytes) -> None:
-        if self.pubsub is None:
-            return
-        try:
-            await self.pubsub.unsubscribe(channel)
-        except (redis.RedisError, OSError):
-            logger.debug("Unsubscribe from %s failed; the reconnect drops it", channel, exc_info=True)
-
-    async def _read(self) -> None:
-        while self.subs or self.confirming:
-            try:
-                # A timeout now and then lets redis-py's health check PING a silent connection.
-                response = await self.pubsub.parse_response(block=False, timeout=15)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - any failure: reconnect and resubscribe
-                logger.warning("Live pub/sub connection lost; re-subscribing", exc_info=True)
-                await self._reconnect()
-                continue
-            if response is None or not isinstance(response, list) or len(response) < 3:
-                continue
-            kind = response[0]
-            if kind == b"message":
-                channel = response[1]
-                listeners = self.subs.get(channel)
-                if listeners:
-                    if channel.startswith(_DISCONNECT_PREFIX):
-                        item: Any = DISCONNECT
-                    else:
-                        entry_id, _, data = response[2].partition(b" ")
-                        item = (entry_id.decode(), data)
-                    for sub in listeners:
-                        sub.push(item)
-            elif kind == b"subscribe":
-                self._confirmed(response[1])
-        await self._close()
+    def _reply(self, reply: Any) -> None:
+        if type(reply) is not list or len(reply) < 2:
+            return  # a PING's reply outside subscribed mode, or an error (logged by no one: harmless)
+        kind = reply[0]
+        if kind == b"message":
+            channel = reply[1]
+            listeners = self.subs.get(channel)
+            if listeners:
+                if channel.startswith(_DISCONNECT_PREFIX):
+                    item: Any = DISCONNECT
+                else:
+                    entry_id, _, data = reply[2].partition(b" ")
+                    item = (entry_id.decode(), data)
+                for sub in listeners:
+                    sub.push(item)
+        elif kind == b"subscribe":
+            self._confirmed(reply[1])
+        elif kind == b"unsubscribe" and not self.subs and not self.confirming:
+            self._close()
 
     def _confirmed(self, channel: bytes) -> None:
         if self.confirming[channel] > 0:
@@ -220,36 +266,56 @@ class LiveHub:
         for sub in listeners:
             sub.confirm(channel)
 
-    async def _reconnect(self) -> None:
-        old, self.pubsub = self.pubsub, None
-        if old is not None:
-            with contextlib.suppress(Exception):
-                await old.aclose()
+    def _arm_keepalive(self) -> None:
+        self.keepalive = asyncio.get_running_loop().call_later(KEEPALIVE_S, self._keepalive)
+
+    def _keepalive(self) -> None:
+        """Every KEEPALIVE_S: a link that heard nothing since the last PING is dead (closed,
+        and `_lost` reconnects); otherwise PING it, so a silent link is tested too."""
+        link = self.link
+        if link is None:
+            return
+        if not link.heard:
+            logger.warning("Live pub/sub connection silent for %d s; reconnecting", 2 * KEEPALIVE_S)
+            link.transport.close()
+            return
+        link.heard = False
+        link.write(b"PING")
+        self._arm_keepalive()
+
+    def _lost(self, link: _Link) -> None:
+        if link is not self.link:
+            return  # closed on purpose
+        logger.warning("Live pub/sub connection lost; re-subscribing")
+        self.link = None
+        self._cancel_keepalive()
         self.confirmed.clear()
         self.confirming.clear()
-        while self.subs:
+        if self.subs and (self.reconnecting is None or self.reconnecting.done()):
+            self.reconnecting = asyncio.get_running_loop().create_task(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        while self.subs and self.link is None:
             await asyncio.sleep(RECONNECT_DELAY_S)
-            channels = list(self.subs)
             try:
-                pubsub = await self._connected()
-                self.confirming.update(channels)
-                await pubsub.subscribe(*channels)
-                return
+                await self._connected()  # re-subscribes every channel still listened to
             except (redis.RedisError, OSError):
-                self.pubsub = None
-                self.confirming.clear()
                 logger.warning("Live pub/sub reconnect failed; retrying", exc_info=True)
                 for channel, listeners in self.subs.items():
                     if not channel.startswith(_DISCONNECT_PREFIX):
                         for sub in listeners:
                             sub.push(RESYNC)  # meanwhile listeners read the log
 
-    async def _close(self) -> None:
-        pubsub, self.pubsub = self.pubsub, None
-        self.reader = None
-        if pubsub is not None:
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()
+    def _cancel_keepalive(self) -> None:
+        if self.keepalive is not None:
+            self.keepalive.cancel()
+            self.keepalive = None
+
+    def _close(self) -> None:
+        link, self.link = self.link, None
+        self._cancel_keepalive()
+        if link is not None:
+            link.transport.close()
 
 
 live_hub = per_loop(LiveHub)

@@ -204,7 +204,9 @@ def test_a_lost_pubsub_connection_resyncs_from_the_log_without_gaps_or_repeats(r
         items.append(await agen.__anext__())
         await publisher
         # when: Redis drops the hub's pub/sub connection, and chunks are appended meanwhile
-        host, port = live.live_hub().pubsub.connection._writer.get_extra_info("sockname")[:2]
+        link = live.live_hub().link
+        assert link is not None
+        host, port = link.transport.get_extra_info("sockname")[:2]
         assert r.client_kill(f"{host}:{port}") is True
         publish_chunk(turn_id, second)
         publish_chunk(turn_id, third)
@@ -215,6 +217,73 @@ def test_a_lost_pubsub_connection_resyncs_from_the_log_without_gaps_or_repeats(r
     items = asyncio.run(asyncio.wait_for(scenario(), timeout=10))
     # then: nothing missed, nothing twice
     assert [i.chunk for i in items] == [first, second, third, {"type": "finish"}]
+
+
+def test_a_listener_arriving_during_a_reconnect_does_not_strand_the_others(r: redis.Redis[bytes]) -> None:
+    # given: a listener on one turn, whose hub connection Redis drops
+    turns = {SID: _claim(), OTHER_SID: _claim(OTHER_SID)}
+    channels = [rs.turn_live_channel(t) for t in turns.values()]
+    seen: list[Any] = []
+
+    async def scenario() -> list[list[StreamItem]]:
+        hub = live.live_hub()
+        first = asyncio.create_task(_collect_session(SID))
+        await _until(lambda: channels[0].encode() in hub.confirmed)
+        assert hub.link is not None
+        host, port = hub.link.transport.get_extra_info("sockname")[:2]
+        assert r.client_kill(f"{host}:{port}") is True
+        await _until(lambda: hub.link is None)
+        # when: a listener of another turn connects the hub before its reconnect delay is over
+        second = asyncio.create_task(_collect_session(OTHER_SID))
+        await _until(lambda: all(c.encode() in hub.confirmed for c in channels))
+        seen.append([n for _, n in r.pubsub_numsub(*channels)])
+        seen.append(len(r.client_list(_type="pubsub")))
+        for session_id, turn_id in turns.items():
+            await asyncio.to_thread(publish_chunk, turn_id, _texts(1)[0])
+            await asyncio.to_thread(mark_session_completed, session_id, record_duration=False)
+        return [await first, await second]
+
+    results = asyncio.run(asyncio.wait_for(scenario(), timeout=8))  # a heartbeat (10 s) would mean a lost chunk
+    # then: the new connection carries both turns' channels, one subscription each
+    assert seen == [[1, 1], 1]
+    assert [[i.chunk for i in items] for items in results] == [[*_texts(1), {"type": "finish"}]] * 2
+
+
+def test_a_silent_pubsub_connection_is_replaced_and_the_listener_resyncs(
+    r: redis.Redis[bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: a keepalive every 0.2 s, and a listener that has seen one live chunk
+    monkeypatch.setattr(live, "KEEPALIVE_S", 0.2)
+    turn_id = _claim()
+    first, second, third = _texts(3)
+    ports: list[int] = []
+
+    async def scenario() -> list[StreamItem]:
+        items: list[StreamItem] = []
+        agen = follow_turn(SID)
+        publisher = asyncio.create_task(_publish_later(turn_id, [first], finish=False))
+        items.append(await agen.__anext__())
+        await publisher
+        hub = live.live_hub()
+        assert hub.link is not None
+        old = hub.link
+        ports.append(old.transport.get_extra_info("sockname")[1])
+        # when: the connection goes silent (nothing it receives is read any more; no PONG either)
+        old.transport.pause_reading()
+        publish_chunk(turn_id, second)
+        await _until(lambda: hub.link is not None and hub.link is not old)
+        assert hub.link is not None
+        ports.append(hub.link.transport.get_extra_info("sockname")[1])
+        publish_chunk(turn_id, third)
+        mark_session_completed(SID, record_duration=False)
+        items.extend([item async for item in agen])
+        return items
+
+    items = asyncio.run(asyncio.wait_for(scenario(), timeout=8))
+    # then: a new connection replaced it, and the listener got everything once, in order
+    assert ports[0] != ports[1]
+    assert [i.chunk for i in items] == [first, second, third, {"type": "finish"}]
+    assert len(r.client_list(_type="pubsub")) == 0
 
 
 def test_a_listener_too_far_behind_reads_the_log_instead_of_an_endless_queue(
