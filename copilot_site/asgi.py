@@ -38,5 +38,7 @@ quiet_gc()
 
 if "twisted.internet.reactor" in sys.modules:  # served by daphne
     from copilot_site.core.twisted_writes import install as install_write_through  # noqa: E402
+    from copilot_site.core.ws_frames import install as install_text_frames  # noqa: E402
 
     install_write_through()
+    install_text_frames()

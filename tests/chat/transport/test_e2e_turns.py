@@ -99,6 +99,24 @@ def test_two_websockets_see_identical_event_sequences(stack: str) -> None:
     assert "".join(c["delta"] for c in chunks_a if c["type"] == "text-delta") == "one two three four"
 
 
+def test_websocket_frames_of_every_length_arrive_intact(stack: str) -> None:
+    # given: one 17,000-character delta (over 64 KiB as a frame), next to ordinary frames
+    alice = person("alice")
+    big = "😀é" * 8500
+    script = "<<fake " + json.dumps({"text": big + " ok", "chunk_size": len(big)}, ensure_ascii=False) + ">>"
+
+    async def scenario() -> list[dict[str, Any]]:
+        async with WsClient(stack, alice.session.id, alice.headers) as ws:
+            await ws.send({"type": "send", "message": "big " + script})
+            return await ws.until_finish()
+
+    # when
+    chunks = asyncio.run(scenario())
+    # then: every frame parsed (short, 16-bit and 64-bit lengths), the text exactly as sent
+    assert [c["delta"] for c in chunks if c["type"] == "text-delta"] == [big, " ok"]
+    assert [c["type"] for c in chunks][-1] == "finish"
+
+
 def test_disconnect_then_resume_misses_nothing_and_repeats_nothing(stack: str) -> None:
     # given: a slow turn, and an SSE client that drops after three text deltas
     alice = person("alice")
