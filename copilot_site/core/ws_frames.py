@@ -60,5 +60,5 @@ def install() -> None:
                 return
         slow_send(self, content, binary)
 
-    WebSocketProtocol.serverSend = server_send  # type: ignore[method-assign]
+    WebSocketProtocol.serverSend = server_send
     _installed = True
