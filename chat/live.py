@@ -58,13 +58,16 @@ class Subscription:
     disconnect channel) and is `ready` once Redis has confirmed all of them.
     """
 
-    __slots__ = ("items", "ready", "unconfirmed", "waiter")
+    __slots__ = ("deadline", "items", "loop", "ready", "timer", "unconfirmed", "waiter")
 
     def __init__(self, channels: list[bytes], loop: asyncio.AbstractEventLoop) -> None:
         self.items: collections.deque[Any] = collections.deque()
+        self.loop = loop
         self.ready: asyncio.Future[None] = loop.create_future()
         self.unconfirmed = set(channels)
         self.waiter: asyncio.Future[None] | None = None
+        self.deadline = 0.0
+        self.timer: asyncio.TimerHandle | None = None
 
     def push(self, item: Any) -> None:
         if item is DISCONNECT:
@@ -87,24 +90,41 @@ class Subscription:
             self.push(RESYNC)  # re-subscribed after a reconnect: chunks may have been missed
 
     async def get(self, wait_s: float) -> Any:
-        """The next item, or None after `wait_s` seconds without one."""
+        """The next item, or None after `wait_s` seconds without one.
+
+        One timer per subscription, moved lazily: a wait only sets its deadline, and
+        the timer, when it fires early, re-arms itself for the latest deadline. A
+        timer made and cancelled per wait would be thousands of timers a second under
+        load, and cancelled ones stay in the loop's heap until they come due.
+        """
         if not self.items:
-            loop = asyncio.get_running_loop()
+            loop = self.loop
+            self.deadline = loop.time() + wait_s
             self.waiter = loop.create_future()
-            timer = loop.call_later(wait_s, _expire, self.waiter)
+            if self.timer is None:
+                self.timer = loop.call_at(self.deadline, self._tick)
             try:
                 await self.waiter
             finally:
-                timer.cancel()
                 self.waiter = None
             if not self.items:
                 return None
         return self.items.popleft()
 
+    def _tick(self) -> None:
+        self.timer = None
+        waiter = self.waiter
+        if waiter is None or waiter.done():
+            return  # nobody waits; the next wait arms a timer again
+        if self.loop.time() < self.deadline:
+            self.timer = self.loop.call_at(self.deadline, self._tick)
+        else:
+            waiter.set_result(None)
 
-def _expire(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
+    def close(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
 
 
 def _command(*args: bytes) -> bytes:
@@ -181,6 +201,7 @@ class LiveHub:
             await asyncio.wait_for(asyncio.shield(sub.ready), timeout=5)
             yield sub
         finally:
+            sub.close()
             for channel in channels:
                 self._remove(channel, sub)
 

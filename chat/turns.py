@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 import uuid
 from collections.abc import AsyncGenerator
@@ -431,14 +430,19 @@ def turn_listeners_disconnect(session_id: object) -> int:
 
 
 _LOG_PAGE = 500
-_ENTRY_ID = re.compile(r"^(\d+)(?:-(\d+))?$")
 
 
 def _entry_key(entry_id: str) -> tuple[int, int] | None:
-    match = _ENTRY_ID.match(entry_id)
-    if match is None:
+    """A stream entry id (``"<ms>-<seq>"`` or ``"<ms>"``) as a comparable pair; None if it is not one.
+    Runs for every relayed chunk: string tests, no regular expression."""
+    ms, dash, seq = entry_id.partition("-")
+    if not (ms.isascii() and ms.isdigit()):
         return None
-    return int(match.group(1)), int(match.group(2) or 0)
+    if not dash:
+        return int(ms), 0
+    if not (seq.isascii() and seq.isdigit()):
+        return None
+    return int(ms), int(seq)
 
 
 class _Position:

@@ -323,6 +323,54 @@ def test_an_unparseable_after_replays_the_turn_from_its_start(r: redis.Redis[byt
     assert [i.chunk for i in items] == [*chunks, {"type": "finish"}]
 
 
+@pytest.mark.parametrize(
+    ("entry_id", "key"),
+    [
+        ("1700000000000-3", (1700000000000, 3)),
+        ("15", (15, 0)),
+        ("0-0", (0, 0)),
+        ("1-", None),
+        ("-1", None),
+        ("a-1", None),
+        ("1-b", None),
+        ("1-2-3", None),
+        ("\uff11-2", None),  # a full-width digit is a digit to str.isdigit, not to Redis
+        ("1-2\n", None),
+        (" 1-2", None),
+        ("+1-2", None),
+        ("", None),
+    ],
+)
+def test_entry_ids_parse_exactly_as_redis_writes_them(entry_id: str, key: tuple[int, int] | None) -> None:
+    from chat.turns import _entry_key
+
+    assert _entry_key(entry_id) == key
+
+
+def test_a_subscription_waits_on_one_timer_and_never_gives_up_early() -> None:
+    async def scenario() -> tuple[float, bool, float, Any]:
+        loop = asyncio.get_running_loop()
+        sub = live.Subscription([b"c"], loop)
+        started = loop.time()
+        assert await sub.get(0.2) is None
+        idle_wait = loop.time() - started
+        # a wait answered by an item leaves its timer armed for the next wait to reuse
+        loop.call_later(0.05, sub.push, ("1-0", b"{}"))
+        assert await sub.get(0.2) == ("1-0", b"{}")
+        armed = sub.timer is not None
+        started = loop.time()
+        assert await sub.get(0.2) is None  # the reused timer fires ~0.05 s early and moves on
+        reused_wait = loop.time() - started
+        sub.close()
+        return idle_wait, armed, reused_wait, sub.timer
+
+    idle_wait, armed, reused_wait, timer_after_close = asyncio.run(scenario())
+    assert idle_wait >= 0.199
+    assert armed is True
+    assert reused_wait >= 0.199
+    assert timer_after_close is None
+
+
 def _deltas(r: redis.Redis[bytes], turn_id: str) -> list[str]:
     return [json.loads(fields[b"data"])["delta"] for _, fields in r.xrange(rs.turn_stream_key(turn_id))]
 
