@@ -403,6 +403,16 @@ def test_the_appender_keeps_order_across_batches_and_a_script_flush(r: redis.Red
     assert 0 < r.ttl(rs.turn_stream_key(turn_id)) <= rs.TURN_TTL_S
 
 
+@pytest.mark.parametrize(
+    "data", ['{"type":"text-delta","id":"t","delta":"hi"}', '{"delta":"' + "é€😀" * 3000 + '"}', ""]
+)
+def test_a_hand_packed_append_is_byte_for_byte_redis_pys_command(data: str) -> None:
+    key, channel = rs.turn_stream_key("t-1"), rs.turn_live_channel("t-1")
+    connection = rs.redis_client().connection_pool.make_connection()
+    expected = b"".join(connection.pack_command("EVAL", rs._STREAM_APPEND, 1, key, channel, data, rs.TURN_TTL_S))
+    assert rs.pack_stream_append(key, channel, data) == expected
+
+
 def test_the_appender_sends_new_chunks_while_redis_has_not_answered_earlier_ones(r: redis.Redis[bytes]) -> None:
     # given: a turn, and Redis paused (as when it is slow to answer)
     turn_id = _claim()
