@@ -176,3 +176,13 @@ def test_websocket_accepts_api_key_and_session_cookie_and_rejects_revoked(daphne
     foreign = ChatSession.objects.create(user=charlie)
     foreign_url = daphne_server.replace("http://", "ws://") + f"/ws/chat/{foreign.id}/"
     assert asyncio.run(_ws_close_code(foreign_url, {**origin, "Cookie": cookie})) == 4404
+    # and: sockets only read the session, they never write one
+    from django.contrib.sessions.models import Session
+
+    assert Session.objects.count() == 1
+    # when / then: a cookie whose session was signed out, and a made-up one
+    web.logout()
+    assert Session.objects.count() == 0
+    assert asyncio.run(_ws_close_code(ws_url, {**origin, "Cookie": cookie})) == 4401
+    assert asyncio.run(_ws_close_code(ws_url, {**origin, "Cookie": "sessionid=made-up"})) == 4401
+    assert Session.objects.count() == 0
