@@ -75,7 +75,7 @@ def _current_turn(session_id: str) -> str | None:
 def _frame_text(item: StreamItem) -> str:
     """The contract frame of a relayed item. A stored chunk is forwarded as the JSON text
     the worker wrote (already parsed and type-checked by `follow_turn`), not re-encoded."""
-    if item.chunk is None:
+    if item.is_heartbeat:
         return '{"type":"heartbeat"}'
     if item.raw is not None and item.event_id is not None:
         return f'{{"event_id":"{item.event_id}","turn_id":"{item.turn_id}","chunk":{item.raw.decode()}}}'

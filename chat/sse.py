@@ -23,7 +23,7 @@ SSE_HEADERS = {
 
 
 def sse_frame(item: StreamItem) -> bytes:
-    if item.chunk is None:
+    if item.is_heartbeat:
         return b": heartbeat\n\n"
     # A stored chunk goes out as the JSON text the worker wrote (compact, already checked).
     data = item.raw.decode() if item.raw is not None else json.dumps(item.chunk, separators=(",", ":"))

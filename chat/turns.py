@@ -401,22 +401,62 @@ def pending_call_allowed(user_id: object) -> bool:
 # --- listening ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+_UNPARSED: Any = object()
+
+
 class StreamItem:
-    """One chunk of a turn's log (`event_id` None for synthesized ones) or a heartbeat.
+    """One chunk of a turn's log (`event_id` None for synthesized ones) or a heartbeat
+    (`chunk` None).
 
     `raw` is the chunk's JSON text as stored, so relays can forward it without
-    encoding it again.
+    encoding it again. An item made from `raw` and its type alone (`_decode_entry`'s
+    fast path for deltas) parses `chunk` on first use; relays never ask for it.
     """
 
-    event_id: str | None
-    turn_id: str
-    chunk: dict[str, Any] | None  # None = heartbeat
-    raw: bytes | None = field(default=None, compare=False, repr=False)
+    __slots__ = ("_chunk", "event_id", "raw", "turn_id", "type")
+
+    def __init__(
+        self,
+        event_id: str | None,
+        turn_id: str,
+        chunk: dict[str, Any] | None,
+        raw: bytes | None = None,
+        *,
+        chunk_type: str | None = None,
+    ) -> None:
+        self.event_id = event_id
+        self.turn_id = turn_id
+        self.raw = raw
+        self.type: str | None
+        self._chunk: dict[str, Any] | None
+        if chunk_type is not None and raw is not None:
+            self._chunk, self.type = _UNPARSED, chunk_type
+        else:
+            self._chunk, self.type = chunk, (chunk.get("type") if chunk is not None else None)
+
+    @property
+    def chunk(self) -> dict[str, Any] | None:
+        if self._chunk is _UNPARSED:
+            self._chunk = json.loads(self.raw)  # type: ignore[arg-type]
+        return self._chunk
+
+    @property
+    def is_heartbeat(self) -> bool:
+        return self.type is None
 
     @property
     def is_terminal(self) -> bool:
-        return self.chunk is not None and self.chunk.get("type") == "finish"
+        return self.type == "finish"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, StreamItem):
+            return NotImplemented
+        return (self.event_id, self.turn_id, self.chunk) == (other.event_id, other.turn_id, other.chunk)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"StreamItem(event_id={self.event_id!r}, turn_id={self.turn_id!r}, chunk={self.chunk!r})"
 
 
 class ListenerDisconnected(Exception):  # noqa: N818 - an event, not a failure
@@ -560,7 +600,18 @@ async def _sleep(seconds: float) -> None:
     await asyncio.sleep(seconds)
 
 
+# Deltas are most of a turn's chunks, and the worker writes them compact and type first
+# (`to_wire`, `_Publisher.publish`): relayed as written, their JSON is parsed only if asked.
+_DELTA_PREFIXES = {b'{"type":"%s",' % t.encode(): t for t in ("text-delta", "reasoning-delta")}
+_DELTA_PREFIX_LEN = {len(prefix) for prefix in _DELTA_PREFIXES}
+
+
 def _decode_entry(entry_id: str, turn_id: str, data: bytes | None) -> StreamItem | None:
+    if data is not None and data.endswith(b"}"):
+        for length in _DELTA_PREFIX_LEN:
+            chunk_type = _DELTA_PREFIXES.get(data[:length])
+            if chunk_type is not None:
+                return StreamItem(entry_id, turn_id, None, data, chunk_type=chunk_type)
     try:
         chunk = json.loads(data) if data is not None else None
     except ValueError:

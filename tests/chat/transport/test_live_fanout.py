@@ -347,6 +347,29 @@ def test_entry_ids_parse_exactly_as_redis_writes_them(entry_id: str, key: tuple[
     assert _entry_key(entry_id) == key
 
 
+def test_deltas_are_relayed_as_written_without_parsing_and_other_chunks_are_checked() -> None:
+    from chat import turns
+    from chat.consumers import _frame_text
+    from chat.sse import sse_frame
+
+    raw = b'{"type":"text-delta","id":"t","delta":"h\\u00e9"}'
+    item = turns._decode_entry("5-1", "turn-1", raw)
+    assert item is not None
+    # when: both relays format it
+    frame, event = _frame_text(item), sse_frame(item)
+    # then: forwarded byte for byte, its JSON never parsed, and still a full chunk when asked
+    assert frame == '{"event_id":"5-1","turn_id":"turn-1","chunk":' + raw.decode() + "}"
+    assert event == b"id: 5-1\ndata: " + raw + b"\n\n"
+    assert item._chunk is turns._UNPARSED
+    assert (item.type, item.is_terminal, item.is_heartbeat) == ("text-delta", False, False)
+    assert item.chunk == {"type": "text-delta", "id": "t", "delta": "hé"}
+    # other chunks are parsed and checked as before
+    finish = turns._decode_entry("5-2", "turn-1", b'{"type":"finish"}')
+    assert finish is not None and finish.is_terminal and finish._chunk == {"type": "finish"}
+    assert turns._decode_entry("5-3", "turn-1", b'{"type":"no-such-type"}') is None
+    assert turns._decode_entry("5-4", "turn-1", b'{"type":"text-delta","id":') is None
+
+
 def test_a_subscription_waits_on_one_timer_and_never_gives_up_early() -> None:
     async def scenario() -> tuple[float, bool, float, Any]:
         loop = asyncio.get_running_loop()
