@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import pytest
@@ -192,17 +193,24 @@ def test_disconnect_closes_the_sessions_listeners_and_no_others(r: redis.Redis[b
     assert [n for _, n in r.pubsub_numsub(*channels)] == [0, 0, 0]
 
 
+async def _follow_after_one_live_chunk(
+    turn_id: str, chunk: dict[str, Any]
+) -> tuple[AsyncGenerator[StreamItem, None], list[StreamItem]]:
+    """A listener of SID's turn that has received `chunk` live, and what it received."""
+    agen = follow_turn(SID)
+    publisher = asyncio.create_task(_publish_later(turn_id, [chunk], finish=False))
+    items = [await agen.__anext__()]
+    await publisher
+    return agen, items
+
+
 def test_a_lost_pubsub_connection_resyncs_from_the_log_without_gaps_or_repeats(r: redis.Redis[bytes]) -> None:
     # given: a listener that has seen one live chunk
     turn_id = _claim()
     first, second, third = _texts(3)
 
     async def scenario() -> list[StreamItem]:
-        items: list[StreamItem] = []
-        agen = follow_turn(SID)
-        publisher = asyncio.create_task(_publish_later(turn_id, [first], finish=False))
-        items.append(await agen.__anext__())
-        await publisher
+        agen, items = await _follow_after_one_live_chunk(turn_id, first)
         # when: Redis drops the hub's pub/sub connection, and chunks are appended meanwhile
         link = live.live_hub().link
         assert link is not None
@@ -259,11 +267,7 @@ def test_a_silent_pubsub_connection_is_replaced_and_the_listener_resyncs(
     ports: list[int] = []
 
     async def scenario() -> list[StreamItem]:
-        items: list[StreamItem] = []
-        agen = follow_turn(SID)
-        publisher = asyncio.create_task(_publish_later(turn_id, [first], finish=False))
-        items.append(await agen.__anext__())
-        await publisher
+        agen, items = await _follow_after_one_live_chunk(turn_id, first)
         hub = live.live_hub()
         assert hub.link is not None
         old = hub.link
