@@ -127,14 +127,6 @@ class Subscription:
             self.timer = None
 
 
-def _command(*args: bytes) -> bytes:
-    """One Redis command in RESP."""
-    parts = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        parts.append(b"$%d\r\n%s\r\n" % (len(arg), arg))
-    return b"".join(parts)
-
-
 class _Link(asyncio.Protocol):
     """The hub's pub/sub connection, read in the transport's own callback.
 
@@ -155,7 +147,7 @@ class _Link(asyncio.Protocol):
         self.heard = True  # something arrived since the last keepalive PING
 
     def write(self, *args: bytes) -> None:
-        self.transport.write(_command(*args))
+        self.transport.write(rs.resp_command(*args))
 
     def data_received(self, data: bytes) -> None:
         self.heard = True

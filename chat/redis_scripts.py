@@ -184,15 +184,21 @@ return id
 """
 
 
-def _bulk(value: bytes) -> bytes:
+def resp_bulk(value: bytes) -> bytes:
+    """One RESP bulk string."""
     return b"$%d\r\n%s\r\n" % (len(value), value)
+
+
+def resp_command(*args: bytes) -> bytes:
+    """One Redis command in RESP, for connections the project writes to itself."""
+    return b"*%d\r\n" % len(args) + b"".join(resp_bulk(arg) for arg in args)
 
 
 # `EVAL _STREAM_APPEND 1 key channel data ttl` in RESP, packed by hand: redis-py's
 # generic packer (an encode and type checks per argument) was the largest single
 # cost in the worker's per-chunk profile. The constant parts are packed once.
-_APPEND_HEAD = b"*7\r\n" + _bulk(b"EVAL") + _bulk(_STREAM_APPEND.encode()) + _bulk(b"1")
-_APPEND_TAIL = _bulk(str(TURN_TTL_S).encode())
+_APPEND_HEAD = b"*7\r\n" + resp_bulk(b"EVAL") + resp_bulk(_STREAM_APPEND.encode()) + resp_bulk(b"1")
+_APPEND_TAIL = resp_bulk(str(TURN_TTL_S).encode())
 
 
 def pack_stream_append(key: str, channel: str, data: str) -> bytes:
