@@ -3,8 +3,8 @@
 Daphne hands every outgoing message to autobahn's `sendMessage`, which checks its
 arguments, counts traffic statistics, considers compression, fragmentation,
 masking and frame logging, builds the frame in `sendFrame` and writes it through
-`sendData` (with two debug-log argument builders on the way): about a third of
-daphne's CPU per relayed chunk outside the socket write itself (`make bench`).
+`sendData` (with two debug-log argument builders on the way): ~9 % of daphne's
+profile samples at 200 live turns, as much again as the frame's socket write.
 For the connections daphne actually makes (a server: unmasked frames, no
 permessage-deflate, no auto-fragmentation, no frame or octet logging, no timing
 tracker) a text message is one unfragmented frame: two header bytes (plus 2 or 8
