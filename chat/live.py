@@ -238,7 +238,14 @@ class LiveHub:
             return self.link
 
     async def _send_subscribe(self, channel: bytes) -> None:
+        """Send SUBSCRIBE for `channel` (connecting first if need be). Other listeners of the
+        channel wait for its confirmation rather than send their own, so a listener cancelled
+        meanwhile (a socket closing, a resume restarting its relay) must not take the
+        SUBSCRIBE with it: the send runs shielded and completes regardless."""
         self.confirming[channel] += 1
+        await asyncio.shield(asyncio.ensure_future(self._subscribe_on_link(channel)))
+
+    async def _subscribe_on_link(self, channel: bytes) -> None:
         try:
             link = await self._connected()
         except (redis.RedisError, OSError):
@@ -274,6 +281,8 @@ class LiveHub:
         del self.confirming[channel]
         listeners = self.subs.get(channel)
         if not listeners:
+            if self.link is not None:
+                self.link.write(b"UNSUBSCRIBE", channel)  # its listeners left before Redis answered
             return
         self.confirmed.add(channel)
         for sub in listeners:

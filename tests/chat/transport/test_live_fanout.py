@@ -5,6 +5,7 @@ chat.runner)."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -255,6 +256,42 @@ def test_a_listener_arriving_during_a_reconnect_does_not_strand_the_others(r: re
     # then: the new connection carries both turns' channels, one subscription each
     assert seen == [[1, 1], 1]
     assert [[i.chunk for i in items] for items in results] == [[*_texts(1), {"type": "finish"}]] * 2
+
+
+def test_a_listener_cancelled_while_the_hub_connects_does_not_strand_the_others(
+    r: redis.Redis[bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: a hub slow to connect, and two listeners of one turn: the first sends the
+    # SUBSCRIBE, the second waits for its confirmation
+    turn_id = _claim()
+    channel = rs.turn_live_channel(turn_id).encode()
+    connect = live.LiveHub._connected
+
+    async def slow_connect(self: live.LiveHub) -> Any:
+        await asyncio.sleep(0.3)
+        return await connect(self)
+
+    monkeypatch.setattr(live.LiveHub, "_connected", slow_connect)
+    leftover: list[Any] = []
+
+    async def scenario() -> list[StreamItem]:
+        hub = live.live_hub()
+        first = asyncio.create_task(_collect())
+        await _until(lambda: hub.confirming[channel] == 1)
+        second = asyncio.create_task(_collect())
+        await _until(lambda: len(hub.subs.get(channel, ())) == 2)
+        # when: the first is cancelled while the hub is still connecting
+        first.cancel()
+        publisher = asyncio.create_task(_publish_later(turn_id, _texts(2)))
+        items = await second
+        await publisher
+        leftover.append(+hub.confirming)
+        return items
+
+    items = asyncio.run(asyncio.wait_for(scenario(), timeout=8))
+    # then: the second still got everything live, and no confirmation is left owed
+    assert [i.chunk for i in items] == [*_texts(2), {"type": "finish"}]
+    assert leftover == [collections.Counter()]
 
 
 def test_a_silent_pubsub_connection_is_replaced_and_the_listener_resyncs(
