@@ -51,6 +51,13 @@ KEEPALIVE_S = 15.0  # PING a quiet pub/sub connection this often; two silent per
 _DISCONNECT_PREFIX = rs.DISCONNECT_CHANNEL_PREFIX.encode()
 
 
+def _log_failed_subscribe(send: asyncio.Future[None]) -> None:
+    """Retrieve a failed SUBSCRIBE's error (asyncio would otherwise report it as never
+    retrieved when its listener was cancelled meanwhile) and log it once."""
+    if not send.cancelled() and (exc := send.exception()) is not None:
+        logger.warning("Live hub could not subscribe: %r", exc)
+
+
 class Subscription:
     """One listener's queue of live items: ``(entry_id, chunk_json)`` tuples, RESYNC or DISCONNECT.
 
@@ -241,9 +248,12 @@ class LiveHub:
         """Send SUBSCRIBE for `channel` (connecting first if need be). Other listeners of the
         channel wait for its confirmation rather than send their own, so a listener cancelled
         meanwhile (a socket closing, a resume restarting its relay) must not take the
-        SUBSCRIBE with it: the send runs shielded and completes regardless."""
+        SUBSCRIBE with it: the send runs shielded and completes regardless. If it fails
+        after its listener has gone, the hub logs the failure (nobody else awaits it)."""
         self.confirming[channel] += 1
-        await asyncio.shield(asyncio.ensure_future(self._subscribe_on_link(channel)))
+        send = asyncio.ensure_future(self._subscribe_on_link(channel))
+        send.add_done_callback(_log_failed_subscribe)
+        await asyncio.shield(send)
 
     async def _subscribe_on_link(self, channel: bytes) -> None:
         try:

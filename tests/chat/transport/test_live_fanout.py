@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import gc
 import json
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -292,6 +293,42 @@ def test_a_listener_cancelled_while_the_hub_connects_does_not_strand_the_others(
     # then: the second still got everything live, and no confirmation is left owed
     assert [i.chunk for i in items] == [*_texts(2), {"type": "finish"}]
     assert leftover == [collections.Counter()]
+
+
+def test_a_subscribe_that_fails_after_its_listener_left_is_logged_by_the_hub(
+    r: redis.Redis[bytes], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # given: a hub whose connect fails after a while, and one listener waiting on it
+    turn_id = _claim()
+    channel = rs.turn_live_channel(turn_id).encode()
+
+    async def failing_connect(self: live.LiveHub) -> Any:
+        await asyncio.sleep(0.2)
+        raise redis.ConnectionError("refused")
+
+    monkeypatch.setattr(live.LiveHub, "_connected", failing_connect)
+    unhandled: list[dict[str, Any]] = []
+
+    async def scenario() -> collections.Counter[bytes]:
+        asyncio.get_running_loop().set_exception_handler(lambda loop, context: unhandled.append(context))
+        hub = live.live_hub()
+        listener = asyncio.create_task(_collect())
+        await _until(lambda: hub.confirming[channel] == 1)
+        # when: the listener is cancelled, then the connect fails
+        listener.cancel()
+        await _until(lambda: not hub.confirming[channel])
+        await asyncio.sleep(0)
+        return +hub.confirming
+
+    with caplog.at_level("WARNING", logger="chat.live"):
+        leftover = asyncio.run(asyncio.wait_for(scenario(), timeout=8))
+    gc.collect()  # asyncio reports a never-retrieved exception when the task is collected
+    # then: the hub logged the failure once; asyncio reported nothing; nothing is owed
+    assert [rec.getMessage() for rec in caplog.records if rec.name == "chat.live"] == [
+        "Live hub could not subscribe: ConnectionError('refused')"
+    ]
+    assert unhandled == []
+    assert leftover == collections.Counter()
 
 
 def test_a_silent_pubsub_connection_is_replaced_and_the_listener_resyncs(
