@@ -51,6 +51,23 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _reference_ms() -> str:
+    """The machine's speed right now: five runs of a fixed pure-Python loop (JSON round
+    trips of a chunk-sized frame, the kind of work every hop does), as "median (min-max)" ms.
+    This VM reports no steal time, yet the same loop runs at one of two speeds (~42 or
+    ~68 ms here, on either vCPU, from one second to the next); printing it next to the
+    figures says which hour they come from (lower is faster)."""
+    frame = {"event_id": "1700000000000-0", "turn_id": "t" * 32, "chunk": {"type": "text-delta", "delta": "x" * 40}}
+    runs = []
+    for _ in range(5):
+        started = time.perf_counter()
+        for _ in range(10_000):
+            json.loads(json.dumps(frame))
+        runs.append((time.perf_counter() - started) * 1000)
+    runs.sort()
+    return f"{runs[2]:.0f} ({runs[0]:.0f}-{runs[-1]:.0f}) ms"
+
+
 def _peak_rss_mb(pid: int) -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -268,6 +285,7 @@ def main() -> None:
 
             floors = ", ".join(f"{n}: p50 {p50:.2f} / p99 {p99:.2f} ms" for n in levels for p50, p99 in [floor(n)])
             print(f"machine floor (4 loopback hops through trivial relays, same rate): {floors}")
+            print(f"machine speed: reference loop {_reference_ms()} (lower is faster)")
             warm = [uvloop.run(_run(base, _prepare(1), 10, 20)) for _ in range(5)]
             ttft = sorted(w["ttft_p50_ms"] for w in warm)
             print(f"time to first token, one turn at a time (5 runs): median {ttft[2]:.1f} ms, max {ttft[-1]:.1f} ms")
@@ -299,7 +317,8 @@ def main() -> None:
                 if args.dump:
                     Path(f"{args.dump}-{n}.json").write_text(json.dumps(r["timeline"]))
                 if args.cpu:
-                    print("        cpu s: " + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items()))
+                    print("        cpu s: " + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items())
+                          + f"; reference loop now {_reference_ms()}")  # fmt: skip
             if args.hold:
                 r = uvloop.run(_run(base, _prepare(args.hold), 20, 250, 3000 + 150 * args.hold))
                 print(f"held {args.hold} live turns at once (20 chunks, 250 ms apart): {r['completed']} completed,"
