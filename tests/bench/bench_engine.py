@@ -4,7 +4,8 @@ One process: a temporary SQLite database (migrated in-process), the scripted LLM
 server on loopback streaming 1,000 text chunks with no delay, and the engine
 consuming it on uvloop, as the worker runs it. The same request is also streamed through the bare OpenAI SDK, so
 the difference is what the engine adds: per-chunk overhead in µs, plus peak
-memory. Redis is not needed.
+memory. An embedded redis-server answers the turn's cache reads (the rate-limit
+tier cache, as in a worker); the spend counters and the title task are stubbed.
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ import uvloop
 CHUNKS = 1000
 
 
-def _setup_django(workdir: Path) -> None:
+def _setup_django(workdir: Path, redis_port: int) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "copilot_site.settings.test")
     os.environ["DATABASE_URL"] = f"sqlite:///{workdir / 'bench.sqlite3'}"
+    os.environ["REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
     os.environ["COPILOT_VAR_DIR"] = str(workdir)
     import django
 
@@ -114,8 +117,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args(argv)
 
+    from copilot_site.core.embedded_redis import free_port, start_redis, stop_process
+
     workdir = Path(tempfile.mkdtemp(prefix="copilot-bench-"))
-    _setup_django(workdir)
+    redis_port = free_port()
+    redis_server = start_redis(redis_port, workdir / "redis")
+    try:
+        return _bench(args, workdir, redis_port)
+    finally:
+        stop_process(redis_server)
+
+
+def _bench(args: argparse.Namespace, workdir: Path, redis_port: int) -> int:
+    _setup_django(workdir, redis_port)
     from unittest import mock
 
     from django.conf import settings
