@@ -1,4 +1,7 @@
-"""WebSocket consumer for a chat session (`/ws/chat/{session_id}/`).
+"""WebSocket consumers: one per chat session (`/ws/chat/{session_id}/`, the CONTRACT's
+turn stream) and one per user (`/ws/chat/`, SPEC's subscribe protocol).
+
+`ChatConsumer` (`/ws/chat/{session_id}/`):
 
 Thin: authenticates, checks ownership, validates frames, calls the same services
 as the HTTP API, and relays the turn's event log. Every socket follows the
@@ -9,6 +12,23 @@ user's group `copilot_user_{id}` and relays `copilot_completion` notices for any
 of the user's sessions. `DELETE …/stream` closes the sockets following that
 session's turn with code 4000; a client that reconnects and sends `resume`
 re-attaches.
+
+`SubscribeConsumer` (`/ws/chat/`): a socket of the user, not of one chat. It joins
+the user's group (completion notices) and follows one chat's turn at a time:
+`{"action": "subscribe", "session_id": …}` replaces the current subscription,
+`{"action": "unsubscribe"}` ends it. A subscription replays the running turn from
+its start and follows it live; each chunk goes out as the same JSON as the SSE
+`data:` payload (no envelope, no `[DONE]`), heartbeats as `{"type": "heartbeat"}`,
+and `finish` ends it. Decisions where SPEC is silent: the socket says
+`{"type": "ready"}` once authenticated, like the per-chat socket; every accepted
+subscribe is answered `{"type": "subscribed", "session_id": …, "turn_id": …}`
+before its first chunk, so a client can tell the end of one subscription's frames
+from the start of the next; a chat with no running turn answers that frame with
+`"turn_id": null` and then `{"type": "finish"}` (the socket's form of `GET
+…/stream`'s 204); an unknown or foreign chat is `{"type": "error", "errorText":
+"Session … not found."}` and leaves the current subscription as it was; a bad
+frame is an `error` frame too. `DELETE …/stream` closes the socket with 4000, as it
+does the per-chat sockets following that chat.
 """
 
 from __future__ import annotations
@@ -24,9 +44,18 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
 from .errors import SessionNotFound
-from .events import validate_client_frame
+from .events import validate_client_frame, validate_subscribe_frame
 from .selectors import session_get_for_user
-from .turns import ListenerDisconnected, StreamItem, follow_turn, session_group, turn_meta_get, user_group
+from .sse import sse_data
+from .turns import (
+    ListenerDisconnected,
+    StreamItem,
+    follow_turn,
+    reap_if_dead,
+    session_group,
+    turn_meta_get,
+    user_group,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +101,19 @@ def _current_turn(session_id: str) -> str | None:
     return meta.turn_id if meta is not None and meta.is_running else None
 
 
+@database_sync_to_async  # type: ignore[untyped-decorator]
+def _running_turn(session_id: str) -> str | None:
+    """The chat's running turn, as `GET …/stream` finds it (a dead worker's turn is ended first)."""
+    reap_if_dead(session_id)
+    meta = turn_meta_get(session_id)
+    return meta.turn_id if meta is not None and meta.is_running else None
+
+
+def _chunk_text(item: StreamItem) -> str:
+    """A relayed item as the subscribe socket sends it: the SSE `data:` payload."""
+    return '{"type":"heartbeat"}' if item.is_heartbeat else sse_data(item)
+
+
 def _frame_text(item: StreamItem) -> str:
     """The contract frame of a relayed item. A stored chunk is forwarded as the JSON text
     the worker wrote (already parsed and type-checked by `follow_turn`), not re-encoded."""
@@ -82,12 +124,70 @@ def _frame_text(item: StreamItem) -> str:
     return json.dumps({"event_id": item.event_id, "turn_id": item.turn_id, "chunk": item.chunk})
 
 
-class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
+class _TurnRelay(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
+    """What both sockets share: the user's completion notices, one relay task at a time,
+    and the groups left on disconnect."""
+
     session_id: str
     groups_joined: tuple[str, ...] = ()
     following: str | None = None
     follow_task: asyncio.Task[None] | None = None
 
+    async def _join(self, *groups: str) -> None:
+        self.groups_joined = groups
+        for group in groups:
+            await self.channel_layer.group_add(group, self.channel_name)
+
+    async def disconnect(self, code: int) -> None:
+        await self._stop_following()
+        for group in self.groups_joined:
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def copilot_completion(self, event: dict[str, Any]) -> None:
+        """One of the user's turns ended (any session): `{type, event, session_id, status}`."""
+        await self._send_quietly(event)
+
+    def _start_relay(self, turn_id: str, after: str | None, frame_text: Any) -> None:
+        self.following = turn_id
+        self.follow_task = asyncio.create_task(self._relay(turn_id, after, frame_text))
+
+    async def _relay(self, turn_id: str, after: str | None, frame_text: Any) -> None:
+        try:
+            async with contextlib.aclosing(follow_turn(self.session_id, after=after, turn_id=turn_id)) as items:
+                async for item in items:
+                    if not await self._send_text_quietly(frame_text(item)) or item.is_terminal:
+                        return
+        except asyncio.CancelledError:
+            raise
+        except ListenerDisconnected:
+            self.follow_task = None  # closing runs `disconnect`, which must not wait for this task
+            await self.close(code=CLOSE_DISCONNECTED)
+        except Exception:
+            logger.exception("Relay of turn %s to a socket failed", turn_id)
+            for chunk in ({"type": "error", "errorText": "Stream error."}, {"type": "finish"}):
+                await self._send_text_quietly(frame_text(StreamItem(None, turn_id, chunk)))
+
+    async def _send_quietly(self, frame: dict[str, Any]) -> bool:
+        return await self._send_text_quietly(json.dumps(frame))
+
+    async def _send_text_quietly(self, text: str) -> bool:
+        """Send a frame; False when the socket is already gone (the client left)."""
+        try:
+            await self.send(text_data=text)
+        except Exception:  # noqa: BLE001 - a closed socket; the turn is unaffected
+            logger.debug("Socket for session %s closed while relaying", getattr(self, "session_id", None))
+            return False
+        return True
+
+    async def _stop_following(self) -> None:
+        task, self.follow_task = self.follow_task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+class ChatConsumer(_TurnRelay):
     async def connect(self) -> None:
         # Accept before closing: a close during the handshake reaches the client
         # as a bare HTTP 403, and the application close code would be lost.
@@ -100,15 +200,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         if not await _owns_session(self.session_id, user):
             await self.close(code=CLOSE_NOT_FOUND)
             return
-        self.groups_joined = (session_group(self.session_id), user_group(user.pk))
-        for group in self.groups_joined:
-            await self.channel_layer.group_add(group, self.channel_name)
+        await self._join(session_group(self.session_id), user_group(user.pk))
         await self.send_json({"type": "ready", "session_id": self.session_id})
-
-    async def disconnect(self, code: int) -> None:
-        await self._stop_following()
-        for group in self.groups_joined:
-            await self.channel_layer.group_discard(group, self.channel_name)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         problem = validate_client_frame(content)
@@ -167,53 +260,47 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     async def turn_ended(self, event: dict[str, Any]) -> None:
         return None  # the follower ends on the stream's own `finish`
 
-    async def copilot_completion(self, event: dict[str, Any]) -> None:
-        """One of the user's turns ended (any session): `{type, event, session_id, status}`."""
-        await self._send_quietly(event)
-
     # relaying --------------------------------------------------------------------------------
 
     async def _follow(self, turn_id: str, *, after: str | None, restart: bool = False) -> None:
         if self.following == turn_id and self.follow_task is not None and not self.follow_task.done() and not restart:
             return
         await self._stop_following()
-        self.following = turn_id
-        self.follow_task = asyncio.create_task(self._relay(turn_id, after))
-
-    async def _relay(self, turn_id: str, after: str | None) -> None:
-        try:
-            async with contextlib.aclosing(follow_turn(self.session_id, after=after, turn_id=turn_id)) as items:
-                async for item in items:
-                    if not await self._send_text_quietly(_frame_text(item)) or item.is_terminal:
-                        return
-        except asyncio.CancelledError:
-            raise
-        except ListenerDisconnected:
-            self.follow_task = None  # closing runs `disconnect`, which must not wait for this task
-            await self.close(code=CLOSE_DISCONNECTED)
-        except Exception:
-            logger.exception("Relay of turn %s to a socket failed", turn_id)
-            for chunk in ({"type": "error", "errorText": "Stream error."}, {"type": "finish"}):
-                await self._send_quietly({"turn_id": turn_id, "event_id": None, "chunk": chunk})
-
-    async def _send_quietly(self, frame: dict[str, Any]) -> bool:
-        return await self._send_text_quietly(json.dumps(frame))
-
-    async def _send_text_quietly(self, text: str) -> bool:
-        """Send a frame; False when the socket is already gone (the client left)."""
-        try:
-            await self.send(text_data=text)
-        except Exception:  # noqa: BLE001 - a closed socket; the turn is unaffected
-            logger.debug("Socket for session %s closed while relaying", self.session_id)
-            return False
-        return True
-
-    async def _stop_following(self) -> None:
-        task, self.follow_task = self.follow_task, None
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        self._start_relay(turn_id, after, _frame_text)
 
     async def _error(self, code: str, message: str) -> None:
         await self.send_json({"type": "error", "code": code, "message": message})
+
+
+class SubscribeConsumer(_TurnRelay):
+    """`/ws/chat/`: the user's socket, following one chat's turn at a time (see the module doc)."""
+
+    async def connect(self) -> None:
+        await self.accept()
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        await self._join(user_group(user.pk))
+        await self.send_json({"type": "ready"})
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        problem = validate_subscribe_frame(content)
+        if problem is not None:
+            await self.send_json({"type": "error", "errorText": problem})
+            return
+        if content["action"] == "unsubscribe":
+            await self._stop_following()
+            return
+        session_id = content["session_id"]
+        if not await _owns_session(session_id, self.scope["user"]):
+            await self.send_json({"type": "error", "errorText": f"Session {session_id} not found."})
+            return
+        await self._stop_following()
+        self.session_id = session_id
+        turn_id = await _running_turn(session_id)
+        await self.send_json({"type": "subscribed", "session_id": session_id, "turn_id": turn_id})
+        if turn_id is None:
+            await self.send_json({"type": "finish"})
+            return
+        self._start_relay(turn_id, None, _chunk_text)

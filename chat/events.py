@@ -35,6 +35,13 @@ CLIENT_FRAME_KEYS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
 }
 
 
+SUBSCRIBE_FRAME_KEYS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    # `/ws/chat/` (one socket per user): action -> (required keys, allowed keys)
+    "subscribe": (frozenset({"action", "session_id"}), frozenset({"action", "session_id"})),
+    "unsubscribe": (frozenset({"action"}), frozenset({"action"})),
+}
+
+
 class TurnStartedMessage(TypedDict):
     type: Literal["turn.started"]  # handled by ChatConsumer.turn_started
     turn_id: str
@@ -46,6 +53,28 @@ class TurnEndedMessage(TypedDict):
     status: str
 
 
+def _shape_problem(content: dict[str, Any], required: frozenset[str], allowed: frozenset[str]) -> str | None:
+    if missing := sorted(required - content.keys()):
+        return f"Missing field(s): {', '.join(missing)}."
+    if extra := sorted(content.keys() - allowed):
+        return f"Unexpected field(s): {', '.join(extra)}."
+    return None
+
+
+def validate_subscribe_frame(content: Any) -> str | None:
+    """The problem with a `/ws/chat/` client frame, or None when it is valid."""
+    if not isinstance(content, dict):
+        return "A frame must be a JSON object."
+    action = content.get("action")
+    if action not in SUBSCRIBE_FRAME_KEYS:
+        return "Unknown action; expected subscribe or unsubscribe."
+    if problem := _shape_problem(content, *SUBSCRIBE_FRAME_KEYS[action]):
+        return problem
+    if action == "subscribe" and not isinstance(content["session_id"], str):
+        return "Field session_id must be a string."
+    return None
+
+
 def validate_client_frame(content: Any) -> str | None:
     """The problem with a client frame, or None when it is valid."""
     if not isinstance(content, dict):
@@ -53,11 +82,8 @@ def validate_client_frame(content: Any) -> str | None:
     frame_type = content.get("type")
     if frame_type not in CLIENT_FRAME_KEYS:
         return "Unknown frame type; expected send, stop or resume."
-    required, allowed = CLIENT_FRAME_KEYS[frame_type]
-    if missing := sorted(required - content.keys()):
-        return f"Missing field(s): {', '.join(missing)}."
-    if extra := sorted(content.keys() - allowed):
-        return f"Unexpected field(s): {', '.join(extra)}."
+    if problem := _shape_problem(content, *CLIENT_FRAME_KEYS[frame_type]):
+        return problem
     if content.get("delivery") not in (None, "now", "next_turn"):
         return "Field delivery must be now or next_turn."
     for key in ("message", "client_message_id", "after", "mode", "model"):

@@ -6,4 +6,5 @@ from . import consumers
 
 websocket_urlpatterns = [
     path("ws/chat/<str:session_id>/", consumers.ChatConsumer.as_asgi()),
+    path("ws/chat/", consumers.SubscribeConsumer.as_asgi()),
 ]

@@ -22,11 +22,16 @@ SSE_HEADERS = {
 }
 
 
+def sse_data(item: StreamItem) -> str:
+    """A chunk's `data:` payload: a stored chunk as the JSON text the worker wrote
+    (compact, already checked), any other chunk encoded compactly."""
+    return item.raw.decode() if item.raw is not None else json.dumps(item.chunk, separators=(",", ":"))
+
+
 def sse_frame(item: StreamItem) -> bytes:
     if item.is_heartbeat:
         return b": heartbeat\n\n"
-    # A stored chunk goes out as the JSON text the worker wrote (compact, already checked).
-    data = item.raw.decode() if item.raw is not None else json.dumps(item.chunk, separators=(",", ":"))
+    data = sse_data(item)
     if item.event_id:
         return f"id: {item.event_id}\ndata: {data}\n\n".encode()
     return f"data: {data}\n\n".encode()

@@ -104,10 +104,12 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 30, interval: floa
 
 
 class WsClient:
-    """A WebSocket client that records every frame it receives."""
+    """A WebSocket client that records every frame it receives: a chat's socket, or with
+    `session_id=None` the user's subscribe socket (`/ws/chat/`)."""
 
     def __init__(self, base_url: str, session_id: object, headers: dict[str, str]) -> None:
-        self.url = base_url.replace("http://", "ws://") + f"/ws/chat/{session_id}/"
+        path = "/ws/chat/" if session_id is None else f"/ws/chat/{session_id}/"
+        self.url = base_url.replace("http://", "ws://") + path
         self.headers = {"Origin": base_url, **headers}
         self.frames: list[dict[str, Any]] = []
         self.ws: Any = None
