@@ -133,6 +133,17 @@ class _TurnRelay(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     following: str | None = None
     follow_task: asyncio.Task[None] | None = None
 
+    async def _accept_user(self) -> Any:
+        """Accept the socket and return its user; None (closed with 4401) when anonymous.
+        Accept before closing: a close during the handshake reaches the client as a bare
+        HTTP 403, and the application close code would be lost."""
+        await self.accept()
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return None
+        return user
+
     async def _join(self, *groups: str) -> None:
         self.groups_joined = groups
         for group in groups:
@@ -189,12 +200,7 @@ class _TurnRelay(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
 
 class ChatConsumer(_TurnRelay):
     async def connect(self) -> None:
-        # Accept before closing: a close during the handshake reaches the client
-        # as a bare HTTP 403, and the application close code would be lost.
-        await self.accept()
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
-            await self.close(code=CLOSE_UNAUTHENTICATED)
+        if (user := await self._accept_user()) is None:
             return
         self.session_id = self.scope["url_route"]["kwargs"]["session_id"]
         if not await _owns_session(self.session_id, user):
@@ -276,10 +282,7 @@ class SubscribeConsumer(_TurnRelay):
     """`/ws/chat/`: the user's socket, following one chat's turn at a time (see the module doc)."""
 
     async def connect(self) -> None:
-        await self.accept()
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
-            await self.close(code=CLOSE_UNAUTHENTICATED)
+        if (user := await self._accept_user()) is None:
             return
         await self._join(user_group(user.pk))
         await self.send_json({"type": "ready"})

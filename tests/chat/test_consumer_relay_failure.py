@@ -16,6 +16,8 @@ from channels.testing import WebsocketCommunicator
 from chat import consumers
 from chat.turns import StreamItem
 
+pytestmark = pytest.mark.django_db  # channels closes old DB connections around a consumer's calls
+
 DELTA = {"type": "text-delta", "id": "t", "delta": "a"}
 
 

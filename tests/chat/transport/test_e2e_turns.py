@@ -26,12 +26,6 @@ SSE_HEADERS = {
 }
 
 
-@pytest.fixture
-def stack(daphne_server: str, celery_worker: Any, fake_llm: Any) -> str:
-    fake_llm.reset()
-    return daphne_server
-
-
 def _stream_url(base: str, p: Person) -> str:
     return f"{base}/api/chat/sessions/{p.session.id}/stream"
 

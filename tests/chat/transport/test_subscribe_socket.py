@@ -18,12 +18,6 @@ from tests.chat.transport.helpers import Person, SseResult, WsClient, fake, pers
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture
-def stack(daphne_server: str, celery_worker: Any, fake_llm: Any) -> str:
-    fake_llm.reset()
-    return daphne_server
-
-
 def _stream_url(base: str, session: ChatSession) -> str:
     return f"{base}/api/chat/sessions/{session.id}/stream"
 
