@@ -37,6 +37,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -158,11 +159,11 @@ class _TurnRelay(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         """One of the user's turns ended (any session): `{type, event, session_id, status}`."""
         await self._send_quietly(event)
 
-    def _start_relay(self, turn_id: str, after: str | None, frame_text: Any) -> None:
+    def _start_relay(self, turn_id: str, after: str | None, frame_text: Callable[[StreamItem], str]) -> None:
         self.following = turn_id
         self.follow_task = asyncio.create_task(self._relay(turn_id, after, frame_text))
 
-    async def _relay(self, turn_id: str, after: str | None, frame_text: Any) -> None:
+    async def _relay(self, turn_id: str, after: str | None, frame_text: Callable[[StreamItem], str]) -> None:
         try:
             async with contextlib.aclosing(follow_turn(self.session_id, after=after, turn_id=turn_id)) as items:
                 async for item in items:
