@@ -97,15 +97,11 @@ def _stop(session_id: str) -> dict[str, Any]:
 
 
 @database_sync_to_async  # type: ignore[untyped-decorator]
-def _current_turn(session_id: str) -> str | None:
-    meta = turn_meta_get(session_id)
-    return meta.turn_id if meta is not None and meta.is_running else None
-
-
-@database_sync_to_async  # type: ignore[untyped-decorator]
-def _running_turn(session_id: str) -> str | None:
-    """The chat's running turn, as `GET …/stream` finds it (a dead worker's turn is ended first)."""
-    reap_if_dead(session_id)
+def _running_turn(session_id: str, *, reap: bool = False) -> str | None:
+    """The chat's running turn. With `reap`, a dead worker's turn is ended first, as
+    `GET …/stream` does (the subscribe socket); `resume` reads the meta as it is."""
+    if reap:
+        reap_if_dead(session_id)
     meta = turn_meta_get(session_id)
     return meta.turn_id if meta is not None and meta.is_running else None
 
@@ -253,7 +249,7 @@ class ChatConsumer(_TurnRelay):
         await self.send_json({"type": "stopped", **result})
 
     async def _on_resume(self, content: dict[str, Any]) -> None:
-        turn_id = await _current_turn(self.session_id)
+        turn_id = await _running_turn(self.session_id)
         if turn_id is None:
             await self.send_json({"type": "idle"})
             return
@@ -302,7 +298,7 @@ class SubscribeConsumer(_TurnRelay):
             return
         await self._stop_following()
         self.session_id = session_id
-        turn_id = await _running_turn(session_id)
+        turn_id = await _running_turn(session_id, reap=True)
         await self.send_json({"type": "subscribed", "session_id": session_id, "turn_id": turn_id})
         if turn_id is None:
             await self.send_json({"type": "finish"})

@@ -32,13 +32,12 @@ def _relay_that_fails(monkeypatch: pytest.MonkeyPatch, settings: Any) -> None:
     async def yes(*args: Any) -> bool:
         return True
 
-    async def running(*args: Any) -> str:
+    async def running(*args: Any, **kwargs: Any) -> str:
         return "t1"
 
     monkeypatch.setattr(consumers, "follow_turn", follow_turn)
     monkeypatch.setattr(consumers, "_owns_session", yes)
     monkeypatch.setattr(consumers, "_running_turn", running)
-    monkeypatch.setattr(consumers, "_current_turn", running)
 
 
 async def _frames(app: Any, path: str, kwargs: dict[str, str], frame: dict[str, Any], n: int) -> list[Any]:
