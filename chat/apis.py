@@ -11,9 +11,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .models import ChatMessage, ChatSession
-from .redis_scripts import turn_statuses
 from .selectors import message_page, session_get_for_user, session_list
 from .services import session_create, session_delete, session_rename
+from .turns.scripts import turn_statuses
 
 
 class SessionOutputSerializer(serializers.Serializer[ChatSession]):
@@ -41,7 +41,7 @@ class MessageOutputSerializer(serializers.Serializer[ChatMessage]):
 
 
 def _active_turn(session_id: object) -> dict[str, Any] | None:
-    from .turns import iso_from_unix, reap_if_dead, turn_meta_get
+    from .turns.registry import iso_from_unix, reap_if_dead, turn_meta_get
 
     reap_if_dead(session_id)
     meta = turn_meta_get(session_id)
@@ -160,8 +160,8 @@ class SessionStreamApi(APIView):
 
     @extend_schema(request=InputSerializer, responses={200: None, 202: None})
     def post(self, request: Request, session_id: str) -> Any:
-        from .dispatch import turn_send
-        from .sse import sse_response
+        from .turns.dispatch import turn_send
+        from .turns.sse import sse_response
 
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -183,8 +183,8 @@ class SessionStreamApi(APIView):
 
     @extend_schema(responses={200: None, 204: None})
     def get(self, request: Request, session_id: str) -> Any:
-        from .sse import sse_response
-        from .turns import reap_if_dead, turn_meta_get
+        from .turns.registry import reap_if_dead, turn_meta_get
+        from .turns.sse import sse_response
 
         session = session_get_for_user(session_id=session_id, user=request.user)
         reap_if_dead(session.pk)
@@ -197,7 +197,7 @@ class SessionStreamApi(APIView):
     @extend_schema(responses={204: None})
     def delete(self, request: Request, session_id: str) -> Response:
         """Close every SSE and WebSocket listener of the session's turn; the turn keeps running."""
-        from .turns import turn_listeners_disconnect
+        from .turns.registry import turn_listeners_disconnect
 
         session = session_get_for_user(session_id=session_id, user=request.user)
         turn_listeners_disconnect(session.pk)
@@ -206,7 +206,7 @@ class SessionStreamApi(APIView):
 
 class SessionCancelApi(APIView):
     def post(self, request: Request, session_id: str) -> Response:
-        from .turns import turn_cancel_request
+        from .turns.registry import turn_cancel_request
 
         session = session_get_for_user(session_id=session_id, user=request.user)
         return Response(turn_cancel_request(session.pk))
@@ -214,7 +214,7 @@ class SessionCancelApi(APIView):
 
 class SessionPendingApi(APIView):
     def get(self, request: Request, session_id: str) -> Response:
-        from .turns import pending_peek
+        from .turns.registry import pending_peek
 
         session = session_get_for_user(session_id=session_id, user=request.user)
         messages = [m.content for m in pending_peek(session.pk)]

@@ -48,8 +48,7 @@ from django.conf import settings
 from .errors import SessionNotFound
 from .events import validate_client_frame, validate_subscribe_frame
 from .selectors import session_get_for_user
-from .sse import sse_data
-from .turns import (
+from .turns.registry import (
     ListenerDisconnected,
     StreamItem,
     follow_turn,
@@ -58,6 +57,7 @@ from .turns import (
     turn_meta_get,
     user_group,
 )
+from .turns.sse import sse_data
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def _owns_session(session_id: str, user: Any) -> bool:
 
 @database_sync_to_async  # type: ignore[untyped-decorator]
 def _send(user: Any, session_id: str, content: dict[str, Any]) -> Any:
-    from .dispatch import turn_send
+    from .turns.dispatch import turn_send
 
     return turn_send(
         user=user,
@@ -92,7 +92,7 @@ def _send(user: Any, session_id: str, content: dict[str, Any]) -> Any:
 
 @database_sync_to_async  # type: ignore[untyped-decorator]
 def _stop(session_id: str) -> dict[str, Any]:
-    from .turns import turn_cancel_request
+    from .turns.registry import turn_cancel_request
 
     return turn_cancel_request(session_id)
 

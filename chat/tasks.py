@@ -29,13 +29,13 @@ def generate_title(session_id: str) -> None:
 
 @shared_task(name="chat.run_turn", bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def run_turn(self: Any, payload: dict[str, Any]) -> None:
-    """Run one chat turn (SPEC §4.9); the payload comes from `chat.dispatch`.
+    """Run one chat turn (SPEC §4.9); the payload comes from `chat.turns.dispatch`.
 
     Then, after a turn that completed normally, start the next one if follow-ups
     are still queued (auto-continue; never after a failure or a stop).
     """
-    from .dispatch import turn_auto_continue
-    from .runner import execute_turn, shared_loop
+    from .turns.dispatch import turn_auto_continue
+    from .turns.runtime import execute_turn, shared_loop
 
     owner = f"{self.request.hostname}:{self.request.id}"
     outcome = shared_loop.run(execute_turn(payload, owner_token=owner))
@@ -45,8 +45,8 @@ def run_turn(self: Any, payload: dict[str, Any]) -> None:
 
 @worker_ready.connect
 def _warm_up_worker(**kwargs: Any) -> None:
-    """Load the engine before the first turn arrives (see chat.runner.warm_up)."""
-    from .runner import warm_up
+    """Load the engine before the first turn arrives (see chat.turns.runtime.warm_up)."""
+    from .turns.runtime import warm_up
 
     try:
         started = time.monotonic()

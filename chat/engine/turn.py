@@ -39,7 +39,7 @@ from chat.models import (
 )
 from chat.selectors import context_snapshot_get, session_messages
 from chat.tools import Tool, ToolContext, enabled_tools, execute_tool, tool_schemas
-from chat.turns import turn_duration_ms
+from chat.turns.registry import turn_duration_ms
 
 from .context import (
     CONTEXT_COMPACTION_OUTPUT,

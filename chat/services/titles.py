@@ -62,7 +62,7 @@ def session_title_generate(*, session_id: uuid.UUID | str) -> str | None:
         {"role": "system", "content": TITLE_SYSTEM_PROMPT},
         {"role": "user", "content": first[:4000]},
     ]
-    from chat.runner import shared_loop
+    from chat.turns.runtime import shared_loop
 
     # On the process's shared loop, so the title call reuses the warm HTTP client.
     raw = shared_loop.run(_complete(messages, settings.COPILOT_TITLE_MODEL))

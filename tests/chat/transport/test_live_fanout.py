@@ -1,6 +1,6 @@
 """Live fan-out against the real Redis server: the per-process pub/sub hub, the batched
-stream appender, and the worker's turn supervisor (chat.live, chat.redis_scripts,
-chat.runner)."""
+stream appender, and the worker's turn supervisor (chat.turns.live, chat.turns.scripts,
+chat.turns.runtime)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import redis
 
-from chat import live, runner
-from chat import redis_scripts as rs
-from chat.turns import (
+from chat.turns import live, runtime
+from chat.turns import scripts as rs
+from chat.turns.registry import (
     ListenerDisconnected,
     StreamItem,
     follow_turn,
@@ -320,11 +320,11 @@ def test_a_subscribe_that_fails_after_its_listener_left_is_logged_by_the_hub(
         await asyncio.sleep(0)
         return +hub.confirming
 
-    with caplog.at_level("WARNING", logger="chat.live"):
+    with caplog.at_level("WARNING", logger="chat.turns.live"):
         leftover = asyncio.run(asyncio.wait_for(scenario(), timeout=8))
     gc.collect()  # asyncio reports a never-retrieved exception when the task is collected
     # then: the hub logged the failure once; asyncio reported nothing; nothing is owed
-    assert [rec.getMessage() for rec in caplog.records if rec.name == "chat.live"] == [
+    assert [rec.getMessage() for rec in caplog.records if rec.name == "chat.turns.live"] == [
         "Live hub could not subscribe: ConnectionError('refused')"
     ]
     assert unhandled == []
@@ -420,32 +420,32 @@ def test_an_unparseable_after_replays_the_turn_from_its_start(r: redis.Redis[byt
     ],
 )
 def test_entry_ids_parse_exactly_as_redis_writes_them(entry_id: str, key: tuple[int, int] | None) -> None:
-    from chat.turns import _entry_key
+    from chat.turns.registry import _entry_key
 
     assert _entry_key(entry_id) == key
 
 
 def test_deltas_are_relayed_as_written_without_parsing_and_other_chunks_are_checked() -> None:
-    from chat import turns
     from chat.consumers import _frame_text
-    from chat.sse import sse_frame
+    from chat.turns import registry
+    from chat.turns.sse import sse_frame
 
     raw = b'{"type":"text-delta","id":"t","delta":"h\\u00e9"}'
-    item = turns._decode_entry("5-1", "turn-1", raw)
+    item = registry._decode_entry("5-1", "turn-1", raw)
     assert item is not None
     # when: both relays format it
     frame, event = _frame_text(item), sse_frame(item)
     # then: forwarded byte for byte, its JSON never parsed, and still a full chunk when asked
     assert frame == '{"event_id":"5-1","turn_id":"turn-1","chunk":' + raw.decode() + "}"
     assert event == b"id: 5-1\ndata: " + raw + b"\n\n"
-    assert item._chunk is turns._UNPARSED
+    assert item._chunk is registry._UNPARSED
     assert (item.type, item.is_terminal, item.is_heartbeat) == ("text-delta", False, False)
     assert item.chunk == {"type": "text-delta", "id": "t", "delta": "hé"}
     # other chunks are parsed and checked as before
-    finish = turns._decode_entry("5-2", "turn-1", b'{"type":"finish"}')
+    finish = registry._decode_entry("5-2", "turn-1", b'{"type":"finish"}')
     assert finish is not None and finish.is_terminal and finish._chunk == {"type": "finish"}
-    assert turns._decode_entry("5-3", "turn-1", b'{"type":"no-such-type"}') is None
-    assert turns._decode_entry("5-4", "turn-1", b'{"type":"text-delta","id":') is None
+    assert registry._decode_entry("5-3", "turn-1", b'{"type":"no-such-type"}') is None
+    assert registry._decode_entry("5-4", "turn-1", b'{"type":"text-delta","id":') is None
 
 
 def test_a_subscription_waits_on_one_timer_and_never_gives_up_early() -> None:
@@ -593,15 +593,15 @@ def test_the_supervisor_sees_a_stop_refreshes_liveness_and_interrupts_after_the_
     r: redis.Redis[bytes], monkeypatch: Any
 ) -> None:
     # given: fast timings, and a turn guarded by the supervisor
-    monkeypatch.setattr(runner, "CANCEL_POLL_S", 0.05)
-    monkeypatch.setattr(runner, "ALIVE_REFRESH_S", 0.1)
-    monkeypatch.setattr(runner, "STOP_GRACE_S", 0.3)
+    monkeypatch.setattr(runtime, "CANCEL_POLL_S", 0.05)
+    monkeypatch.setattr(runtime, "ALIVE_REFRESH_S", 0.1)
+    monkeypatch.setattr(runtime, "STOP_GRACE_S", 0.3)
     turn_id = _claim()
 
-    async def scenario() -> tuple[runner.TurnOutcome, runner._TurnGuard, bool, list[str]]:
-        outcome = runner.TurnOutcome()
+    async def scenario() -> tuple[runtime.TurnOutcome, runtime._TurnGuard, bool, list[str]]:
+        outcome = runtime.TurnOutcome()
         cancel = asyncio.Event()
-        guard = runner._TurnGuard(SID, turn_id, "worker:1", cancel, outcome)
+        guard = runtime._TurnGuard(SID, turn_id, "worker:1", cancel, outcome)
         guard.start(10**9)
         events: list[str] = []
         r.delete(rs.alive_key(SID))
@@ -641,9 +641,9 @@ def test_the_supervisor_refreshes_each_turn_on_its_own_schedule_and_only_locks_i
     refreshed: dict[str, Any] = {}
 
     async def scenario() -> None:
-        sup = runner._Supervisor()
-        guard_a = runner._TurnGuard(sid_a, turn_a, "worker:1", asyncio.Event(), runner.TurnOutcome())
-        guard_b = runner._TurnGuard(sid_b, turn_b, "worker:1", asyncio.Event(), runner.TurnOutcome())
+        sup = runtime._Supervisor()
+        guard_a = runtime._TurnGuard(sid_a, turn_a, "worker:1", asyncio.Event(), runtime.TurnOutcome())
+        guard_b = runtime._TurnGuard(sid_b, turn_b, "worker:1", asyncio.Event(), runtime.TurnOutcome())
         t0 = guard_a.loop.time()
         sup.guards = {turn_a: guard_a, turn_b: guard_b}
         guard_a.alive_due, guard_a.locks_due = t0 + 5, t0 + 30

@@ -12,8 +12,8 @@ import redis
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from chat import redis_scripts as rs
-from chat.turns import (
+from chat.turns import scripts as rs
+from chat.turns.registry import (
     PendingMessage,
     follow_turn,
     mark_session_completed,

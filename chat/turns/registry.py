@@ -22,7 +22,7 @@ import redis
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from . import redis_scripts as rs
+from . import scripts as rs
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ def mark_session_completed(
 ) -> bool:
     """The one place a turn ends (SPEC §4.6.5): CAS the status, free the session, publish.
 
-    One Redis step (`redis_scripts.complete_turn`) keeps the order: status first
+    One Redis step (`scripts.complete_turn`) keeps the order: status first
     (only the first finisher wins), then the cluster lock is deleted so the next
     turn can start at once, then `error` (if any) and `finish` go to the stream.
     Returns False, doing nothing else, when the turn had already ended (or
@@ -167,7 +167,7 @@ def _record_duration(meta: TurnMeta) -> None:
     out, so the page's stream-end refetch can say "Thought for Ns"."""
     from django.db import DatabaseError
 
-    from .models import ChatMessage
+    from chat.models import ChatMessage
 
     duration_ms = turn_duration_ms(meta.created_at)
     try:
@@ -528,7 +528,7 @@ async def follow_turn(
 ) -> AsyncGenerator[StreamItem, None]:
     """Replay a turn's events from its start (or after `after`), then follow it live.
 
-    Live chunks come through this process's pub/sub hub (`chat.live`); the log is
+    Live chunks come through this process's pub/sub hub (`chat.turns.live`); the log is
     read when following starts and again whenever live delivery may have had a gap.
     Ends after `finish`. Heartbeats come as items with `chunk=None` every
     COPILOT_SSE_HEARTBEAT_S of silence; on each one the status is re-read and the log

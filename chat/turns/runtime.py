@@ -24,8 +24,8 @@ import redis
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from . import redis_scripts as rs
-from .turns import (
+from . import scripts as rs
+from .registry import (
     STATUS_RUNNING,
     WORKER_LOST_ERROR,
     PendingMessage,
@@ -59,7 +59,7 @@ EngineFactory = Callable[..., AsyncIterator[Any]]
 
 
 def _default_engine(**kwargs: Any) -> AsyncIterator[Any]:
-    from .engine.turn import run_turn
+    from chat.engine.turn import run_turn
 
     return run_turn(**kwargs)
 
@@ -184,7 +184,7 @@ def _handle(event: Any, publisher: _Publisher, outcome: TurnOutcome) -> bool:
 
 
 def _note_failure(session_id: str, turn_id: str, error: str) -> None:
-    from .models import TurnUsage
+    from chat.models import TurnUsage
 
     TurnUsage.objects.filter(turn_id=turn_id).update(outcome=TurnUsage.Outcome.FAILED, error=error)
 
@@ -197,7 +197,7 @@ class _Publisher:
     """
 
     def __init__(self, turn_id: str) -> None:
-        from .engine.accumulator import EventAccumulator
+        from chat.engine.accumulator import EventAccumulator
 
         self.folded = EventAccumulator()
         self.appender = rs.loop_appender()
@@ -444,10 +444,10 @@ def warm_up() -> None:
     """
     from django.conf import settings as django_settings
 
-    from .engine import turn  # noqa: F401 - the imports are the warm-up
-    from .engine.context import encoding_for
-    from .engine.providers import anthropic, openai_compat  # noqa: F401
-    from .tools.builtin import calculator, clock, memory, search_chats, web_fetch  # noqa: F401
+    from chat.engine import turn  # noqa: F401 - the imports are the warm-up
+    from chat.engine.context import encoding_for
+    from chat.engine.providers import anthropic, openai_compat  # noqa: F401
+    from chat.tools.builtin import calculator, clock, memory, search_chats, web_fetch  # noqa: F401
 
     for model in {django_settings.COPILOT_MODEL, django_settings.COPILOT_ADVANCED_MODEL}:
         encoding_for(model).encode("warm up")

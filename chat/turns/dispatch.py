@@ -19,10 +19,11 @@ from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
-from .errors import ChatError, SessionNotFound
-from .models import COPILOT_SYSTEM_PREFIX, ChatMessage, ChatSession, TurnUsage
-from .services.messages import messages_save_new
-from .turns import (
+from chat.errors import ChatError, SessionNotFound
+from chat.models import COPILOT_SYSTEM_PREFIX, ChatMessage, ChatSession, TurnUsage
+from chat.services.messages import messages_save_new
+
+from .registry import (
     PendingMessage,
     mark_session_completed,
     notify_session,
@@ -130,7 +131,7 @@ def turn_auto_continue(*, session_id: str) -> str | None:
 
 
 def _session_for(user: Any, session_id: object) -> ChatSession:
-    from .selectors import session_get_for_user
+    from chat.selectors import session_get_for_user
 
     return session_get_for_user(session_id=str(session_id), user=user)
 
@@ -185,7 +186,7 @@ def _check_rate_limit(user: Any) -> None:
 def _start(
     session: ChatSession, user: Any, turn_id: str, messages: list[PendingMessage], payload: dict[str, Any]
 ) -> None:
-    from .tasks import run_turn as run_turn_task
+    from chat.tasks import run_turn as run_turn_task
 
     # Stale follow-ups (queued before this claim) go first, so the DB stays chronological.
     stale = pending_drain(session.pk)
