@@ -197,7 +197,7 @@ class SessionStreamApi(APIView):
     @extend_schema(responses={204: None})
     def delete(self, request: Request, session_id: str) -> Response:
         """Close every SSE and WebSocket listener of the session's turn; the turn keeps running."""
-        from .turns.registry import turn_listeners_disconnect
+        from .turns.follow import turn_listeners_disconnect
 
         session = session_get_for_user(session_id=session_id, user=request.user)
         turn_listeners_disconnect(session.pk)
@@ -214,7 +214,7 @@ class SessionCancelApi(APIView):
 
 class SessionPendingApi(APIView):
     def get(self, request: Request, session_id: str) -> Response:
-        from .turns.registry import pending_peek
+        from .turns.pending import pending_peek
 
         session = session_get_for_user(session_id=session_id, user=request.user)
         messages = [m.content for m in pending_peek(session.pk)]

@@ -23,19 +23,9 @@ from chat.errors import ChatError, SessionNotFound
 from chat.models import COPILOT_SYSTEM_PREFIX, ChatMessage, ChatSession, TurnUsage
 from chat.services.messages import messages_save_new
 
-from .registry import (
-    PendingMessage,
-    mark_session_completed,
-    notify_session,
-    pending_call_allowed,
-    pending_drain,
-    pending_peek,
-    pending_push,
-    pending_requeue,
-    reap_if_dead,
-    turn_claim,
-    turn_meta_get,
-)
+from .notify import notify_session
+from .pending import PendingMessage, pending_call_allowed, pending_drain, pending_peek, pending_push, pending_requeue
+from .registry import mark_session_completed, reap_if_dead, turn_claim, turn_meta_get
 
 logger = logging.getLogger(__name__)
 

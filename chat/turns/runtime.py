@@ -25,13 +25,11 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from . import scripts as rs
+from .pending import PendingMessage, pending_drain, pending_requeue
 from .registry import (
     STATUS_RUNNING,
     WORKER_LOST_ERROR,
-    PendingMessage,
     mark_session_completed_async,
-    pending_drain,
-    pending_requeue,
     turn_fail_orphaned,
     turn_meta_get_async,
 )

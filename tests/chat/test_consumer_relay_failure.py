@@ -14,7 +14,7 @@ import pytest
 from channels.testing import WebsocketCommunicator
 
 from chat import consumers
-from chat.turns.registry import StreamItem
+from chat.turns.follow import StreamItem
 
 pytestmark = pytest.mark.django_db  # channels closes old DB connections around a consumer's calls
 

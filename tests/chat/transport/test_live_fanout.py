@@ -16,16 +16,8 @@ import redis
 
 from chat.turns import live, runtime
 from chat.turns import scripts as rs
-from chat.turns.registry import (
-    ListenerDisconnected,
-    StreamItem,
-    follow_turn,
-    mark_session_completed,
-    publish_chunk,
-    turn_claim,
-    turn_listeners_disconnect,
-    turn_meta_get,
-)
+from chat.turns.follow import ListenerDisconnected, StreamItem, follow_turn, turn_listeners_disconnect
+from chat.turns.registry import mark_session_completed, publish_chunk, turn_claim, turn_meta_get
 
 pytestmark = pytest.mark.django_db
 
@@ -420,32 +412,32 @@ def test_an_unparseable_after_replays_the_turn_from_its_start(r: redis.Redis[byt
     ],
 )
 def test_entry_ids_parse_exactly_as_redis_writes_them(entry_id: str, key: tuple[int, int] | None) -> None:
-    from chat.turns.registry import _entry_key
+    from chat.turns.follow import _entry_key
 
     assert _entry_key(entry_id) == key
 
 
 def test_deltas_are_relayed_as_written_without_parsing_and_other_chunks_are_checked() -> None:
     from chat.consumers import _frame_text
-    from chat.turns import registry
+    from chat.turns import follow
     from chat.turns.sse import sse_frame
 
     raw = b'{"type":"text-delta","id":"t","delta":"h\\u00e9"}'
-    item = registry._decode_entry("5-1", "turn-1", raw)
+    item = follow._decode_entry("5-1", "turn-1", raw)
     assert item is not None
     # when: both relays format it
     frame, event = _frame_text(item), sse_frame(item)
     # then: forwarded byte for byte, its JSON never parsed, and still a full chunk when asked
     assert frame == '{"event_id":"5-1","turn_id":"turn-1","chunk":' + raw.decode() + "}"
     assert event == b"id: 5-1\ndata: " + raw + b"\n\n"
-    assert item._chunk is registry._UNPARSED
+    assert item._chunk is follow._UNPARSED
     assert (item.type, item.is_terminal, item.is_heartbeat) == ("text-delta", False, False)
     assert item.chunk == {"type": "text-delta", "id": "t", "delta": "hé"}
     # other chunks are parsed and checked as before
-    finish = registry._decode_entry("5-2", "turn-1", b'{"type":"finish"}')
+    finish = follow._decode_entry("5-2", "turn-1", b'{"type":"finish"}')
     assert finish is not None and finish.is_terminal and finish._chunk == {"type": "finish"}
-    assert registry._decode_entry("5-3", "turn-1", b'{"type":"no-such-type"}') is None
-    assert registry._decode_entry("5-4", "turn-1", b'{"type":"text-delta","id":') is None
+    assert follow._decode_entry("5-3", "turn-1", b'{"type":"no-such-type"}') is None
+    assert follow._decode_entry("5-4", "turn-1", b'{"type":"text-delta","id":') is None
 
 
 def test_a_subscription_waits_on_one_timer_and_never_gives_up_early() -> None:
