@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 
 from .models import ChatMessage, ChatSession
 from .selectors import message_page, session_get_for_user, session_list
-from .services import session_create, session_delete, session_rename
+from .services.sessions import session_create, session_delete, session_rename
 from .turns.scripts import turn_statuses
 
 
@@ -41,7 +41,8 @@ class MessageOutputSerializer(serializers.Serializer[ChatMessage]):
 
 
 def _active_turn(session_id: object) -> dict[str, Any] | None:
-    from .turns.registry import iso_from_unix, reap_if_dead, turn_meta_get
+    from .services.turns import reap_if_dead
+    from .turns.registry import iso_from_unix, turn_meta_get
 
     reap_if_dead(session_id)
     meta = turn_meta_get(session_id)
@@ -183,7 +184,8 @@ class SessionStreamApi(APIView):
 
     @extend_schema(responses={200: None, 204: None})
     def get(self, request: Request, session_id: str) -> Any:
-        from .turns.registry import reap_if_dead, turn_meta_get
+        from .services.turns import reap_if_dead
+        from .turns.registry import turn_meta_get
         from .turns.sse import sse_response
 
         session = session_get_for_user(session_id=session_id, user=request.user)

@@ -48,9 +48,10 @@ from django.conf import settings
 from .errors import SessionNotFound
 from .events import validate_client_frame, validate_subscribe_frame
 from .selectors import session_get_for_user
+from .services.turns import reap_if_dead
 from .turns.follow import ListenerDisconnected, StreamItem, follow_turn
 from .turns.notify import session_group, user_group
-from .turns.registry import reap_if_dead, turn_meta_get
+from .turns.registry import turn_meta_get
 from .turns.sse import sse_data
 
 logger = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ def generate_title(session_id: str) -> None:
     Idempotent: the title is written with a conditional UPDATE, so a second run
     (redelivery) changes nothing. A failure is logged and never affects the chat.
     """
-    from chat.services import session_title_generate
+    from chat.engine.titles import session_title_generate
 
     try:
         session_title_generate(session_id=session_id)
@@ -35,7 +35,8 @@ def run_turn(self: Any, payload: dict[str, Any]) -> None:
     are still queued (auto-continue; never after a failure or a stop).
     """
     from .turns.dispatch import turn_auto_continue
-    from .turns.runtime import execute_turn, shared_loop
+    from .turns.loop import shared_loop
+    from .turns.runtime import execute_turn
 
     owner = f"{self.request.hostname}:{self.request.id}"
     outcome = shared_loop.run(execute_turn(payload, owner_token=owner))

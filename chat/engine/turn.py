@@ -27,7 +27,6 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from chat import services
 from chat.errors import SessionNotFound
 from chat.models import (
     COPILOT_SYSTEM_PREFIX,
@@ -38,6 +37,8 @@ from chat.models import (
     TurnUsage,
 )
 from chat.selectors import context_snapshot_get, session_messages
+from chat.services import messages as message_services
+from chat.services import usage as usage_services
 from chat.tools import Tool, ToolContext, enabled_tools, execute_tool, tool_schemas
 from chat.turns.registry import turn_duration_ms
 
@@ -294,7 +295,7 @@ class _TurnRunner:
     async def _save(self) -> None:
         """Persist every unsaved row of the working list (one write)."""
         self.emitter.sync()
-        await sync_to_async(services.messages_save_new)(session_id=self.session_id, messages=self.messages)
+        await sync_to_async(message_services.messages_save_new)(session_id=self.session_id, messages=self.messages)
 
     # ------------------------------------------------------------------ the turn
 
@@ -470,7 +471,7 @@ class _TurnRunner:
         else:
             if snapshot is not None:
                 snapshot_messages, watermark = snapshot.messages, snapshot.message_count
-        services.turn_usage_start(
+        usage_services.turn_usage_start(
             turn_id=self.turn_id,
             session_id=self.session_id,
             user_id=session.user_id,
@@ -729,7 +730,7 @@ class _TurnRunner:
         """The turn's last writes: remaining rows, usage and cost, the context snapshot."""
         self.emitter.sync()
         saved_last = self._set_duration()
-        services.messages_save_new(session_id=self.session_id, messages=self.messages)
+        message_services.messages_save_new(session_id=self.session_id, messages=self.messages)
         if saved_last is not None:
             ChatMessage.objects.filter(pk=saved_last.pk).update(duration_ms=saved_last.duration_ms)
         self._record_usage()
@@ -767,7 +768,7 @@ class _TurnRunner:
             outcome = TurnUsage.Outcome.FAILED
         else:
             outcome = TurnUsage.Outcome.COMPLETED
-        services.turn_usage_finish(
+        usage_services.turn_usage_finish(
             turn_id=self.turn_id,
             session_id=self.session_id,
             user=self.user,

@@ -17,15 +17,16 @@ from typing import Any, Literal
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
-from django.utils import timezone
 
 from chat.errors import ChatError, SessionNotFound
-from chat.models import COPILOT_SYSTEM_PREFIX, ChatMessage, ChatSession, TurnUsage
+from chat.models import ChatMessage, ChatSession
 from chat.services.messages import messages_save_new
+from chat.services.turns import reap_if_dead, turn_record_failure
+from chat.services.usage import turn_usage_create
 
 from .notify import notify_session
 from .pending import PendingMessage, pending_call_allowed, pending_drain, pending_peek, pending_push, pending_requeue
-from .registry import mark_session_completed, reap_if_dead, turn_claim, turn_meta_get
+from .registry import mark_session_completed, turn_claim, turn_meta_get
 
 logger = logging.getLogger(__name__)
 
@@ -195,7 +196,7 @@ def _start(
                     for m in rows
                 ],
             )
-            TurnUsage.objects.create(turn_id=turn_id, session=session, user=user)
+            turn_usage_create(turn_id=turn_id, session=session, user=user)
             transaction.on_commit(lambda: _enqueue(run_turn_task, session.pk, turn_id, payload))
             transaction.on_commit(
                 lambda: notify_session(session.pk, {"type": "turn.started", "turn_id": turn_id}), robust=True
@@ -214,20 +215,6 @@ def _enqueue(task: Any, session_id: object, turn_id: str, payload: dict[str, Any
         turn_record_failure(session_id=str(session_id), turn_id=turn_id, error="Failed to start the turn.")
         mark_session_completed(session_id, error_message="Failed to start the turn.", turn_id=turn_id)
         raise ChatUnavailable("Chat service unavailable, please retry.") from exc
-
-
-def turn_record_failure(*, session_id: str, turn_id: str, error: str) -> None:
-    """Leave the failure in the transcript (an assistant notice) and on the turn record."""
-    notice = ChatMessage(
-        role=ChatMessage.Role.ASSISTANT, content=f"{COPILOT_SYSTEM_PREFIX} Error: {error}", turn_id=turn_id
-    )
-    try:
-        messages_save_new(session_id=session_id, messages=[notice])
-    except SessionNotFound:
-        return  # deleted meanwhile: nothing left to annotate
-    TurnUsage.objects.filter(turn_id=turn_id, outcome=TurnUsage.Outcome.RUNNING).update(
-        outcome=TurnUsage.Outcome.FAILED, error=error, finished_at=timezone.now()
-    )
 
 
 __all__ = ["ChatUnavailable", "SendResult", "SessionNotFound", "TooManyQueuedMessages", "turn_send"]

@@ -15,9 +15,11 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
+from chat.services.turns import reap_if_dead
+
 from . import scripts as rs
 from .live import DISCONNECT, RESYNC, live_hub
-from .registry import reap_if_dead, turn_meta_get_async
+from .registry import turn_meta_get_async
 
 logger = logging.getLogger(__name__)
 

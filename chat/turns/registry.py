@@ -102,24 +102,19 @@ def publish_chunk(turn_id: object, chunk: dict[str, Any]) -> str:
     return rs.stream_append(turn_id, json.dumps(chunk, separators=(",", ":")))
 
 
-def mark_session_completed(
-    session_id: object, *, error_message: str | None = None, turn_id: str | None = None, record_duration: bool = True
-) -> bool:
-    """The one place a turn ends (SPEC §4.6.5): CAS the status, free the session, publish.
+def mark_session_completed(session_id: object, *, error_message: str | None = None, turn_id: str | None = None) -> bool:
+    """The one place a turn ends: CAS the status, free the session, publish.
 
     One Redis step (`scripts.complete_turn`) keeps the order: status first
     (only the first finisher wins), then the cluster lock is deleted so the next
     turn can start at once, then `error` (if any) and `finish` go to the stream.
     Returns False, doing nothing else, when the turn had already ended (or
-    `turn_id` is not the current turn). A turn ending without an error gets its
-    wall time on its last assistant row first (`record_duration`; the worker's
-    engine writes it with the row itself and passes False).
+    `turn_id` is not the current turn). Only Redis is touched: a turn's wall time
+    is written by the worker's engine with its last assistant row.
     """
     meta = turn_meta_get(session_id)
     if meta is None or not meta.is_running or (turn_id is not None and meta.turn_id != turn_id):
         return False
-    if not error_message and record_duration:
-        _record_duration(meta)
     status, chunks = _completion(error_message)
     if not rs.complete_turn(session_id, meta.turn_id, status, chunks):
         return False
@@ -151,57 +146,29 @@ def turn_duration_ms(created_at: float) -> int:
     return max(0, int((time.time() - created_at) * 1000))
 
 
-def _record_duration(meta: TurnMeta) -> None:
-    """The turn's wall time on its last assistant row (best effort), before `finish` goes
-    out, so the page's stream-end refetch can say "Thought for Ns"."""
-    from django.db import DatabaseError
-
-    from chat.models import ChatMessage
-
-    duration_ms = turn_duration_ms(meta.created_at)
-    try:
-        last = (
-            ChatMessage.objects.filter(turn_id=meta.turn_id, role=ChatMessage.Role.ASSISTANT)
-            .order_by("-sequence")
-            .values_list("pk", flat=True)
-            .first()
-        )
-        if last is not None:
-            ChatMessage.objects.filter(pk=last).update(duration_ms=duration_ms)
-    except DatabaseError:
-        logger.warning("Could not record the duration of turn %s", meta.turn_id, exc_info=True)
-
-
-def reap_if_dead(session_id: object) -> bool:
-    """End a `running` turn whose worker is gone; True if it did.
+def turn_orphan_error(session_id: object) -> tuple[str, str] | None:
+    """The running turn that no worker serves, as (turn_id, the error it ends with); None if none.
 
     A worker refreshes `copilot:turn:alive:{sid}` every few seconds. When the key
     has expired after the worker started, the worker died (kill -9, OOM, host
-    loss): the turn is failed so the session accepts new messages at once, and a
-    late redelivery of the task finds the turn no longer running and drops it.
-    A turn no worker picked up within COPILOT_TURN_START_TIMEOUT_S fails the same way.
+    loss). A turn no worker picked up within COPILOT_TURN_START_TIMEOUT_S is an
+    orphan too. (`chat.services.turns.reap_if_dead` fails such a turn.)
     """
     meta = turn_meta_get(session_id)
     if meta is None or not meta.is_running:
-        return False
+        return None
     if rs.redis_client().exists(rs.alive_key(session_id)):
-        return False
+        return None
     if meta.started_at is not None:
-        error = WORKER_LOST_ERROR
-    elif time.time() - meta.created_at > settings.COPILOT_TURN_START_TIMEOUT_S:
-        error = NEVER_STARTED_ERROR
-    else:
-        return False
-    logger.warning("Turn %s of session %s has no live worker: %s", meta.turn_id, session_id, error)
-    return turn_fail_orphaned(session_id=str(session_id), turn_id=meta.turn_id, error=error)
+        return meta.turn_id, WORKER_LOST_ERROR
+    if time.time() - meta.created_at > settings.COPILOT_TURN_START_TIMEOUT_S:
+        return meta.turn_id, NEVER_STARTED_ERROR
+    return None
 
 
-def turn_fail_orphaned(*, session_id: str, turn_id: str, error: str) -> bool:
-    """End a turn whose worker is gone: a notice in the transcript, its stream lock
-    freed (the dead worker can no longer release it), then completion as failed."""
-    from .dispatch import turn_record_failure
-
-    turn_record_failure(session_id=session_id, turn_id=turn_id, error=error)
+def turn_end_orphaned(*, session_id: str, turn_id: str, error: str) -> bool:
+    """End a turn whose worker is gone, in Redis: its stream lock freed (the dead worker
+    can no longer release it), then completion as failed."""
     rs.compare_and_delete(rs.stream_lock_key(session_id), turn_id)
     return mark_session_completed(session_id, error_message=error, turn_id=turn_id)
 

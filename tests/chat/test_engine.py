@@ -21,7 +21,7 @@ from chat.engine.followups import PendingFollowUp
 from chat.engine.turn import FALLBACK_TEXT, run_turn
 from chat.llm_fake import FakeLLMServer
 from chat.models import STOPPED_BY_USER_MARKER, ChatMessage, ChatSession, TurnUsage
-from chat.services import message_append_user
+from chat.services.messages import message_append_user
 from chat.tools.builtin.calculator import Calculator
 from chat.tools.builtin.clock import GetCurrentTime
 from tests.chat.conftest import fake
@@ -992,7 +992,7 @@ async def test_follow_ups_that_cannot_be_saved_are_requeued_in_order(
     llm: FakeLLMServer, session: ChatSession, caplog: pytest.LogCaptureFixture
 ) -> None:
     # given: the write that carries the follow-ups fails once
-    from chat import services
+    from chat.services import messages as services
 
     drained = [PendingFollowUp(content="one"), PendingFollowUp(content="two")]
     batches = [[], drained]

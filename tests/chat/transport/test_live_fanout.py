@@ -45,7 +45,7 @@ async def _publish_later(turn_id: str, chunks: list[dict[str, Any]], *, finish: 
     await asyncio.sleep(0.2)
     ids = [await asyncio.to_thread(publish_chunk, turn_id, chunk) for chunk in chunks]
     if finish:
-        await asyncio.to_thread(mark_session_completed, SID, record_duration=False)
+        await asyncio.to_thread(mark_session_completed, SID)
     return ids
 
 
@@ -123,7 +123,7 @@ def test_two_first_listeners_at_once_share_one_pubsub_connection(r: redis.Redis[
             connections.append(len(r.client_list(_type="pubsub")))
             for session_id, turn_id in turns.items():
                 await asyncio.to_thread(publish_chunk, turn_id, _texts(1)[0])
-                await asyncio.to_thread(mark_session_completed, session_id, record_duration=False)
+                await asyncio.to_thread(mark_session_completed, session_id)
 
         publisher = asyncio.create_task(publish_once_both_listen())
         results = await asyncio.gather(*(_collect_session(sid) for sid in turns))
@@ -168,7 +168,7 @@ def test_disconnect_closes_the_sessions_listeners_and_no_others(r: redis.Redis[b
         receivers = await asyncio.to_thread(turn_listeners_disconnect, SID)
         await asyncio.wait_for(asyncio.gather(tasks[0], tasks[1]), timeout=5)
         await asyncio.to_thread(publish_chunk, other_turn, _texts(2)[1])
-        await asyncio.to_thread(mark_session_completed, OTHER_SID, record_duration=False)
+        await asyncio.to_thread(mark_session_completed, OTHER_SID)
         await asyncio.wait_for(tasks[2], timeout=5)
         return receivers
 
@@ -212,7 +212,7 @@ def test_a_lost_pubsub_connection_resyncs_from_the_log_without_gaps_or_repeats(r
         assert r.client_kill(f"{host}:{port}") is True
         publish_chunk(turn_id, second)
         publish_chunk(turn_id, third)
-        mark_session_completed(SID, record_duration=False)
+        mark_session_completed(SID)
         items.extend([item async for item in agen])
         return items
 
@@ -242,7 +242,7 @@ def test_a_listener_arriving_during_a_reconnect_does_not_strand_the_others(r: re
         seen.append(len(r.client_list(_type="pubsub")))
         for session_id, turn_id in turns.items():
             await asyncio.to_thread(publish_chunk, turn_id, _texts(1)[0])
-            await asyncio.to_thread(mark_session_completed, session_id, record_duration=False)
+            await asyncio.to_thread(mark_session_completed, session_id)
         return [await first, await second]
 
     results = asyncio.run(asyncio.wait_for(scenario(), timeout=8))  # a heartbeat (10 s) would mean a lost chunk
@@ -345,7 +345,7 @@ def test_a_silent_pubsub_connection_is_replaced_and_the_listener_resyncs(
         assert hub.link is not None
         ports.append(hub.link.transport.get_extra_info("sockname")[1])
         publish_chunk(turn_id, third)
-        mark_session_completed(SID, record_duration=False)
+        mark_session_completed(SID)
         items.extend([item async for item in agen])
         return items
 
@@ -371,7 +371,7 @@ def test_a_listener_too_far_behind_reads_the_log_instead_of_an_endless_queue(
         await publisher
         for chunk in chunks[1:]:
             publish_chunk(turn_id, chunk)
-        mark_session_completed(SID, record_duration=False)
+        mark_session_completed(SID)
         await asyncio.sleep(0.3)  # everything has reached the hub while the listener was not reading
         hub_queues = [len(sub.items) for subs in live.live_hub().subs.values() for sub in subs]
         assert hub_queues and max(hub_queues) <= 5
@@ -388,7 +388,7 @@ def test_an_unparseable_after_replays_the_turn_from_its_start(r: redis.Redis[byt
     chunks = _texts(2)
     for chunk in chunks:
         publish_chunk(turn_id, chunk)
-    mark_session_completed(SID, record_duration=False)
+    mark_session_completed(SID)
     items = asyncio.run(_collect(after="not-an-id"))
     assert [i.chunk for i in items] == [*chunks, {"type": "finish"}]
 
