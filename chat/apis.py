@@ -41,12 +41,11 @@ class MessageOutputSerializer(serializers.Serializer[ChatMessage]):
 
 
 def _active_turn(session_id: object) -> dict[str, Any] | None:
-    from .services.turns import reap_if_dead
-    from .turns.registry import iso_from_unix, turn_meta_get
+    from .services.turns import turn_running
+    from .turns.registry import iso_from_unix
 
-    reap_if_dead(session_id)
-    meta = turn_meta_get(session_id)
-    if meta is None or not meta.is_running:
+    meta = turn_running(session_id, reap=True)
+    if meta is None:
         return None
     return {"turn_id": meta.turn_id, "started_at": iso_from_unix(meta.created_at)}
 
@@ -184,14 +183,12 @@ class SessionStreamApi(APIView):
 
     @extend_schema(responses={200: None, 204: None})
     def get(self, request: Request, session_id: str) -> Any:
-        from .services.turns import reap_if_dead
-        from .turns.registry import turn_meta_get
+        from .services.turns import turn_running
         from .turns.sse import sse_response
 
         session = session_get_for_user(session_id=session_id, user=request.user)
-        reap_if_dead(session.pk)
-        meta = turn_meta_get(session.pk)
-        if meta is None or not meta.is_running:
+        meta = turn_running(session.pk, reap=True)
+        if meta is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         after = request.headers.get("Last-Event-ID") or request.query_params.get("after") or None
         return sse_response(str(session.pk), after=after, turn_id=meta.turn_id)

@@ -48,10 +48,9 @@ from django.conf import settings
 from .errors import SessionNotFound
 from .events import validate_client_frame, validate_subscribe_frame
 from .selectors import session_get_for_user
-from .services.turns import reap_if_dead
+from .services.turns import turn_running
 from .turns.follow import ListenerDisconnected, StreamItem, follow_turn
 from .turns.notify import session_group, user_group
-from .turns.registry import turn_meta_get
 from .turns.sse import sse_data
 
 logger = logging.getLogger(__name__)
@@ -96,10 +95,8 @@ def _stop(session_id: str) -> dict[str, Any]:
 def _running_turn(session_id: str, *, reap: bool = False) -> str | None:
     """The chat's running turn. With `reap`, a dead worker's turn is ended first, as
     `GET …/stream` does (the subscribe socket); `resume` reads the meta as it is."""
-    if reap:
-        reap_if_dead(session_id)
-    meta = turn_meta_get(session_id)
-    return meta.turn_id if meta is not None and meta.is_running else None
+    meta = turn_running(session_id, reap=reap)
+    return meta.turn_id if meta is not None else None
 
 
 def _chunk_text(item: StreamItem) -> str:
@@ -255,9 +252,6 @@ class ChatConsumer(_TurnRelay):
 
     async def turn_started(self, event: dict[str, Any]) -> None:
         await self._follow(event["turn_id"], after=None)
-
-    async def turn_ended(self, event: dict[str, Any]) -> None:
-        return None  # the follower ends on the stream's own `finish`
 
     # relaying --------------------------------------------------------------------------------
 

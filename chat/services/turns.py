@@ -12,7 +12,7 @@ from chat.errors import SessionNotFound
 from chat.models import COPILOT_SYSTEM_PREFIX, ChatMessage
 from chat.services.messages import messages_save_new
 from chat.services.usage import turn_usage_fail
-from chat.turns.registry import turn_end_orphaned, turn_orphan_error
+from chat.turns.registry import TurnMeta, turn_end_orphaned, turn_meta_get, turn_orphan_error
 
 logger = logging.getLogger(__name__)
 
@@ -48,3 +48,12 @@ def reap_if_dead(session_id: object) -> bool:
     turn_id, error = orphan
     logger.warning("Turn %s of session %s has no live worker: %s", turn_id, session_id, error)
     return turn_fail_orphaned(session_id=str(session_id), turn_id=turn_id, error=error)
+
+
+def turn_running(session_id: object, *, reap: bool = False) -> TurnMeta | None:
+    """The session's running turn, or None. With `reap`, a turn whose worker is gone is
+    ended first (what a client that is about to follow the turn needs)."""
+    if reap:
+        reap_if_dead(session_id)
+    meta = turn_meta_get(session_id)
+    return meta if meta is not None and meta.is_running else None

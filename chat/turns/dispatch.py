@@ -20,13 +20,13 @@ from django.db import DatabaseError, transaction
 
 from chat.errors import ChatError, SessionNotFound
 from chat.models import ChatMessage, ChatSession
-from chat.services.messages import messages_save_new
-from chat.services.turns import reap_if_dead, turn_record_failure
+from chat.services.messages import message_duplicate_of, messages_save_new
+from chat.services.turns import reap_if_dead, turn_record_failure, turn_running
 from chat.services.usage import turn_usage_create
 
 from .notify import notify_session
 from .pending import PendingMessage, pending_call_allowed, pending_drain, pending_peek, pending_push, pending_requeue
-from .registry import mark_session_completed, turn_claim, turn_meta_get
+from .registry import mark_session_completed, turn_claim
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def turn_send(
     if duplicate_of is not None:
         logger.info("Duplicate message detected for session %s, skipping enqueue", session.pk)
         return SendResult("duplicate", turn_id=duplicate_of or None, turn_in_flight=_in_flight(session.pk))
-    meta = turn_meta_get(session.pk)
+    running = _in_flight(session.pk)
     pending = PendingMessage(
         content=message,
         enqueued_at=arrival,
@@ -84,7 +84,7 @@ def turn_send(
         client_message_id=client_message_id,
         next_turn=next_turn,
     )
-    if meta is not None and meta.is_running:
+    if running:
         return _queue(session, user, pending)
     _check_rate_limit(user)
     turn_id = turn_claim(session_id=session.pk, user_id=user.pk, origin_id=origin_id, origin_name=origin_name)
@@ -128,29 +128,21 @@ def _session_for(user: Any, session_id: object) -> ChatSession:
 
 
 def _in_flight(session_id: object) -> bool:
-    meta = turn_meta_get(session_id)
-    return meta is not None and meta.is_running
+    return turn_running(session_id) is not None
 
 
 def _duplicate_turn(session: ChatSession, message: str, client_message_id: str | None) -> str | None:
     """The turn id ('' if unknown) a repeated send belongs to, or None if it is new.
 
-    A repeat is the same `client_message_id`, or the same text as an unanswered
-    trailing user message (SPEC §4.5: a real repeat is always separated by a reply).
+    A repeat of a saved message (`message_duplicate_of`), or of a queued one: the same
+    `client_message_id`, or the same text as the last follow-up queued while a turn runs.
     """
-    if client_message_id:
-        row = ChatMessage.objects.filter(session=session, client_message_id=client_message_id).first()
-        if row is not None:
-            return str(row.turn_id or "")
-        if any(p.client_message_id == client_message_id for p in pending_peek(session.pk)):
-            return ""
-    trailing = list(ChatMessage.objects.filter(session=session).order_by("-sequence")[:20])
-    for row in trailing:
-        if row.role != ChatMessage.Role.USER:
-            break
-        if row.content == message:
-            return str(row.turn_id or "")
+    found = message_duplicate_of(session_id=session.pk, content=message, client_message_id=client_message_id)
+    if found is not None:
+        return found
     queued = pending_peek(session.pk)
+    if client_message_id and any(p.client_message_id == client_message_id for p in queued):
+        return ""
     if queued and queued[-1].content == message and _in_flight(session.pk):
         return ""
     return None

@@ -61,19 +61,16 @@ class PendingMessage:
 
 
 def pending_push(session_id: object, message: PendingMessage) -> int:
-    """Queue a follow-up (the 11th drops the oldest); returns the buffer length."""
-    length = rs.capped_rpush(rs.pending_key(session_id), message.to_json(), rs.PENDING_MAX, rs.PENDING_TTL_S)
-    try:
-        rs.redis_client().publish(rs.pending_channel(session_id), "1")
-    except redis.RedisError:
-        logger.warning("Pending notify publish failed for %s", session_id)
-    return length
+    """Queue a follow-up (past COPILOT_PENDING_MAX the oldest is dropped); returns the buffer length."""
+    return rs.capped_rpush(
+        rs.pending_key(session_id), message.to_json(), int(settings.COPILOT_PENDING_MAX), rs.PENDING_TTL_S
+    )
 
 
 def pending_drain(session_id: object) -> list[PendingMessage]:
     """Take every queued follow-up, oldest first, atomically (LPOP count)."""
     try:
-        raw = rs.lpop_many(rs.pending_key(session_id), rs.PENDING_MAX)
+        raw = rs.lpop_many(rs.pending_key(session_id), int(settings.COPILOT_PENDING_MAX))
     except redis.RedisError:
         logger.warning("Pending drain failed for %s; treating as empty", session_id)
         return []

@@ -181,9 +181,7 @@ def turn_cancel_request(session_id: object) -> dict[str, Any]:
     meta = turn_meta_get(session_id)
     if meta is None or not meta.is_running:
         return {"cancelled": True, "reason": "no_active_session"}
-    client = rs.redis_client()
-    client.set(rs.cancel_key(session_id), meta.turn_id, ex=rs.CANCEL_TTL_S)
-    client.publish(rs.cancel_channel(session_id), meta.turn_id)
+    rs.redis_client().set(rs.cancel_key(session_id), meta.turn_id, ex=rs.CANCEL_TTL_S)
     deadline = time.monotonic() + CANCEL_WAIT_S
     while time.monotonic() < deadline:
         current = turn_meta_get(session_id)
@@ -207,11 +205,6 @@ def session_forget(*, session_id: str) -> None:
         rs.redis_client().delete(rs.pending_key(session_id))
     except redis.RedisError:
         logger.warning("Could not clear the pending buffer of deleted session %s", session_id)
-
-
-def cancel_requested(session_id: object, turn_id: str) -> bool:
-    value = rs.redis_client().get(rs.cancel_key(session_id))
-    return value is not None and value.decode() == turn_id
 
 
 def iso_from_unix(value: float) -> str:

@@ -1,15 +1,15 @@
 """Chat's Redis access: the connection, every key name, every Lua script and every
 MULTI/EXEC block of the app. Everything else calls these functions.
 
-Key map (SPEC §3):
+Key map:
 - turn meta        copilot:turn:meta:{session_id}        hash status/turn_id/user_id/created_at/origin_*
 - turn stream      copilot:turn:stream:{turn_id}         Redis Stream, field `data` = chunk JSON
 - live channel     copilot:turn:live:{turn_id}           pub/sub, "{entry_id} {chunk JSON}" per appended chunk
 - cluster lock     copilot:session:{session_id}:lock     owner token `{hostname}:{task_id}`
 - stream lock      copilot:stream_lock:{session_id}      turn_id
 - worker liveness  copilot:turn:alive:{session_id}       turn_id, short TTL refreshed by the worker
-- cancel flag      copilot:cancel:{session_id}           turn_id (+ pub/sub copilot:cancel:notify:{session_id})
-- pending buffer   copilot:pending:{session_id}          list of JSON (+ pub/sub copilot:pending:notify:{session_id})
+- cancel flag      copilot:cancel:{session_id}           turn_id, read by the worker's turn supervisor
+- pending buffer   copilot:pending:{session_id}          list of JSON
 - queue-call rate  copilot:pending:calls:{user_id}       counter
 - listener kick    copilot:turn:disconnect:{session_id}  pub/sub
 """
@@ -31,7 +31,6 @@ from django.conf import settings
 logger = logging.getLogger(__name__)
 
 TURN_TTL_S = 3600
-PENDING_MAX = 10
 PENDING_TTL_S = 3600
 CANCEL_TTL_S = 300
 ALIVE_TTL_S = 15
@@ -120,24 +119,12 @@ def cancel_key(session_id: object) -> str:
     return f"copilot:cancel:{session_id}"
 
 
-def cancel_channel(session_id: object) -> str:
-    return f"copilot:cancel:notify:{session_id}"
-
-
 def pending_key(session_id: object) -> str:
     return f"copilot:pending:{session_id}"
 
 
-def pending_channel(session_id: object) -> str:
-    return f"copilot:pending:notify:{session_id}"
-
-
 def pending_calls_key(user_id: object) -> str:
     return f"copilot:pending:calls:{user_id}"
-
-
-def disconnect_channel(session_id: object) -> str:
-    return f"copilot:turn:disconnect:{session_id}"
 
 
 # --- Lua scripts -------------------------------------------------------------------
