@@ -2,7 +2,7 @@
 
 Every chunk the worker appends to a turn's Redis Stream is also published on the
 turn's live channel as ``"{entry_id} {chunk JSON}"`` (one Lua step,
-`scripts.stream_append`). A web process follows any number of turns over a
+`scripts.STREAM_APPEND`). A web process follows any number of turns over a
 single pub/sub connection: the hub subscribes to a turn's channel while at least
 one local listener follows it and hands each message to those listeners' queues.
 

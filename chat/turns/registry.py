@@ -97,11 +97,6 @@ def turn_claim(*, session_id: object, user_id: object, origin_id: str, origin_na
 # --- publishing ---------------------------------------------------------------------------
 
 
-def publish_chunk(turn_id: object, chunk: dict[str, Any]) -> str:
-    """Append one wire chunk to the turn's stream (and its live channel); returns its event id."""
-    return rs.stream_append(turn_id, json.dumps(chunk, separators=(",", ":")))
-
-
 def mark_session_completed(session_id: object, *, error_message: str | None = None, turn_id: str | None = None) -> bool:
     """The one place a turn ends: CAS the status, free the session, publish.
 

@@ -163,7 +163,7 @@ return ours
 # from one pub/sub connection per process instead of an XREAD per socket, and
 # the log stays the source of truth for replay. KEYS: stream; ARGV: channel,
 # data, ttl. Returns the entry id.
-_STREAM_APPEND = """
+STREAM_APPEND = """
 local id = redis.call('XADD', KEYS[1], '*', 'data', ARGV[2])
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
 redis.call('PUBLISH', ARGV[1], id .. ' ' .. ARGV[2])
@@ -181,15 +181,15 @@ def resp_command(*args: bytes) -> bytes:
     return b"*%d\r\n" % len(args) + b"".join(resp_bulk(arg) for arg in args)
 
 
-# `EVAL _STREAM_APPEND 1 key channel data ttl` in RESP, packed by hand: redis-py's
+# `EVAL STREAM_APPEND 1 key channel data ttl` in RESP, packed by hand: redis-py's
 # generic packer (an encode and type checks per argument) was the largest single
 # cost in the worker's per-chunk profile. The constant parts are packed once.
-_APPEND_HEAD = b"*7\r\n" + resp_bulk(b"EVAL") + resp_bulk(_STREAM_APPEND.encode()) + resp_bulk(b"1")
+_APPEND_HEAD = b"*7\r\n" + resp_bulk(b"EVAL") + resp_bulk(STREAM_APPEND.encode()) + resp_bulk(b"1")
 _APPEND_TAIL = resp_bulk(str(TURN_TTL_S).encode())
 
 
 def pack_stream_append(key: str, channel: str, data: str) -> bytes:
-    """One stream append as the bytes `conn.pack_command("EVAL", _STREAM_APPEND, 1, key,
+    """One stream append as the bytes `conn.pack_command("EVAL", STREAM_APPEND, 1, key,
     channel, data, TURN_TTL_S)` makes, without its per-argument work."""
     k, c, d = key.encode(), channel.encode(), data.encode()
     return b"%s$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n%s" % (
@@ -236,14 +236,6 @@ def hash_set_if_not_equal(key: str, field: str, forbidden: str, mapping: Mapping
 
 def compare_and_delete(key: str, token: str) -> bool:
     return bool(_script(_COMPARE_AND_DELETE)(keys=[key], args=[token]))
-
-
-def stream_append(turn_id: object, data: str) -> str:
-    """Append one chunk (JSON text) to the turn's stream and live channel; its entry id."""
-    entry_id = _script(_STREAM_APPEND)(
-        keys=[turn_stream_key(turn_id)], args=[turn_live_channel(turn_id), data, TURN_TTL_S]
-    )
-    return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
 
 
 def _complete_turn_call(

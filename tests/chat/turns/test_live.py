@@ -17,7 +17,8 @@ import redis
 from chat.turns import live, runtime
 from chat.turns import scripts as rs
 from chat.turns.follow import ListenerDisconnected, StreamItem, follow_turn, turn_listeners_disconnect
-from chat.turns.registry import mark_session_completed, publish_chunk, turn_claim, turn_meta_get
+from chat.turns.registry import mark_session_completed, turn_claim, turn_meta_get
+from tests.chat.turns.helpers import publish_chunk
 
 pytestmark = pytest.mark.django_db
 
@@ -502,7 +503,7 @@ def test_the_appender_keeps_order_across_batches_and_a_script_flush(r: redis.Red
 def test_a_hand_packed_append_is_byte_for_byte_redis_pys_command(data: str) -> None:
     key, channel = rs.turn_stream_key("t-1"), rs.turn_live_channel("t-1")
     connection = rs.redis_client().connection_pool.make_connection()
-    expected = b"".join(connection.pack_command("EVAL", rs._STREAM_APPEND, 1, key, channel, data, rs.TURN_TTL_S))
+    expected = b"".join(connection.pack_command("EVAL", rs.STREAM_APPEND, 1, key, channel, data, rs.TURN_TTL_S))
     assert rs.pack_stream_append(key, channel, data) == expected
 
 

@@ -13,7 +13,7 @@ import websockets
 
 from chat.models import ChatMessage, ChatSession, TurnUsage
 from chat.turns.registry import turn_meta_get
-from tests.chat.transport.helpers import Person, SseResult, WsClient, fake, person, read_sse, wait_until
+from tests.chat.turns.helpers import Person, SseResult, WsClient, fake, person, read_sse, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

@@ -15,7 +15,8 @@ from django.conf import settings
 from chat.turns import scripts as rs
 from chat.turns.follow import follow_turn
 from chat.turns.pending import PendingMessage, pending_drain, pending_peek, pending_push, pending_requeue
-from chat.turns.registry import mark_session_completed, publish_chunk, turn_cancel_request, turn_claim, turn_meta_get
+from chat.turns.registry import mark_session_completed, turn_cancel_request, turn_claim, turn_meta_get
+from tests.chat.turns.helpers import publish_chunk
 
 # Completion records the turn's duration on its last assistant row (none exists here).
 pytestmark = pytest.mark.django_db
