@@ -29,7 +29,7 @@ def generate_title(session_id: str) -> None:
 
 @shared_task(name="chat.run_turn", bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def run_turn(self: Any, payload: dict[str, Any]) -> None:
-    """Run one chat turn (SPEC §4.9); the payload comes from `chat.turns.dispatch`.
+    """Run one chat turn; the payload comes from `chat.turns.dispatch`.
 
     Then, after a turn that completed normally, start the next one if follow-ups
     are still queued (auto-continue; never after a failure or a stop).

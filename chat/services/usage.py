@@ -1,4 +1,4 @@
-"""Turn usage writes: the TurnUsage row, session totals and the spend counter (SPEC 4.14)."""
+"""Turn usage writes: the TurnUsage row, session totals and the spend counter."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Sending a message: the one way a turn starts (SPEC §4.4, §4.6.1).
+"""Sending a message: the one way a turn starts.
 
 `turn_send` serves `POST …/stream`, the WebSocket `send` frame and auto-continue.
 In order: ownership (404) → reap a turn whose worker died → duplicate check

@@ -96,7 +96,7 @@ class ListenerDisconnected(Exception):  # noqa: N818 - an event, not a failure
 
 def turn_listeners_disconnect(session_id: object) -> int:
     """Close every SSE and WebSocket listener of the session's turn, in every web process
-    (SPEC §4.8.7); the turn keeps running. Returns how many processes were listening."""
+    (`DELETE …/stream`); the turn keeps running. Returns how many processes were listening."""
     return int(rs.redis_client().publish(rs.listeners_disconnect_channel(session_id), "1"))
 
 

@@ -27,7 +27,7 @@ def user_group(user_id: object) -> str:
 
 
 def completion_notice(session_id: object, status: str) -> dict[str, Any]:
-    """The frame a user's sockets get when one of their turns ends (SPEC §4.6.5.7)."""
+    """The frame a user's sockets get when one of their turns ends, whatever chat they show."""
     return {"type": "copilot_completion", "event": "session_completed", "session_id": str(session_id),
             "status": status}  # fmt: skip
 

@@ -172,7 +172,7 @@ def turn_end_orphaned(*, session_id: str, turn_id: str, error: str) -> bool:
 
 
 def turn_cancel_request(session_id: object) -> dict[str, Any]:
-    """Ask the worker to stop; wait up to 5 s, then force the turn to end (SPEC §4.16)."""
+    """Ask the worker to stop; wait up to 5 s, then force the turn to end."""
     meta = turn_meta_get(session_id)
     if meta is None or not meta.is_running:
         return {"cancelled": True, "reason": "no_active_session"}

@@ -130,7 +130,7 @@ def pending_calls_key(user_id: object) -> str:
 # --- Lua scripts -------------------------------------------------------------------
 
 # Write `mapping` into the hash unless `field` currently equals `forbidden`; the
-# atomic "start a turn unless one is running" (SPEC §4.6.1). ARGV: field,
+# atomic "start a turn unless one is running". ARGV: field,
 # forbidden, ttl, then field/value pairs.
 _HASH_SET_IF_NOT_EQUAL = """
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return 0 end
@@ -204,7 +204,7 @@ def pack_stream_append(key: str, channel: str, data: str) -> bytes:
     )
 
 
-# The end of a turn (SPEC §4.6.5) in one step: only while the meta still names this
+# The end of a turn in one step: only while the meta still names this
 # turn as running, set its final status, delete the cluster lock and liveness key,
 # then append (and announce) the closing chunks. KEYS: meta, cluster lock, alive,
 # stream; ARGV: turn_id, new status, live channel, ttl, chunk JSON... Returns 1 if it
