@@ -37,11 +37,11 @@ def _records(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
 
 
 def _twisted_write_is_twisteds() -> bool:
-    return Path(tcp.Connection.write.__code__.co_filename).is_relative_to(Path(twisted.__file__).parent)
+    return Path(inspect.getfile(tcp.Connection.write)).is_relative_to(Path(twisted.__file__).parent)
 
 
 def _server_send_is_daphnes() -> bool:
-    return WebSocketProtocol.serverSend.__code__.co_filename == ws_protocol.__file__
+    return inspect.getfile(WebSocketProtocol.serverSend) == str(ws_protocol.__file__)
 
 
 def _is_patched(method: Callable[..., Any]) -> bool:
