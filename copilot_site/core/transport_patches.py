@@ -167,7 +167,7 @@ PATCHES: tuple[TransportPatch, ...] = (
             "trackedTimings",
             "maxMessagePayloadSize",
             "transport",
-        ),  # fmt: skip
+        ),
         build=_direct_text_frames,
     ),
 )
@@ -207,10 +207,11 @@ def _class_names(cls: type) -> set[str]:
 
 
 def _version_mismatches(patch: TransportPatch) -> list[str]:
+    installed = {distribution: version_installed(distribution) for distribution in WRITTEN_FOR[patch.name]}
     return [
-        f"{distribution} {version_installed(distribution) or 'not installed'} (written for {expected})"
+        f"{distribution} {installed[distribution] or 'not installed'} (written for {expected})"
         for distribution, expected in WRITTEN_FOR[patch.name].items()
-        if version_installed(distribution) != expected
+        if installed[distribution] != expected
     ]
 
 
@@ -227,7 +228,8 @@ def _patch_apply(patch: TransportPatch) -> bool:
     if not isinstance(current, types.FunctionType):
         logger.error("Transport patch %s skipped: %s has no method %s", patch.name, patch.owner, patch.attribute)
         return False
-    missing = [name for name in patch.reads if name not in _class_names(owner)]
+    known = _class_names(owner)
+    missing = [name for name in patch.reads if name not in known]
     if missing:
         logger.error("Transport patch %s skipped: %s no longer has %s", patch.name, patch.owner, ", ".join(missing))
         return False
