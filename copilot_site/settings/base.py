@@ -211,6 +211,12 @@ COPILOT_PENDING_CALL_LIMIT = env.int("COPILOT_PENDING_CALL_LIMIT", default=30)
 COPILOT_PENDING_CALL_WINDOW_S = env.int("COPILOT_PENDING_CALL_WINDOW_S", default=60)
 COPILOT_MESSAGE_MAX_CHARS = env.int("COPILOT_MESSAGE_MAX_CHARS", default=32000)
 
+# --- Web process transport patches (copilot_site.core.transport_patches) --------------
+# Twisted's TCP connections send a write at once when nothing is buffered, not on the next loop pass.
+COPILOT_TWISTED_WRITE_PATCH = env.bool("COPILOT_TWISTED_WRITE_PATCH", default=True)
+# daphne writes a WebSocket text message as one frame it builds itself instead of through autobahn.
+COPILOT_WS_FRAME_PATCH = env.bool("COPILOT_WS_FRAME_PATCH", default=True)
+
 # --- Auth and API ---------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

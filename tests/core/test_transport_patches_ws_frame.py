@@ -1,4 +1,4 @@
-"""Direct WebSocket text frames (copilot_site.core.ws_frames): byte for byte what a
+"""Direct WebSocket text frames (the `ws_frame` transport patch): byte for byte what a
 WebSocket implementation (the `websockets` package) serializes, at each length encoding."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pytest
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
-from copilot_site.core.ws_frames import text_frame
+from copilot_site.core.transport_patches import text_frame
 
 
 def _parse(data: bytes) -> Frame:

@@ -1,8 +1,9 @@
-"""Write-through for Twisted TCP connections (copilot_site.core.twisted_writes), on a
+"""Write-through for Twisted TCP connections (the `twisted_write` transport patch), on a
 real socket pair: sent at once when nothing is buffered, buffered by Twisted otherwise."""
 
 from __future__ import annotations
 
+import inspect
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 from twisted.internet import tcp
 
-from copilot_site.core.twisted_writes import install
+from copilot_site.core.transport_patches import transport_patches_install
 
 
 class _Conn(tcp.Connection):  # type: ignore[misc]
@@ -32,8 +33,10 @@ class _Conn(tcp.Connection):  # type: ignore[misc]
 
 
 @pytest.fixture
-def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
-    install()
+def pair(monkeypatch: pytest.MonkeyPatch, settings: Any) -> Iterator[tuple[socket.socket, socket.socket]]:
+    monkeypatch.setattr(tcp.Connection, "write", inspect.unwrap(tcp.Connection.write))  # put back after the test
+    settings.COPILOT_TWISTED_WRITE_PATCH, settings.COPILOT_WS_FRAME_PATCH = True, False
+    assert transport_patches_install() == ["twisted_write"]
     a, b = socket.socketpair()
     a.setblocking(False)
     b.settimeout(1)
