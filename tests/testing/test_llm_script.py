@@ -18,13 +18,10 @@ import openai
 import pytest
 from openai import AsyncOpenAI, OpenAI
 
-from chat.llm_fake import FakeLLMServer
-from chat.llm_fake.script import (
-    extract_expression,
-    normalize_openai,
-    plan_reply,
-    title_from_text,
-)
+from copilot_site.core.demo_llm.conversation import normalize_openai
+from copilot_site.core.demo_llm.model import extract_expression, title_from_text
+from copilot_site.testing.llm_script import FakeLLMServer
+from copilot_site.testing.llm_script.script import plan_reply
 
 
 def fake(script: dict[str, Any]) -> str:
