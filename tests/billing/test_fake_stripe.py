@@ -20,8 +20,8 @@ import pytest
 import stripe
 from stripe.params import CustomerCreateParams
 
-from billing.fake_stripe import FakeStripeServer, FakeStripeState, event_payload, parse_form, sign_payload
-from billing.fake_stripe.state import DAY
+from copilot_site.testing.fake_stripe import FakeStripeServer, FakeStripeState, event_payload, parse_form, sign_payload
+from copilot_site.testing.fake_stripe.store import DAY
 
 API_KEY = "sk_test_fake_suite"
 WEBHOOK_SECRET = "whsec_test_secret"
