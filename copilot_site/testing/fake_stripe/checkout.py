@@ -39,6 +39,42 @@ class CheckoutSessions(Subscriptions):
                 f"The fake Stripe server supports checkout mode `payment` and `subscription`, not `{mode}`.",
                 param="mode",
             )
+        customer_id, customer_email, customer_creation = self._checkout_customer(params, mode)
+        line_items = self._checkout_line_items(params, mode)
+        subscription_data = sub_params(params, "subscription_data")
+        apply_metadata({}, subscription_data.get("metadata"), "subscription_data[metadata]")
+        trial_days = opt_int(subscription_data, "trial_period_days", "subscription_data[trial_period_days]")
+        if trial_days is not None and trial_days < 1:
+            raise FakeStripeError("trial_period_days must be at least 1", param="subscription_data[trial_period_days]")
+        payment_intent_data = sub_params(params, "payment_intent_data")
+        apply_metadata({}, payment_intent_data.get("metadata"), "payment_intent_data[metadata]")
+
+        session = self._new_checkout_session(
+            params,
+            mode,
+            line_items,
+            now=now,
+            customer_id=customer_id,
+            customer_email=customer_email,
+            customer_creation=customer_creation,
+        )
+        session_id: str = session["id"]
+        self._store(session)
+        self._line_items[session_id] = line_items
+        # Kept off the public object: what completion needs from the create params.
+        self._checkout_extra[session_id] = {
+            "subscription_metadata": apply_metadata({}, subscription_data.get("metadata")),
+            "subscription_description": opt_str(subscription_data, "description", "subscription_data[description]"),
+            "trial_period_days": trial_days,
+            "payment_intent_metadata": apply_metadata({}, payment_intent_data.get("metadata")),
+            "payment_intent_description": opt_str(
+                payment_intent_data, "description", "payment_intent_data[description]"
+            ),
+        }
+        return copy.deepcopy(session)
+
+    def _checkout_customer(self, params: Params, mode: str) -> tuple[str | None, str | None, str | None]:
+        """``customer``, ``customer_email`` and ``customer_creation``, checked against each other and the mode."""
         customer_id = opt_str(params, "customer")
         customer_email = opt_str(params, "customer_email")
         if customer_id is not None and customer_email is not None:
@@ -55,7 +91,10 @@ class CheckoutSessions(Subscriptions):
                 )
             if customer_creation not in ("always", "if_required"):
                 raise FakeStripeError("Invalid customer_creation", param="customer_creation")
+        return customer_id, customer_email, customer_creation
 
+    def _checkout_line_items(self, params: Params, mode: str) -> list[StripeObj]:
+        """The session's line items from ``line_items`` (a ``price`` or ``price_data`` each, one currency)."""
         raw_items = list_param(params, "line_items")
         if not raw_items:
             raise missing_param("line_items")
@@ -108,14 +147,21 @@ class CheckoutSessions(Subscriptions):
                 "You must specify at least one recurring price in `subscription` mode when using prices.",
                 param="line_items",
             )
-        subscription_data = sub_params(params, "subscription_data")
-        apply_metadata({}, subscription_data.get("metadata"), "subscription_data[metadata]")
-        trial_days = opt_int(subscription_data, "trial_period_days", "subscription_data[trial_period_days]")
-        if trial_days is not None and trial_days < 1:
-            raise FakeStripeError("trial_period_days must be at least 1", param="subscription_data[trial_period_days]")
-        payment_intent_data = sub_params(params, "payment_intent_data")
-        apply_metadata({}, payment_intent_data.get("metadata"), "payment_intent_data[metadata]")
+        return line_items
 
+    def _new_checkout_session(
+        self,
+        params: Params,
+        mode: str,
+        line_items: list[StripeObj],
+        *,
+        now: int,
+        customer_id: str | None,
+        customer_email: str | None,
+        customer_creation: str | None,
+    ) -> StripeObj:
+        """The open session object (not stored yet)."""
+        currency: str = line_items[-1]["currency"]
         total = sum(int(li["amount_total"]) for li in line_items)
         session_id = new_id("cs_test_", 58)
         session: StripeObj = {
@@ -161,19 +207,7 @@ class CheckoutSessions(Subscriptions):
             "ui_mode": opt_str(params, "ui_mode") or "hosted",
             "url": f"{self.base_url}/checkout/{session_id}",
         }
-        self._store(session)
-        self._line_items[session_id] = line_items
-        # Kept off the public object: what completion needs from the create params.
-        self._checkout_extra[session_id] = {
-            "subscription_metadata": apply_metadata({}, subscription_data.get("metadata")),
-            "subscription_description": opt_str(subscription_data, "description", "subscription_data[description]"),
-            "trial_period_days": trial_days,
-            "payment_intent_metadata": apply_metadata({}, payment_intent_data.get("metadata")),
-            "payment_intent_description": opt_str(
-                payment_intent_data, "description", "payment_intent_data[description]"
-            ),
-        }
-        return copy.deepcopy(session)
+        return session
 
     @locked
     def list_checkout_sessions(self, params: Params) -> StripeObj:

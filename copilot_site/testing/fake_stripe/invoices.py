@@ -23,6 +23,20 @@ from copilot_site.testing.fake_stripe.store import (
 )
 
 
+def _invoice_parent(subscription: StripeObj | None) -> StripeObj | None:
+    """What an invoice of a subscription points back at (``parent.subscription_details``)."""
+    if subscription is None:
+        return None
+    return {
+        "quote_details": None,
+        "subscription_details": {
+            "metadata": copy.deepcopy(subscription["metadata"]),
+            "subscription": subscription["id"],
+        },
+        "type": "subscription_details",
+    }
+
+
 class Invoices(Payments, ProductsAndPrices):
     """Invoice objects, from draft to paid or failed."""
 
@@ -167,18 +181,7 @@ class Invoices(Payments, ProductsAndPrices):
             "metadata": {},
             "next_payment_attempt": None,
             "number": None,
-            "parent": (
-                {
-                    "quote_details": None,
-                    "subscription_details": {
-                        "metadata": copy.deepcopy(subscription["metadata"]),
-                        "subscription": subscription["id"],
-                    },
-                    "type": "subscription_details",
-                }
-                if subscription is not None
-                else None
-            ),
+            "parent": _invoice_parent(subscription),
             "period_end": period_end,
             "period_start": period_start,
             "starting_balance": 0,

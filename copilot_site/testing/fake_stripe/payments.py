@@ -64,7 +64,30 @@ class Payments(FakeStripeStore):
         }
         self._store(intent)
         self._emit("payment_intent.created", intent)
-        charge: StripeObj = {
+        charge = self._new_charge(
+            ch_id, pi_id, pm_id, amount, currency, customer, now=now, description=description, metadata=metadata
+        )
+        self._store(charge)
+        self._emit("charge.succeeded", charge)
+        intent.update(amount_received=amount, latest_charge=ch_id, payment_method=pm_id, status="succeeded")
+        self._emit("payment_intent.succeeded", intent)
+        return intent, charge
+
+    def _new_charge(
+        self,
+        ch_id: str,
+        pi_id: str,
+        pm_id: str,
+        amount: int,
+        currency: str,
+        customer: str | None,
+        *,
+        now: int,
+        description: str | None,
+        metadata: Mapping[str, str] | None,
+    ) -> StripeObj:
+        """A succeeded card charge of the whole amount (not stored yet)."""
+        return {
             "id": ch_id,
             "object": "charge",
             "amount": amount,
@@ -109,11 +132,6 @@ class Payments(FakeStripeStore):
             "refunded": False,
             "status": "succeeded",
         }
-        self._store(charge)
-        self._emit("charge.succeeded", charge)
-        intent.update(amount_received=amount, latest_charge=ch_id, payment_method=pm_id, status="succeeded")
-        self._emit("payment_intent.succeeded", intent)
-        return intent, charge
 
     @mutation
     def create_refund(self, params: Params) -> StripeObj:

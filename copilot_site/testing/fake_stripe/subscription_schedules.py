@@ -41,77 +41,15 @@ class SubscriptionSchedules(Subscriptions):
             p = f"phases[{i}]"
             if not isinstance(raw, Mapping):
                 raise FakeStripeError(f"Invalid object: {p}", param=p)
-            raw_items = list_param(raw, "items", f"{p}[items]")
-            if not raw_items:
-                raise missing_param(f"{p}[items]")
-            items: list[StripeObj] = []
-            prices: list[StripeObj] = []
-            for j, raw_item in enumerate(raw_items):
-                q = f"{p}[items][{j}]"
-                if not isinstance(raw_item, Mapping):
-                    raise FakeStripeError(f"Invalid object: {q}", param=q)
-                price_id = opt_str(raw_item, "price", f"{q}[price]") or opt_str(raw_item, "plan", f"{q}[plan]")
-                if price_id is None:
-                    raise missing_param(f"{q}[price]")
-                price = self._recurring_price(price_id, f"{q}[price]", currency)
-                currency = price["currency"]
-                prices.append(price)
-                quantity = opt_int(raw_item, "quantity", f"{q}[quantity]")
-                items.append(
-                    {
-                        "discounts": [],
-                        "metadata": apply_metadata({}, raw_item.get("metadata"), f"{q}[metadata]"),
-                        "price": price_id,
-                        "quantity": 1 if quantity is None else quantity,
-                        "tax_rates": [],
-                    }
-                )
-            raw_start = raw.get("start_date")
-            if i == 0:
-                if raw_start is None or raw_start == "":
-                    start = first_start
-                elif raw_start == "now":
-                    start = now
-                else:
-                    start = as_int(raw_start, f"{p}[start_date]")
-            else:
-                assert previous_end is not None
-                if raw_start is None or raw_start == "":
-                    start = previous_end
-                else:
-                    start = now if raw_start == "now" else as_int(raw_start, f"{p}[start_date]")
-                    if start != previous_end:
-                        raise FakeStripeError(
-                            f"The start_date of phases[{i}] must be equal to the end_date of phases[{i - 1}].",
-                            param=f"{p}[start_date]",
-                        )
+            items, prices, currency = self._phase_items_from_params(raw, p, currency)
+            start = self._phase_start(raw, i, first_start=first_start, previous_end=previous_end, now=now)
             if "iterations" in raw:
                 raise FakeStripeError(
                     f"Received unknown parameter: {p}[iterations]. API version {self.api_version} replaced it with "
                     f"{p}[duration][interval] and {p}[duration][interval_count].",
                     param=f"{p}[iterations]",
                 )
-            raw_end = raw.get("end_date")
-            end = now if raw_end == "now" else opt_int(raw, "end_date", f"{p}[end_date]")
-            duration = sub_params(raw, "duration", f"{p}[duration]")
-            if end is not None and duration:
-                raise FakeStripeError(
-                    f"You may only specify one of these parameters: {p}[end_date], {p}[duration].",
-                    param=f"{p}[duration]",
-                )
-            if duration:
-                unit = req_str(duration, "interval", f"{p}[duration][interval]")
-                if unit not in PERIOD_SECONDS:
-                    raise FakeStripeError(
-                        f"Invalid {p}[duration][interval]: must be one of day, week, month or year",
-                        param=f"{p}[duration][interval]",
-                    )
-                count = opt_int(duration, "interval_count", f"{p}[duration][interval_count]")
-                end = start + max(count or 1, 1) * PERIOD_SECONDS[unit]
-            if end is None:  # Stripe's default for a phase without an end: one billing period
-                end = start + self._interval_seconds(prices[0])
-            if end <= start:
-                raise FakeStripeError(f"{p}[end_date] must be after {p}[start_date].", param=f"{p}[end_date]")
+            end = self._phase_end(raw, p, start, prices[0], now=now)
             phases.append(
                 {
                     "add_invoice_items": [],
@@ -136,6 +74,87 @@ class SubscriptionSchedules(Subscriptions):
             )
             previous_end = end
         return phases
+
+    def _phase_items_from_params(
+        self, raw: Mapping[str, Any], p: str, currency: str | None
+    ) -> tuple[list[StripeObj], list[StripeObj], str | None]:
+        """A phase's ``items`` (each a recurring price of one currency): the items, their prices, the currency."""
+        raw_items = list_param(raw, "items", f"{p}[items]")
+        if not raw_items:
+            raise missing_param(f"{p}[items]")
+        items: list[StripeObj] = []
+        prices: list[StripeObj] = []
+        for j, raw_item in enumerate(raw_items):
+            q = f"{p}[items][{j}]"
+            if not isinstance(raw_item, Mapping):
+                raise FakeStripeError(f"Invalid object: {q}", param=q)
+            price_id = opt_str(raw_item, "price", f"{q}[price]") or opt_str(raw_item, "plan", f"{q}[plan]")
+            if price_id is None:
+                raise missing_param(f"{q}[price]")
+            price = self._recurring_price(price_id, f"{q}[price]", currency)
+            currency = price["currency"]
+            prices.append(price)
+            quantity = opt_int(raw_item, "quantity", f"{q}[quantity]")
+            items.append(
+                {
+                    "discounts": [],
+                    "metadata": apply_metadata({}, raw_item.get("metadata"), f"{q}[metadata]"),
+                    "price": price_id,
+                    "quantity": 1 if quantity is None else quantity,
+                    "tax_rates": [],
+                }
+            )
+        return items, prices, currency
+
+    @staticmethod
+    def _phase_start(raw: Mapping[str, Any], i: int, *, first_start: int, previous_end: int | None, now: int) -> int:
+        """The first phase starts when asked (default ``first_start``); each later one where the previous ended."""
+        p = f"phases[{i}]"
+        raw_start = raw.get("start_date")
+        if i == 0:
+            if raw_start is None or raw_start == "":
+                start = first_start
+            elif raw_start == "now":
+                start = now
+            else:
+                start = as_int(raw_start, f"{p}[start_date]")
+        else:
+            assert previous_end is not None
+            if raw_start is None or raw_start == "":
+                start = previous_end
+            else:
+                start = now if raw_start == "now" else as_int(raw_start, f"{p}[start_date]")
+                if start != previous_end:
+                    raise FakeStripeError(
+                        f"The start_date of phases[{i}] must be equal to the end_date of phases[{i - 1}].",
+                        param=f"{p}[start_date]",
+                    )
+        return start
+
+    def _phase_end(self, raw: Mapping[str, Any], p: str, start: int, first_price: StripeObj, *, now: int) -> int:
+        """``end_date`` or ``duration`` (not both); without either, one billing period of the first price."""
+        raw_end = raw.get("end_date")
+        end = now if raw_end == "now" else opt_int(raw, "end_date", f"{p}[end_date]")
+        duration = sub_params(raw, "duration", f"{p}[duration]")
+        if end is not None and duration:
+            raise FakeStripeError(
+                f"You may only specify one of these parameters: {p}[end_date], {p}[duration].",
+                param=f"{p}[duration]",
+            )
+        if duration:
+            unit = req_str(duration, "interval", f"{p}[duration][interval]")
+            if unit not in PERIOD_SECONDS:
+                raise FakeStripeError(
+                    f"Invalid {p}[duration][interval]: must be one of day, week, month or year",
+                    param=f"{p}[duration][interval]",
+                )
+            count = opt_int(duration, "interval_count", f"{p}[duration][interval_count]")
+            end = start + max(count or 1, 1) * PERIOD_SECONDS[unit]
+        if end is None:  # Stripe's default for a phase without an end: one billing period
+            end = start + self._interval_seconds(first_price)
+        if end <= start:
+            raise FakeStripeError(f"{p}[end_date] must be after {p}[start_date].", param=f"{p}[end_date]")
+        return end
 
     def _new_schedule(
         self,
@@ -185,6 +204,70 @@ class SubscriptionSchedules(Subscriptions):
         }
         return self._store(schedule)
 
+    def _schedule_from_subscription(
+        self, params: Params, sub_id: str, *, end_behavior: str, metadata: Mapping[str, str]
+    ) -> StripeObj:
+        """``from_subscription``: a one-phase active schedule mirroring the subscription's current period."""
+        for forbidden in ("phases", "customer", "start_date"):
+            if forbidden in params:
+                raise FakeStripeError(f"You cannot set `{forbidden}` if `from_subscription` is set.", param=forbidden)
+        sub = self._get("subscription", sub_id, param="from_subscription", status=400)
+        if sub["schedule"]:
+            raise FakeStripeError(
+                f"You cannot migrate a subscription that is already attached to a schedule: `{sub['schedule']}`.",
+                param="from_subscription",
+            )
+        if sub["status"] in ("canceled", "incomplete_expired"):
+            raise FakeStripeError(
+                f"You cannot migrate a subscription with status `{sub['status']}`.", param="from_subscription"
+            )
+        phase = self._phase_of_subscription(sub)
+        schedule = self._new_schedule(
+            customer=sub["customer"],
+            phases=[phase],
+            status="active",
+            subscription=sub["id"],
+            end_behavior=end_behavior,
+            metadata=metadata,
+        )
+        before = copy.deepcopy(sub)
+        sub["schedule"] = schedule["id"]
+        self._emit("subscription_schedule.created", schedule)
+        self._emit_updated("customer.subscription.updated", sub, before)
+        return copy.deepcopy(schedule)
+
+    @staticmethod
+    def _phase_of_subscription(sub: StripeObj) -> StripeObj:
+        return {
+            "add_invoice_items": [],
+            "application_fee_percent": None,
+            "billing_cycle_anchor": None,
+            "collection_method": None,
+            "currency": sub["currency"],
+            "default_payment_method": None,
+            "default_tax_rates": [],
+            "description": None,
+            "discounts": [],
+            "end_date": sub["current_period_end"],
+            "invoice_settings": None,
+            "items": [
+                {
+                    "discounts": [],
+                    "metadata": {},
+                    "price": item["price"]["id"],
+                    "quantity": item["quantity"],
+                    "tax_rates": [],
+                }
+                for item in sub["items"]["data"]
+            ],
+            "metadata": {},
+            "on_behalf_of": None,
+            "proration_behavior": "create_prorations",
+            "start_date": sub["current_period_start"],
+            "transfer_data": None,
+            "trial_end": None,
+        }
+
     @mutation
     def create_subscription_schedule(self, params: Params) -> StripeObj:
         now = self._now()
@@ -192,63 +275,9 @@ class SubscriptionSchedules(Subscriptions):
         metadata = apply_metadata({}, params.get("metadata"))
         from_subscription = opt_str(params, "from_subscription")
         if from_subscription is not None:
-            for forbidden in ("phases", "customer", "start_date"):
-                if forbidden in params:
-                    raise FakeStripeError(
-                        f"You cannot set `{forbidden}` if `from_subscription` is set.", param=forbidden
-                    )
-            sub = self._get("subscription", from_subscription, param="from_subscription", status=400)
-            if sub["schedule"]:
-                raise FakeStripeError(
-                    f"You cannot migrate a subscription that is already attached to a schedule: `{sub['schedule']}`.",
-                    param="from_subscription",
-                )
-            if sub["status"] in ("canceled", "incomplete_expired"):
-                raise FakeStripeError(
-                    f"You cannot migrate a subscription with status `{sub['status']}`.", param="from_subscription"
-                )
-            phase = {
-                "add_invoice_items": [],
-                "application_fee_percent": None,
-                "billing_cycle_anchor": None,
-                "collection_method": None,
-                "currency": sub["currency"],
-                "default_payment_method": None,
-                "default_tax_rates": [],
-                "description": None,
-                "discounts": [],
-                "end_date": sub["current_period_end"],
-                "invoice_settings": None,
-                "items": [
-                    {
-                        "discounts": [],
-                        "metadata": {},
-                        "price": item["price"]["id"],
-                        "quantity": item["quantity"],
-                        "tax_rates": [],
-                    }
-                    for item in sub["items"]["data"]
-                ],
-                "metadata": {},
-                "on_behalf_of": None,
-                "proration_behavior": "create_prorations",
-                "start_date": sub["current_period_start"],
-                "transfer_data": None,
-                "trial_end": None,
-            }
-            schedule = self._new_schedule(
-                customer=sub["customer"],
-                phases=[phase],
-                status="active",
-                subscription=sub["id"],
-                end_behavior=end_behavior,
-                metadata=metadata,
+            return self._schedule_from_subscription(
+                params, from_subscription, end_behavior=end_behavior, metadata=metadata
             )
-            before = copy.deepcopy(sub)
-            sub["schedule"] = schedule["id"]
-            self._emit("subscription_schedule.created", schedule)
-            self._emit_updated("customer.subscription.updated", sub, before)
-            return copy.deepcopy(schedule)
 
         customer = self._customer(req_str(params, "customer"))
         raw_start = params.get("start_date")

@@ -53,7 +53,64 @@ class Subscriptions(SubscriptionItems, Customers):
         trial_end = now + trial_days * DAY if trial_days else None
         period_end = trial_end or now + self._interval_seconds(items[0][0])
         sub_items = [self._new_item(sub_id, price, qty, now, period_end) for price, qty in items]
-        sub: StripeObj = {
+        sub = self._new_subscription(
+            sub_id,
+            customer_id,
+            currency,
+            sub_items,
+            now=now,
+            period_end=period_end,
+            trial_end=trial_end,
+            metadata=metadata,
+            description=description,
+            schedule_id=schedule_id,
+        )
+        self._store(sub)
+        lines = [self._item_line(sub, item, now, period_end, trial=trial_end is not None) for item in sub_items]
+        for price, qty in one_time or []:
+            lines.append(
+                self._line(
+                    amount=price["unit_amount"] * qty,
+                    price=price,
+                    quantity=qty,
+                    description=self._product_name(price),
+                    period_start=now,
+                    period_end=now,
+                    subscription_id=None,
+                    item_id=None,
+                    proration=False,
+                )
+            )
+        invoice = self._draft_invoice(
+            customer_id,
+            currency,
+            lines,
+            billing_reason="subscription_create",
+            subscription=sub,
+            period_start=now,
+            period_end=now,
+        )
+        sub["latest_invoice"] = invoice["id"]
+        self._emit("customer.subscription.created", sub)
+        self._issue_invoice(invoice, pay=True)
+        return sub, invoice
+
+    @staticmethod
+    def _new_subscription(
+        sub_id: str,
+        customer_id: str,
+        currency: str,
+        sub_items: list[StripeObj],
+        *,
+        now: int,
+        period_end: int,
+        trial_end: int | None,
+        metadata: Mapping[str, str],
+        description: str | None,
+        schedule_id: str | None,
+    ) -> StripeObj:
+        """The subscription object (not stored yet)."""
+        return {
             "id": sub_id,
             "object": "subscription",
             "application": None,
@@ -101,35 +158,6 @@ class Subscriptions(SubscriptionItems, Customers):
             "trial_settings": {"end_behavior": {"missing_payment_method": "create_invoice"}},
             "trial_start": now if trial_end else None,
         }
-        self._store(sub)
-        lines = [self._item_line(sub, item, now, period_end, trial=trial_end is not None) for item in sub_items]
-        for price, qty in one_time or []:
-            lines.append(
-                self._line(
-                    amount=price["unit_amount"] * qty,
-                    price=price,
-                    quantity=qty,
-                    description=self._product_name(price),
-                    period_start=now,
-                    period_end=now,
-                    subscription_id=None,
-                    item_id=None,
-                    proration=False,
-                )
-            )
-        invoice = self._draft_invoice(
-            customer_id,
-            currency,
-            lines,
-            billing_reason="subscription_create",
-            subscription=sub,
-            period_start=now,
-            period_end=now,
-        )
-        sub["latest_invoice"] = invoice["id"]
-        self._emit("customer.subscription.created", sub)
-        self._issue_invoice(invoice, pay=True)
-        return sub, invoice
 
     @mutation
     def create_subscription(self, params: Params) -> StripeObj:
