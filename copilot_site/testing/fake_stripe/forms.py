@@ -7,8 +7,6 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 _KEY_PART = re.compile(r"\[([^\[\]]*)\]")
-
-
 _NO_LISTIFY = frozenset({"metadata"})
 
 

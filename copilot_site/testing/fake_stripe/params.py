@@ -16,8 +16,6 @@ StripeObj = dict[str, Any]
 Params = Mapping[str, Any]
 
 _INT_RE = re.compile(r"-?\d+")
-
-
 _MISSING = object()
 
 

@@ -42,15 +42,10 @@ logger = logging.getLogger(__name__)
 
 API_VERSION = "2026-02-25.clover"
 """The API version the fake speaks: the one the installed ``stripe`` SDK pins (a test checks they agree)."""
+
 DAY = 86_400
-
-
 PERIOD_SECONDS: dict[str, int] = {"day": DAY, "week": 7 * DAY, "month": 30 * DAY, "year": 365 * DAY}
-
-
 PRORATION_BEHAVIORS = ("create_prorations", "none", "always_invoice")
-
-
 _ID_ALPHABET = string.ascii_letters + string.digits
 
 
@@ -93,13 +88,13 @@ class _FailureRule:
 
 
 _P = ParamSpec("_P")
-
-
 _R = TypeVar("_R")
 _S = TypeVar("_S", bound="FakeStripeStore")
 
 
 def locked(fn: Callable[Concatenate[_S, _P], _R]) -> Callable[Concatenate[_S, _P], _R]:
+    """Runs under the store's lock."""
+
     @wraps(fn)
     def wrapper(self: _S, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
         with self.lock:
