@@ -299,7 +299,7 @@ COPILOT_MODEL_PRICES = env.json("COPILOT_MODEL_PRICES", default={})
 COPILOT_DISABLED_TOOLS = env.list("COPILOT_DISABLED_TOOLS", default=[])
 # Credit price (cents) per run, overriding a tool's own `cost_cents`, e.g. {"web_fetch": 1}.
 COPILOT_TOOL_COST_CENTS = env.json("COPILOT_TOOL_COST_CENTS", default={})
-# web_fetch refuses private, loopback and link-local addresses except for these hosts.
+# web_fetch connects only to globally routable addresses, except for these hosts.
 COPILOT_WEB_FETCH_ALLOWED_HOSTS = env.list("COPILOT_WEB_FETCH_ALLOWED_HOSTS", default=[])
 COPILOT_WEB_FETCH_MAX_BYTES = env.int("COPILOT_WEB_FETCH_MAX_BYTES", default=2_000_000)
 COPILOT_WEB_FETCH_TIMEOUT_S = env.float("COPILOT_WEB_FETCH_TIMEOUT_S", default=15.0)
