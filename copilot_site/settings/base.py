@@ -227,10 +227,18 @@ REST_FRAMEWORK: dict[str, Any] = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # JSON only, size- and depth-capped before decoding (COPILOT_API_MAX_* below).
+    "DEFAULT_PARSER_CLASSES": ["copilot_site.core.parsers.BoundedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "copilot_site.core.exceptions.api_exception_handler",
 }
+# A JSON body (API request, Stripe webhook, WebSocket frame) over this many bytes is refused (413).
+COPILOT_API_MAX_BODY_BYTES = env.int("COPILOT_API_MAX_BODY_BYTES", default=1024 * 1024)
+# JSON whose arrays/objects nest deeper than this is refused (400) before it is decoded.
+COPILOT_API_MAX_JSON_DEPTH = env.int("COPILOT_API_MAX_JSON_DEPTH", default=32)
+# The largest `offset` a paginated endpoint accepts (400 above it).
+COPILOT_API_MAX_OFFSET = env.int("COPILOT_API_MAX_OFFSET", default=1_000_000)
 if DEBUG:
     REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append("rest_framework.renderers.BrowsableAPIRenderer")
 
