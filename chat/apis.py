@@ -10,6 +10,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from copilot_site.core.pagination import OffsetField
+
 from .models import ChatMessage, ChatSession
 from .redis_scripts import turn_statuses
 from .selectors import message_page, session_get_for_user, session_list
@@ -57,7 +59,7 @@ def _session_data(session: ChatSession) -> dict[str, Any]:
 class SessionListCreateApi(APIView):
     class FilterSerializer(serializers.Serializer[Any]):
         limit = serializers.IntegerField(min_value=1, max_value=100, default=50)
-        offset = serializers.IntegerField(min_value=0, default=0)
+        offset = OffsetField()
 
     class InputSerializer(serializers.Serializer[Any]):
         title = serializers.CharField(required=False, allow_blank=True, max_length=200)
