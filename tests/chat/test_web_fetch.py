@@ -6,9 +6,13 @@ The address table checks the filter function alone; the fetch tests use httpx's 
 
 from __future__ import annotations
 
+import asyncio
+import datetime
+import ssl
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -337,3 +341,117 @@ async def test_loopback_without_the_allow_list_sends_nothing(
     # then
     assert str(refused.value) == "Refusing to fetch 127.0.0.1: it resolves to 127.0.0.1, which is not a public address."
     assert seen == []
+
+
+# ---------------------------------------------------------------- real TLS over loopback
+
+
+def _tls_contexts(tmp_path: Path, name: str) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server context whose self-signed certificate names only `name` (no IP address), and
+    a client context trusting it."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(cert_file, key_file)
+    return server_context, ssl.create_default_context(cafile=str(cert_file))
+
+
+async def _tls_echo(server_context: ssl.SSLContext, seen: list[str]) -> tuple[asyncio.Server, int]:
+    """An HTTPS server on 127.0.0.1 recording the SNI name and Host header of each request."""
+
+    def sni(sock: ssl.SSLObject, server_name: str | None, context: ssl.SSLContext) -> None:
+        seen.append(f"sni={server_name}")
+
+    server_context.sni_callback = sni  # type: ignore[assignment]
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+        host = next(line.split(":", 1)[1].strip() for line in head.split("\r\n") if line.lower().startswith("host:"))
+        seen.append(f"host={host}")
+        body = b"over tls"
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 8\r\nConnection: close\r\n\r\n" + body
+        )
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=server_context)
+    return server, server.sockets[0].getsockname()[1]
+
+
+@pytest.mark.asyncio
+async def test_https_to_the_pinned_address_sends_the_name_as_sni_and_verifies_the_certificate_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> None:
+    # given: a certificate for pinned.test only, so verifying against 127.0.0.1 would fail
+    server_context, client_context = _tls_contexts(tmp_path, "pinned.test")
+    seen: list[str] = []
+    server, port = await _tls_echo(server_context, seen)
+    settings.COPILOT_WEB_FETCH_ALLOWED_HOSTS = ["pinned.test"]
+    resolver = Resolver({"pinned.test": [["127.0.0.1"]]})
+    monkeypatch.setattr(web_fetch, "resolve", resolver)
+    try:
+        # when
+        result = await fetch(
+            f"https://pinned.test:{port}/x", max_chars=100, transport=httpx.AsyncHTTPTransport(verify=client_context)
+        )
+    finally:
+        server.close()
+        await server.wait_closed()
+    # then
+    assert seen == ["sni=pinned.test", f"host=pinned.test:{port}"]
+    assert (result["status"], result["content"]) == (200, "over tls")
+    assert resolver.calls == [("pinned.test", port)]
+
+
+@pytest.mark.asyncio
+async def test_https_certificate_for_another_name_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> None:
+    # given: the pinned address answers with a certificate for someone else
+    server_context, client_context = _tls_contexts(tmp_path, "other.test")
+    seen: list[str] = []
+    server, port = await _tls_echo(server_context, seen)
+    settings.COPILOT_WEB_FETCH_ALLOWED_HOSTS = ["pinned.test"]
+    monkeypatch.setattr(web_fetch, "resolve", Resolver({"pinned.test": [["127.0.0.1"]]}))
+    try:
+        # when
+        with pytest.raises(httpx.ConnectError) as refused:
+            await fetch(
+                f"https://pinned.test:{port}/x",
+                max_chars=100,
+                transport=httpx.AsyncHTTPTransport(verify=client_context),
+            )
+    finally:
+        server.close()
+        await server.wait_closed()
+    # then
+    cause: BaseException | None = refused.value
+    while cause is not None and not isinstance(cause, ssl.SSLCertVerificationError):
+        cause = cause.__cause__ or cause.__context__
+    assert isinstance(cause, ssl.SSLCertVerificationError)
+    assert cause.verify_message == "Hostname mismatch, certificate is not valid for 'pinned.test'."
+    assert seen == ["sni=pinned.test"]
