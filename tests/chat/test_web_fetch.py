@@ -267,6 +267,47 @@ async def test_each_redirect_hop_is_resolved_and_pinned(monkeypatch: pytest.Monk
 
 
 @pytest.mark.asyncio
+async def test_an_unreachable_address_falls_back_to_the_next_checked_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    # given: the first resolved address refuses the connection
+    resolver = Resolver({"example.com": [["2606:4700:4700::1111", "93.184.216.34"]]})
+    monkeypatch.setattr(web_fetch, "resolve", resolver)
+    tried: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        tried.append(request.url.host)
+        if request.url.host == "2606:4700:4700::1111":
+            raise httpx.ConnectError("unreachable", request=request)
+        return page("second")
+
+    # when
+    result = await fetch("http://example.com/", max_chars=100, transport=httpx.MockTransport(handler))
+    # then
+    assert (tried, result["content"], resolver.calls) == (
+        ["2606:4700:4700::1111", "93.184.216.34"],
+        "second",
+        [("example.com", 80)],
+    )
+
+
+@pytest.mark.asyncio
+async def test_connection_attempts_are_bounded_to_three_addresses(monkeypatch: pytest.MonkeyPatch) -> None:
+    # given
+    addresses = ["1.1.1.1", "1.0.0.1", "8.8.8.8", "8.8.4.4"]
+    monkeypatch.setattr(web_fetch, "resolve", Resolver({"example.com": [addresses]}))
+    tried: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        tried.append(request.url.host)
+        raise httpx.ConnectError("unreachable", request=request)
+
+    # when
+    with pytest.raises(httpx.ConnectError):
+        await fetch("http://example.com/", max_chars=100, transport=httpx.MockTransport(handler))
+    # then
+    assert tried == addresses[:3]
+
+
+@pytest.mark.asyncio
 async def test_redirects_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     # given
     monkeypatch.setattr(web_fetch, "resolve", Resolver({"loop.example": [["93.184.216.34"]]}))

@@ -16,6 +16,7 @@ from chat.tools.base import Tool, ToolContext, ToolError, ToolOutput
 from chat.tools.registry import register
 
 MAX_REDIRECTS = 5
+MAX_CONNECT_ATTEMPTS = 3
 USER_AGENT = "copilot-web-fetch/1.0"
 _SCRIPT_STYLE_RE = re.compile(r"<(script|style|noscript)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
 _TAG_RE = re.compile(r"<[^>]+>")
@@ -60,12 +61,12 @@ async def resolve(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-async def destination_check(url: httpx.URL) -> str:
-    """Resolve the URL's host once and return the address to connect to.
+async def destination_check(url: httpx.URL) -> list[str]:
+    """Resolve the URL's host once and return the addresses to connect to, in order.
 
     Refuses non-HTTP URLs, and hosts with any address that is not public (checked after DNS,
     so a public name pointing inside is refused too); hosts in COPILOT_WEB_FETCH_ALLOWED_HOSTS
-    skip the address rule. The caller connects to the returned address and nothing else, so a
+    skip the address rule. The caller connects to the returned addresses and nothing else, so a
     second lookup can never swap in another one.
     """
     if url.scheme not in ("http", "https") or not url.host:
@@ -82,7 +83,7 @@ async def destination_check(url: httpx.URL) -> str:
         for address in addresses:
             if not address_is_public(address):
                 raise ToolError(f"Refusing to fetch {host}: it resolves to {address}, which is not a public address.")
-    return addresses[0]
+    return addresses
 
 
 def pinned_request(client: httpx.AsyncClient, url: httpx.URL, address: str) -> httpx.Request:
@@ -96,6 +97,18 @@ def pinned_request(client: httpx.AsyncClient, url: httpx.URL, address: str) -> h
         headers={"Host": url.netloc.decode("ascii")},
         extensions=extensions,
     )
+
+
+async def _send_pinned(client: httpx.AsyncClient, url: httpx.URL, addresses: list[str]) -> httpx.Response:
+    """Send to the checked addresses in turn until one accepts the connection (at most
+    MAX_CONNECT_ATTEMPTS, each with the full timeout), as a client connecting by name would."""
+    attempts = addresses[:MAX_CONNECT_ATTEMPTS]
+    for address in attempts[:-1]:
+        try:
+            return await client.send(pinned_request(client, url, address), stream=True)
+        except httpx.ConnectError:
+            continue
+    return await client.send(pinned_request(client, url, attempts[-1]), stream=True)
 
 
 def _is_ip_literal(host: str) -> bool:
@@ -138,8 +151,7 @@ async def fetch(url: str, *, max_chars: int, transport: httpx.AsyncBaseTransport
         transport=transport,
     ) as client:
         for _ in range(MAX_REDIRECTS + 1):
-            address = await destination_check(current)
-            response = await client.send(pinned_request(client, current, address), stream=True)
+            response = await _send_pinned(client, current, await destination_check(current))
             try:
                 if response.is_redirect and "location" in response.headers:
                     try:
