@@ -1,4 +1,4 @@
-"""web_fetch: an HTTP GET with size and time limits that refuses internal addresses."""
+"""web_fetch: an HTTP GET with size and time limits that connects only to public addresses."""
 
 from __future__ import annotations
 
