@@ -14,12 +14,12 @@ import pytest
 from channels.testing import WebsocketCommunicator
 from rest_framework.test import APIClient
 
-from billing.fake_stripe.signing import sign_payload
 from billing.models import StripeEvent
 from billing.stripe_gateway import API_VERSION
 from chat import consumers
 from chat.models import ChatSession
 from copilot_site.core.parsers import BoundedJSONParser, JsonBodyRejected, json_depth, json_loads_bounded
+from copilot_site.testing.fake_stripe.signing import sign_payload
 
 TOO_DEEP = {"detail": "The JSON is nested deeper than 32 levels.", "code": "json_too_deep"}
 TOO_LARGE = {"detail": "The request body is larger than 1048576 bytes.", "code": "request_too_large"}
