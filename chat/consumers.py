@@ -45,6 +45,8 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
+from copilot_site.core.parsers import JsonBodyRejected, json_loads_bounded
+
 from .errors import SessionNotFound
 from .events import validate_client_frame, validate_subscribe_frame
 from .selectors import session_get_for_user
@@ -122,6 +124,14 @@ class _TurnRelay(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     groups_joined: tuple[str, ...] = ()
     following: str | None = None
     follow_task: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def decode_json(cls, text_data: str) -> Any:
+        """A frame over the size or depth cap decodes to None, answered as an invalid frame."""
+        try:
+            return json_loads_bounded(text_data)
+        except JsonBodyRejected:
+            return None
 
     async def _accept_user(self) -> Any:
         """Accept the socket and return its user; None (closed with 4401) when anonymous.
