@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import math
+
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
@@ -22,6 +25,21 @@ def signup(request: HttpRequest) -> HttpResponse:
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         return redirect("chat-home")
     return render(request, "accounts/signup.html", {"form": form})
+
+
+def login_lockout(
+    request: HttpRequest, original_response: HttpResponse | None = None, credentials: object = None
+) -> HttpResponse:
+    """django-axes' answer to a locked-out sign-in (its `AXES_LOCKOUT_CALLABLE`): 429, a plain page.
+
+    `Retry-After` is the whole cool-off: a lockout ends that long after the last
+    attempt, and every attempt made while locked out (right password or not)
+    restarts it.
+    """
+    seconds = settings.COPILOT_LOGIN_COOLOFF_SECONDS
+    response = render(request, "accounts/lockout.html", {"cooloff_minutes": math.ceil(seconds / 60)}, status=429)
+    response["Retry-After"] = str(seconds)
+    return response
 
 
 def _account_context(user: User, **extra: object) -> dict[str, object]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "channels",
+    "axes",
     "copilot_site.core",
     "copilot_site.accounts",
     "billing",
@@ -84,6 +86,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out sign-in into the 429 lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "copilot_site.urls"
@@ -218,6 +222,34 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+# --- Sign-in throttle (django-axes) --------------------------------------------------
+# https://django-axes.readthedocs.io/en/latest/4_configuration.html
+# Axes' backend comes first: it refuses a locked-out username or address before any
+# password is checked. Failed attempts are rows in the database, listed in the admin
+# ("Access attempts"), where staff unlock by deleting them.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+COPILOT_LOGIN_FAILURE_LIMIT = env.int("COPILOT_LOGIN_FAILURE_LIMIT", default=5)
+COPILOT_LOGIN_COOLOFF_SECONDS = env.int("COPILOT_LOGIN_COOLOFF_SECONDS", default=15 * 60)
+AXES_FAILURE_LIMIT = COPILOT_LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(seconds=COPILOT_LOGIN_COOLOFF_SECONDS)
+# Each listed parameter is counted on its own: 5 failures for one username (from any
+# address) or from one address (for any usernames) lock that username or address.
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+# An attempt during a lockout restarts the cool-off, so `Retry-After` is always the whole of it.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = True
+AXES_LOCKOUT_CALLABLE = "copilot_site.accounts.views.login_lockout"
+# The client address is REMOTE_ADDR; behind a proxy, run daphne with --proxy-headers
+# so that REMOTE_ADDR is the client's and not the proxy's.
+# Failed `Authorization: Bearer` attempts per client address (HTTP and WebSocket),
+# counted in Redis: past the limit every bearer request from it is refused until the
+# window ends.
+COPILOT_API_KEY_FAILURE_LIMIT = env.int("COPILOT_API_KEY_FAILURE_LIMIT", default=20)
+COPILOT_API_KEY_FAILURE_WINDOW_S = env.int("COPILOT_API_KEY_FAILURE_WINDOW_S", default=600)
 
 # https://www.django-rest-framework.org/api-guide/settings/
 REST_FRAMEWORK: dict[str, Any] = {
