@@ -2,10 +2,13 @@ from __future__ import annotations
 
 import math
 
+from axes.utils import reset as axes_reset
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import SetPasswordForm
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
@@ -40,6 +43,21 @@ def login_lockout(
     response = render(request, "accounts/lockout.html", {"cooloff_minutes": math.ceil(seconds / 60)}, status=429)
     response["Retry-After"] = str(seconds)
     return response
+
+
+class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    """Django's reset confirmation; a new password also lifts a sign-in lockout of the username.
+
+    Only the username's failures are cleared: the link proves control of the account's
+    e-mail, not of the address the failures came from.
+    """
+
+    template_name = "accounts/password_reset_confirm.html"
+
+    def form_valid(self, form: SetPasswordForm[User]) -> HttpResponse:
+        response = super().form_valid(form)
+        axes_reset(username=form.user.get_username())
+        return response
 
 
 def _account_context(user: User, **extra: object) -> dict[str, object]:

@@ -251,6 +251,19 @@ AXES_LOCKOUT_CALLABLE = "copilot_site.accounts.views.login_lockout"
 COPILOT_API_KEY_FAILURE_LIMIT = env.int("COPILOT_API_KEY_FAILURE_LIMIT", default=20)
 COPILOT_API_KEY_FAILURE_WINDOW_S = env.int("COPILOT_API_KEY_FAILURE_WINDOW_S", default=600)
 
+# --- E-mail (password reset) ---------------------------------------------------------
+# EMAIL_URL picks the backend and server, e.g. smtp+tls://user:password@smtp.example.com:587
+# (smtp+ssl:// for implicit TLS on 465); the default prints mails on the console.
+# The production profile defaults to smtp://localhost:25 instead. Tests use Django's
+# in-memory backend (pytest-django sets it).
+# https://django-environ.readthedocs.io/en/latest/types.html#environ-env-email-url
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="copilot@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+_email = env.email_url("EMAIL_URL", default="consolemail://")
+EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+# https://docs.djangoproject.com/en/5.2/ref/settings/#password-reset-timeout
+PASSWORD_RESET_TIMEOUT = env.int("PASSWORD_RESET_TIMEOUT", default=3 * 24 * 3600)
+
 # https://www.django-rest-framework.org/api-guide/settings/
 REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -32,6 +32,7 @@ def _assert_locked_out(response: Any, client: Client) -> None:
     body = response.content.decode()
     assert "Too many failed sign-ins" in body
     assert "Try again in 15 minutes" in body
+    assert '<a href="/password-reset/">Forgot your password?</a>' in body
     assert "_auth_user_id" not in client.session
 
 
