@@ -17,16 +17,32 @@ from .forms import ApiKeyCreateForm, SignupForm
 from .models import User
 from .selectors import api_key_list
 from .services import api_key_create, api_key_revoke
+from .throttle import signup_refusal_record, signup_refusal_retry_after
 
 
 def signup(request: HttpRequest) -> HttpResponse:
+    """The signup page; see `SignupForm` for what it tells about taken names.
+
+    Refusals for a taken username or e-mail address are counted per client address;
+    past the limit the page answers 429 with `Retry-After` without looking at the form.
+    """
     if request.user.is_authenticated:
         return redirect("chat-home")
+    client_ip = str(request.META.get("REMOTE_ADDR") or "")
+    if request.method == "POST":
+        retry_after = signup_refusal_retry_after(client_ip=client_ip)
+        if retry_after is not None:
+            response = render(request, "accounts/signup.html", {"form": SignupForm(), "throttled": True}, status=429)
+            response["Retry-After"] = str(retry_after)
+            return response
     form = SignupForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        user = form.save()
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        return redirect("chat-home")
+    if request.method == "POST":
+        if form.is_valid():
+            user = form.save()
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            return redirect("chat-home")
+        if form.identity_taken:
+            signup_refusal_record(client_ip=client_ip)
     return render(request, "accounts/signup.html", {"form": form})
 
 

@@ -250,6 +250,9 @@ AXES_LOCKOUT_CALLABLE = "copilot_site.accounts.views.login_lockout"
 # window ends.
 COPILOT_API_KEY_FAILURE_LIMIT = env.int("COPILOT_API_KEY_FAILURE_LIMIT", default=20)
 COPILOT_API_KEY_FAILURE_WINDOW_S = env.int("COPILOT_API_KEY_FAILURE_WINDOW_S", default=600)
+# Signups refused because the username or e-mail is taken, per client address.
+COPILOT_SIGNUP_REFUSAL_LIMIT = env.int("COPILOT_SIGNUP_REFUSAL_LIMIT", default=10)
+COPILOT_SIGNUP_REFUSAL_WINDOW_S = env.int("COPILOT_SIGNUP_REFUSAL_WINDOW_S", default=3600)
 
 # --- E-mail (password reset) ---------------------------------------------------------
 # EMAIL_URL picks the backend and server, e.g. smtp+tls://user:password@smtp.example.com:587
