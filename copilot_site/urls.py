@@ -1,15 +1,13 @@
 from __future__ import annotations
 
-from django.conf import settings
 from django.contrib import admin
-from django.urls import include, path, re_path
+from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from copilot_site.core.views import healthz, static_file
+from copilot_site.core.views import healthz
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
-    re_path(rf"^{settings.STATIC_URL.strip('/')}/(?P<path>.+)$", static_file, name="static-file"),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

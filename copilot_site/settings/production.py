@@ -21,3 +21,12 @@ EMAIL_HOST_PASSWORD = _email.get("EMAIL_HOST_PASSWORD") or ""
 EMAIL_USE_TLS = bool(_email.get("EMAIL_USE_TLS", False))
 EMAIL_USE_SSL = bool(_email.get("EMAIL_USE_SSL", False))
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+
+# Static files: `manage.py collectstatic` writes hashed, compressed copies to STATIC_ROOT,
+# which WhiteNoise serves with a far-future, immutable cache life.
+# https://whitenoise.readthedocs.io/en/stable/django.html#add-compression-and-caching-support
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "copilot_site.core.static_storage.ModuleManifestStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = False
