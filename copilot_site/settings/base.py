@@ -71,6 +71,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "channels",
     "axes",
+    "csp",
     "copilot_site.core",
     "copilot_site.accounts",
     "billing",
@@ -85,6 +86,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -256,6 +258,28 @@ COPILOT_API_KEY_FAILURE_WINDOW_S = env.int("COPILOT_API_KEY_FAILURE_WINDOW_S", d
 # Signups refused because the username or e-mail is taken, per client address.
 COPILOT_SIGNUP_REFUSAL_LIMIT = env.int("COPILOT_SIGNUP_REFUSAL_LIMIT", default=10)
 COPILOT_SIGNUP_REFUSAL_WINDOW_S = env.int("COPILOT_SIGNUP_REFUSAL_WINDOW_S", default=3600)
+
+# --- Content-Security-Policy (django-csp) --------------------------------------------
+# Every page: scripts, styles, fonts, images and connections from this origin only
+# (WebSockets included: 'self' covers ws:/wss: to the same host), no inline script or
+# style element, no plugins, no framing, forms posting here only. The pages have no
+# inline scripts, so no nonce is needed; the API docs page adds the CDN it loads
+# Swagger UI from (copilot_site/urls.py).
+# https://django-csp.readthedocs.io/en/latest/configuration.html
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 
 # --- E-mail (password reset) ---------------------------------------------------------
 # EMAIL_URL picks the backend and server, e.g. smtp+tls://user:password@smtp.example.com:587
