@@ -236,3 +236,35 @@ def test_websocket_bad_keys_count_and_a_locked_out_address_has_its_handshake_ref
     web.force_login(alice)
     cookie = f"sessionid={web.cookies['sessionid'].value}"
     assert asyncio.run(_ws_handshake_status(ws_url, {**origin, "Cookie": cookie})) == 101
+
+
+@pytest.mark.e2e
+@pytest.mark.django_db(transaction=True)
+def test_daphne_answers_the_lockout_with_429_and_retry_after(daphne_server: str) -> None:
+    """The same through the real ASGI server, where Django runs the middleware chain async."""
+    import httpx
+
+    from tests.factories import UserFactory
+
+    UserFactory(username="alice")
+    with httpx.Client(base_url=daphne_server, timeout=10) as http:
+        http.get("/login/")
+        token = http.cookies["csrftoken"]
+
+        def attempt(password: str) -> httpx.Response:
+            return http.post(
+                "/login/",
+                data={"username": "alice", "password": password, "csrfmiddlewaretoken": token},
+                headers={"Referer": daphne_server + "/login/"},
+            )
+
+        # when
+        statuses = [attempt("wrong").status_code for _ in range(5)]
+        locked = attempt(PASSWORD)
+    # then
+    assert statuses == [200, 200, 200, 200, 429]
+    assert locked.status_code == 429
+    assert locked.headers["Retry-After"] == "900"
+    assert "Too many failed sign-ins" in locked.text
+    assert "sessionid" not in locked.cookies
+    assert AccessAttempt.objects.get(username="alice").failures_since_start == 6
