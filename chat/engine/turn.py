@@ -1,14 +1,15 @@
-"""The turn engine: one chat turn as an async generator of stream events (SPEC 4.10).
+"""The turn engine: one chat turn as an async generator of stream events.
 
-    stream = run_turn(session_id=…, user_id=…, turn_id=…)
+    stream = run_turn(request, hooks)     # a TurnRequest and the worker's TurnHooks
     try:
         async for event in stream:
             publish(event.to_wire())
     finally:
         await stream.aclose()   # a stop: the engine's cleanup persists partial output
 
-The caller has already saved the user's message (``message_append_user``).
-Everything shown live is persisted, in order, by the time ``finish`` is yielded.
+Dispatch has already saved the user's message, and the worker holds the
+session's stream lock for the whole turn. Everything shown live is persisted, in
+order, by the time ``finish`` is yielded.
 """
 
 from __future__ import annotations
@@ -17,15 +18,14 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
 
 from chat import services
 from chat.errors import SessionNotFound
@@ -63,7 +63,6 @@ from .context import (
 )
 from .events import (
     ERROR_LLM,
-    ERROR_STREAM_LOCKED,
     ERROR_TOOL_ROUND_LIMIT,
     DataErrorEvent,
     DataEvent,
@@ -94,25 +93,13 @@ from .providers import (
     reasoning_budget_for,
 )
 from .reasoning import ReasoningEmitter
+from .request import TurnHooks, TurnRequest
 from .usage import UsageTotals, to_microdollars, turn_cost
 
 logger = logging.getLogger(__name__)
 
 FALLBACK_TEXT = "(Done — no further commentary.)"
-STREAM_LOCKED_TEXT = "Another stream is already active for this session. Please wait or stop it."
 ERROR_ROW_PREFIX = f"{COPILOT_SYSTEM_PREFIX} Error: "
-
-# Drained messages may be PendingFollowUp or the transport's own type (see PendingLike).
-DrainPending = Callable[[], Awaitable[Sequence[PendingLike]]]
-RequeuePending = Callable[[list[Any]], Awaitable[None]]
-
-
-class StreamLock(Protocol):
-    """The per-session stream lock (SPEC 4.6.4), supplied by the transport (Redis)."""
-
-    async def acquire(self) -> bool: ...
-
-    async def release(self) -> None: ...
 
 
 class _Stopped(Exception):
@@ -155,96 +142,33 @@ def resolve_model(model: str | None) -> str:
     return str(settings.COPILOT_ADVANCED_MODEL if model == "advanced" else settings.COPILOT_MODEL)
 
 
-def run_turn(
-    *,
-    session_id: uuid.UUID | str,
-    user_id: int | None,
-    turn_id: uuid.UUID | str,
-    mode: str | None = None,
-    model: str | None = None,
-    page_context: Mapping[str, Any] | None = None,
-    is_user_message: bool = True,
-    cancel: asyncio.Event | None = None,
-    drain_pending: DrainPending | None = None,
-    requeue_pending: RequeuePending | None = None,
-    drain_at_start: bool = True,
-    stream_lock: StreamLock | None = None,
-    provider: LLMProvider | None = None,
-    started_at: float | None = None,
-    warn_usage: bool = False,
-) -> AsyncGenerator[StreamEvent, None]:
-    """The turn's event stream. See the module docstring; SPEC 4.10 gives every step.
+def run_turn(request: TurnRequest, hooks: TurnHooks) -> AsyncGenerator[StreamEvent, None]:
+    """The turn's event stream. See the module docstring.
 
-    ``cancel``: set it to stop the turn from outside (running tools are cancelled,
-    the engine closes its blocks and finishes as stopped); closing the generator
-    with ``aclose()`` also stops it. ``drain_pending`` is called at turn start
-    (SPEC 4.15.6; skip with ``drain_at_start=False``) and at each tool-round
-    boundary (4.15.5); messages it returns are persisted as user rows and shown to
-    the model; if persisting fails they go back via ``requeue_pending``.
-    ``provider`` defaults to ``get_provider()`` (closed by the engine).
-    ``started_at`` (unix time the turn was claimed): a turn that ends without an
-    error records its wall time on its last assistant row (SPEC 4.6.5), in the
-    same write as the row. ``warn_usage``: a turn that spent, and pushed a window
-    past 80 %, ends with ``data-usage-warning`` (SPEC 6.6).
+    ``hooks.cancel``: set it to stop the turn from outside; closing the generator
+    with ``aclose()`` also stops it. ``hooks.drain_pending`` is called at turn start
+    and at each tool-round boundary (see `TurnHooks`). The provider is
+    ``get_provider()``, closed by the engine. A turn that ends without an error
+    records its wall time from ``request.claimed_at`` on its last assistant row, in
+    the same write as the row; a turn that spent and pushed one of the user's
+    windows past 80 % ends with ``data-usage-warning``.
     """
-    runner = _TurnRunner(
-        session_id=str(session_id),
-        user_id=user_id,
-        turn_id=str(turn_id),
-        mode=mode,
-        model=resolve_model(model),
-        page_context=page_context,
-        is_user_message=is_user_message,
-        cancel=cancel,
-        drain_pending=drain_pending,
-        requeue_pending=requeue_pending,
-        drain_at_start=drain_at_start,
-        stream_lock=stream_lock,
-        provider=provider,
-        started_at=started_at,
-        warn_usage=warn_usage,
-    )
-    return runner.run()
+    return _TurnRunner(request, hooks).run()
 
 
 class _TurnRunner:
-    def __init__(
-        self,
-        *,
-        session_id: str,
-        user_id: int | None,
-        turn_id: str,
-        mode: str | None,
-        model: str,
-        page_context: Mapping[str, Any] | None,
-        is_user_message: bool,
-        cancel: asyncio.Event | None,
-        drain_pending: DrainPending | None,
-        requeue_pending: RequeuePending | None,
-        drain_at_start: bool,
-        stream_lock: StreamLock | None,
-        provider: LLMProvider | None,
-        started_at: float | None = None,
-        warn_usage: bool = False,
-    ) -> None:
-        self.session_id = session_id
-        self.user_id = user_id
-        self.turn_id = turn_id
-        self.mode = mode
-        self.model = model
-        self.page_context = page_context
-        self.is_user_message = is_user_message
-        self.cancel = cancel
-        self.drain_pending = drain_pending
-        self.requeue_pending = requeue_pending
-        self.drain_at_start = drain_at_start
-        self.stream_lock = stream_lock
-        self.started_at = started_at
-        self.warn_usage = warn_usage
-        self._owns_provider = provider is None
-        self._provider = provider
+    def __init__(self, request: TurnRequest, hooks: TurnHooks) -> None:
+        self.request = request
+        self.session_id = request.session_id
+        self.turn_id = turn_id = request.turn_id
+        self.mode = request.mode
+        self.model = resolve_model(request.model)
+        self.cancel = hooks.cancel
+        self.drain_pending = hooks.drain_pending
+        self.requeue_pending = hooks.requeue_pending
+        self._provider: LLMProvider | None = None
         self.message_id = str(uuid.uuid4())
-        self.log_prefix = f"[session {session_id} turn {turn_id}]"
+        self.log_prefix = f"[session {self.session_id} turn {turn_id}]"
 
         self.provider_name = ""
         self.current_start = 0
@@ -299,11 +223,6 @@ class _TurnRunner:
     # ------------------------------------------------------------------ the turn
 
     async def run(self) -> AsyncGenerator[StreamEvent, None]:
-        if self.stream_lock is not None and not await self.stream_lock.acquire():
-            yield DataErrorEvent(code=ERROR_STREAM_LOCKED)
-            yield ErrorEvent(error_text=STREAM_LOCKED_TEXT, code=ERROR_STREAM_LOCKED)
-            yield FinishEvent()
-            return
         try:
             self.provider_name = self.provider.name
             await self._setup()
@@ -455,8 +374,8 @@ class _TurnRunner:
             session = ChatSession.objects.select_related("user").get(pk=self.session_id)
         except (ChatSession.DoesNotExist, ValidationError, ValueError) as exc:
             raise SessionNotFound(self.session_id) from exc
-        if self.user_id is not None and session.user_id != self.user_id:
-            logger.warning("%s Session is not owned by user %s", self.log_prefix, self.user_id)
+        if session.user_id != self.request.user_id:
+            logger.warning("%s Session is not owned by user %s", self.log_prefix, self.request.user_id)
             raise SessionNotFound(self.session_id)
         rows = session_messages(session_id=self.session_id)
         snapshot_messages: Any = None
@@ -477,24 +396,7 @@ class _TurnRunner:
             model=self.model,
             provider=self.provider_name,
         )
-        user_rows = sum(1 for row in rows if row.role == ChatMessage.Role.USER)
-        if self.is_user_message and not session.title and user_rows == 1:
-            self._enqueue_title()
         return _Loaded(session, rows, snapshot_messages, watermark, failed)
-
-    def _enqueue_title(self) -> None:
-        # Imported here: chat.tasks imports the engine for chat.run_turn.
-        from chat.tasks import generate_title as generate_title_task
-
-        session_id = self.session_id
-
-        def enqueue() -> None:
-            try:
-                generate_title_task.delay(session_id)
-            except Exception:
-                logger.warning("Could not enqueue title generation for session %s", session_id, exc_info=True)
-
-        transaction.on_commit(enqueue)
 
     async def _setup(self) -> None:
         loaded = await sync_to_async(self._load)()
@@ -517,7 +419,7 @@ class _TurnRunner:
             load_failed=loaded.snapshot_failed,
         )
         self.setup_done = True
-        if self.drain_pending is not None and self.drain_at_start:
+        if self.drain_pending is not None:
             await self._drain_at_start()
 
     async def _drain_at_start(self) -> None:
@@ -567,7 +469,7 @@ class _TurnRunner:
         current_llm: list[LLMMessage] = [
             {"role": "user", "content": self.llm_text.get(id(row), row.content or "")} for row in current
         ]
-        suffix = page_context_suffix(self.page_context)
+        suffix = page_context_suffix(self.request.page_context)
         if suffix and current_llm:
             current_llm[-1] = {**current_llm[-1], "content": current_llm[-1]["content"] + suffix}
         system: LLMMessage = {"role": "system", "content": system_prompt()}
@@ -695,7 +597,7 @@ class _TurnRunner:
     # ------------------------------------------------------------------ cleanup
 
     async def _cleanup(self) -> None:
-        """Persist what is left, record usage, release the lock. Runs on every exit path,
+        """Persist what is left, record usage, close the provider. Runs on every exit path,
         including aclose(); it must not yield."""
         try:
             if self.setup_done:
@@ -714,12 +616,7 @@ class _TurnRunner:
                 except Exception:
                     logger.exception("%s Could not persist the end of the turn", self.log_prefix)
         finally:
-            if self.stream_lock is not None:
-                try:
-                    await self.stream_lock.release()
-                except Exception:
-                    logger.warning("%s Stream lock release failed", self.log_prefix, exc_info=True)
-            if self._owns_provider and self._provider is not None:
+            if self._provider is not None:
                 try:
                     await self._provider.aclose()
                 except Exception:
@@ -742,12 +639,12 @@ class _TurnRunner:
     def _set_duration(self) -> ChatMessage | None:
         """Put the turn's wall time on its last assistant row; that row when it is already
         saved (it then needs an update), None otherwise."""
-        if self.started_at is None or self.error_text is not None:
+        if self.request.claimed_at <= 0 or self.error_text is not None:
             return None
         last = next((row for row in reversed(self.messages) if row.role == ChatMessage.Role.ASSISTANT), None)
         if last is None or last.turn_id != self.turn_id:
             return None
-        last.duration_ms = turn_duration_ms(self.started_at)
+        last.duration_ms = turn_duration_ms(self.request.claimed_at)
         return last if last.sequence is not None else None
 
     def _record_usage(self) -> None:
@@ -781,7 +678,7 @@ class _TurnRunner:
             cost_microdollars=cost.microdollars,
             cost_source=cost.source,
         )
-        if self.warn_usage and self.error_text is None and (cost.microdollars or 0) > 0:
+        if self.error_text is None and (cost.microdollars or 0) > 0:
             self.usage_warning = _usage_warning(self.user)
         if usage.total_tokens > 0:
             self.usage_event = DataUsageEvent(

@@ -51,12 +51,16 @@ def _script(chunks: int) -> str:
 
 async def _engine_run(session_id: str, user_id: int) -> tuple[float, float, int]:
     """(turn seconds, first→last text-delta seconds, text deltas)."""
+    from chat.engine.request import TurnHooks, TurnRequest
     from chat.engine.turn import run_turn
 
     deltas = 0
     first_delta = last_delta = 0.0
     started = time.perf_counter()
-    async for event in run_turn(session_id=session_id, user_id=user_id, turn_id=uuid.uuid4(), mode="fast"):
+    request = TurnRequest(
+        session_id=session_id, turn_id=str(uuid.uuid4()), user_id=user_id, mode="fast", claimed_at=time.time()
+    )
+    async for event in run_turn(request, TurnHooks()):
         if event.type == "text-delta":
             now = time.perf_counter()
             if deltas == 0:
