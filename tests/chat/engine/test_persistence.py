@@ -28,7 +28,7 @@ def contents(session: ChatSession) -> list[tuple[int, str, str | None]]:
     )
 
 
-# ---------------------------------------------------------------- idempotent append (SPEC 4.5)
+# ---------------------------------------------------------------- idempotent append
 
 
 def test_same_client_message_id_twice_creates_one_row(session: ChatSession) -> None:
@@ -72,7 +72,7 @@ def test_append_checks_ownership(session: ChatSession, charlie: Any) -> None:
     assert contents(session) == []
 
 
-# ---------------------------------------------------------------- append-only saves (SPEC 4.2.4)
+# ---------------------------------------------------------------- append-only saves
 
 
 def test_save_inserts_only_new_rows_in_order_with_next_sequences(session: ChatSession) -> None:
@@ -110,7 +110,7 @@ def test_a_failed_save_leaves_rows_unsaved(session: ChatSession) -> None:
     assert messages_save_new(session_id=session.pk, messages=rows)[0].sequence == 0
 
 
-# ---------------------------------------------------------------- titles (SPEC 4.19)
+# ---------------------------------------------------------------- titles
 
 
 @pytest.mark.django_db(transaction=True)
