@@ -1,4 +1,4 @@
-"""Checkout redirect URL validation (SPEC §5.3.4, §8 item 85)."""
+"""Checkout redirect URL validation: success and cancel URLs must lie on the configured frontend origin."""
 
 from __future__ import annotations
 

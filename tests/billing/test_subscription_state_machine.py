@@ -1,4 +1,6 @@
-"""``POST /api/billing/subscription``: every branch of SPEC §5.3.3, with the exact Stripe calls.
+"""``POST /api/billing/subscription``: every branch of a tier change (same tier undoes a pending change, free
+cancels at period end, an upgrade applies now, a downgrade waits for the period end on a schedule, free to paid
+opens Checkout), with the exact Stripe calls.
 
 Each test drives the real fake Stripe server over HTTP through the real SDK and
 reads ``/_fake/requests`` to assert which calls were made and which were not.

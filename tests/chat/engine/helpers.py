@@ -18,9 +18,9 @@ from asgiref.sync import sync_to_async
 from chat.engine.events import StreamEvent
 from chat.engine.request import TurnHooks, TurnRequest
 from chat.engine.turn import run_turn
-from chat.llm_fake import FakeLLMServer
 from chat.models import ChatMessage, ChatSession, TurnUsage
 from chat.services import message_append_user
+from copilot_site.testing.llm_script import FakeLLMServer
 
 ERROR_PREFIX = "[__COPILOT_SYSTEM__] Error: "
 CALC = {"name": "calculator", "arguments": {"expression": "2+3"}, "id": "call_calc"}

@@ -9,9 +9,9 @@ from unittest import mock
 import pytest
 
 from chat.engine.events import ToolOutputAvailableEvent
-from chat.llm_fake import FakeLLMServer
 from chat.models import ChatSession, TurnUsage
 from chat.tools.builtin.calculator import Calculator
+from copilot_site.testing.llm_script import FakeLLMServer
 from tests.chat.conftest import fake
 from tests.chat.engine.helpers import (
     CALC,

@@ -7,8 +7,8 @@ from unittest import mock
 
 import pytest
 
-from chat.llm_fake import FakeLLMServer
 from chat.models import ChatSession
+from copilot_site.testing.llm_script import FakeLLMServer
 from tests.chat.conftest import fake
 from tests.chat.engine.helpers import (
     CALC,

@@ -11,10 +11,10 @@ from asgiref.sync import sync_to_async
 
 from chat.engine.accumulator import EventAccumulator
 from chat.engine.events import StreamEvent
-from chat.llm_fake import FakeLLMServer
 from chat.models import STOPPED_BY_USER_MARKER, ChatSession, TurnUsage
 from chat.services import message_append_user
 from chat.tools.builtin.clock import GetCurrentTime
+from copilot_site.testing.llm_script import FakeLLMServer
 from tests.chat.conftest import fake
 from tests.chat.engine.helpers import (
     CLOCK,

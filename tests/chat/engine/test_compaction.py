@@ -10,8 +10,8 @@ from unittest import mock
 import pytest
 from asgiref.sync import sync_to_async
 
-from chat.llm_fake import FakeLLMServer
 from chat.models import ChatMessage, ChatSession
+from copilot_site.testing.llm_script import FakeLLMServer
 from tests.chat.conftest import fake
 from tests.chat.engine.helpers import (
     request_messages,

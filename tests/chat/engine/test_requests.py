@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from chat.llm_fake import FakeLLMServer
 from chat.models import ChatSession
+from copilot_site.testing.llm_script import FakeLLMServer
 from tests.chat.conftest import fake
 from tests.chat.engine.helpers import (
     CALC,

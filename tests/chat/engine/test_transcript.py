@@ -11,10 +11,10 @@ from unittest import mock
 import pytest
 from asgiref.sync import sync_to_async
 
-from chat.llm_fake import FakeLLMServer
 from chat.models import STOPPED_BY_USER_MARKER, ChatMessage, ChatSession
 from chat.services import message_append_user
 from chat.tools.builtin.clock import GetCurrentTime
+from copilot_site.testing.llm_script import FakeLLMServer
 from tests.chat.conftest import fake
 from tests.chat.engine.helpers import (
     ERROR_PREFIX,

@@ -12,9 +12,9 @@ import redis
 from chat import redis_scripts as rs
 from chat import runner
 from chat.engine.request import TurnRequest
-from chat.llm_fake import FakeLLMServer
 from chat.models import ChatMessage, ChatSession
 from chat.turns import turn_claim, turn_meta_get
+from copilot_site.testing.llm_script import FakeLLMServer
 from tests.chat.conftest import fake
 
 pytestmark = pytest.mark.django_db(transaction=True)
