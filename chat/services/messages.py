@@ -1,4 +1,4 @@
-"""Message writes: append-only saves with sequences assigned at insert (SPEC 4.2.4, 4.5)."""
+"""Message writes: append-only saves with sequences assigned at insert, and the idempotent user append."""
 
 from __future__ import annotations
 
@@ -122,7 +122,7 @@ def messages_save_new(*, session_id: uuid.UUID | str, messages: Sequence[ChatMes
 
 
 def _is_duplicate(session_id: uuid.UUID | str, *, role: str, content: str | None) -> bool:
-    """SPEC 4.5: the content equals any row of the trailing run of rows with this role."""
+    """The content equals any row of the trailing run of rows with this role."""
     if content is None:
         return False
     before: int | None = None
@@ -151,7 +151,7 @@ def message_append_user(
 ) -> ChatMessage | None:
     """Append the user's message unless it is a duplicate; None when nothing was written.
 
-    Duplicates (SPEC 4.5): a row with the same ``client_message_id`` exists, or
+    Duplicates: a row with the same ``client_message_id`` exists, or
     ``content`` equals a row of the session's trailing run of user rows. A real
     repeat is always separated by an assistant row, which every finished turn
     leaves ("yes" → reply → "yes" is accepted). With ``user`` the session must be
