@@ -29,19 +29,21 @@ def generate_title(session_id: str) -> None:
 
 @shared_task(name="chat.run_turn", bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def run_turn(self: Any, payload: dict[str, Any]) -> None:
-    """Run one chat turn; the payload comes from `chat.turns.dispatch`.
+    """Run one chat turn; the payload is a `TurnRequest` that `chat.turns.dispatch` built.
 
     Then, after a turn that completed normally, start the next one if follow-ups
     are still queued (auto-continue; never after a failure or a stop).
     """
+    from .engine.request import TurnRequest
     from .turns.dispatch import turn_auto_continue
     from .turns.loop import shared_loop
     from .turns.runtime import execute_turn
 
+    request = TurnRequest.from_payload(payload)
     owner = f"{self.request.hostname}:{self.request.id}"
-    outcome = shared_loop.run(execute_turn(payload, owner_token=owner))
+    outcome = shared_loop.run(execute_turn(request, owner_token=owner))
     if outcome.ran and outcome.error is None and not outcome.stopped:
-        turn_auto_continue(session_id=payload["session_id"])
+        turn_auto_continue(session_id=request.session_id)
 
 
 @worker_ready.connect

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -13,6 +14,8 @@ from django.utils import timezone
 from chat.errors import SessionNotFound
 from chat.models import ChatMessage, ChatSession
 from copilot_site.core import sql
+
+logger = logging.getLogger(__name__)
 
 # How many trailing rows one query of the duplicate check reads (the run is usually 1–2 rows).
 _DUPLICATE_SCAN_BATCH = 50
@@ -63,7 +66,32 @@ def _insert_new_rows(session: ChatSession | uuid.UUID | str, messages: Sequence[
             row.session_id = session_id
         row.sequence = start + offset
     sql.insert(new_rows)
+    if top is None and any(row.role == ChatMessage.Role.USER for row in new_rows):
+        _title_enqueue_on_commit(session)
     return new_rows
+
+
+def _title_enqueue_on_commit(session: ChatSession | uuid.UUID | str) -> None:
+    """An untitled session's first rows hold its first user message: once the
+    transaction that saved them commits, the title task is enqueued (never for a
+    rolled-back save, never again for later messages)."""
+    session_id: uuid.UUID | str = session.pk if isinstance(session, ChatSession) else session
+    if isinstance(session, ChatSession):
+        title = session.title
+    else:
+        title = ChatSession.objects.filter(pk=session_id).values_list("title", flat=True).first()
+    if title:
+        return
+
+    def enqueue() -> None:
+        from chat.tasks import generate_title  # at call time: the tasks sit above the services
+
+        try:
+            generate_title.delay(str(session_id))
+        except Exception:
+            logger.warning("Could not enqueue title generation for session %s", session_id, exc_info=True)
+
+    transaction.on_commit(enqueue)
 
 
 def _forget_insert(rows: Sequence[ChatMessage]) -> None:
