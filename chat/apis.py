@@ -15,7 +15,7 @@ from copilot_site.core.pagination import OffsetField
 from copilot_site.core.serializers import StrictCharField, UnknownKeysRefusedMixin
 
 from .models import ChatMessage, ChatSession
-from .selectors import message_page, session_get_for_user, session_list
+from .selectors import message_page, session_get_for_user, session_list, ui_message_page
 from .services.sessions import session_create, session_delete, session_rename
 from .turns.scripts import turn_statuses
 
@@ -35,6 +35,7 @@ class SessionOutputSerializer(serializers.Serializer[ChatSession]):
 class MessageOutputSerializer(serializers.Serializer[ChatMessage]):
     sequence = serializers.IntegerField()
     role = serializers.CharField()
+    kind = serializers.ChoiceField(choices=ChatMessage.Kind.choices)
     content = serializers.CharField(allow_null=True)
     name = serializers.CharField()
     tool_call_id = serializers.CharField()
@@ -130,6 +131,43 @@ class SessionDetailApi(APIView):
     def delete(self, request: Request, session_id: str) -> Response:
         session_delete(session_id=session_id, user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class SessionUIMessagesApi(APIView):
+    """The transcript as AI SDK ``UIMessage`` objects, for ``useChat({messages, resume: true})``.
+
+    Same query parameters and envelope as the transcript (`SessionDetailApi`); ``messages``
+    holds UIMessages. A page is widened back to the start of the turn its oldest row
+    belongs to, so a message is never split across pages. While a turn runs its
+    assistant message is left out: resuming the stream (`GET …/stream`) replays it whole,
+    under the same id.
+    """
+
+    class FilterSerializer(serializers.Serializer[Any]):
+        limit = serializers.IntegerField(min_value=1, max_value=200, default=50)
+        before_sequence = serializers.IntegerField(min_value=0, required=False)
+
+    @extend_schema(parameters=[FilterSerializer])
+    def get(self, request: Request, session_id: str) -> Response:
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        session = session_get_for_user(session_id=session_id, user=request.user)
+        active = _active_turn(session.pk)
+        page = ui_message_page(
+            session=session,
+            limit=filters.validated_data["limit"],
+            before_sequence=filters.validated_data.get("before_sequence"),
+            running_turn_id=str(active["turn_id"]) if active else None,
+        )
+        return Response(
+            {
+                "session": _session_data(session),
+                "messages": page.messages,
+                "has_more": page.has_more,
+                "oldest_sequence": page.oldest_sequence,
+                "active_turn": active if filters.validated_data.get("before_sequence") is None else None,
+            }
+        )
 
 
 class ContextSerializer(serializers.Serializer[Any]):
