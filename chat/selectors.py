@@ -113,6 +113,11 @@ def _tool_name(call: Any) -> str:
     return str(function.get("name") or "tool") if isinstance(function, dict) else "tool"
 
 
+def _is_compaction_notice(row: ChatMessage) -> bool:
+    calls = row.tool_calls or []
+    return bool(calls) and not (row.content or "").strip() and all(_tool_name(c) == "context_compaction" for c in calls)
+
+
 class _UIMessageBuilder:
     """Folds rows into UIMessages: every non-user row of one turn (and a follow-up the
     turn drained between its rounds) is one assistant message whose id is the turn id —
@@ -124,6 +129,7 @@ class _UIMessageBuilder:
         self.current: dict[str, Any] | None = None
         self.current_turn: str | None = None
         self.tools: dict[str, dict[str, Any]] = {}
+        self.step_open = False  # a round's parts are open: its tool results not in yet
 
     def add(self, row: ChatMessage) -> None:
         turn = str(row.turn_id) if row.turn_id else None
@@ -146,6 +152,14 @@ class _UIMessageBuilder:
         if self.current is None or turn != self.current_turn:
             self._open(row, turn)
         assert self.current is not None
+        if row.role != ChatMessage.Role.TOOL and row.kind == ChatMessage.Kind.MESSAGE and not self.step_open:
+            if _is_compaction_notice(row):  # streamed before the first round, outside any step
+                self._part(row, self.current)
+                return
+            self.current["parts"].append({"type": "step-start"})  # a model round begins, as `start-step` does
+            self.step_open = True
+        elif row.role == ChatMessage.Role.TOOL:
+            self.step_open = False
         self._part(row, self.current)
 
     def _open(self, row: ChatMessage, turn: str | None) -> None:
@@ -158,6 +172,7 @@ class _UIMessageBuilder:
             "metadata": {"sequence": row.sequence, "createdAt": row.created_at.isoformat(), "turnId": turn},
         }
         self.tools = {}
+        self.step_open = False
 
     def _part(self, row: ChatMessage, message: dict[str, Any]) -> None:
         parts: list[dict[str, Any]] = message["parts"]
@@ -219,7 +234,7 @@ class _UIMessageBuilder:
             return
         if self.skip_turn_id is not None and message["id"] == self.skip_turn_id:
             return  # the running turn: its stream (replayed from the start) brings the whole message
-        if not message["parts"]:
+        if all(part["type"] == "step-start" for part in message["parts"]):
             return
         self.out.append(message)
 

@@ -45,6 +45,24 @@ def _validator(messages: Any) -> subprocess.CompletedProcess[str]:
     return done
 
 
+def _resume(messages: list[dict[str, Any]], chunks: list[dict[str, Any]]) -> dict[str, Any]:
+    """The messages a `useChat` given ``messages`` shows once the resumed stream's ``chunks`` ran."""
+    node = shutil.which("node")
+    if node is None or not (JS_DIR / "node_modules" / "ai").is_dir():
+        pytest.skip("node or tests/js/node_modules is missing: run `make js-tests` (npm ci)")
+    done = subprocess.run(
+        [node, str(JS_DIR / "resume_ui_messages.mjs")],
+        input=json.dumps({"messages": messages, "chunks": chunks}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
 def validate_ui_messages(messages: list[dict[str, Any]]) -> None:
     done = _validator(messages)
     assert (done.returncode, done.stderr) == (0, "")
@@ -118,8 +136,8 @@ def test_a_stopped_turn_has_a_stopped_row_and_no_marker_in_any_payload(stack: st
     assistant = ui["messages"][1]
     assert [m["role"] for m in ui["messages"]] == ["user", "assistant"]
     assert assistant["id"] == turn_id
-    assert [p["type"] for p in assistant["parts"]] == ["text", "data-stopped"]
-    assert assistant["parts"][1] == {"type": "data-stopped", "data": {"text": "Stopped"}}
+    assert [p["type"] for p in assistant["parts"]] == ["step-start", "text", "data-stopped"]
+    assert assistant["parts"][2] == {"type": "data-stopped", "data": {"text": "Stopped"}}
     assert assistant["metadata"]["stopped"] is True
     validate_ui_messages(ui["messages"])
 
@@ -146,6 +164,7 @@ def test_a_turn_with_reasoning_a_tool_and_text_is_one_valid_ui_message(stack: st
     assert assistant["id"] == str(user_row.turn_id)
     streamed_output = next(c["output"] for _, c in streamed.events if c["type"] == "tool-output-available")
     assert assistant["parts"] == [
+        {"type": "step-start"},
         {"type": "reasoning", "text": "Let me add", "state": "done"},
         {
             "type": "tool-calculator",
@@ -154,6 +173,7 @@ def test_a_turn_with_reasoning_a_tool_and_text_is_one_valid_ui_message(stack: st
             "input": {"expression": "2+3"},
             "output": streamed_output,
         },
+        {"type": "step-start"},
         {"type": "text", "text": "It is 5.", "state": "done"},
     ]
     assert "stopped" not in assistant["metadata"]
@@ -197,9 +217,18 @@ def test_a_transcript_read_mid_turn_and_a_resume_never_repeat_a_message_id(stack
     validate_ui_messages(mid["messages"])
     # and after the turn: one assistant message with that id, holding the tool and the answer
     assert [m["id"] for m in after["messages"]] == [mid["messages"][0]["id"], turn_id]
-    assert [p["type"] for p in after["messages"][1]["parts"]] == ["tool-web_fetch", "text"]
-    assert after["messages"][1]["parts"][0]["state"] == "output-available"
+    assert [p["type"] for p in after["messages"][1]["parts"]] == ["step-start", "tool-web_fetch", "step-start", "text"]
+    assert after["messages"][1]["parts"][1]["state"] == "output-available"
     validate_ui_messages(after["messages"])
+    # and what the AI SDK itself makes of transcript + resumed stream: each message once,
+    # the same parts as the transcript read after the turn (the stream adds its usage part)
+    shown_by = _resume(mid["messages"], [chunk for _, chunk in resumed.events])
+    for version in ("ai5", "ai6"):
+        assert [m["id"] for m in shown_by[version]] == [m["id"] for m in after["messages"]]
+        live_parts = [p for p in shown_by[version][1]["parts"] if p["type"] != "data-usage"]
+        assert [p["type"] for p in live_parts] == [p["type"] for p in after["messages"][1]["parts"]]
+        assert live_parts[1]["output"] == after["messages"][1]["parts"][1]["output"]
+        assert live_parts[3]["text"] == after["messages"][1]["parts"][3]["text"] == "fetched"
 
 
 # ---------------------------------------------------------------- paging and old rows
@@ -240,6 +269,7 @@ def test_pages_are_widened_to_whole_turns_and_follow_ups_fold_into_the_turn() ->
     assert (older.has_more, older.oldest_sequence) == (False, 0)
     assert [m["id"] for m in older.messages] == ["user-0", first]
     assert newest.messages[1]["parts"] == [
+        {"type": "step-start"},
         {"type": "reasoning", "text": "thinking", "state": "done"},
         {
             "type": "tool-calculator",
@@ -249,6 +279,7 @@ def test_pages_are_widened_to_whole_turns_and_follow_ups_fold_into_the_turn() ->
             "output": {"result": 1},
         },
         {"type": "data-pending-drained", "data": {"count": 1, "messages": ["and faster"]}},
+        {"type": "step-start"},
         {"type": "text", "text": "One.", "state": "done"},
     ]
     validate_ui_messages(older.messages + newest.messages)
@@ -273,6 +304,7 @@ def test_an_unanswered_tool_call_is_an_output_error_and_notices_are_data_parts()
     page = ui_message_page(session=session, limit=50)
     # then
     assert page.messages[1]["parts"] == [
+        {"type": "step-start"},
         {"type": "text", "text": "Fetching", "state": "done"},
         {
             "type": "tool-web_fetch",
