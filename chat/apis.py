@@ -133,6 +133,28 @@ class SessionDetailApi(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+class UIMessageOutputSerializer(serializers.Serializer[Any]):
+    """An AI SDK ``UIMessage``."""
+
+    id = serializers.CharField()
+    role = serializers.ChoiceField(choices=["user", "assistant"])
+    parts = serializers.ListField(child=serializers.DictField(), help_text="UIMessage parts (text, reasoning, …).")
+    metadata = serializers.DictField()
+
+
+class ActiveTurnOutputSerializer(serializers.Serializer[Any]):
+    turn_id = serializers.CharField()
+    started_at = serializers.DateTimeField()
+
+
+class UIMessagePageOutputSerializer(serializers.Serializer[Any]):
+    session = SessionOutputSerializer()
+    messages = UIMessageOutputSerializer(many=True)
+    has_more = serializers.BooleanField()
+    oldest_sequence = serializers.IntegerField(allow_null=True)
+    active_turn = ActiveTurnOutputSerializer(allow_null=True)
+
+
 class SessionUIMessagesApi(APIView):
     """The transcript as AI SDK ``UIMessage`` objects, for ``useChat({messages, resume: true})``.
 
@@ -147,7 +169,7 @@ class SessionUIMessagesApi(APIView):
         limit = serializers.IntegerField(min_value=1, max_value=200, default=50)
         before_sequence = serializers.IntegerField(min_value=0, required=False)
 
-    @extend_schema(parameters=[FilterSerializer])
+    @extend_schema(parameters=[FilterSerializer], responses={200: UIMessagePageOutputSerializer})
     def get(self, request: Request, session_id: str) -> Response:
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
