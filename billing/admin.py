@@ -18,6 +18,8 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
+from copilot_site.core.admin import ReadOnlyAdmin
+
 from . import stripe_gateway
 from .errors import BillingError
 from .models import BillingConfig, CheckoutRecord, CreditTransaction, CustomerAccount, StripeEvent, Tier, TierChange
@@ -72,7 +74,7 @@ def _intermediate(
                 try:
                     summary = apply(account, form.cleaned_data)
                 except (BillingError, ValueError) as exc:
-                    message = exc.message if isinstance(exc, BillingError) else str(exc)
+                    message = exc.detail if isinstance(exc, BillingError) else str(exc)
                     modeladmin.message_user(request, f"{account.user}: {message}", messages.ERROR)
                     continue
                 modeladmin.message_user(request, f"{account.user}: {summary}", messages.SUCCESS)
@@ -177,19 +179,8 @@ class CustomerAccountAdmin(admin.ModelAdmin[CustomerAccount]):
 # --- the ledger and audit trails (read-only) ----------------------------------------------------------
 
 
-class _ReadOnlyAdmin(admin.ModelAdmin[Any]):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
 @admin.register(CreditTransaction)
-class CreditTransactionAdmin(_ReadOnlyAdmin):
+class CreditTransactionAdmin(ReadOnlyAdmin):
     list_display = ("created_at", "user", "kind", "amount_cents", "balance_after_cents", "reason", "created_by")
     list_select_related = ("user", "created_by")
     list_filter = ("kind", "created_at")
@@ -199,7 +190,7 @@ class CreditTransactionAdmin(_ReadOnlyAdmin):
 
 
 @admin.register(TierChange)
-class TierChangeAdmin(_ReadOnlyAdmin):
+class TierChangeAdmin(ReadOnlyAdmin):
     list_display = ("created_at", "user", "previous_tier", "tier", "reason", "actor")
     list_select_related = ("user", "actor")
     list_filter = ("tier",)
@@ -207,7 +198,7 @@ class TierChangeAdmin(_ReadOnlyAdmin):
 
 
 @admin.register(CheckoutRecord)
-class CheckoutRecordAdmin(_ReadOnlyAdmin):
+class CheckoutRecordAdmin(ReadOnlyAdmin):
     list_display = (
         "created_at", "user", "kind", "tier", "amount_cents", "status", "amount_paid_cents", "clawed_back_cents",
     )  # fmt: skip
@@ -235,7 +226,7 @@ class ProcessingStatusFilter(admin.SimpleListFilter):
 
 
 @admin.register(StripeEvent)
-class StripeEventAdmin(_ReadOnlyAdmin):
+class StripeEventAdmin(ReadOnlyAdmin):
     list_display = ("stripe_event_id", "type", "received_at", "processing_status", "processed_at")
     list_filter = (ProcessingStatusFilter, "type")
     search_fields = ("stripe_event_id", "type")

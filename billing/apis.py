@@ -15,7 +15,7 @@ from .selectors import SubscriptionStatus, credit_balance, credit_transactions, 
 from .services import credits_top_up_checkout_create, subscription_change
 
 # DRF trims whitespace by default, which would hide a trailing control character
-# from the redirect check (SPEC §5.3.4); the service sees the URL as sent.
+# from the redirect check (which refuses control characters); the service sees the URL as sent.
 _URL_FIELD: dict[str, Any] = {"max_length": 2048, "trim_whitespace": False}
 
 
@@ -96,7 +96,7 @@ class CreditTopUpApi(APIView):
 
 
 class SubscriptionApi(APIView):
-    """GET the subscription status; POST a tier to move to (the state machine of SPEC §5.3.3)."""
+    """GET the subscription status; POST a tier to move to (the state machine of ``subscription_change``)."""
 
     @extend_schema_serializer(component_name="SubscriptionChangeInput")
     class InputSerializer(serializers.Serializer[Any]):

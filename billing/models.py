@@ -5,7 +5,9 @@ from typing import Any
 from django.conf import settings
 from django.db import models, transaction
 
-from .caching import CONFIG_KEY, cache_delete
+from copilot_site.core.caching import cache_delete
+
+from .caching import CONFIG_KEY
 
 
 class Tier(models.TextChoices):

@@ -15,6 +15,8 @@ from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from copilot_site.core.caching import cache_get, cache_set, is_missing
+
 from . import caching, stripe_gateway
 from .errors import PaymentProviderError
 from .models import BillingConfig, CreditTransaction, CustomerAccount, Tier
@@ -94,8 +96,8 @@ class BillingSettings:
 
 def _config_row() -> dict[str, Any]:
     """The admin row's raw values, cached 60 s (the cache entry is deleted when the row is saved)."""
-    cached = caching.cache_get(caching.CONFIG_KEY)
-    if not caching.is_missing(cached) and isinstance(cached, dict):
+    cached = cache_get(caching.CONFIG_KEY)
+    if not is_missing(cached) and isinstance(cached, dict):
         return cached
     row = (
         BillingConfig.objects.filter(pk=1)
@@ -103,7 +105,7 @@ def _config_row() -> dict[str, Any]:
         .first()
     )
     values: dict[str, Any] = dict(row) if row else {}
-    caching.cache_set(caching.CONFIG_KEY, values, caching.CONFIG_TTL_S)
+    cache_set(caching.CONFIG_KEY, values, caching.CONFIG_TTL_S)
     return values
 
 
@@ -125,8 +127,8 @@ def billing_settings() -> BillingSettings:
 
 
 def _price_amount_cached(price_id: str) -> int | None:
-    cached = caching.cache_get(caching.price_amount_key(price_id))
-    return cached if not caching.is_missing(cached) and isinstance(cached, int) else None
+    cached = cache_get(caching.price_amount_key(price_id))
+    return cached if not is_missing(cached) and isinstance(cached, int) else None
 
 
 def _price_amount_fetch(price_id: str) -> int | None:
@@ -138,12 +140,12 @@ def _price_amount_fetch(price_id: str) -> int | None:
     if amount is None:
         logger.warning("Failed to retrieve Stripe price %s — returning None (not cached)", price_id)
         return None
-    caching.cache_set(caching.price_amount_key(price_id), amount, caching.PRICE_AMOUNT_TTL_S)
+    cache_set(caching.price_amount_key(price_id), amount, caching.PRICE_AMOUNT_TTL_S)
     return amount
 
 
 def tier_costs() -> dict[str, int]:
-    """Monthly cost of every tier in cents (SPEC §5.3.2).
+    """Monthly cost of every tier in cents (FREE and ENTERPRISE cost 0).
 
     PRO and BUSINESS come from their Stripe prices (cached; the misses fetched
     concurrently); without payments or a configured price, from
@@ -209,14 +211,14 @@ def _pending_from_stripe(account: CustomerAccount, config: BillingSettings) -> P
 
 
 def pending_subscription_change(*, user: Any) -> PendingChange | None:
-    """The user's pending tier change (SPEC §5.4.5), cached 30 s.
+    """The user's pending tier change, cached 30 s: a schedule's next phase, else ``cancel_at_period_end`` (→ FREE).
 
     Raises ``PaymentProviderError`` when Stripe cannot be read (never cached); the
     cache is deleted by every tier change and subscription POST.
     """
     key = caching.pending_change_key(user.pk)
-    cached = caching.cache_get(key)
-    if not caching.is_missing(cached) and isinstance(cached, dict):
+    cached = cache_get(key)
+    if not is_missing(cached) and isinstance(cached, dict):
         if not cached.get("tier"):
             return None
         effective = cached.get("effective_at")
@@ -230,12 +232,12 @@ def pending_subscription_change(*, user: Any) -> PendingChange | None:
             "tier": pending.tier,
             "effective_at": pending.effective_at.isoformat() if pending.effective_at else None,
         }
-    caching.cache_set(key, value, caching.PENDING_CHANGE_TTL_S)
+    cache_set(key, value, caching.PENDING_CHANGE_TTL_S)
     return pending
 
 
 def proration_credit_cents(*, account: CustomerAccount | None, monthly_cost_cents: int, now: datetime) -> int:
-    """Decision (SPEC §5.3.2): the unused share of the current paid period, from our Stripe mirror."""
+    """The unused share of the current paid period, ``floor(cost × remaining / period)``, from our Stripe mirror."""
     if account is None or not account.stripe_subscription_id or monthly_cost_cents <= 0:
         return 0
     if account.subscription_status not in stripe_gateway.ACTIVE_STATUSES:

@@ -247,7 +247,7 @@ def _stripe_call(operation: str, **context: Any) -> Iterator[None]:
         error = PaymentProviderError(
             operation=operation,
             stripe_error=type(exc).__name__,
-            code=getattr(exc, "code", None),
+            stripe_code=getattr(exc, "code", None),
             http_status_from_stripe=exc.http_status,
         )
         logger.warning(
@@ -256,7 +256,7 @@ def _stripe_call(operation: str, **context: Any) -> Iterator[None]:
             extra={
                 "stripe_operation": operation,
                 "stripe_error": error.stripe_error,
-                "stripe_code": error.code,
+                "stripe_code": error.stripe_code,
                 "stripe_http_status": exc.http_status,
                 "stripe_request_id": exc.request_id,
                 **{f"stripe_{key}": value for key, value in context.items()},
@@ -313,7 +313,7 @@ def first_active_subscription(customer_id: str) -> Subscription | None:
 def active_subscriptions(
     customer_id: str, *, timeout_s: float | None = None, max_retries: int | None = None
 ) -> list[Subscription]:
-    """Active then trialing subscriptions of the customer (SPEC §5.4.2)."""
+    """Active then trialing subscriptions of the customer; every caller takes the first as "the" subscription."""
     return [
         sub
         for status in ACTIVE_STATUSES
@@ -334,7 +334,7 @@ def subscription_change_price(*, subscription: Subscription, price_id: str) -> S
     """
     params = {
         "items": [{"id": subscription.item_id, "price": price_id}],
-        # Decision (SPEC §5.3.3.5): upgrades bill the difference immediately.
+        # Upgrades bill the prorated difference at once, on a new invoice.
         "proration_behavior": "always_invoice",
     }
     with _stripe_call("subscription_change_price", subscription_id=subscription.id, price_id=price_id):

@@ -10,8 +10,9 @@ from django.shortcuts import render
 from .models import Tier
 from .selectors import account_for_user
 
-# What each plan gives, as a multiple of FREE's usage limits. These mirror the
-# rate-limit defaults (SPEC §6.2.1); billing cannot read ratelimits (STYLE §2).
+# What each plan gives, as a multiple of FREE's usage limits. These mirror
+# ``ratelimits.selectors.TIER_MULTIPLIERS``, spelled here because billing never
+# imports ratelimits (the apps depend one way: chat → ratelimits → billing).
 TIER_MULTIPLES: dict[str, int] = {Tier.FREE: 1, Tier.PRO: 5, Tier.BUSINESS: 20}
 
 

@@ -181,7 +181,7 @@ def stripe_webhook(request: HttpRequest) -> JsonResponse:
             payload=request.body, signature_header=request.headers.get("Stripe-Signature", ""), secret=secret
         )
     except InvalidWebhook as exc:
-        return _error(400, exc.message)
+        return _error(400, exc.detail)
     if event.api_version and event.api_version != stripe_gateway.API_VERSION:
         logger.error(
             "Stripe event %s has API version %s, expected %s",

@@ -44,6 +44,9 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
+from copilot_site.core.errors import ApplicationError
+from copilot_site.core.exceptions import error_frame
+
 from .errors import SessionNotFound
 from .events import validate_client_frame, validate_subscribe_frame
 from .selectors import session_get_for_user
@@ -223,20 +226,12 @@ class ChatConsumer(_TurnRelay):
             return
         try:
             result = await _send(self.scope["user"], self.session_id, content)
-        except Exception as exc:  # mapped like the HTTP API maps them
-            status = getattr(exc, "http_status", None)
-            if status is None:
-                logger.exception("WebSocket send failed for session %s", self.session_id)
-                await self._error("internal_error", "Something went wrong; please retry.")
-                return
-            extra = getattr(exc, "extra", {}) or {}
-            if status == 429 and "window" in extra:
-                await self.send_json(
-                    {"type": "rate_limited", "window": extra["window"], "resets_at": extra["resets_at"]}
-                )
-                return
-            codes = {404: "not_found", 429: "too_many_queued", 503: "unavailable", 402: "insufficient_credits"}
-            await self._error(codes.get(status, "rejected"), str(getattr(exc, "message", exc)))
+        except ApplicationError as exc:  # the same table as the HTTP API's
+            await self.send_json(error_frame(exc))
+            return
+        except Exception:
+            logger.exception("WebSocket send failed for session %s", self.session_id)
+            await self._error("internal_error", "Something went wrong; please retry.")
             return
         if result.outcome == "queued":
             await self.send_json({"type": "queued", **result.queued_body()})

@@ -21,6 +21,8 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
+from copilot_site.core.admin import ReadOnlyAdmin
+
 from .charts import spend_chart
 from .errors import RateLimitError
 from .forms import OverrideSetForm, TierLimitAdminForm, TierSetForm, UsageResetForm
@@ -124,19 +126,8 @@ class UserLimitOverrideAdmin(admin.ModelAdmin[UserLimitOverride]):
             limit_override_delete(override=override, actor=request.user)
 
 
-class _ReadOnlyAdmin(admin.ModelAdmin[Any]):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
 @admin.register(PersonalSpendCap)
-class PersonalSpendCapAdmin(_ReadOnlyAdmin):
+class PersonalSpendCapAdmin(ReadOnlyAdmin):
     """Users set their own caps on the account page; staff only look."""
 
     list_display = ("user_link", "daily_cap", "updated_at")
@@ -153,7 +144,7 @@ class PersonalSpendCapAdmin(_ReadOnlyAdmin):
 
 
 @admin.register(RateLimitAuditEntry)
-class RateLimitAuditEntryAdmin(_ReadOnlyAdmin):
+class RateLimitAuditEntryAdmin(ReadOnlyAdmin):
     list_display = ("created_at", "action", "user_link", "actor", "reason")
     list_select_related = ("user", "actor")
     list_filter = ("action",)
@@ -166,7 +157,7 @@ class RateLimitAuditEntryAdmin(_ReadOnlyAdmin):
 
 
 @admin.register(DailySpend)
-class DailySpendAdmin(_ReadOnlyAdmin):
+class DailySpendAdmin(ReadOnlyAdmin):
     """Durable daily totals; each user links to their usage page (reset, tier, override)."""
 
     change_list_template = "admin/ratelimits/dailyspend/change_list.html"
@@ -266,7 +257,7 @@ class DailySpendAdmin(_ReadOnlyAdmin):
                     reason=form.cleaned_data["reason"],
                 )
             except RateLimitError as exc:
-                self.message_user(request, exc.message, messages.ERROR)
+                self.message_user(request, exc.detail, messages.ERROR)
             else:
                 windows = "daily and weekly windows" if action == "reset-weekly" else "daily window"
                 self.message_user(request, f"Reset the {windows} of {user}.", messages.SUCCESS)

@@ -1,7 +1,7 @@
 """Usage and rate-limit REST API: one APIView per operation (HackSoft style).
 
-User-facing payloads carry percentages and times only (SPEC §6.4.3); the staff
-endpoints carry raw microdollars (CONTRACT).
+User-facing payloads carry percentages and times only, so a client cannot infer
+per-turn cost or margins; the staff endpoints carry raw microdollars for debugging.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Rate-limit reads: limit resolution, the pre-turn check, usage and its estimate.
 
-Reads fail open (SPEC §0.8): a Redis outage lets turns through and reports 0 %.
+Reads fail open: a Redis outage lets turns through and reports 0 %.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from billing.models import Tier
 from billing.selectors import account_for_user, credits_enabled
+from copilot_site.core.caching import cache_get_many, cache_set
 
 from . import redis_store
 from .caching import (
@@ -25,8 +26,6 @@ from .caching import (
     TIER_LIMITS_TTL_S,
     TIER_TTL_S,
     USER_LIMITS_TTL_S,
-    cache_get_many,
-    cache_set,
     tier_key,
     user_limits_key,
 )
@@ -37,7 +36,8 @@ from .redis_store import SpendSnapshot, Window
 
 logger = logging.getLogger(__name__)
 
-# SPEC §6.2.1; used only for a tier whose TierLimit row is missing.
+# Each tier's limits as a multiple of FREE's; used only for a tier whose TierLimit row is missing.
+# billing/views.py shows the same multiples on the plans page.
 TIER_MULTIPLIERS: dict[str, int] = {Tier.FREE: 1, Tier.PRO: 5, Tier.BUSINESS: 20, Tier.ENTERPRISE: 60}
 # Below this much observed history the pace estimate would be mostly noise.
 MIN_PACE_WINDOW_S = 15 * 60
@@ -125,7 +125,8 @@ def _tier_info(user: Any, cached: dict[str, Any]) -> TierInfo:
         return TierInfo(tier=entry["tier"], past_due=bool(entry.get("past_due")))
     info = _load_tier_info(user)
     if info is None:
-        # Not cached, so the next call retries the lookup (SPEC §6.2.2).
+        # A DB error or an invalid tier reads as FREE, not cached, so the next call
+        # retries the lookup.
         return TierInfo(tier=Tier.FREE, past_due=False)
     cache_set(tier_key(user.pk), {"tier": info.tier, "past_due": info.past_due}, TIER_TTL_S)
     return info
@@ -298,8 +299,9 @@ def reset_cost_cents() -> int:
 
 
 def usage_status(*, user: Any, now: datetime | None = None, limits: Limits | None = None) -> UsageStatus:
-    """Spend against the account limits (SPEC §6.3.4), both windows and the pace in one
-    round trip. A Redis error reads as zero spend."""
+    """Spend against the account limits, both windows and the pace in one round trip.
+
+    A missing counter counts as 0; a Redis error reads as zero spend (fail open)."""
     now = now or timezone.now()
     limits = limits or resolve_limits(user=user)
     try:
@@ -365,7 +367,7 @@ def _public_window(usage: WindowUsage) -> PublicWindow | None:
 
 
 def usage_public(*, user: Any, now: datetime | None = None) -> PublicUsage:
-    """What a user may see (SPEC §6.4): percentages and times only, never spend or limits.
+    """What a user may see: percentages and times only, never spend or limits.
 
     Percentages are against the plan's limits. The personal cap is the user's own
     figure; against it only "reached" is reported, so per-turn cost stays hidden.
@@ -445,7 +447,7 @@ class StaffRateLimitView(TypedDict):
 
 
 def rate_limit_staff_view(*, user: Any, now: datetime | None = None) -> StaffRateLimitView:
-    """Raw microdollar figures for staff (SPEC §6.6.1), plus the override and personal cap."""
+    """Raw microdollar figures for staff (for debugging), plus the override and personal cap."""
     status = usage_status(user=user, now=now)
     limits = status.limits
     override = (

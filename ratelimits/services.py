@@ -1,5 +1,6 @@
 """Rate-limit writes: spend recording, the paid daily reset, the usage warning, and the
-staff and user levers. Everything that moves money fails closed (SPEC §0.8).
+staff and user levers. Everything that charges or refunds money fails closed: a Redis
+or database error refuses the operation rather than risk a charge without its effect.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ REFUND_REASON = "Refund for failed copilot rate-limit reset"
 
 
 def record_cost_usage(*, user: Any, microdollars: int, now: datetime | None = None) -> None:
-    """Add a turn's real cost to the user's daily and weekly counters (SPEC §6.3.3).
+    """Add a turn's real cost to the user's daily and weekly counters (one MULTI, each with its TTL).
 
     A cost ≤ 0 touches nothing. Redis errors are logged and swallowed (the turn
     already happened); any other error propagates to the engine. The durable
@@ -114,7 +115,7 @@ def consume_usage_warning(*, user: Any, now: datetime | None = None) -> UsageWar
     return None
 
 
-# --- paid daily reset (SPEC §6.5) -------------------------------------------------------
+# --- paid daily reset -------------------------------------------------------------------
 
 
 class ResetResult(TypedDict):
@@ -125,8 +126,13 @@ class ResetResult(TypedDict):
 
 
 def usage_reset_paid(*, user: Any, now: datetime | None = None) -> ResetResult:
-    """Charge credits and reset today's window. Checks run in SPEC order; every refusal
-    raises a RateLimitError with its status. Not atomic as a whole on purpose: the
+    """Charge credits and reset today's window.
+
+    Checks run in this order, the first refusal wins: no reset price or credits off
+    (400) → no daily limit (400) → today's reset count (503 when unreadable, 429 at the
+    cap) → the per-user lock (429) → the daily limit not reached, or the weekly one
+    also reached (400) → the charge (402). Every refusal raises a RateLimitError with
+    its status. Not atomic as a whole on purpose: the
     charge commits before the Redis step so a failed step can be refunded."""
     now = now or timezone.now()
     cost = _raw_reset_cost()
@@ -299,7 +305,7 @@ def _audit(
 def usage_reset_by_staff(
     *, user: Any, actor: Any, include_weekly: bool, reason: str = "", now: datetime | None = None
 ) -> None:
-    """Delete the daily counter (and the weekly one) in one DEL (SPEC §6.6.2).
+    """Delete the daily counter (and the weekly one) in one DEL.
 
     Fails closed: a Redis error raises UsageResetFailed (HTTP 500) and writes no audit row.
     """

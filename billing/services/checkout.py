@@ -32,7 +32,11 @@ def _allowed_origin() -> str:
 
 
 def redirect_url_is_allowed(url: str, allowed_origin: str) -> bool:
-    """SPEC §5.3.4: same scheme and host as the allowed origin; the path is ignored."""
+    """Same http(s) scheme, host and port as the allowed origin; the path is ignored.
+
+    Refused outright: a backslash, a control character, ``@`` in the host part, or
+    anything that does not parse (``@`` in the query or fragment is fine).
+    """
     if "\\" in url or any(ord(char) < 0x20 or ord(char) == 0x7F for char in url):
         return False
     try:
@@ -130,7 +134,7 @@ def checkout_open(
     try:
         customer_id = stripe_customer_get_or_create(user=user)
     except PaymentProviderError as exc:
-        raise exc.with_message(CHECKOUT_FAILED) from None
+        raise exc.with_detail(CHECKOUT_FAILED) from None
     record = CheckoutRecord.objects.create(user=user, **record_fields)
     try:
         session = stripe_gateway.checkout_session_create(
@@ -145,7 +149,7 @@ def checkout_open(
         )
     except PaymentProviderError as exc:
         CheckoutRecord.objects.filter(pk=record.pk).update(status=CheckoutRecord.Status.FAILED)
-        raise exc.with_message(CHECKOUT_FAILED) from None
+        raise exc.with_detail(CHECKOUT_FAILED) from None
     CheckoutRecord.objects.filter(pk=record.pk).update(
         status=CheckoutRecord.Status.OPEN, stripe_checkout_session_id=session.id
     )

@@ -1,4 +1,4 @@
-"""Applying Stripe's state to ours: the work behind each webhook handler (SPEC §5.5).
+"""Applying Stripe's state to ours: the work behind each handler of ``POST /api/billing/stripe/webhook``.
 
 Every function here runs inside the webhook's transaction (the ``StripeEvent``
 insert and the handler commit or roll back together) and locks the account row
@@ -21,6 +21,7 @@ from django.utils import timezone
 from billing import caching, stripe_gateway
 from billing.models import CheckoutRecord, CreditTransaction, CustomerAccount, Tier
 from billing.selectors import billing_settings
+from copilot_site.core.caching import cache_delete
 
 from .credits import account_get_or_create, credits_claw_back, credits_top_up
 from .subscriptions import set_user_tier
@@ -110,7 +111,7 @@ def sync_subscription_from_stripe(
             account.subscription_synced_at = max(synced_at, event_created) if synced_at else event_created
             account.save(update_fields=[*_MIRROR_FIELDS, "subscription_synced_at", "updated_at"])
         user_id = int(account.user_id)
-        transaction.on_commit(lambda: caching.cache_delete(caching.pending_change_key(user_id)))
+        transaction.on_commit(lambda: cache_delete(caching.pending_change_key(user_id)))
         return outcome
 
 
@@ -303,7 +304,7 @@ def dispute_closed(*, dispute: Mapping[str, Any]) -> str:
 
 
 def invoice_payment_failed(*, customer_id: str | None, invoice_id: str, event_created: datetime) -> str:
-    """Decision (SPEC §5.5): mark the account past due; the tier stays until Stripe ends the subscription."""
+    """Mark the account past due; the tier stays until Stripe cancels the subscription or marks it unpaid."""
     account = (
         CustomerAccount.objects.select_for_update().filter(stripe_customer_id=customer_id).first()
         if customer_id

@@ -1,4 +1,4 @@
-"""Subscription tiers: the POST state machine (SPEC §5.3.3), Stripe helpers (§5.4), tier changes.
+"""Subscription tiers: the ``POST /api/billing/subscription`` state machine, the Stripe helpers, tier changes.
 
 Stripe is called outside any database transaction, so no row lock or SQLite write
 lock is held across the network; the database follows Stripe through the webhook
@@ -22,6 +22,7 @@ from billing.errors import (
 )
 from billing.models import CheckoutRecord, CustomerAccount, Tier, TierChange
 from billing.selectors import BillingSettings, billing_settings
+from copilot_site.core.caching import cache_delete
 
 from .checkout import checkout_open, redirect_urls_validate
 from .credits import account_get_or_create, account_lock
@@ -52,7 +53,7 @@ def _enqueue_drift_check(user_id: int) -> None:
 
 
 def _invalidate_user_caches(user_id: int) -> None:
-    caching.cache_delete(caching.ratelimits_tier_key(user_id), caching.pending_change_key(user_id))
+    cache_delete(caching.ratelimits_tier_key(user_id), caching.pending_change_key(user_id))
 
 
 @transaction.atomic
@@ -116,7 +117,7 @@ def subscription_drift_check(*, user_id: int, timeout_s: float) -> bool:
     return True
 
 
-# --- Stripe helpers (SPEC §5.4) -----------------------------------------------------------------
+# --- Stripe helpers ----------------------------------------------------------------------------
 
 
 def _active_subscription(account: CustomerAccount) -> stripe_gateway.Subscription | None:
@@ -161,7 +162,7 @@ def _mirror_pending(account: CustomerAccount, tier: str | None, effective_at: da
 
 
 def release_pending_subscription_schedule(*, user: Any) -> bool:
-    """Cancel any pending change (SPEC §5.4.4): release the schedule and clear ``cancel_at_period_end``.
+    """Cancel any pending change: release the schedule (a terminal one counts) and clear ``cancel_at_period_end``.
 
     Idempotent; returns False when nothing was pending. Raises ``PaymentProviderError``.
     """
@@ -170,7 +171,7 @@ def release_pending_subscription_schedule(*, user: Any) -> bool:
         sub = _active_subscription(account)
         released = _pending_clear(sub) if sub is not None else False
     finally:
-        caching.cache_delete(caching.pending_change_key(int(user.pk)))
+        cache_delete(caching.pending_change_key(int(user.pk)))
     if released:
         _mirror_pending(account, None, None)
     return released
@@ -200,7 +201,10 @@ def subscriptions_cleanup_stale(*, customer_id: str, keep_subscription_id: str) 
 
 
 def cancel_customer_subscriptions(*, customer_id: str) -> list[str]:
-    """Cancel every active and trialing subscription now; errors propagate (SPEC §5.4.3)."""
+    """Cancel every active and trialing subscription now.
+
+    Errors propagate, so a caller never changes the DB tier after a Stripe failure.
+    """
     cancelled: list[str] = []
     for sub in stripe_gateway.active_subscriptions(customer_id):
         stripe_gateway.subscription_cancel_now(sub.id)
@@ -208,7 +212,7 @@ def cancel_customer_subscriptions(*, customer_id: str) -> list[str]:
     return cancelled
 
 
-# --- the POST state machine (SPEC §5.3.3) ----------------------------------------------------------
+# --- the POST state machine --------------------------------------------------------------------------
 
 
 def _checkout_for_tier(*, user: Any, tier: str, success_url: str, cancel_url: str, config: BillingSettings) -> str:
@@ -260,7 +264,7 @@ def _change_paid_subscription(
 def subscription_change(*, user: Any, tier: str, success_url: str = "", cancel_url: str = "") -> str:
     """``POST /api/billing/subscription``: move the user towards ``tier``; returns a Checkout URL or "".
 
-    Evaluated in SPEC order: ENTERPRISE → same tier → FREE → payment off →
+    Evaluated in this order, the first match wins: ENTERPRISE → same tier → FREE → payment off →
     paid→paid → FREE→paid. Stripe failures raise ``PaymentProviderError`` worded
     for the operation (502); the DB tier only changes directly where no Stripe
     subscription exists, otherwise through the webhook.
@@ -275,7 +279,7 @@ def subscription_change(*, user: Any, tier: str, success_url: str = "", cancel_u
         )
     finally:
         # Every POST invalidates the pending change, whatever happened at Stripe.
-        caching.cache_delete(caching.pending_change_key(int(user.pk)))
+        cache_delete(caching.pending_change_key(int(user.pk)))
 
 
 def _subscription_change(
@@ -291,7 +295,7 @@ def _subscription_change(
             try:
                 release_pending_subscription_schedule(user=user)
             except PaymentProviderError as exc:
-                raise exc.with_message(CANCEL_PENDING_FAILED) from None
+                raise exc.with_detail(CANCEL_PENDING_FAILED) from None
         return ""
 
     if tier == Tier.FREE:
@@ -307,7 +311,7 @@ def _subscription_change(
                 _schedule_release(sub.schedule_id)
             stripe_gateway.subscription_set_cancel_at_period_end(subscription_id=sub.id, cancel=True)
         except PaymentProviderError as exc:
-            raise exc.with_message(CANCEL_FAILED) from None
+            raise exc.with_detail(CANCEL_FAILED) from None
         # The tier stays until customer.subscription.deleted arrives at period end.
         _mirror_pending(account, Tier.FREE, sub.current_period_end)
         return ""
@@ -323,7 +327,7 @@ def _subscription_change(
                 return ""
             _change_paid_subscription(account=account, sub=sub, tier=tier, config=config)
         except PaymentProviderError as exc:
-            raise exc.with_message(UPDATE_FAILED) from None
+            raise exc.with_detail(UPDATE_FAILED) from None
         return ""
 
     return _checkout_for_tier(user=user, tier=tier, success_url=success_url, cancel_url=cancel_url, config=config)

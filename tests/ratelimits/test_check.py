@@ -32,8 +32,8 @@ def test_spend_exactly_at_the_daily_limit_blocks(alice: Any, set_override: Calla
     # then
     assert raised.value.window == "daily"
     assert raised.value.resets_at == datetime(2026, 4, 4, tzinfo=UTC)
-    assert raised.value.message == "You've reached your daily usage limit. Resets in 8h 30m."
-    assert raised.value.http_status == 429
+    assert raised.value.detail == "You've reached your daily usage limit. Resets in 8h 30m."
+    assert raised.value.status == 429
 
 
 def test_spend_just_below_the_limit_is_allowed(alice: Any, set_override: Callable[..., Any]) -> None:
@@ -56,7 +56,7 @@ def test_the_weekly_limit_blocks_until_monday(alice: Any, set_override: Callable
     with pytest.raises(RateLimitExceeded) as raised:
         check_turn_allowed(user=alice)
     assert (raised.value.window, raised.value.resets_at) == ("weekly", datetime(2026, 4, 6, tzinfo=UTC))
-    assert raised.value.message == "You've reached your weekly usage limit. Resets in 56h 30m."
+    assert raised.value.detail == "You've reached your weekly usage limit. Resets in 56h 30m."
 
 
 def test_limits_of_zero_make_no_redis_call(alice: Any, set_override: Callable[..., Any]) -> None:
@@ -127,7 +127,7 @@ def test_a_personal_cap_blocks_with_its_own_text(alice: Any, django_capture_on_c
     spend(alice, daily=300_000, weekly=300_000)
     with pytest.raises(RateLimitExceeded) as raised:
         check_turn_allowed(user=alice)
-    assert raised.value.message == "You've reached the personal daily spending cap you set. Resets in 8h 30m."
+    assert raised.value.detail == "You've reached the personal daily spending cap you set. Resets in 8h 30m."
     assert raised.value.extra == {"window": "daily", "resets_at": "2026-04-04T00:00:00Z", "personal_cap": True}
 
 
@@ -143,7 +143,7 @@ def test_a_personal_cap_blocks_with_its_own_text(alice: Any, django_capture_on_c
 )
 def test_the_exceeded_text_formats_the_remaining_time(_case: str, until_reset: timedelta, text: str) -> None:
     exc = RateLimitExceeded("daily", FRIDAY + until_reset, now=FRIDAY)
-    assert exc.message == f"You've reached your daily usage limit. {text}"
+    assert exc.detail == f"You've reached your daily usage limit. {text}"
 
 
 def test_the_api_answers_429_with_detail_window_and_resets_at() -> None:
