@@ -19,6 +19,7 @@ from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
 from copilot_site.core.admin import ReadOnlyAdmin
+from copilot_site.core.auth import authenticated_user
 
 from . import stripe_gateway
 from .errors import BillingError
@@ -142,7 +143,9 @@ class CustomerAccountAdmin(admin.ModelAdmin[CustomerAccount]):
     @admin.action(description="Set tier…", permissions=["change"])
     def action_set_tier(self, request: HttpRequest, queryset: QuerySet[CustomerAccount]) -> HttpResponse | None:
         def apply(account: CustomerAccount, data: dict[str, Any]) -> str:
-            set_user_tier(user=account.user, tier=data["tier"], reason=data["reason"], actor=request.user)
+            set_user_tier(
+                user=account.user, tier=data["tier"], reason=data["reason"], actor=authenticated_user(request)
+            )
             return f"tier set to {data['tier']}"
 
         return _intermediate(self, request, queryset, form_class=SetTierForm, title="Set tier", apply=apply)
@@ -155,7 +158,7 @@ class CustomerAccountAdmin(admin.ModelAdmin[CustomerAccount]):
                 amount_cents=data["amount_cents"],
                 idempotency_key=f"admin-grant:{data['idempotency_token']}:{account.pk}",
                 reason=data["reason"],
-                created_by=request.user,
+                created_by=authenticated_user(request),
             )
             return f"granted {data['amount_cents']} cents, balance {balance}"
 
@@ -168,7 +171,7 @@ class CustomerAccountAdmin(admin.ModelAdmin[CustomerAccount]):
                 user=account.user,
                 amount_cents=data["amount_cents"],
                 reason=data["reason"],
-                actor=request.user,
+                actor=authenticated_user(request),
                 idempotency_key=f"admin-adjust:{data['idempotency_token']}:{account.pk}",
             )
             return f"adjusted by {data['amount_cents']} cents, balance {balance}"

@@ -10,6 +10,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from copilot_site.core.auth import authenticated_user
+
 from .models import Tier
 from .selectors import SubscriptionStatus, credit_balance, credit_transactions, credits_enabled, subscription_status
 from .services import credits_top_up_checkout_create, subscription_change
@@ -59,9 +61,9 @@ class CreditsApi(APIView):
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         limit, offset = filters.validated_data["limit"], filters.validated_data["offset"]
-        transactions = credit_transactions(user=request.user)
+        transactions = credit_transactions(user=authenticated_user(request))
         data = {
-            "balance": credit_balance(user=request.user),
+            "balance": credit_balance(user=authenticated_user(request)),
             "enabled": credits_enabled(),
             "transactions": list(transactions[offset : offset + limit]),
             "total": transactions.count(),
@@ -87,7 +89,7 @@ class CreditTopUpApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         url = credits_top_up_checkout_create(
-            user=request.user,
+            user=authenticated_user(request),
             amount_cents=serializer.validated_data["amount"],
             success_url=serializer.validated_data["success_url"],
             cancel_url=serializer.validated_data["cancel_url"],
@@ -106,16 +108,18 @@ class SubscriptionApi(APIView):
 
     @extend_schema(responses={200: SubscriptionStatusOutputSerializer})
     def get(self, request: Request) -> Response:
-        return Response(SubscriptionStatusOutputSerializer(subscription_status(user=request.user)).data)
+        return Response(SubscriptionStatusOutputSerializer(subscription_status(user=authenticated_user(request))).data)
 
     @extend_schema(request=InputSerializer, responses={200: SubscriptionStatusOutputSerializer})
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         url = subscription_change(
-            user=request.user,
+            user=authenticated_user(request),
             tier=serializer.validated_data["tier"],
             success_url=serializer.validated_data["success_url"],
             cancel_url=serializer.validated_data["cancel_url"],
         )
-        return Response(SubscriptionStatusOutputSerializer(subscription_status(user=request.user, url=url)).data)
+        return Response(
+            SubscriptionStatusOutputSerializer(subscription_status(user=authenticated_user(request), url=url)).data
+        )

@@ -9,7 +9,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db.models import QuerySet
@@ -20,6 +20,9 @@ from copilot_site.core.caching import cache_get, cache_set, is_missing
 from . import caching, stripe_gateway
 from .errors import PaymentProviderError
 from .models import BillingConfig, CreditTransaction, CustomerAccount, Tier
+
+if TYPE_CHECKING:
+    from copilot_site.accounts.models import User
 
 logger = logging.getLogger(__name__)
 
@@ -34,13 +37,13 @@ def credits_enabled() -> bool:
     return bool(settings.ENABLE_CREDIT)
 
 
-def credit_balance(*, user: Any) -> int:
+def credit_balance(*, user: User) -> int:
     """The user's balance in cents (0 without an account row). One indexed query, no lock."""
     balance = CustomerAccount.objects.filter(user=user).values_list("credit_balance_cents", flat=True).first()
     return balance or 0
 
 
-def credits_can_afford(*, user: Any, amount_cents: int) -> bool:
+def credits_can_afford(*, user: User, amount_cents: int) -> bool:
     """Whether a charge of ``amount_cents`` would pass now (always True with credits switched off).
 
     Advisory only: the charge itself (``credits_spend``) re-checks under the row lock.
@@ -50,24 +53,24 @@ def credits_can_afford(*, user: Any, amount_cents: int) -> bool:
     return credit_balance(user=user) >= amount_cents
 
 
-def credit_transactions(*, user: Any) -> QuerySet[CreditTransaction]:
+def credit_transactions(*, user: User) -> QuerySet[CreditTransaction]:
     return CreditTransaction.objects.filter(user=user).order_by("-created_at", "-pk")
 
 
 # --- accounts and tiers -----------------------------------------------------------------------
 
 
-def account_for_user(*, user: Any) -> CustomerAccount | None:
+def account_for_user(*, user: User) -> CustomerAccount | None:
     return CustomerAccount.objects.filter(user=user).first()
 
 
-def tier_for_user(*, user: Any) -> str:
+def tier_for_user(*, user: User) -> str:
     """The user's tier (FREE when they have no account row yet)."""
     tier = CustomerAccount.objects.filter(user=user).values_list("tier", flat=True).first()
     return tier or Tier.FREE
 
 
-def is_past_due(*, user: Any) -> bool:
+def is_past_due(*, user: User) -> bool:
     """True after ``invoice.payment_failed`` until ``invoice.paid`` (what that means is the caller's policy)."""
     return CustomerAccount.objects.filter(user=user, payment_failed_at__isnull=False).exists()
 
@@ -210,7 +213,7 @@ def _pending_from_stripe(account: CustomerAccount, config: BillingSettings) -> P
     return None
 
 
-def pending_subscription_change(*, user: Any) -> PendingChange | None:
+def pending_subscription_change(*, user: User) -> PendingChange | None:
     """The user's pending tier change, cached 30 s: a schedule's next phase, else ``cancel_at_period_end`` (→ FREE).
 
     Raises ``PaymentProviderError`` when Stripe cannot be read (never cached); the
@@ -261,7 +264,7 @@ class SubscriptionStatus:
     url: str = ""
 
 
-def subscription_status(*, user: Any, url: str = "") -> SubscriptionStatus:
+def subscription_status(*, user: User, url: str = "") -> SubscriptionStatus:
     """``GET /api/billing/subscription``. A failed pending-change read is logged and reported as none."""
     account = account_for_user(user=user)
     tier = account.tier if account is not None else Tier.FREE

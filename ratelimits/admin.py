@@ -7,9 +7,10 @@ The per-user usage page hangs off the Daily spend admin
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
 from django.forms import Form, ModelForm
@@ -22,6 +23,7 @@ from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
 from copilot_site.core.admin import ReadOnlyAdmin
+from copilot_site.core.auth import authenticated_user
 
 from .charts import spend_chart
 from .errors import RateLimitError
@@ -47,6 +49,9 @@ from .services import (
     usage_reset_by_staff,
     user_tier_set,
 )
+
+if TYPE_CHECKING:
+    from copilot_site.accounts.models import User
 
 # Staff who may change limits (superusers always may).
 CHANGE_PERMISSION = "ratelimits.change_userlimitoverride"
@@ -75,7 +80,9 @@ class TierLimitAdmin(admin.ModelAdmin[TierLimit]):
         return _limit_text(obj.weekly_limit_microdollars)
 
     def save_model(self, request: HttpRequest, obj: TierLimit, form: ModelForm[TierLimit], change: bool) -> None:
-        tier_limit_save(tier_limit=obj, actor=request.user, reason=form.cleaned_data.get("change_reason", ""))
+        tier_limit_save(
+            tier_limit=obj, actor=authenticated_user(request), reason=form.cleaned_data.get("change_reason", "")
+        )
 
     def has_delete_permission(self, request: HttpRequest, obj: TierLimit | None = None) -> bool:
         return False  # every tier needs a row; edit it to 0 for "unlimited"
@@ -113,17 +120,17 @@ class UserLimitOverrideAdmin(admin.ModelAdmin[UserLimitOverride]):
             daily_microdollars=obj.daily_limit_microdollars,
             weekly_microdollars=obj.weekly_limit_microdollars,
             reason=obj.reason,
-            actor=request.user,
+            actor=authenticated_user(request),
         )
         if saved is not None:
             obj.pk = saved.pk  # the admin's redirect and log use the saved row
 
     def delete_model(self, request: HttpRequest, obj: UserLimitOverride) -> None:
-        limit_override_delete(override=obj, actor=request.user)
+        limit_override_delete(override=obj, actor=authenticated_user(request))
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[UserLimitOverride]) -> None:
         for override in queryset:
-            limit_override_delete(override=override, actor=request.user)
+            limit_override_delete(override=override, actor=authenticated_user(request))
 
 
 @admin.register(PersonalSpendCap)
@@ -252,7 +259,7 @@ class DailySpendAdmin(ReadOnlyAdmin):
             try:
                 usage_reset_by_staff(
                     user=user,
-                    actor=request.user,
+                    actor=authenticated_user(request),
                     include_weekly=action == "reset-weekly",
                     reason=form.cleaned_data["reason"],
                 )
@@ -266,7 +273,10 @@ class DailySpendAdmin(ReadOnlyAdmin):
             if not form.is_valid():
                 return self.user_usage_view(request, user_id, forms={"set-tier": form})
             previous = user_tier_set(
-                user=user, tier=form.cleaned_data["tier"], actor=request.user, reason=form.cleaned_data["reason"]
+                user=user,
+                tier=form.cleaned_data["tier"],
+                actor=authenticated_user(request),
+                reason=form.cleaned_data["reason"],
             )
             self.message_user(request, f"Tier of {user}: {previous} → {form.cleaned_data['tier']}.", messages.SUCCESS)
         elif action == "set-override":
@@ -279,7 +289,7 @@ class DailySpendAdmin(ReadOnlyAdmin):
                     daily_microdollars=override_form.microdollars("daily_dollars"),
                     weekly_microdollars=override_form.microdollars("weekly_dollars"),
                     reason=override_form.cleaned_data["reason"],
-                    actor=request.user,
+                    actor=authenticated_user(request),
                 )
             except ValidationError as exc:
                 override_form.add_error(None, exc.messages)
@@ -297,9 +307,7 @@ def _limit_text(value: int | None) -> str:
     return "unlimited" if value == 0 else format_microdollars(value)
 
 
-def _get_user(user_id: int) -> Any:
-    from django.contrib.auth import get_user_model
-
+def _get_user(user_id: int) -> User:
     return get_object_or_404(get_user_model(), pk=user_id)
 
 
@@ -319,7 +327,7 @@ def _window_row(label: str, used: int, limit: int, resets_at: Any) -> dict[str, 
     }
 
 
-def _override_initial(user: Any) -> dict[str, Any]:
+def _override_initial(user: User) -> dict[str, Any]:
     override = UserLimitOverride.objects.filter(user=user).first()
     if override is None:
         return {}

@@ -12,7 +12,7 @@ and all with a TTL:
     copilot:cost:hourly:{uid}:{YYYY-MM-DDTHH}      spend in one hour, for the pace estimate
     copilot:reset_lock:{uid}                       paid-reset lock, 10 s
     copilot:reset_count:{uid}:{YYYY-MM-DD}         paid resets today
-    copilot:usage_warned:{uid}:{daily|weekly}:{window id}   80 % warning already sent
+    copilot:usage_warned:{uid}:{daily|weekly}:{window id}   usage warning already sent
 """
 
 from __future__ import annotations

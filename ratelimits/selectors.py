@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import redis
 from django.conf import settings
@@ -33,6 +33,9 @@ from .errors import RateLimitExceeded, UserNotFound, iso_utc
 from .health import fail_open_record
 from .models import DailySpend, PersonalSpendCap, RateLimitAuditEntry, TierLimit, UserLimitOverride
 from .redis_store import SpendSnapshot, Window
+
+if TYPE_CHECKING:
+    from copilot_site.accounts.models import User
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +107,7 @@ def _default_tier_limits(tier: str) -> tuple[int, int]:
     return daily * multiplier, weekly * multiplier
 
 
-def _load_tier_info(user: Any) -> TierInfo | None:
+def _load_tier_info(user: User) -> TierInfo | None:
     """The account's tier and past-due flag; None (→ FREE, not cached) when unusable."""
     try:
         account = account_for_user(user=user)
@@ -119,7 +122,7 @@ def _load_tier_info(user: Any) -> TierInfo | None:
     return TierInfo(tier=account.tier, past_due=account.is_past_due)
 
 
-def _tier_info(user: Any, cached: dict[str, Any]) -> TierInfo:
+def _tier_info(user: User, cached: dict[str, Any]) -> TierInfo:
     entry = cached.get(tier_key(user.pk))
     if isinstance(entry, dict) and entry.get("tier") in Tier.values:
         return TierInfo(tier=entry["tier"], past_due=bool(entry.get("past_due")))
@@ -147,7 +150,7 @@ def _tier_table(cached: dict[str, Any]) -> dict[str, tuple[int, int]]:
     return table
 
 
-def _user_limits(user: Any, cached: dict[str, Any]) -> dict[str, int | None]:
+def _user_limits(user: User, cached: dict[str, Any]) -> dict[str, int | None]:
     key = user_limits_key(user.pk)
     entry = cached.get(key)
     if isinstance(entry, dict):
@@ -171,7 +174,7 @@ def _user_limits(user: Any, cached: dict[str, Any]) -> dict[str, int | None]:
     return value
 
 
-def resolve_limits(*, user: Any) -> Limits:
+def resolve_limits(*, user: User) -> Limits:
     """The user's limits: tier row (FREE's when past due), replaced per window by an
     override, and the daily one lowered by a personal cap. One cache round trip when warm."""
     cached = cache_get_many([tier_key(user.pk), TIER_LIMITS_KEY, user_limits_key(user.pk)])
@@ -191,18 +194,18 @@ def resolve_limits(*, user: Any) -> Limits:
     )
 
 
-def get_limits(*, user: Any) -> tuple[int, int, str]:
+def get_limits(*, user: User) -> tuple[int, int, str]:
     """(daily, weekly, tier) as enforced; 0 means unlimited for that window."""
     limits = resolve_limits(user=user)
     return limits.daily, limits.weekly, limits.tier
 
 
-def get_user_tier(*, user: Any) -> str:
+def get_user_tier(*, user: User) -> str:
     """The account's tier, cached 300 s; FREE (uncached) when the lookup fails."""
     return _tier_info(user, cache_get_many([tier_key(user.pk)])).tier
 
 
-def turn_cost_cap_microdollars(*, user: Any) -> int:
+def turn_cost_cap_microdollars(*, user: User) -> int:
     """The engine's per-turn cost cap for this user (0 = none), by the tier whose limits apply."""
     tier = resolve_limits(user=user).limits_tier
     caps: dict[str, Any] = settings.COPILOT_TURN_COST_CAP_MICRODOLLARS
@@ -212,7 +215,7 @@ def turn_cost_cap_microdollars(*, user: Any) -> int:
 # --- the pre-turn check ---------------------------------------------------------------
 
 
-def check_rate_limit(*, user: Any, daily: int, weekly: int, now: datetime | None = None) -> None:
+def check_rate_limit(*, user: User, daily: int, weekly: int, now: datetime | None = None) -> None:
     """Raise RateLimitExceeded when spend has reached a limit; daily first, equality blocks.
 
     A soft check: two turns started together may both pass. Fails open on Redis errors.
@@ -298,7 +301,7 @@ def reset_cost_cents() -> int:
     return _non_negative(settings.COPILOT_RATE_LIMIT_RESET_COST_CENTS, "reset cost") or 0
 
 
-def usage_status(*, user: Any, now: datetime | None = None, limits: Limits | None = None) -> UsageStatus:
+def usage_status(*, user: User, now: datetime | None = None, limits: Limits | None = None) -> UsageStatus:
     """Spend against the account limits, both windows and the pace in one round trip.
 
     A missing counter counts as 0; a Redis error reads as zero spend (fail open)."""
@@ -366,7 +369,7 @@ def _public_window(usage: WindowUsage) -> PublicWindow | None:
     }
 
 
-def usage_public(*, user: Any, now: datetime | None = None) -> PublicUsage:
+def usage_public(*, user: User, now: datetime | None = None) -> PublicUsage:
     """What a user may see: percentages and times only, never spend or limits.
 
     Percentages are against the plan's limits. The personal cap is the user's own
@@ -411,8 +414,8 @@ def usage_warnings(status: UsageStatus) -> list[UsageWarning]:
     return warnings
 
 
-def usage_warning_for(*, user: Any, now: datetime | None = None) -> UsageWarning | None:
-    """The first window at ≥ 80 % (daily before weekly) with its exhaustion estimate, or None.
+def usage_warning_for(*, user: User, now: datetime | None = None) -> UsageWarning | None:
+    """The first window at or over the warning percentage (daily before weekly) with its exhaustion estimate, or None.
     Stateless: see ``services.consume_usage_warning`` for the once-per-window variant."""
     warnings = usage_warnings(usage_status(user=user, now=now))
     return warnings[0] if warnings else None
@@ -421,7 +424,7 @@ def usage_warning_for(*, user: Any, now: datetime | None = None) -> UsageWarning
 # --- staff -------------------------------------------------------------------------------
 
 
-def user_get_by_reference(*, reference: str) -> Any:
+def user_get_by_reference(*, reference: str) -> User:
     """A user by primary key (digits) or email (case-insensitive); UserNotFound otherwise."""
     users = get_user_model().objects.all()
     user = users.filter(pk=int(reference)).first() if reference.isdigit() else None
@@ -446,7 +449,7 @@ class StaffRateLimitView(TypedDict):
     redis_available: bool
 
 
-def rate_limit_staff_view(*, user: Any, now: datetime | None = None) -> StaffRateLimitView:
+def rate_limit_staff_view(*, user: User, now: datetime | None = None) -> StaffRateLimitView:
     """Raw microdollar figures for staff (for debugging), plus the override and personal cap."""
     status = usage_status(user=user, now=now)
     limits = status.limits
@@ -477,7 +480,7 @@ class DaySpend:
     turn_count: int
 
 
-def daily_spend_series(*, user: Any, days: int = 30, today: date | None = None) -> list[DaySpend]:
+def daily_spend_series(*, user: User, days: int = 30, today: date | None = None) -> list[DaySpend]:
     """The last ``days`` UTC days, oldest first, with zero-spend days filled in."""
     today = today or timezone.now().astimezone(UTC).date()
     start = today - timedelta(days=days - 1)
@@ -492,5 +495,5 @@ def daily_spend_series(*, user: Any, days: int = 30, today: date | None = None) 
     return series
 
 
-def audit_entries_for_user(*, user: Any, limit: int = 20) -> list[RateLimitAuditEntry]:
+def audit_entries_for_user(*, user: User, limit: int = 20) -> list[RateLimitAuditEntry]:
     return list(RateLimitAuditEntry.objects.filter(user=user).select_related("actor")[:limit])

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import UTC, date, datetime
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import redis
 from django.conf import settings
@@ -42,6 +42,9 @@ from .selectors import (
     usage_warnings,
 )
 
+if TYPE_CHECKING:
+    from copilot_site.accounts.models import User
+
 logger = logging.getLogger(__name__)
 
 RESET_REASON = "Copilot daily rate limit reset"
@@ -51,7 +54,7 @@ REFUND_REASON = "Refund for failed copilot rate-limit reset"
 # --- spend ------------------------------------------------------------------------------
 
 
-def record_cost_usage(*, user: Any, microdollars: int, now: datetime | None = None) -> None:
+def record_cost_usage(*, user: User, microdollars: int, now: datetime | None = None) -> None:
     """Add a turn's real cost to the user's daily and weekly counters (one MULTI, each with its TTL).
 
     A cost ≤ 0 touches nothing. Redis errors are logged and swallowed (the turn
@@ -80,7 +83,7 @@ def _daily_spend_add(*, user_id: int, day: date, microdollars: int) -> None:
 # --- the pre-turn check ------------------------------------------------------------------
 
 
-def check_turn_allowed(*, user: Any, now: datetime | None = None) -> None:
+def check_turn_allowed(*, user: User, now: datetime | None = None) -> None:
     """The transport's hook before starting a turn: returns, or raises RateLimitExceeded
     (HTTP 429 ``{detail, window, resets_at}``; WebSocket ``rate_limited``)."""
     limits = resolve_limits(user=user)
@@ -92,15 +95,15 @@ def check_turn_allowed(*, user: Any, now: datetime | None = None) -> None:
         raise
 
 
-# --- the 80 % warning ------------------------------------------------------------------
+# --- the usage warning (at COPILOT_USAGE_WARNING_PERCENT of a window) ------------------
 
 
-def consume_usage_warning(*, user: Any, now: datetime | None = None) -> UsageWarning | None:
+def consume_usage_warning(*, user: User, now: datetime | None = None) -> UsageWarning | None:
     """For the transport at the end of a turn: the `data-usage-warning` payload the first
-    time a window crosses 80 %, None otherwise (and on any Redis error).
+    time a window crosses the warning percentage, None otherwise (and on any Redis error).
 
     A Redis flag per window makes it once per window; a reset clears the daily flag,
-    so crossing 80 % again after a reset warns again.
+    so crossing it again after a reset warns again.
     """
     now = now or timezone.now()
     status = usage_status(user=user, now=now)
@@ -125,7 +128,7 @@ class ResetResult(TypedDict):
     usage: PublicUsage
 
 
-def usage_reset_paid(*, user: Any, now: datetime | None = None) -> ResetResult:
+def usage_reset_paid(*, user: User, now: datetime | None = None) -> ResetResult:
     """Charge credits and reset today's window.
 
     Checks run in this order, the first refusal wins: no reset price or credits off
@@ -223,7 +226,7 @@ def _raw_reset_cost() -> int:
         return 0
 
 
-def _check_reset_count(user: Any, now: datetime) -> None:
+def _check_reset_count(user: User, now: datetime) -> None:
     try:
         count = redis_store.reset_count_get(user.pk, now)
     except redis.RedisError as exc:
@@ -234,7 +237,7 @@ def _check_reset_count(user: Any, now: datetime) -> None:
         raise ResetTooMany(f"You've used all {max_resets} resets for today.")
 
 
-def _refund_failed_reset(*, user: Any, cost: int, attempt: str) -> None:
+def _refund_failed_reset(*, user: User, cost: int, attempt: str) -> None:
     try:
         credits_refund(
             user=user,
@@ -260,7 +263,7 @@ def _refund_failed_reset(*, user: Any, cost: int, attempt: str) -> None:
 
 
 @transaction.atomic
-def personal_cap_set(*, user: Any, daily_cap_microdollars: int | None) -> PersonalSpendCap | None:
+def personal_cap_set(*, user: User, daily_cap_microdollars: int | None) -> PersonalSpendCap | None:
     """Set (or with None, remove) the user's own daily cap; it must be below the plan's
     daily limit when the plan has one."""
     existing = PersonalSpendCap.objects.filter(user=user).first()
@@ -297,13 +300,13 @@ def personal_cap_set(*, user: Any, daily_cap_microdollars: int | None) -> Person
 
 
 def _audit(
-    *, actor: Any | None, user: Any | None, action: str, details: dict[str, Any], reason: str = ""
+    *, actor: User | None, user: User | None, action: str, details: dict[str, Any], reason: str = ""
 ) -> RateLimitAuditEntry:
     return RateLimitAuditEntry.objects.create(actor=actor, user=user, action=action, details=details, reason=reason)
 
 
 def usage_reset_by_staff(
-    *, user: Any, actor: Any, include_weekly: bool, reason: str = "", now: datetime | None = None
+    *, user: User, actor: User, include_weekly: bool, reason: str = "", now: datetime | None = None
 ) -> None:
     """Delete the daily counter (and the weekly one) in one DEL.
 
@@ -326,7 +329,7 @@ def usage_reset_by_staff(
 
 
 @transaction.atomic
-def user_tier_set(*, user: Any, tier: str, actor: Any, reason: str = "") -> str:
+def user_tier_set(*, user: User, tier: str, actor: User, reason: str = "") -> str:
     """Change the user's subscription tier (staff); returns the previous tier.
 
     Goes through billing's ``set_user_tier`` (TierChange row, Stripe drift check), which
@@ -348,7 +351,7 @@ def user_tier_set(*, user: Any, tier: str, actor: Any, reason: str = "") -> str:
 
 @transaction.atomic
 def limit_override_set(
-    *, user: Any, daily_microdollars: int | None, weekly_microdollars: int | None, reason: str, actor: Any
+    *, user: User, daily_microdollars: int | None, weekly_microdollars: int | None, reason: str, actor: User
 ) -> UserLimitOverride | None:
     """Set the user's override; None for a window keeps the tier's value, and None for
     both removes the override."""
@@ -378,7 +381,7 @@ def limit_override_set(
 
 
 @transaction.atomic
-def limit_override_delete(*, override: UserLimitOverride, actor: Any, reason: str = "") -> None:
+def limit_override_delete(*, override: UserLimitOverride, actor: User, reason: str = "") -> None:
     details = {"previous": {"daily": override.daily_limit_microdollars, "weekly": override.weekly_limit_microdollars}}
     user_id = override.user_id
     override.delete()
@@ -392,7 +395,7 @@ def limit_override_delete(*, override: UserLimitOverride, actor: Any, reason: st
 
 
 @transaction.atomic
-def tier_limit_save(*, tier_limit: TierLimit, actor: Any, reason: str = "") -> TierLimit:
+def tier_limit_save(*, tier_limit: TierLimit, actor: User, reason: str = "") -> TierLimit:
     """Save a (validated) TierLimit edit; every check sees it once the transaction commits."""
     previous = (
         TierLimit.objects.filter(pk=tier_limit.pk)

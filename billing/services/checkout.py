@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -13,6 +13,9 @@ from billing.models import CheckoutRecord, CustomerAccount
 from billing.selectors import billing_settings, credits_enabled
 
 from .credits import account_get_or_create
+
+if TYPE_CHECKING:
+    from copilot_site.accounts.models import User
 
 NO_REDIRECT_BASE = (
     "Payment redirect URLs cannot be validated: FRONTEND_BASE_URL or PLATFORM_BASE_URL must be set on the server."
@@ -60,7 +63,7 @@ def redirect_urls_validate(*urls: str) -> None:
         raise BillingUnprocessable(REDIRECT_MISMATCH)
 
 
-def stripe_customer_get_or_create(*, user: Any) -> str:
+def stripe_customer_get_or_create(*, user: User) -> str:
     """The user's Stripe customer id, creating the customer once.
 
     The idempotency key ``customer-create-{user_id}`` makes concurrent first calls
@@ -80,7 +83,7 @@ def stripe_customer_get_or_create(*, user: Any) -> str:
     return account.stripe_customer_id
 
 
-def credits_top_up_checkout_create(*, user: Any, amount_cents: int, success_url: str, cancel_url: str) -> str:
+def credits_top_up_checkout_create(*, user: User, amount_cents: int, success_url: str, cancel_url: str) -> str:
     """Open a payment-mode Checkout for ``amount_cents`` of credits; returns its URL.
 
     Nothing is granted here: the ``checkout.session.completed`` webhook grants the
@@ -117,7 +120,7 @@ def credits_top_up_checkout_create(*, user: Any, amount_cents: int, success_url:
 
 def checkout_open(
     *,
-    user: Any,
+    user: User,
     record_fields: dict[str, Any],
     mode: str,
     line_item: dict[str, Any],

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 from django.db import transaction
 
@@ -26,6 +26,9 @@ from copilot_site.core.caching import cache_delete
 
 from .checkout import checkout_open, redirect_urls_validate
 from .credits import account_get_or_create, account_lock
+
+if TYPE_CHECKING:
+    from copilot_site.accounts.models import User
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +61,7 @@ def _invalidate_user_caches(user_id: int) -> None:
 
 @transaction.atomic
 def set_user_tier(
-    *, user: Any, tier: str, reason: str, actor: Any | None = None, check_drift: bool = True
+    *, user: User, tier: str, reason: str, actor: User | None = None, check_drift: bool = True
 ) -> CustomerAccount:
     """Set the user's tier (admin, staff API, webhook and direct changes all come here).
 
@@ -161,7 +164,7 @@ def _mirror_pending(account: CustomerAccount, tier: str | None, effective_at: da
     CustomerAccount.objects.filter(pk=account.pk).update(pending_tier=tier, pending_tier_effective_at=effective_at)
 
 
-def release_pending_subscription_schedule(*, user: Any) -> bool:
+def release_pending_subscription_schedule(*, user: User) -> bool:
     """Cancel any pending change: release the schedule (a terminal one counts) and clear ``cancel_at_period_end``.
 
     Idempotent; returns False when nothing was pending. Raises ``PaymentProviderError``.
@@ -215,7 +218,7 @@ def cancel_customer_subscriptions(*, customer_id: str) -> list[str]:
 # --- the POST state machine --------------------------------------------------------------------------
 
 
-def _checkout_for_tier(*, user: Any, tier: str, success_url: str, cancel_url: str, config: BillingSettings) -> str:
+def _checkout_for_tier(*, user: User, tier: str, success_url: str, cancel_url: str, config: BillingSettings) -> str:
     if not success_url or not cancel_url:
         raise BillingUnprocessable(URLS_REQUIRED)
     redirect_urls_validate(success_url, cancel_url)
@@ -261,7 +264,7 @@ def _change_paid_subscription(
     _mirror_pending(account, tier, sub.current_period_end)
 
 
-def subscription_change(*, user: Any, tier: str, success_url: str = "", cancel_url: str = "") -> str:
+def subscription_change(*, user: User, tier: str, success_url: str = "", cancel_url: str = "") -> str:
     """``POST /api/billing/subscription``: move the user towards ``tier``; returns a Checkout URL or "".
 
     Evaluated in this order, the first match wins: ENTERPRISE → same tier → FREE → payment off →
@@ -283,7 +286,7 @@ def subscription_change(*, user: Any, tier: str, success_url: str = "", cancel_u
 
 
 def _subscription_change(
-    *, user: Any, account: CustomerAccount, tier: str, success_url: str, cancel_url: str, config: BillingSettings
+    *, user: User, account: CustomerAccount, tier: str, success_url: str, cancel_url: str, config: BillingSettings
 ) -> str:
     current = account.tier
     if current == Tier.ENTERPRISE:
