@@ -1,6 +1,6 @@
 """Staff tooling: accounts (tier, Stripe mirror, balance), the read-only ledger, Stripe events.
 
-Every action goes through a service: tiers through ``set_user_tier``, credits
+Every action goes through a service: tiers through ``account_tier_set``, credits
 through the ledger services, events through ``webhooks.event_reprocess``.
 """
 
@@ -24,7 +24,7 @@ from copilot_site.core.auth import authenticated_user
 from . import stripe_gateway
 from .errors import BillingError
 from .models import BillingConfig, CheckoutRecord, CreditTransaction, CustomerAccount, StripeEvent, Tier, TierChange
-from .services import credits_adjust, credits_grant, set_user_tier
+from .services import account_tier_set, credits_adjust, credits_grant
 from .webhooks import event_reprocess
 
 # --- intermediate forms ---------------------------------------------------------------------
@@ -143,7 +143,7 @@ class CustomerAccountAdmin(admin.ModelAdmin[CustomerAccount]):
     @admin.action(description="Set tier…", permissions=["change"])
     def action_set_tier(self, request: HttpRequest, queryset: QuerySet[CustomerAccount]) -> HttpResponse | None:
         def apply(account: CustomerAccount, data: dict[str, Any]) -> str:
-            set_user_tier(
+            account_tier_set(
                 user=account.user, tier=data["tier"], reason=data["reason"], actor=authenticated_user(request)
             )
             return f"tier set to {data['tier']}"

@@ -60,11 +60,11 @@ def credit_transactions(*, user: User) -> QuerySet[CreditTransaction]:
 # --- accounts and tiers -----------------------------------------------------------------------
 
 
-def account_for_user(*, user: User) -> CustomerAccount | None:
+def account_get_for_user(*, user: User) -> CustomerAccount | None:
     return CustomerAccount.objects.filter(user=user).first()
 
 
-def tier_for_user(*, user: User) -> str:
+def tier_get_for_user(*, user: User) -> str:
     """The user's tier (FREE when they have no account row yet)."""
     tier = CustomerAccount.objects.filter(user=user).values_list("tier", flat=True).first()
     return tier or Tier.FREE
@@ -213,7 +213,7 @@ def _pending_from_stripe(account: CustomerAccount, config: BillingSettings) -> P
     return None
 
 
-def pending_subscription_change(*, user: User) -> PendingChange | None:
+def subscription_pending_change_get(*, user: User) -> PendingChange | None:
     """The user's pending tier change, cached 30 s: a schedule's next phase, else ``cancel_at_period_end`` (→ FREE).
 
     Raises ``PaymentProviderError`` when Stripe cannot be read (never cached); the
@@ -227,7 +227,7 @@ def pending_subscription_change(*, user: User) -> PendingChange | None:
         effective = cached.get("effective_at")
         return PendingChange(tier=cached["tier"], effective_at=datetime.fromisoformat(effective) if effective else None)
     config = billing_settings()
-    account = account_for_user(user=user)
+    account = account_get_for_user(user=user)
     pending = _pending_from_stripe(account, config) if account is not None and config.payment_enabled else None
     value: dict[str, Any] = {"tier": None, "effective_at": None}
     if pending is not None:
@@ -266,12 +266,12 @@ class SubscriptionStatus:
 
 def subscription_status(*, user: User, url: str = "") -> SubscriptionStatus:
     """``GET /api/billing/subscription``. A failed pending-change read is logged and reported as none."""
-    account = account_for_user(user=user)
+    account = account_get_for_user(user=user)
     tier = account.tier if account is not None else Tier.FREE
     costs = tier_costs()
     monthly = costs.get(tier, 0)
     try:
-        pending = pending_subscription_change(user=user)
+        pending = subscription_pending_change_get(user=user)
     except PaymentProviderError:
         logger.warning("Could not read the pending subscription change", extra={"user_id": user.pk})
         pending = None

@@ -10,7 +10,7 @@ from django.shortcuts import render
 from copilot_site.core.auth import authenticated_user
 
 from .models import Tier
-from .selectors import account_for_user
+from .selectors import account_get_for_user
 
 # What each plan gives, as a multiple of FREE's usage limits. These mirror
 # ``ratelimits.selectors.TIER_MULTIPLIERS``, spelled here because billing never
@@ -20,7 +20,7 @@ TIER_MULTIPLES: dict[str, int] = {Tier.FREE: 1, Tier.PRO: 5, Tier.BUSINESS: 20}
 
 @login_required
 def billing_page(request: HttpRequest) -> HttpResponse:
-    account = account_for_user(user=authenticated_user(request))
+    account = account_get_for_user(user=authenticated_user(request))
     period_end = account.current_period_end if account is not None else None
     plans = [
         {"tier": tier.value, "label": tier.label, "multiple": TIER_MULTIPLES[tier.value]}

@@ -36,7 +36,7 @@ def handle_checkout_completed(event: stripe_gateway.WebhookEvent) -> str:
 
 
 def handle_subscription_changed(event: stripe_gateway.WebhookEvent) -> str:
-    return stripe_sync.sync_subscription_from_stripe(
+    return stripe_sync.subscription_sync_from_stripe(
         subscription=stripe_gateway.subscription_from_dict(event.data_object),
         event_created=event.created,
         deleted=event.type == "customer.subscription.deleted",

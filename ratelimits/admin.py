@@ -37,7 +37,7 @@ from .models import (
     format_microdollars,
 )
 from .selectors import (
-    audit_entries_for_user,
+    audit_entry_list_for_user,
     daily_spend_series,
     usage_status,
     user_get_by_reference,
@@ -238,7 +238,7 @@ class DailySpendAdmin(ReadOnlyAdmin):
                 for day in reversed(series)
                 if day.turn_count or day.microdollars
             ],
-            "audit_entries": audit_entries_for_user(user=user),
+            "audit_entries": audit_entry_list_for_user(user=user),
             "turns_url": _turn_usage_changelist_url(user.pk),
             "can_change": _can_change(request),
             "reset_form": forms.get("reset") or UsageResetForm(),

@@ -17,7 +17,7 @@ from django.db import DatabaseError
 from django.utils import timezone
 
 from billing.models import Tier
-from billing.selectors import account_for_user, credits_enabled
+from billing.selectors import account_get_for_user, credits_enabled
 from copilot_site.core.caching import cache_get_many, cache_set
 
 from . import redis_store
@@ -110,7 +110,7 @@ def _default_tier_limits(tier: str) -> tuple[int, int]:
 def _load_tier_info(user: User) -> TierInfo | None:
     """The account's tier and past-due flag; None (→ FREE, not cached) when unusable."""
     try:
-        account = account_for_user(user=user)
+        account = account_get_for_user(user=user)
     except DatabaseError:
         logger.warning("Tier lookup failed for user %s; using FREE limits", user.pk, exc_info=True)
         return None
@@ -174,7 +174,7 @@ def _user_limits(user: User, cached: dict[str, Any]) -> dict[str, int | None]:
     return value
 
 
-def resolve_limits(*, user: User) -> Limits:
+def limits_resolve(*, user: User) -> Limits:
     """The user's limits: tier row (FREE's when past due), replaced per window by an
     override, and the daily one lowered by a personal cap. One cache round trip when warm."""
     cached = cache_get_many([tier_key(user.pk), TIER_LIMITS_KEY, user_limits_key(user.pk)])
@@ -194,20 +194,20 @@ def resolve_limits(*, user: User) -> Limits:
     )
 
 
-def get_limits(*, user: User) -> tuple[int, int, str]:
+def limits_get(*, user: User) -> tuple[int, int, str]:
     """(daily, weekly, tier) as enforced; 0 means unlimited for that window."""
-    limits = resolve_limits(user=user)
+    limits = limits_resolve(user=user)
     return limits.daily, limits.weekly, limits.tier
 
 
-def get_user_tier(*, user: User) -> str:
+def user_tier_get(*, user: User) -> str:
     """The account's tier, cached 300 s; FREE (uncached) when the lookup fails."""
     return _tier_info(user, cache_get_many([tier_key(user.pk)])).tier
 
 
 def turn_cost_cap_microdollars(*, user: User) -> int:
     """The engine's per-turn cost cap for this user (0 = none), by the tier whose limits apply."""
-    tier = resolve_limits(user=user).limits_tier
+    tier = limits_resolve(user=user).limits_tier
     caps: dict[str, Any] = settings.COPILOT_TURN_COST_CAP_MICRODOLLARS
     return _non_negative(caps.get(tier, 0), f"turn cost cap of {tier}") or 0
 
@@ -215,7 +215,7 @@ def turn_cost_cap_microdollars(*, user: User) -> int:
 # --- the pre-turn check ---------------------------------------------------------------
 
 
-def check_rate_limit(*, user: User, daily: int, weekly: int, now: datetime | None = None) -> None:
+def rate_limit_check(*, user: User, daily: int, weekly: int, now: datetime | None = None) -> None:
     """Raise RateLimitExceeded when spend has reached a limit; daily first, equality blocks.
 
     A soft check: two turns started together may both pass. Fails open on Redis errors.
@@ -306,7 +306,7 @@ def usage_status(*, user: User, now: datetime | None = None, limits: Limits | No
 
     A missing counter counts as 0; a Redis error reads as zero spend (fail open)."""
     now = now or timezone.now()
-    limits = limits or resolve_limits(user=user)
+    limits = limits or limits_resolve(user=user)
     try:
         snapshot = redis_store.read_spend_snapshot(user.pk, now)
         available = True
@@ -414,7 +414,7 @@ def usage_warnings(status: UsageStatus) -> list[UsageWarning]:
     return warnings
 
 
-def usage_warning_for(*, user: User, now: datetime | None = None) -> UsageWarning | None:
+def usage_warning_get(*, user: User, now: datetime | None = None) -> UsageWarning | None:
     """The first window at or over the warning percentage (daily before weekly) with its exhaustion estimate, or None.
     Stateless: see ``services.consume_usage_warning`` for the once-per-window variant."""
     warnings = usage_warnings(usage_status(user=user, now=now))
@@ -495,5 +495,5 @@ def daily_spend_series(*, user: User, days: int = 30, today: date | None = None)
     return series
 
 
-def audit_entries_for_user(*, user: User, limit: int = 20) -> list[RateLimitAuditEntry]:
+def audit_entry_list_for_user(*, user: User, limit: int = 20) -> list[RateLimitAuditEntry]:
     return list(RateLimitAuditEntry.objects.filter(user=user).select_related("actor")[:limit])

@@ -17,8 +17,8 @@ from django.utils import timezone
 
 from billing.errors import InsufficientCredits
 from billing.models import Tier
-from billing.selectors import credits_enabled, tier_for_user
-from billing.services import credits_refund, credits_spend, set_user_tier
+from billing.selectors import credits_enabled, tier_get_for_user
+from billing.services import account_tier_set, credits_refund, credits_spend
 from copilot_site.core import sql
 
 from . import redis_store
@@ -35,8 +35,8 @@ from .models import DailySpend, PersonalSpendCap, RateLimitAuditEntry, TierLimit
 from .selectors import (
     PublicUsage,
     UsageWarning,
-    check_rate_limit,
-    resolve_limits,
+    limits_resolve,
+    rate_limit_check,
     usage_public,
     usage_status,
     usage_warnings,
@@ -86,9 +86,9 @@ def _daily_spend_add(*, user_id: int, day: date, microdollars: int) -> None:
 def check_turn_allowed(*, user: User, now: datetime | None = None) -> None:
     """The transport's hook before starting a turn: returns, or raises RateLimitExceeded
     (HTTP 429 ``{detail, window, resets_at}``; WebSocket ``rate_limited``)."""
-    limits = resolve_limits(user=user)
+    limits = limits_resolve(user=user)
     try:
-        check_rate_limit(user=user, daily=limits.daily, weekly=limits.weekly, now=now)
+        rate_limit_check(user=user, daily=limits.daily, weekly=limits.weekly, now=now)
     except RateLimitExceeded as exc:
         if exc.window == "daily" and limits.personal_cap_binds:
             raise RateLimitExceeded("daily", exc.resets_at, now=now, personal_cap=True) from None
@@ -143,7 +143,7 @@ def usage_reset_paid(*, user: User, now: datetime | None = None) -> ResetResult:
         raise ResetUnavailable("Rate limit reset is not available.")
     if not credits_enabled():
         raise ResetUnavailable("Rate limit reset is not available (credit system is disabled).")
-    limits = resolve_limits(user=user)
+    limits = limits_resolve(user=user)
     daily_limit, weekly_limit = limits.account_daily, limits.account_weekly
     if daily_limit <= 0:
         raise ResetUnavailable("No daily limit is configured — nothing to reset.")
@@ -280,7 +280,7 @@ def personal_cap_set(*, user: User, daily_cap_microdollars: int | None) -> Perso
         return None
     if daily_cap_microdollars <= 0:
         raise PersonalCapInvalid("Your personal daily cap must be a positive amount.")
-    account_daily = resolve_limits(user=user).account_daily
+    account_daily = limits_resolve(user=user).account_daily
     if account_daily > 0 and daily_cap_microdollars >= account_daily:
         raise PersonalCapInvalid("Your personal daily cap must be below your plan's daily limit.")
     cap = existing or PersonalSpendCap(user=user)
@@ -332,13 +332,13 @@ def usage_reset_by_staff(
 def user_tier_set(*, user: User, tier: str, actor: User, reason: str = "") -> str:
     """Change the user's subscription tier (staff); returns the previous tier.
 
-    Goes through billing's ``set_user_tier`` (TierChange row, Stripe drift check), which
+    Goes through billing's ``account_tier_set`` (TierChange row, Stripe drift check), which
     deletes the ``ratelimits:tier:{id}`` cache entry on commit: the new limits apply at once.
     """
     if tier not in Tier.values:
         raise ValueError(f"Unknown tier {tier!r}")
-    previous = tier_for_user(user=user)
-    set_user_tier(user=user, tier=tier, reason=reason or "Set by staff (rate limits)", actor=actor)
+    previous = tier_get_for_user(user=user)
+    account_tier_set(user=user, tier=tier, reason=reason or "Set by staff (rate limits)", actor=actor)
     _audit(
         actor=actor,
         user=user,

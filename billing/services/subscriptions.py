@@ -2,7 +2,7 @@
 
 Stripe is called outside any database transaction, so no row lock or SQLite write
 lock is held across the network; the database follows Stripe through the webhook
-(``sync_subscription_from_stripe``), which is the source of truth for paid tiers.
+(``subscription_sync_from_stripe``), which is the source of truth for paid tiers.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def _invalidate_user_caches(user_id: int) -> None:
 
 
 @transaction.atomic
-def set_user_tier(
+def account_tier_set(
     *, user: User, tier: str, reason: str, actor: User | None = None, check_drift: bool = True
 ) -> CustomerAccount:
     """Set the user's tier (admin, staff API, webhook and direct changes all come here).
@@ -164,7 +164,7 @@ def _mirror_pending(account: CustomerAccount, tier: str | None, effective_at: da
     CustomerAccount.objects.filter(pk=account.pk).update(pending_tier=tier, pending_tier_effective_at=effective_at)
 
 
-def release_pending_subscription_schedule(*, user: User) -> bool:
+def subscription_pending_release(*, user: User) -> bool:
     """Cancel any pending change: release the schedule (a terminal one counts) and clear ``cancel_at_period_end``.
 
     Idempotent; returns False when nothing was pending. Raises ``PaymentProviderError``.
@@ -203,7 +203,7 @@ def subscriptions_cleanup_stale(*, customer_id: str, keep_subscription_id: str) 
     return cancelled
 
 
-def cancel_customer_subscriptions(*, customer_id: str) -> list[str]:
+def subscriptions_cancel_for_customer(*, customer_id: str) -> list[str]:
     """Cancel every active and trialing subscription now.
 
     Errors propagate, so a caller never changes the DB tier after a Stripe failure.
@@ -296,19 +296,19 @@ def _subscription_change(
         # "Keep my current tier" is the cancel-pending operation.
         if config.payment_enabled:
             try:
-                release_pending_subscription_schedule(user=user)
+                subscription_pending_release(user=user)
             except PaymentProviderError as exc:
                 raise exc.with_detail(CANCEL_PENDING_FAILED) from None
         return ""
 
     if tier == Tier.FREE:
         if not config.payment_enabled:
-            set_user_tier(user=user, tier=Tier.FREE, reason="Downgrade requested (payments off)")
+            account_tier_set(user=user, tier=Tier.FREE, reason="Downgrade requested (payments off)")
             return ""
         try:
             sub = _active_subscription(account)
             if sub is None:
-                set_user_tier(user=user, tier=Tier.FREE, reason="Downgrade requested (no Stripe subscription)")
+                account_tier_set(user=user, tier=Tier.FREE, reason="Downgrade requested (no Stripe subscription)")
                 return ""
             if sub.schedule_id:
                 _schedule_release(sub.schedule_id)
@@ -326,7 +326,7 @@ def _subscription_change(
         try:
             sub = _active_subscription(account)
             if sub is None:
-                set_user_tier(user=user, tier=tier, reason="Tier change requested (no Stripe subscription)")
+                account_tier_set(user=user, tier=tier, reason="Tier change requested (no Stripe subscription)")
                 return ""
             _change_paid_subscription(account=account, sub=sub, tier=tier, config=config)
         except PaymentProviderError as exc:

@@ -1,4 +1,4 @@
-"""Checkout redirect URL validation (SPEC §5.3.4, §8 item 85)."""
+"""Checkout redirect URL validation: same scheme, host and port as the allowed origin; the tricks that must fail."""
 
 from __future__ import annotations
 

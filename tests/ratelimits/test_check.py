@@ -14,7 +14,7 @@ from billing.models import Tier
 from copilot_site.core.exceptions import api_exception_handler
 from ratelimits.errors import RateLimitExceeded
 from ratelimits.health import fail_open_stats
-from ratelimits.selectors import check_rate_limit
+from ratelimits.selectors import rate_limit_check
 from ratelimits.services import check_turn_allowed
 
 from .helpers import FRIDAY, spend
@@ -65,7 +65,7 @@ def test_limits_of_zero_make_no_redis_call(alice: Any, set_override: Callable[..
     # when
     with mock.patch("ratelimits.redis_store.read_spend", side_effect=AssertionError("Redis was called")) as read:
         check_turn_allowed(user=alice)
-        check_rate_limit(user=alice, daily=0, weekly=0)
+        rate_limit_check(user=alice, daily=0, weekly=0)
     # then
     read.assert_not_called()
 
