@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from copilot_site.core.auth import authenticated_user
+from copilot_site.core.pagination import OffsetField
 
 from .models import Tier
 from .selectors import SubscriptionStatus, credit_balance, credit_transactions, credits_enabled, subscription_status
@@ -36,7 +37,7 @@ class CreditsApi(APIView):
     @extend_schema_serializer(component_name="CreditsFilter")
     class FilterSerializer(serializers.Serializer[Any]):
         limit = serializers.IntegerField(min_value=1, max_value=100, default=50)
-        offset = serializers.IntegerField(min_value=0, default=0)
+        offset = OffsetField()
 
     @extend_schema_serializer(component_name="Credits")
     class OutputSerializer(serializers.Serializer[Any]):

@@ -22,6 +22,8 @@ from typing import Any
 import stripe
 from django.conf import settings
 
+from copilot_site.core.parsers import JsonBodyRejected, json_depth_check
+
 from .errors import InvalidWebhook, PaymentProviderError
 
 logger = logging.getLogger(__name__)
@@ -443,14 +445,20 @@ def checkout_session_retrieve(session_id: str) -> CheckoutSession:
 def event_construct(*, payload: bytes, signature_header: str, secret: str) -> WebhookEvent:
     """Verify a webhook delivery and parse it; ``InvalidWebhook`` carries the fixed 400 text."""
     try:
-        stripe.Webhook.construct_event(payload, signature_header, secret)  # type: ignore[no-untyped-call]
+        text = payload.decode("utf-8")
+        # Verify first, then bound the nesting before anything (the SDK included) decodes it.
+        stripe.WebhookSignature.verify_header(text, signature_header, secret, stripe.Webhook.DEFAULT_TOLERANCE)  # type: ignore[no-untyped-call]
+        json_depth_check(text)
+        stripe.Webhook.construct_event(text, signature_header, secret)  # type: ignore[no-untyped-call]
     except stripe.SignatureVerificationError:
         raise InvalidWebhook("Invalid signature") from None
+    except JsonBodyRejected as exc:
+        raise InvalidWebhook(exc.detail) from None
     except (ValueError, TypeError, AttributeError, KeyError):
         # Undecodable or non-JSON body (UnicodeDecodeError and JSONDecodeError are
         # ValueErrors), or JSON the SDK cannot turn into an event.
         raise InvalidWebhook("Invalid payload") from None
-    return webhook_event_from_payload(json.loads(payload))
+    return webhook_event_from_payload(json.loads(text))
 
 
 def webhook_event_from_payload(data: Any) -> WebhookEvent:

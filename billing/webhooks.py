@@ -20,6 +20,8 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from copilot_site.core.parsers import JsonBodyRejected, json_size_check, request_size_check
+
 from . import stripe_gateway
 from .errors import InvalidWebhook
 from .models import StripeEvent
@@ -176,6 +178,11 @@ def stripe_webhook(request: HttpRequest) -> JsonResponse:
     if not secret:
         # Without a secret every signature would "verify": refuse outright.
         return _error(503, "Webhook not configured")
+    try:
+        request_size_check(request)
+        json_size_check(len(request.body))
+    except JsonBodyRejected as exc:
+        return _error(exc.status, exc.detail)
     try:
         event = stripe_gateway.event_construct(
             payload=request.body, signature_header=request.headers.get("Stripe-Signature", ""), secret=secret

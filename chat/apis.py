@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.http import StreamingHttpResponse
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
+
+from copilot_site.core.pagination import OffsetField
+from copilot_site.core.serializers import StrictCharField, UnknownKeysRefusedMixin
 
 from .dispatch import turn_send
 from .models import ChatMessage, ChatSession
@@ -60,8 +64,8 @@ class MessageOutputSerializer(serializers.Serializer[ChatMessage]):
 class ContextSerializer(serializers.Serializer[Any]):
     """Page context; unknown keys are accepted and dropped."""
 
-    url = serializers.CharField(max_length=2000, required=False, allow_blank=True)
-    content = serializers.CharField(max_length=32000, required=False, allow_blank=True)
+    url = StrictCharField(max_length=2000, required=False, allow_blank=True)
+    content = StrictCharField(max_length=32000, required=False, allow_blank=True)
 
 
 def _running_turn(session_id: object) -> TurnMeta | None:
@@ -81,7 +85,7 @@ def _session_data(session: ChatSession) -> dict[str, Any]:
 class SessionListApi(APIView):
     class FilterSerializer(serializers.Serializer[Any]):
         limit = serializers.IntegerField(min_value=1, max_value=100, default=50)
-        offset = serializers.IntegerField(min_value=0, default=0)
+        offset = OffsetField()
 
     @extend_schema(parameters=[FilterSerializer])
     def get(self, request: Request) -> Response:
@@ -96,8 +100,8 @@ class SessionListApi(APIView):
 
 
 class SessionCreateApi(APIView):
-    class InputSerializer(serializers.Serializer[Any]):
-        title = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    class InputSerializer(UnknownKeysRefusedMixin, serializers.Serializer[Any]):
+        title = StrictCharField(required=False, allow_blank=True, max_length=200)
 
     @extend_schema(request=InputSerializer, responses={201: SessionOutputSerializer})
     def post(self, request: Request) -> Response:
@@ -137,7 +141,7 @@ class SessionGetApi(APIView):
 class SessionRenameApi(APIView):
     @extend_schema_serializer(component_name="SessionRenameInput")
     class InputSerializer(serializers.Serializer[Any]):
-        title = serializers.CharField(max_length=200, allow_blank=True)
+        title = StrictCharField(max_length=200, allow_blank=True)
 
         def validate_title(self, value: str) -> str:
             if not value.strip():
@@ -163,10 +167,10 @@ class SessionDeleteApi(APIView):
 
 class TurnSendApi(APIView):
     class InputSerializer(serializers.Serializer[Any]):
-        message = serializers.CharField(max_length=32000, trim_whitespace=False)
-        client_message_id = serializers.CharField(max_length=100, required=False, allow_null=True)
+        message = StrictCharField(trim_whitespace=False)  # length: COPILOT_MESSAGE_MAX_CHARS, in validate_message
+        client_message_id = StrictCharField(max_length=100, required=False, allow_null=True)
         context = ContextSerializer(required=False, allow_null=True)  # type: ignore[assignment]
-        file_ids = serializers.ListField(child=serializers.CharField(), required=False, max_length=20)
+        file_ids = serializers.ListField(child=StrictCharField(), required=False, max_length=20)
         mode = serializers.ChoiceField(choices=["fast", "extended_thinking"], required=False, allow_null=True)
         model = serializers.ChoiceField(choices=["standard", "advanced"], required=False, allow_null=True)
         delivery = serializers.ChoiceField(choices=["now", "next_turn"], required=False, default="now")
@@ -174,6 +178,9 @@ class TurnSendApi(APIView):
         def validate_message(self, value: str) -> str:
             if not value.strip():
                 raise serializers.ValidationError("Message must not be blank.")
+            limit = settings.COPILOT_MESSAGE_MAX_CHARS
+            if len(value) > limit:
+                raise serializers.ValidationError(f"Ensure this field has no more than {limit} characters.")
             return value
 
         def validate_file_ids(self, value: list[str]) -> list[str]:

@@ -16,7 +16,8 @@ re-attaches.
 `SubscribeConsumer` (`/ws/chat/`): a socket of the user, not of one chat. It joins
 the user's group (completion notices) and follows one chat's turn at a time:
 `{"action": "subscribe", "session_id": …}` replaces the current subscription,
-`{"action": "unsubscribe"}` ends it. A subscription replays the running turn from
+`{"action": "unsubscribe"}` ends it and is answered `{"type": "unsubscribed"}` once the
+relay has stopped, so no chunk of that subscription follows the answer. A subscription replays the running turn from
 its start and follows it live; each chunk goes out as the same JSON as the SSE
 `data:` payload (no envelope, no `[DONE]`), heartbeats as `{"type": "heartbeat"}`,
 and `finish` ends it. Decisions where SPEC is silent: the socket says
@@ -46,6 +47,7 @@ from django.conf import settings
 
 from copilot_site.core.errors import ApplicationError
 from copilot_site.core.exceptions import error_frame
+from copilot_site.core.parsers import JsonBodyRejected, json_loads_bounded
 
 from .errors import SessionNotFound
 from .events import validate_client_frame, validate_subscribe_frame
@@ -132,6 +134,14 @@ class _TurnRelay(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     groups_joined: tuple[str, ...] = ()
     following: str | None = None
     follow_task: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def decode_json(cls, text_data: str) -> Any:
+        """A frame over the size or depth cap decodes to None, answered as an invalid frame."""
+        try:
+            return json_loads_bounded(text_data)
+        except JsonBodyRejected:
+            return None
 
     async def _accept_user(self) -> Any:
         """Accept the socket and return its user; None (closed with 4401) when anonymous.
@@ -285,7 +295,10 @@ class SubscribeConsumer(_TurnRelay):
             await self.send_json({"type": "error", "errorText": problem})
             return
         if content["action"] == "unsubscribe":
+            # The relay task is cancelled and awaited before the answer goes out, and both
+            # write to this socket in order: nothing of the old subscription follows it.
             await self._stop_following()
+            await self.send_json({"type": "unsubscribed"})
             return
         session_id = content["session_id"]
         if not await _owns_session(session_id, self.scope["user"]):

@@ -37,8 +37,6 @@ from chat.runner import quiet_gc  # noqa: E402
 quiet_gc()
 
 if "twisted.internet.reactor" in sys.modules:  # served by daphne
-    from copilot_site.core.twisted_writes import install as install_write_through  # noqa: E402
-    from copilot_site.core.ws_frames import install as install_text_frames  # noqa: E402
+    from copilot_site.core.transport_patches import transport_patches_install  # noqa: E402
 
-    install_write_through()
-    install_text_frames()
+    transport_patches_install()  # each behind its setting, see copilot_site.core.transport_patches

@@ -18,7 +18,7 @@ import redis
 from django.conf import settings
 from rest_framework.test import APIClient
 
-from chat.llm_fake import FakeLLMServer
+from copilot_site.testing.llm_script import FakeLLMServer
 from copilot_site.testing.processes import (
     ManagedProcess,
     database_url,

@@ -211,6 +211,12 @@ COPILOT_PENDING_CALL_LIMIT = env.int("COPILOT_PENDING_CALL_LIMIT", default=30)
 COPILOT_PENDING_CALL_WINDOW_S = env.int("COPILOT_PENDING_CALL_WINDOW_S", default=60)
 COPILOT_MESSAGE_MAX_CHARS = env.int("COPILOT_MESSAGE_MAX_CHARS", default=32000)
 
+# --- Web process transport patches (copilot_site.core.transport_patches) --------------
+# Twisted's TCP connections send a write at once when nothing is buffered, not on the next loop pass.
+COPILOT_TWISTED_WRITE_PATCH = env.bool("COPILOT_TWISTED_WRITE_PATCH", default=True)
+# daphne writes a WebSocket text message as one frame it builds itself instead of through autobahn.
+COPILOT_WS_FRAME_PATCH = env.bool("COPILOT_WS_FRAME_PATCH", default=True)
+
 # --- Auth and API ---------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -227,10 +233,18 @@ REST_FRAMEWORK: dict[str, Any] = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # JSON only, size- and depth-capped before decoding (COPILOT_API_MAX_* below).
+    "DEFAULT_PARSER_CLASSES": ["copilot_site.core.parsers.BoundedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "copilot_site.core.exceptions.api_exception_handler",
 }
+# A JSON body (API request, Stripe webhook, WebSocket frame) over this many bytes is refused (413).
+COPILOT_API_MAX_BODY_BYTES = env.int("COPILOT_API_MAX_BODY_BYTES", default=1024 * 1024)
+# JSON whose arrays/objects nest deeper than this is refused (400) before it is decoded.
+COPILOT_API_MAX_JSON_DEPTH = env.int("COPILOT_API_MAX_JSON_DEPTH", default=32)
+# The largest `offset` a paginated endpoint accepts (400 above it).
+COPILOT_API_MAX_OFFSET = env.int("COPILOT_API_MAX_OFFSET", default=1_000_000)
 if DEBUG:
     REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append("rest_framework.renderers.BrowsableAPIRenderer")
 
@@ -299,7 +313,7 @@ COPILOT_MODEL_PRICES = env.json("COPILOT_MODEL_PRICES", default={})
 COPILOT_DISABLED_TOOLS = env.list("COPILOT_DISABLED_TOOLS", default=[])
 # Credit price (cents) per run, overriding a tool's own `cost_cents`, e.g. {"web_fetch": 1}.
 COPILOT_TOOL_COST_CENTS = env.json("COPILOT_TOOL_COST_CENTS", default={})
-# web_fetch refuses private, loopback and link-local addresses except for these hosts.
+# web_fetch connects only to globally routable addresses, except for these hosts.
 COPILOT_WEB_FETCH_ALLOWED_HOSTS = env.list("COPILOT_WEB_FETCH_ALLOWED_HOSTS", default=[])
 COPILOT_WEB_FETCH_MAX_BYTES = env.int("COPILOT_WEB_FETCH_MAX_BYTES", default=2_000_000)
 COPILOT_WEB_FETCH_TIMEOUT_S = env.float("COPILOT_WEB_FETCH_TIMEOUT_S", default=15.0)

@@ -134,8 +134,8 @@ def _bench(args: argparse.Namespace, workdir: Path, redis_port: int) -> int:
 
     from django.conf import settings
 
-    from chat.llm_fake import FakeLLMServer
     from copilot_site.accounts.models import User
+    from copilot_site.testing.llm_script import FakeLLMServer
 
     server = FakeLLMServer().start()
     settings.COPILOT_LLM_PROVIDER = "openai_compat"

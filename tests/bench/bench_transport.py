@@ -110,7 +110,9 @@ class Stack:
         from django.core.management import call_command
 
         call_command("migrate", verbosity=0)
-        self.llm = self._spawn("llm", [sys.executable, "manage.py", "fake_llm", "--port", str(llm_port)])
+        self.llm = self._spawn(
+            "llm", [sys.executable, "-m", "copilot_site.testing.llm_script", "--port", str(llm_port)]
+        )
         self.web_port = free_port()
         self.web = self._spawn(
             "web",

@@ -2,7 +2,7 @@
 
 Every test that touches Stripe gets its own ``FakeStripeServer`` on a free loopback
 port, with the settings pointing the gateway at it. Webhooks are delivered to our
-endpoint signed with the SDK's own signing code (``billing.fake_stripe.signing``).
+endpoint signed in Stripe's scheme (``copilot_site.testing.fake_stripe.signing``), verified by the real SDK.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from unittest import mock
 import pytest
 from django.test import Client, TestCase
 
-from billing.fake_stripe import FakeStripeServer, event_payload, sign_payload
 from billing.models import CustomerAccount, Tier
+from copilot_site.testing.fake_stripe import FakeStripeServer, event_payload, sign_payload
 
 API_KEY = "sk_test_billing_suite"
 WEBHOOK_SECRET = "whsec_billing_suite"

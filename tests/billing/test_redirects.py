@@ -1,4 +1,4 @@
-"""Checkout redirect URL validation: same scheme, host and port as the allowed origin; the tricks that must fail."""
+"""Checkout redirect URL validation: success and cancel URLs must lie on the configured frontend origin."""
 
 from __future__ import annotations
 

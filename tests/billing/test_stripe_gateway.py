@@ -10,7 +10,7 @@ import pytest
 
 from billing import stripe_gateway
 from billing.errors import InvalidWebhook, PaymentProviderError
-from billing.fake_stripe import sign_payload
+from copilot_site.testing.fake_stripe import sign_payload
 from tests.billing.conftest import FakeStripe
 
 

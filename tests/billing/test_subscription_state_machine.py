@@ -1,4 +1,6 @@
-"""``POST /api/billing/subscription``: every branch of the state machine, with the exact Stripe calls.
+"""``POST /api/billing/subscription``: every branch of a tier change (same tier undoes a pending change, free
+cancels at period end, an upgrade applies now, a downgrade waits for the period end on a schedule, free to paid
+opens Checkout), with the exact Stripe calls.
 
 Each test drives the real fake Stripe server over HTTP through the real SDK and
 reads ``/_fake/requests`` to assert which calls were made and which were not.
@@ -15,7 +17,7 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from billing.models import CheckoutRecord, CustomerAccount, Tier, TierChange
-from billing.services import account_tier_set
+from billing.services import set_user_tier
 from billing.stripe_gateway import API_VERSION
 from tests.billing.conftest import (
     API_KEY,
@@ -62,7 +64,7 @@ def test_enterprise_users_get_403_and_stripe_is_not_called(
     fake_stripe: FakeStripe, alice: Any, alice_client: APIClient, tier: str
 ) -> None:
     # given
-    account_tier_set(user=alice, tier=Tier.ENTERPRISE, reason="contract")
+    set_user_tier(user=alice, tier=Tier.ENTERPRISE, reason="contract")
     # when
     response = _post(alice_client, tier, **URLS)
     # then
@@ -159,7 +161,7 @@ def test_free_with_payments_off_is_set_directly(
 ) -> None:
     # given
     settings.ENABLE_PLATFORM_PAYMENT = False
-    account_tier_set(user=alice, tier=Tier.PRO, reason="beta")
+    set_user_tier(user=alice, tier=Tier.PRO, reason="beta")
     # when
     response = _post(alice_client, Tier.FREE)
     # then
@@ -223,7 +225,7 @@ def test_free_for_a_staff_granted_tier_is_immediate(
     fake_stripe: FakeStripe, alice: Any, alice_client: APIClient
 ) -> None:
     # given: PRO granted by staff, no Stripe customer or subscription
-    account_tier_set(user=alice, tier=Tier.PRO, reason="partner")
+    set_user_tier(user=alice, tier=Tier.PRO, reason="partner")
     # when
     response = _post(alice_client, Tier.FREE)
     # then
@@ -237,7 +239,7 @@ def test_free_for_a_customer_without_a_subscription_is_immediate(
 ) -> None:
     # given: a Stripe customer (from an abandoned checkout) and a staff-granted PRO
     _post(alice_client, Tier.PRO, **URLS)
-    account_tier_set(user=alice, tier=Tier.PRO, reason="partner")
+    set_user_tier(user=alice, tier=Tier.PRO, reason="partner")
     mark = fake_stripe.mark()
     # when
     response = _post(alice_client, Tier.FREE)
@@ -453,7 +455,7 @@ def test_releasing_a_schedule_already_in_a_terminal_state_succeeds(
 def test_paid_to_paid_without_a_stripe_subscription_is_immediate(
     fake_stripe: FakeStripe, alice: Any, alice_client: APIClient, current: str, target: str
 ) -> None:
-    account_tier_set(user=alice, tier=current, reason="partner")
+    set_user_tier(user=alice, tier=current, reason="partner")
     response = _post(alice_client, target)
     assert response.json()["tier"] == target
     assert account_of(alice).tier == target

@@ -1,7 +1,7 @@
 """``POST /api/billing/stripe/webhook``: verification, replay, ordering and every handler.
 
-Payloads are signed with ``billing.fake_stripe.signing`` (the SDK's own HMAC code),
-so the real ``stripe.Webhook.construct_event`` verification runs.
+Payloads are signed with ``copilot_site.testing.fake_stripe.signing`` (Stripe's
+``t=…,v1=…`` HMAC-SHA256 scheme), so the real ``stripe.Webhook.construct_event`` verification runs.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def test_missing_signature_is_400(fake_stripe: FakeStripe, client: Client) -> No
 
 
 def test_signed_garbage_is_invalid_payload(fake_stripe: FakeStripe, client: Client) -> None:
-    from billing.fake_stripe import sign_payload
+    from copilot_site.testing.fake_stripe import sign_payload
     from tests.billing.conftest import WEBHOOK_SECRET
 
     payload = "{not json"

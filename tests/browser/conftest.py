@@ -38,7 +38,7 @@ PHONE = {"width": 375, "height": 760}
 
 
 def fake(*rounds: dict[str, Any]) -> str:
-    """A scripted-LLM marker for a user message (chat/llm_fake/script.py)."""
+    """A scripted-LLM marker for a user message (copilot_site/testing/llm_script/script.py)."""
     return "<<fake " + json.dumps({"rounds": list(rounds)}) + ">>"
 
 

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from billing.fake_stripe import FakeStripeServer
 from billing.models import CustomerAccount, Tier
 from copilot_site.core.embedded_redis import free_port
+from copilot_site.testing.fake_stripe import FakeStripeServer
 from copilot_site.testing.processes import start_daphne
 from tests.browser.conftest import PHONE, Pages, screenshot, wait_until, worker_settled
 from tests.conftest import ARTIFACTS

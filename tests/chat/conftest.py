@@ -9,7 +9,7 @@ from unittest import mock
 
 import pytest
 
-from chat.llm_fake import FakeLLMServer
+from copilot_site.testing.llm_script import FakeLLMServer
 
 
 def fake(script: dict[str, Any]) -> str:

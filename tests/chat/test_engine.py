@@ -19,11 +19,11 @@ from chat.engine.accumulator import EventAccumulator
 from chat.engine.events import StreamEvent, ToolOutputAvailableEvent
 from chat.engine.followups import PendingFollowUp
 from chat.engine.turn import FALLBACK_TEXT, run_turn
-from chat.llm_fake import FakeLLMServer
 from chat.models import STOPPED_BY_USER_MARKER, ChatMessage, ChatSession, TurnUsage
 from chat.services import message_append_user
 from chat.tools.builtin.calculator import Calculator
 from chat.tools.builtin.clock import GetCurrentTime
+from copilot_site.testing.llm_script import FakeLLMServer
 from tests.chat.conftest import fake
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("title_task_delay")]

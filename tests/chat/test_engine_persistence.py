@@ -8,11 +8,11 @@ from unittest import mock
 import pytest
 
 from chat.errors import SessionNotFound
-from chat.llm_fake import FakeLLMServer
 from chat.models import ChatMessage, ChatSession
 from chat.services import message_append_user, messages_save_new, session_title_set_if_empty
 from chat.services.titles import clean_title
 from chat.tasks import generate_title
+from copilot_site.testing.llm_script import FakeLLMServer
 from tests.chat.conftest import fake
 
 

@@ -254,7 +254,7 @@ async def test_web_fetch_limits_size(local_site: str, settings: Any) -> None:
     [
         (
             "http://127.0.0.1:9/x",
-            "Refusing to fetch 127.0.0.1: it resolves to a private, loopback or link-local address.",
+            "Refusing to fetch 127.0.0.1: it resolves to 127.0.0.1, which is not a public address.",
         ),
         ("http://localhost:9/x", "Refusing to fetch localhost"),
         ("http://10.0.0.7/", "Refusing to fetch 10.0.0.7"),
@@ -276,7 +276,7 @@ async def test_web_fetch_refuses_internal_addresses(url: str, error: str) -> Non
 async def test_web_fetch_checks_every_redirect(local_site: str) -> None:
     result = await call("web_fetch", {"url": f"{local_site}/inside"}, ctx())
     assert (result.output, result.success) == (
-        "Tool execution error: Refusing to fetch 10.1.2.3: it resolves to a private, loopback or link-local address.",
+        "Tool execution error: Refusing to fetch 10.1.2.3: it resolves to 10.1.2.3, which is not a public address.",
         False,
     )
 

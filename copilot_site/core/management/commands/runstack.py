@@ -1,7 +1,7 @@
 """`python manage.py runstack`: the whole site in one supervised command.
 
 Migrates, makes sure the demo user exists, then starts and owns its children:
-the embedded redis-server (unless REDIS_URL is set), the scripted demo LLM
+the embedded redis-server (unless REDIS_URL is set), the offline demo LLM
 server (when no LLM key is configured), one Celery worker, and daphne. Ctrl-C
 (SIGINT) or SIGTERM stops every child, web first and Redis last, and nothing is
 left running. If a child dies, the others are stopped and the command exits 1.
@@ -102,7 +102,7 @@ class Command(BaseCommand):
             if settings.COPILOT_DEMO_MODEL:
                 stack.start(
                     "demo-llm",
-                    [python, manage, "fake_llm", "--host", "127.0.0.1", "--port", str(settings.COPILOT_DEMO_LLM_PORT)],
+                    [python, manage, "demo_llm", "--host", "127.0.0.1", "--port", str(settings.COPILOT_DEMO_LLM_PORT)],
                     env,
                 )
             stack.start(
