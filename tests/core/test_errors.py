@@ -5,10 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from billing.errors import InsufficientCredits
-from chat.dispatch import TooManyQueuedMessages
 from chat.errors import SessionNotFound
 from copilot_site.core.exceptions import api_exception_handler, error_frame, error_response_body
-from ratelimits.errors import RateLimitExceeded
+from ratelimits.errors import RateLimitExceeded, ResetTooMany
 
 NOW = datetime(2026, 4, 3, 15, 30, tzinfo=UTC)
 
@@ -34,11 +33,15 @@ def test_the_http_answer_and_the_frame_come_from_the_same_body() -> None:
 
 
 def test_each_error_carries_its_own_code() -> None:
-    queued = TooManyQueuedMessages("Too many queued messages.")
+    resets = ResetTooMany("You've used all 5 resets for today.")
     credits = InsufficientCredits()
-    assert error_frame(queued) == {"type": "error", "code": "too_many_queued", "message": "Too many queued messages."}
+    assert error_frame(resets) == {
+        "type": "error",
+        "code": "too_many_resets",
+        "message": "You've used all 5 resets for today.",
+    }
     assert error_frame(credits) == {"type": "error", "code": "insufficient_credits", "message": "Insufficient credits."}
-    assert (queued.status, credits.status) == (429, 402)
+    assert (resets.status, credits.status) == (429, 402)
 
 
 def test_a_full_rate_limit_window_is_a_rate_limited_frame() -> None:
