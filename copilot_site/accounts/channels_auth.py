@@ -5,6 +5,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from channels.auth import AuthMiddleware
 from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
@@ -13,6 +14,10 @@ from django.conf import settings
 
 from .authentication import bearer_token
 from .selectors import api_key_get_active
+from .throttle import api_key_failure_record, api_key_failure_retry_after
+
+# Closing before the handshake is accepted makes daphne answer the upgrade with 403.
+WS_THROTTLED_CLOSE_CODE = 4429
 
 
 @database_sync_to_async  # type: ignore[untyped-decorator]
@@ -25,7 +30,9 @@ class ApiKeyAuthMiddleware(BaseMiddleware):  # type: ignore[misc]
     """Runs after the session middleware; a bearer header, when present, decides the user.
 
     An invalid key leaves the connection anonymous (the consumer closes it with
-    4401) rather than silently falling back to a cookie.
+    4401) rather than silently falling back to a cookie, and counts against the
+    client address; an address past the failure limit has its handshake refused
+    before its key is looked at (see `throttle`).
     """
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
@@ -34,9 +41,20 @@ class ApiKeyAuthMiddleware(BaseMiddleware):  # type: ignore[misc]
         if token is not None:
             from django.contrib.auth.models import AnonymousUser
 
+            client_ip = str((scope.get("client") or [""])[0] or "")
+            if await sync_to_async(api_key_failure_retry_after)(client_ip=client_ip) is not None:
+                return await _refuse_handshake(receive, send)
             user = await _user_for_key(token)
+            if user is None:
+                await sync_to_async(api_key_failure_record)(client_ip=client_ip)
             scope = dict(scope, user=user if user is not None else AnonymousUser())
         return await super().__call__(scope, receive, send)
+
+
+async def _refuse_handshake(receive: Any, send: Any) -> None:
+    message = await receive()
+    if message["type"] == "websocket.connect":
+        await send({"type": "websocket.close", "code": WS_THROTTLED_CLOSE_CODE})
 
 
 class SessionScopeMiddleware(BaseMiddleware):  # type: ignore[misc]

@@ -1,8 +1,14 @@
 from __future__ import annotations
 
+import math
+
+from axes.utils import reset as axes_reset
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import SetPasswordForm
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
@@ -11,17 +17,63 @@ from .forms import ApiKeyCreateForm, SignupForm
 from .models import User
 from .selectors import api_key_list
 from .services import api_key_create, api_key_revoke
+from .throttle import signup_refusal_record, signup_refusal_retry_after
 
 
 def signup(request: HttpRequest) -> HttpResponse:
+    """The signup page; see `SignupForm` for what it tells about taken names.
+
+    Refusals for a taken username or e-mail address are counted per client address;
+    past the limit the page answers 429 with `Retry-After` without looking at the form.
+    """
     if request.user.is_authenticated:
         return redirect("chat-home")
+    client_ip = str(request.META.get("REMOTE_ADDR") or "")
+    if request.method == "POST":
+        retry_after = signup_refusal_retry_after(client_ip=client_ip)
+        if retry_after is not None:
+            response = render(request, "accounts/signup.html", {"form": SignupForm(), "throttled": True}, status=429)
+            response["Retry-After"] = str(retry_after)
+            return response
     form = SignupForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        user = form.save()
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        return redirect("chat-home")
+    if request.method == "POST":
+        if form.is_valid():
+            user = form.save()
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            return redirect("chat-home")
+        if form.identity_taken:
+            signup_refusal_record(client_ip=client_ip)
     return render(request, "accounts/signup.html", {"form": form})
+
+
+def login_lockout(
+    request: HttpRequest, original_response: HttpResponse | None = None, credentials: object = None
+) -> HttpResponse:
+    """django-axes' answer to a locked-out sign-in (its `AXES_LOCKOUT_CALLABLE`): 429, a plain page.
+
+    `Retry-After` is the whole cool-off: a lockout ends that long after the last
+    attempt, and every attempt made while locked out (right password or not)
+    restarts it.
+    """
+    seconds = settings.COPILOT_LOGIN_COOLOFF_SECONDS
+    response = render(request, "accounts/lockout.html", {"cooloff_minutes": math.ceil(seconds / 60)}, status=429)
+    response["Retry-After"] = str(seconds)
+    return response
+
+
+class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    """Django's reset confirmation; a new password also lifts a sign-in lockout of the username.
+
+    Only the username's failures are cleared: the link proves control of the account's
+    e-mail, not of the address the failures came from.
+    """
+
+    template_name = "accounts/password_reset_confirm.html"
+
+    def form_valid(self, form: SetPasswordForm[User]) -> HttpResponse:
+        response = super().form_valid(form)
+        axes_reset(username=form.user.get_username())
+        return response
 
 
 def _account_context(user: User, **extra: object) -> dict[str, object]:

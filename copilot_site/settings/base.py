@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "channels",
+    "axes",
+    "csp",
     "copilot_site.core",
     "copilot_site.accounts",
     "billing",
@@ -78,12 +81,18 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Serves static files (right after SecurityMiddleware, as WhiteNoise asks).
+    # https://whitenoise.readthedocs.io/en/stable/django.html
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out sign-in into the 429 lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "copilot_site.urls"
@@ -225,6 +234,72 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+# --- Sign-in throttle (django-axes) --------------------------------------------------
+# https://django-axes.readthedocs.io/en/latest/4_configuration.html
+# Axes' backend comes first: it refuses a locked-out username or address before any
+# password is checked. Failed attempts are rows in the database, listed in the admin
+# ("Access attempts"), where staff unlock by deleting them.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+COPILOT_LOGIN_FAILURE_LIMIT = env.int("COPILOT_LOGIN_FAILURE_LIMIT", default=5)
+COPILOT_LOGIN_COOLOFF_SECONDS = env.int("COPILOT_LOGIN_COOLOFF_SECONDS", default=15 * 60)
+AXES_FAILURE_LIMIT = COPILOT_LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(seconds=COPILOT_LOGIN_COOLOFF_SECONDS)
+# Each listed parameter is counted on its own: 5 failures for one username (from any
+# address) or from one address (for any usernames) lock that username or address.
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+# An attempt during a lockout restarts the cool-off, so `Retry-After` is always the whole of it.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = True
+AXES_LOCKOUT_CALLABLE = "copilot_site.accounts.views.login_lockout"
+# The client address is REMOTE_ADDR; behind a proxy, run daphne with --proxy-headers
+# so that REMOTE_ADDR is the client's and not the proxy's.
+# Failed `Authorization: Bearer` attempts per client address (HTTP and WebSocket),
+# counted in Redis: past the limit every bearer request from it is refused until the
+# window ends.
+COPILOT_API_KEY_FAILURE_LIMIT = env.int("COPILOT_API_KEY_FAILURE_LIMIT", default=20)
+COPILOT_API_KEY_FAILURE_WINDOW_S = env.int("COPILOT_API_KEY_FAILURE_WINDOW_S", default=600)
+# Signups refused because the username or e-mail is taken, per client address.
+COPILOT_SIGNUP_REFUSAL_LIMIT = env.int("COPILOT_SIGNUP_REFUSAL_LIMIT", default=10)
+COPILOT_SIGNUP_REFUSAL_WINDOW_S = env.int("COPILOT_SIGNUP_REFUSAL_WINDOW_S", default=3600)
+
+# --- Content-Security-Policy (django-csp) --------------------------------------------
+# Every page: scripts, styles, fonts, images and connections from this origin only
+# (WebSockets included: 'self' covers ws:/wss: to the same host), no inline script or
+# style element, no plugins, no framing, forms posting here only. The pages have no
+# inline scripts, so no nonce is needed; the API docs page adds the CDN it loads
+# Swagger UI from (copilot_site/urls.py).
+# https://django-csp.readthedocs.io/en/latest/configuration.html
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+
+# --- E-mail (password reset) ---------------------------------------------------------
+# EMAIL_URL picks the backend and server, e.g. smtp+tls://user:password@smtp.example.com:587
+# (smtp+ssl:// for implicit TLS on 465); the default prints mails on the console.
+# The production profile defaults to smtp://localhost:25 instead. Tests use Django's
+# in-memory backend (pytest-django sets it).
+# https://django-environ.readthedocs.io/en/latest/types.html#environ-env-email-url
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="copilot@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+_email = env.email_url("EMAIL_URL", default="consolemail://")
+EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+# https://docs.djangoproject.com/en/5.2/ref/settings/#password-reset-timeout
+PASSWORD_RESET_TIMEOUT = env.int("PASSWORD_RESET_TIMEOUT", default=3 * 24 * 3600)
+
 # https://www.django-rest-framework.org/api-guide/settings/
 REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -263,7 +338,16 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = VAR_DIR / "staticfiles"
+STATIC_ROOT = Path(env.str("DJANGO_STATIC_ROOT", default=str(VAR_DIR / "staticfiles")))
+# WhiteNoise serves the files: in production `collectstatic`'s output in STATIC_ROOT
+# (hashed and compressed, see production.py); the local and test profiles find them
+# in the source folders under their plain names instead (WHITENOISE_USE_FINDERS).
+# https://docs.djangoproject.com/en/5.2/ref/settings/#storages
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = False
 
 # --- LLM ------------------------------------------------------------------------
 OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")

@@ -7,6 +7,12 @@ this module is imported (an embedded redis-server unless REDIS_URL is given).
 from __future__ import annotations
 
 from .base import *  # noqa: F403
+from .base import STATIC_ROOT
 
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed only
+
+# Static files straight from the source folders (no `collectstatic`); WhiteNoise still
+# reads STATIC_ROOT and warns when it is missing.
+WHITENOISE_USE_FINDERS = True
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
