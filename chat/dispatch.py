@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
+from .engine.request import TurnRequest
 from .errors import ChatError, SessionNotFound
 from .models import COPILOT_SYSTEM_PREFIX, ChatMessage, ChatSession, TurnUsage
 from .services.messages import messages_save_new
@@ -100,15 +101,16 @@ def turn_send(
     turn_id = turn_claim(session_id=session.pk, user_id=user.pk, origin_id=origin_id, origin_name=origin_name)
     if turn_id is None:  # another send won the race between our read and our claim
         return _queue(session, user, pending, count_call=False)
-    payload = {
-        "session_id": str(session.pk),
-        "user_id": user.pk,
-        "turn_id": turn_id,
-        "mode": mode,
-        "model": model,
-        "context": context,
-        "request_arrival_at": arrival,
-    }
+    payload = TurnRequest(
+        session_id=str(session.pk),
+        turn_id=turn_id,
+        user_id=user.pk,
+        mode=mode,
+        model=model,
+        page_context=context,
+        arrived_at=arrival,
+        claimed_at=time.time(),
+    ).to_payload()
     _start(session, user, turn_id, [pending], payload)
     return SendResult("started", turn_id=turn_id, turn_in_flight=True)
 
@@ -125,8 +127,10 @@ def turn_auto_continue(*, session_id: str) -> str | None:
     )
     if turn_id is None:
         return None  # a new send claimed it; that turn drains the buffer itself
-    payload = {"session_id": str(session.pk), "user_id": session.user_id, "turn_id": turn_id, "mode": None,
-               "model": None, "context": None, "request_arrival_at": time.time()}  # fmt: skip
+    now = time.time()
+    payload = TurnRequest(
+        session_id=str(session.pk), turn_id=turn_id, user_id=session.user_id, arrived_at=now, claimed_at=now
+    ).to_payload()
     _start(session, session.user, turn_id, [], payload)
     return turn_id
 

@@ -25,6 +25,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from . import redis_scripts as rs
+from .engine.request import TurnHooks, TurnRequest
 from .turns import (
     STATUS_RUNNING,
     WORKER_LOST_ERROR,
@@ -55,21 +56,19 @@ class TurnOutcome:
     ran: bool = False
 
 
-EngineFactory = Callable[..., AsyncIterator[Any]]
+EngineFactory = Callable[[TurnRequest, TurnHooks], AsyncIterator[Any]]
 
 
-def _default_engine(**kwargs: Any) -> AsyncIterator[Any]:
+def _default_engine(request: TurnRequest, hooks: TurnHooks) -> AsyncIterator[Any]:
     from .engine.turn import run_turn
 
-    return run_turn(**kwargs)
+    return run_turn(request, hooks)
 
 
-async def execute_turn(
-    payload: dict[str, Any], *, owner_token: str, engine: EngineFactory | None = None
-) -> TurnOutcome:
-    """Run one turn end to end. Safe to call twice for the same payload (redelivery)."""
-    session_id = str(payload["session_id"])
-    turn_id = str(payload["turn_id"])
+async def execute_turn(request: TurnRequest, *, owner_token: str, engine: EngineFactory | None = None) -> TurnOutcome:
+    """Run one turn end to end. Safe to call twice for the same request (redelivery)."""
+    session_id = request.session_id
+    turn_id = request.turn_id
     client = rs.loop_redis()
     outcome = TurnOutcome()
     lock_key = rs.cluster_lock_key(session_id)
@@ -93,40 +92,29 @@ async def execute_turn(
         pipe.hset(rs.turn_meta_key(session_id), "started_at", f"{time.time():.6f}")
         pipe.set(rs.alive_key(session_id), turn_id, ex=rs.ALIVE_TTL_S)
         await pipe.execute()
-        outcome = await _run_with_guards(client, payload, owner_token, engine or _default_engine, meta.created_at)
+        outcome = await _run_with_guards(client, request, owner_token, engine or _default_engine)
         outcome.ran = True
     finally:
         await rs.async_compare_and_delete(client, lock_key, owner_token)
     return outcome
 
 
-async def _run_with_guards(
-    client: Any, payload: dict[str, Any], owner_token: str, engine: EngineFactory, created_at: float
-) -> TurnOutcome:
-    session_id = str(payload["session_id"])
-    turn_id = str(payload["turn_id"])
+async def _run_with_guards(client: Any, request: TurnRequest, owner_token: str, engine: EngineFactory) -> TurnOutcome:
+    session_id = request.session_id
+    turn_id = request.turn_id
     outcome = TurnOutcome()
     stream_lock = rs.stream_lock_key(session_id)
     if not await client.set(stream_lock, turn_id, nx=True, ex=settings.COPILOT_STREAM_LOCK_TTL_S):
         outcome.error = STREAM_LOCKED_ERROR
         await mark_session_completed_async(
-            client, session_id, turn_id=turn_id, user_id=payload.get("user_id"), error_message=outcome.error
+            client, session_id, turn_id=turn_id, user_id=request.user_id, error_message=outcome.error
         )
         return outcome
     cancel_event = asyncio.Event()
-    stream = engine(
-        session_id=session_id,
-        user_id=payload["user_id"],
-        turn_id=turn_id,
-        mode=payload.get("mode"),
-        model=payload.get("model"),
-        page_context=payload.get("context"),
-        cancel=cancel_event,
-        drain_pending=_drain_hook(session_id),
-        requeue_pending=_requeue_hook(session_id),
-        started_at=created_at,
-        warn_usage=True,
+    hooks = TurnHooks(
+        cancel=cancel_event, drain_pending=_drain_hook(session_id), requeue_pending=_requeue_hook(session_id)
     )
+    stream = engine(request, hooks)
     publisher = _Publisher(turn_id)
     guard = _TurnGuard(session_id, turn_id, owner_token, cancel_event, outcome)
     try:
@@ -163,7 +151,7 @@ async def _run_with_guards(
     # has written the duration and the usage warning; this is one Redis call.
     await rs.loop_appender().drain()
     await mark_session_completed_async(
-        client, session_id, turn_id=turn_id, user_id=payload.get("user_id"), error_message=outcome.error
+        client, session_id, turn_id=turn_id, user_id=request.user_id, error_message=outcome.error
     )
     return outcome
 

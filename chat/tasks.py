@@ -29,18 +29,20 @@ def generate_title(session_id: str) -> None:
 
 @shared_task(name="chat.run_turn", bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def run_turn(self: Any, payload: dict[str, Any]) -> None:
-    """Run one chat turn (SPEC §4.9); the payload comes from `chat.dispatch`.
+    """Run one chat turn; the payload is a `TurnRequest` that `chat.dispatch` built.
 
     Then, after a turn that completed normally, start the next one if follow-ups
     are still queued (auto-continue; never after a failure or a stop).
     """
     from .dispatch import turn_auto_continue
+    from .engine.request import TurnRequest
     from .runner import execute_turn, shared_loop
 
+    request = TurnRequest.from_payload(payload)
     owner = f"{self.request.hostname}:{self.request.id}"
-    outcome = shared_loop.run(execute_turn(payload, owner_token=owner))
+    outcome = shared_loop.run(execute_turn(request, owner_token=owner))
     if outcome.ran and outcome.error is None and not outcome.stopped:
-        turn_auto_continue(session_id=payload["session_id"])
+        turn_auto_continue(session_id=request.session_id)
 
 
 @worker_ready.connect

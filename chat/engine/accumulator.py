@@ -1,4 +1,4 @@
-"""Folding a turn's event stream into its result (SPEC 1.6): used by the sub-session waiter,
+"""Folding a turn's event stream into its result (text, tool calls, usage, error): used by the sub-session waiter,
 the transport (to close blocks a stopped engine left open on the wire) and tests."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Building the LLM context of a turn (SPEC 4.12, 4.17).
+"""Building the LLM context of a turn: what the model is sent, within the token budget.
 
 Pipeline: DB rows → prune trailing orphans (in memory) → filter (reasoning rows,
 system notices, unresolved or malformed tool calls) → snapshot + gap → the
@@ -73,7 +73,7 @@ def system_prompt() -> str:
 
 def prune_orphan_tool_calls(messages: list[ChatMessage], log_prefix: str | None = None) -> int:
     """Drop a trailing assistant row whose tool calls are not all answered, the rows after
-    it, and trailing stop markers — in memory only (SPEC 4.17). Returns how many went."""
+    it, and trailing stop markers — in memory only (the stored rows stay). Returns how many went."""
     resolved: set[str] = set()
     cut: int | None = None
     for index in range(len(messages) - 1, -1, -1):
@@ -121,7 +121,7 @@ def _normalised_call(call: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def rows_to_llm_messages(rows: Iterable[ChatMessage]) -> list[LLMMessage]:
-    """Stored rows → LLM messages (SPEC 4.12.3), before merging.
+    """Stored rows → LLM messages, before merging.
 
     Dropped: reasoning rows, system-prefix rows, roles the model never sees,
     tool calls missing an id or name (warning), tool calls with no later tool
@@ -194,7 +194,7 @@ def for_request(messages: Iterable[LLMMessage]) -> list[LLMMessage]:
 
 
 def page_context_suffix(page_context: Mapping[str, Any] | None) -> str:
-    """``\\n\\n[Page URL: …]`` and ``\\n\\n[Page content]\\n…`` for the LLM copy (SPEC 4.12.2)."""
+    """``\\n\\n[Page URL: …]`` and ``\\n\\n[Page content]\\n…`` for the LLM copy only."""
     if not page_context:
         return ""
     suffix = ""
@@ -245,7 +245,7 @@ def load_snapshot_state(raw_messages: Any, watermark: int, *, total_prior: int, 
 
 
 def history_messages(prior_rows: Sequence[ChatMessage], snapshot: SnapshotState) -> list[LLMMessage]:
-    """Snapshot messages + the rows after its watermark, or every prior row without one (SPEC 4.12.5)."""
+    """Snapshot messages + the rows after its watermark, or every prior row without one."""
     if snapshot.messages is None:
         return rows_to_llm_messages(prior_rows)
     watermark = snapshot.watermark
@@ -382,7 +382,7 @@ async def compact_history(
     model: str,
     summarize: Summarizer | None,
 ) -> Compaction | None:
-    """Fit ``history`` into ``budget - fixed_tokens`` (SPEC 4.12.6); None when it already fits.
+    """Fit ``history`` into ``budget - fixed_tokens``; None when it already fits.
 
     LLM summary of everything but the last 6 messages, then progressive
     truncation, then middle-out deletion. A failing summariser falls back to

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 logger = logging.getLogger(__name__)
 
-# Internal error codes (SPEC 4.7), carried by the data-error chunk.
+# Internal error codes, carried by the data-error chunk (the page maps each to its message).
 ERROR_TOOL_ROUND_LIMIT = "tool_round_limit"
 ERROR_LLM = "llm_error"
 ERROR_STREAM = "stream_error"

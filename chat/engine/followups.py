@@ -1,14 +1,31 @@
-"""Pending follow-ups: messages the user sent while a turn was running (SPEC 4.15).
+"""Pending follow-ups: messages the user sent while a turn was running.
 
-The transport owns the Redis buffer; the engine receives drained messages as
-``PendingFollowUp`` values through the ``drain_pending`` hook.
+The transport owns the Redis buffer; the engine receives drained messages
+(``PendingFollowUp`` or the transport's own type, see ``PendingLike``) through
+the ``drain_pending`` hook. ``FollowUpDrain`` takes them at turn start, where
+they join the current user turn, and at each tool-round boundary, where they are
+saved after the round's tool rows and shown to the model as one
+``<user_follow_up>`` message. Messages that cannot be saved go back to the
+buffer, in order, through ``requeue_pending``.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .events import DataEvent, StreamEvent
+
+if TYPE_CHECKING:
+    from chat.models import ChatMessage
+
+    from .providers import LLMMessage
+    from .request import TurnHooks
+    from .transcript import Transcript
+
+logger = logging.getLogger(__name__)
 
 FOLLOW_UP_ENTRY_MAX_CHARS = 2000
 FOLLOW_UP_BODY_MAX_CHARS = 6000
@@ -48,7 +65,7 @@ def _file_ids(message: PendingLike) -> list[str]:
 
 
 def format_follow_up_block(messages: Sequence[PendingLike]) -> str:
-    """The single ``<user_follow_up>`` user message injected at a round boundary (SPEC 4.15.5)."""
+    """The single ``<user_follow_up>`` user message injected at a round boundary."""
     entries: list[str] = []
     body_length = 0
     for index, message in enumerate(messages):
@@ -73,7 +90,7 @@ def format_follow_up_block(messages: Sequence[PendingLike]) -> str:
 
 
 def turn_start_llm_text(message: PendingLike) -> str:
-    """A follow-up drained at turn start, as the model sees it (SPEC 4.15.6)."""
+    """A follow-up drained at turn start, as the model sees it (its page and files spelled out)."""
     text = message.content
     url = _context_field(message, "url")
     if url:
@@ -86,3 +103,64 @@ def turn_start_llm_text(message: PendingLike) -> str:
         text += "\n\n[Attached files]\n" + "\n".join(f"- file_id={file_id}" for file_id in file_ids)
         text += "\nUse read_workspace_file with the file_id to access file contents."
     return text
+
+
+class FollowUpDrain:
+    """One turn's draining of pending follow-ups into its transcript."""
+
+    def __init__(self, transcript: Transcript, hooks: TurnHooks, *, log_prefix: str) -> None:
+        self.transcript = transcript
+        self.drain_pending = hooks.drain_pending
+        self.requeue_pending = hooks.requeue_pending
+        self.log_prefix = log_prefix
+
+    async def at_start(self) -> None:
+        """Follow-ups that arrived after the turn was claimed join the current user turn."""
+        drained = await self._take()
+        if not drained:
+            return
+        rows = [self.transcript.user_row(message.content, llm_text=turn_start_llm_text(message)) for message in drained]
+        try:
+            await self.transcript.save()
+        except Exception:
+            logger.warning("%s Could not persist follow-ups drained at turn start", self.log_prefix, exc_info=True)
+            await self._give_back(rows, drained)
+
+    async def at_boundary(self, llm_messages: list[LLMMessage]) -> list[StreamEvent]:
+        """Persist the round's tool rows together with follow-ups drained now; the saved
+        follow-ups go to the model (appended to ``llm_messages``) and to the client."""
+        drained = await self._take()
+        rows = [self.transcript.user_row(message.content) for message in drained]
+        try:
+            await self.transcript.save()
+        except Exception:
+            if not drained:
+                raise
+            logger.warning("%s Could not persist tool rows and follow-ups", self.log_prefix, exc_info=True)
+        if not drained:
+            return []
+        if any(row.sequence is None for row in rows):
+            await self._give_back(rows, drained)
+            return []
+        llm_messages.append({"role": "user", "content": format_follow_up_block(drained)})
+        notice = {"count": len(drained), "messages": [message.content for message in drained]}
+        return [DataEvent(name="pending-drained", data=notice)]
+
+    async def _take(self) -> list[PendingLike]:
+        if self.drain_pending is None:
+            return []
+        try:
+            return list(await self.drain_pending())
+        except Exception:
+            logger.warning("%s Draining pending follow-ups failed; treated as empty", self.log_prefix, exc_info=True)
+            return []
+
+    async def _give_back(self, rows: list[ChatMessage], drained: list[PendingLike]) -> None:
+        """Remove unsaved follow-up rows from the transcript and hand the messages back, in order."""
+        self.transcript.forget(rows)
+        if self.requeue_pending is not None:
+            try:
+                await self.requeue_pending(drained)
+            except Exception:
+                logger.warning("%s Re-queueing follow-ups failed", self.log_prefix, exc_info=True)
+        logger.warning("%s %d follow-up(s) could not be saved and were re-queued", self.log_prefix, len(drained))

@@ -1,4 +1,4 @@
-"""Reasoning: parsing the providers' extension fields and the block emitter (SPEC 4.11)."""
+"""Reasoning: parsing the providers' extension fields and the block emitter."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def reasoning_details_text(details: Any) -> str:
 
 
 def reasoning_text_from_extra(extra: Mapping[str, Any] | None) -> str:
-    """SPEC 4.11.2: ``reasoning`` (str), else ``reasoning_content`` (str), else ``reasoning_details``.
+    """The reasoning text of a delta: ``reasoning`` (str), else ``reasoning_content`` (str), else ``reasoning_details``.
 
     The first non-empty field wins (OpenRouter sends the same text in several).
     A malformed payload is logged and counts as empty; the stream goes on.

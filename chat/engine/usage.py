@@ -1,4 +1,4 @@
-"""A turn's token and cost totals (SPEC 4.14)."""
+"""A turn's token and cost totals."""
 
 from __future__ import annotations
 
@@ -88,3 +88,11 @@ def turn_cost(totals: UsageTotals, *, model: str, provider: str, session_id: obj
         return TurnCost(to_microdollars(totals.reported_cost_usd), TurnUsage.CostSource.REPORTED)
     logger.error("Turn of session %s on %s (%s): cost missing — rate limit skipped", session_id, model, provider)
     return TurnCost(None, TurnUsage.CostSource.MISSING)
+
+
+def turn_spent_microdollars(totals: UsageTotals, *, model: str, provider: str, session_id: object) -> int | None:
+    """What the turn has spent so far (for its per-turn cap): the reported cost when any
+    round reported one, else the price table's (None when neither is known)."""
+    if totals.rounds_with_cost:
+        return to_microdollars(totals.reported_cost_usd)
+    return turn_cost(totals, model=model, provider=provider, session_id=session_id).microdollars

@@ -1,7 +1,8 @@
-"""Message writes: append-only saves with sequences assigned at insert (SPEC 4.2.4, 4.5)."""
+"""Message writes: append-only saves with sequences assigned at insert, and the idempotent user append."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -13,6 +14,8 @@ from django.utils import timezone
 from chat.errors import SessionNotFound
 from chat.models import ChatMessage, ChatSession
 from copilot_site.core import sql
+
+logger = logging.getLogger(__name__)
 
 # How many trailing rows one query of the duplicate check reads (the run is usually 1–2 rows).
 _DUPLICATE_SCAN_BATCH = 50
@@ -63,7 +66,32 @@ def _insert_new_rows(session: ChatSession | uuid.UUID | str, messages: Sequence[
             row.session_id = session_id
         row.sequence = start + offset
     sql.insert(new_rows)
+    if top is None and any(row.role == ChatMessage.Role.USER for row in new_rows):
+        _title_enqueue_on_commit(session)
     return new_rows
+
+
+def _title_enqueue_on_commit(session: ChatSession | uuid.UUID | str) -> None:
+    """An untitled session's first rows hold its first user message: once the
+    transaction that saved them commits, the title task is enqueued (never for a
+    rolled-back save, never again for later messages)."""
+    session_id: uuid.UUID | str = session.pk if isinstance(session, ChatSession) else session
+    if isinstance(session, ChatSession):
+        title = session.title
+    else:
+        title = ChatSession.objects.filter(pk=session_id).values_list("title", flat=True).first()
+    if title:
+        return
+
+    def enqueue() -> None:
+        from chat.tasks import generate_title  # at call time: the tasks sit above the services
+
+        try:
+            generate_title.delay(str(session_id))
+        except Exception:
+            logger.warning("Could not enqueue title generation for session %s", session_id, exc_info=True)
+
+    transaction.on_commit(enqueue)
 
 
 def _forget_insert(rows: Sequence[ChatMessage]) -> None:
@@ -94,7 +122,7 @@ def messages_save_new(*, session_id: uuid.UUID | str, messages: Sequence[ChatMes
 
 
 def _is_duplicate(session_id: uuid.UUID | str, *, role: str, content: str | None) -> bool:
-    """SPEC 4.5: the content equals any row of the trailing run of rows with this role."""
+    """The content equals any row of the trailing run of rows with this role."""
     if content is None:
         return False
     before: int | None = None
@@ -123,7 +151,7 @@ def message_append_user(
 ) -> ChatMessage | None:
     """Append the user's message unless it is a duplicate; None when nothing was written.
 
-    Duplicates (SPEC 4.5): a row with the same ``client_message_id`` exists, or
+    Duplicates: a row with the same ``client_message_id`` exists, or
     ``content`` equals a row of the session's trailing run of user rows. A real
     repeat is always separated by an assistant row, which every finished turn
     leaves ("yes" → reply → "yes" is accepted). With ``user`` the session must be

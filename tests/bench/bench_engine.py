@@ -51,12 +51,16 @@ def _script(chunks: int) -> str:
 
 async def _engine_run(session_id: str, user_id: int) -> tuple[float, float, int]:
     """(turn seconds, first→last text-delta seconds, text deltas)."""
+    from chat.engine.request import TurnHooks, TurnRequest
     from chat.engine.turn import run_turn
 
     deltas = 0
     first_delta = last_delta = 0.0
     started = time.perf_counter()
-    async for event in run_turn(session_id=session_id, user_id=user_id, turn_id=uuid.uuid4(), mode="fast"):
+    request = TurnRequest(
+        session_id=session_id, turn_id=str(uuid.uuid4()), user_id=user_id, mode="fast", claimed_at=time.time()
+    )
+    async for event in run_turn(request, TurnHooks()):
         if event.type == "text-delta":
             now = time.perf_counter()
             if deltas == 0:
@@ -151,10 +155,12 @@ def _bench(args: argparse.Namespace, workdir: Path, redis_port: int) -> int:
     sdk_totals: list[float] = []
     sdk_streams: list[float] = []
     try:
-        # Neither the title task's broker nor the spend counters' Redis is part of the engine.
+        # Neither the title task's broker nor the spend counters' Redis (recording the spend,
+        # reading it back for the end-of-turn usage warning) is part of the engine.
         with (
             mock.patch("chat.tasks.generate_title.delay"),
             mock.patch("ratelimits.services.record_cost_usage"),
+            mock.patch("ratelimits.services.consume_usage_warning", return_value=None),
         ):
             # Warm-up (imports, tiktoken, connection setup), and the exact request the engine sends.
             uvloop.run(_engine_run(_new_session(user, message), user.pk))

@@ -4,7 +4,7 @@ The engine speaks OpenAI-format messages; this module translates them to
 Anthropic's (system parameter, ``tool_use`` / ``tool_result`` blocks, strict
 role alternation) and maps the stream back to provider deltas. Anthropic
 reports no cost, so the engine prices its usage from ``COPILOT_MODEL_PRICES``
-(SPEC 4.14.2).
+(a model without a price there has no cost).
 """
 
 from __future__ import annotations

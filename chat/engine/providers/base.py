@@ -87,7 +87,7 @@ def is_anthropic_route(model: str) -> bool:
 
 
 def reasoning_budget_for(*, mode: str | None, model: str) -> int:
-    """SPEC 4.11.1: the thinking budget to request, or 0 for none.
+    """The thinking budget to request, or 0 for none.
 
     Only when the mode is extended_thinking, the kill switch is off and the model
     is an Anthropic route; the budget is clamped to 1024–128000.

@@ -37,7 +37,7 @@ PROMPT_CACHING_BETA = "prompt-caching-2024-07-31"
 
 
 def validated_cost(value: Any) -> float | None:
-    """SPEC 4.14.4: a usable USD cost, or None (logged) when it is not numeric, finite and ≥ 0."""
+    """The reported USD cost when usable, or None (logged) when it is not numeric, finite and ≥ 0."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):

@@ -6,6 +6,7 @@ from typing import Any
 from unittest import mock
 
 import pytest
+from django.db import transaction
 
 from chat.errors import SessionNotFound
 from chat.models import ChatMessage, ChatSession
@@ -27,7 +28,7 @@ def contents(session: ChatSession) -> list[tuple[int, str, str | None]]:
     )
 
 
-# ---------------------------------------------------------------- idempotent append (SPEC 4.5)
+# ---------------------------------------------------------------- idempotent append
 
 
 def test_same_client_message_id_twice_creates_one_row(session: ChatSession) -> None:
@@ -71,7 +72,7 @@ def test_append_checks_ownership(session: ChatSession, charlie: Any) -> None:
     assert contents(session) == []
 
 
-# ---------------------------------------------------------------- append-only saves (SPEC 4.2.4)
+# ---------------------------------------------------------------- append-only saves
 
 
 def test_save_inserts_only_new_rows_in_order_with_next_sequences(session: ChatSession) -> None:
@@ -109,7 +110,72 @@ def test_a_failed_save_leaves_rows_unsaved(session: ChatSession) -> None:
     assert messages_save_new(session_id=session.pk, messages=rows)[0].sequence == 0
 
 
-# ---------------------------------------------------------------- titles (SPEC 4.19)
+# ---------------------------------------------------------------- titles
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_title_task_is_enqueued_once_after_the_first_user_message_commits(
+    session: ChatSession, title_task_delay: mock.MagicMock
+) -> None:
+    # when: the first user message is saved inside a transaction
+    with transaction.atomic():
+        message_append_user(session_id=session.pk, content="plan a trip")
+        # then: nothing is enqueued before the commit
+        title_task_delay.assert_not_called()
+    title_task_delay.assert_called_once_with(str(session.pk))
+    # when: a reply and a second user message follow
+    messages_save_new(session_id=session.pk, messages=[ChatMessage(role="assistant", content="sure")])
+    message_append_user(session_id=session.pk, content="to lisbon")
+    # then: still the one enqueue
+    title_task_delay.assert_called_once_with(str(session.pk))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_first_user_row_saved_as_dispatch_saves_it_enqueues_the_title_on_commit(
+    session: ChatSession, title_task_delay: mock.MagicMock
+) -> None:
+    # when
+    with transaction.atomic():
+        messages_save_new(session_id=session.pk, messages=[ChatMessage(role="user", content="hello")])
+        title_task_delay.assert_not_called()
+    # then
+    title_task_delay.assert_called_once_with(str(session.pk))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_rolled_back_first_message_enqueues_no_title(session: ChatSession, title_task_delay: mock.MagicMock) -> None:
+    def save_then_fail() -> None:
+        with transaction.atomic():
+            message_append_user(session_id=session.pk, content="plan a trip")
+            raise RuntimeError("rolled back")
+
+    # when
+    with pytest.raises(RuntimeError):
+        save_then_fail()
+    # then
+    title_task_delay.assert_not_called()
+    assert contents(session) == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_titled_session_gets_no_title_task(alice: Any, title_task_delay: mock.MagicMock) -> None:
+    # given
+    titled = ChatSession.objects.create(user=alice, title="Chosen by the user")
+    # when
+    message_append_user(session_id=titled.pk, content="hello")
+    messages_save_new(session_id=titled.pk, messages=[ChatMessage(role="user", content="again")])
+    # then
+    title_task_delay.assert_not_called()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_first_row_that_is_not_a_user_message_enqueues_no_title(
+    session: ChatSession, title_task_delay: mock.MagicMock
+) -> None:
+    # when
+    messages_save_new(session_id=session.pk, messages=[ChatMessage(role="assistant", content="notice")])
+    # then
+    title_task_delay.assert_not_called()
 
 
 def test_title_task_sets_a_title_once(llm: FakeLLMServer, session: ChatSession) -> None:

@@ -1,0 +1,256 @@
+"""A turn's transcript: the working list of rows, how it is loaded, and every write of it.
+
+The engine keeps one list, ``Transcript.messages``: the session's saved rows
+followed by the rows this turn adds, which carry no sequence until they are
+saved. Rows are persisted in order, at the points where the user could otherwise
+lose what they saw: an assistant row with tool calls before its tools run, the
+tool rows at the round boundary, and the rest in the end-of-turn write, which
+also records the turn's usage and cost and the context snapshot.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from asgiref.sync import sync_to_async
+from django.core.exceptions import ValidationError
+
+from chat import services
+from chat.errors import SessionNotFound
+from chat.models import (
+    COPILOT_SYSTEM_PREFIX,
+    STOPPED_BY_USER_MARKER,
+    ChatMessage,
+    ChatSession,
+    ContextSnapshot,
+    TurnUsage,
+)
+from chat.selectors import context_snapshot_get, session_messages
+from chat.turns import turn_duration_ms
+
+from .context import (
+    CONTEXT_COMPACTION_OUTPUT,
+    CONTEXT_COMPACTION_TOOL,
+    Compaction,
+    SnapshotState,
+    count_text_tokens,
+    estimate_tokens,
+    load_snapshot_state,
+    prune_orphan_tool_calls,
+    split_current_turn,
+)
+from .events import DataUsageEvent
+from .providers import LLMMessage
+from .reasoning import ReasoningEmitter
+from .usage import UsageTotals, turn_cost
+
+if TYPE_CHECKING:
+    from copilot_site.accounts.models import User
+
+logger = logging.getLogger(__name__)
+
+ERROR_ROW_PREFIX = f"{COPILOT_SYSTEM_PREFIX} Error: "
+
+
+@dataclass
+class TurnEnd:
+    """How the turn ended and what it spent: what the end-of-turn write records."""
+
+    user: User | None
+    model: str
+    provider_name: str
+    usage: UsageTotals
+    produced: str  # every text, reasoning and argument piece the turn produced
+    llm_messages: list[LLMMessage]
+    tool_schemas: list[dict[str, Any]]
+    stopped: bool
+    error_text: str | None
+    claimed_at: float
+    compaction: Compaction | None
+
+
+@dataclass
+class TurnRecorded:
+    """What the end-of-turn write leaves for the client: the usage frame and the 80 % warning."""
+
+    usage_event: DataUsageEvent | None = None
+    usage_warning: dict[str, Any] | None = None
+
+
+class Transcript:
+    def __init__(self, *, session_id: str, turn_id: str, log_prefix: str) -> None:
+        self.session_id = session_id
+        self.turn_id = turn_id
+        self.log_prefix = log_prefix
+        self.messages: list[ChatMessage] = []  # rows with sequence None are unsaved
+        self.emitter = ReasoningEmitter(self.messages, turn_id=turn_id)
+        self.llm_text: dict[int, str] = {}  # the model's text of rows whose stored content differs (by id())
+        self.current_start = 0  # index of the current user turn's first row
+        self.assistant_rows = 0  # assistant rows this turn added
+        self.snapshot = SnapshotState()
+        self.snapshot_watermark = 0
+
+    # ------------------------------------------------------------------ rows
+
+    def row(self, role: str, content: str | None, **fields: Any) -> ChatMessage:
+        row = ChatMessage(role=role, content=content, turn_id=self.turn_id, **fields)
+        self.messages.append(row)
+        if role == ChatMessage.Role.ASSISTANT:
+            self.assistant_rows += 1
+        return row
+
+    def user_row(self, content: str, *, llm_text: str | None = None) -> ChatMessage:
+        row = self.row(ChatMessage.Role.USER, content)
+        if llm_text is not None:
+            self.llm_text[id(row)] = llm_text
+        return row
+
+    def compaction_notice(self) -> str:
+        """The rows of the synthetic ``context_compaction`` tool call the UI shows; its call id."""
+        call_id = f"compaction_{uuid.uuid4().hex[:12]}"
+        call = {"id": call_id, "type": "function", "function": {"name": CONTEXT_COMPACTION_TOOL, "arguments": "{}"}}
+        notice = ChatMessage(role=ChatMessage.Role.ASSISTANT, content="", tool_calls=[call], turn_id=self.turn_id)
+        self.messages.append(notice)  # not counted as an answer: the turn still leaves one
+        self.row(ChatMessage.Role.TOOL, CONTEXT_COMPACTION_OUTPUT, tool_call_id=call_id, name=CONTEXT_COMPACTION_TOOL)
+        return call_id
+
+    def forget(self, rows: list[ChatMessage]) -> None:
+        """Take rows that could not be saved out of the list again."""
+        for row in rows:
+            if row.sequence is None and row in self.messages:
+                self.messages.remove(row)
+
+    async def save(self) -> None:
+        """Persist every unsaved row of the working list (one write)."""
+        self.emitter.sync()
+        await sync_to_async(services.messages_save_new)(session_id=self.session_id, messages=self.messages)
+
+    # ------------------------------------------------------------------ loading
+
+    def load(self, *, user_id: int) -> ChatSession:
+        """The session (with its user) and its rows, the current user turn split off and
+        orphaned tool calls of the history pruned, and the context snapshot's state."""
+        try:
+            session = ChatSession.objects.select_related("user").get(pk=self.session_id)
+        except (ChatSession.DoesNotExist, ValidationError, ValueError) as exc:
+            raise SessionNotFound(self.session_id) from exc
+        if session.user_id != user_id:
+            logger.warning("%s Session is not owned by user %s", self.log_prefix, user_id)
+            raise SessionNotFound(self.session_id)
+        rows = session_messages(session_id=self.session_id)
+        snapshot_messages: Any = None
+        watermark = 0
+        failed = False
+        try:
+            snapshot = context_snapshot_get(session_id=self.session_id)
+        except Exception:
+            logger.warning("%s Could not load the context snapshot", self.log_prefix, exc_info=True)
+            failed = True
+        else:
+            if snapshot is not None:
+                snapshot_messages, watermark = snapshot.messages, snapshot.message_count
+        start = split_current_turn(rows)
+        prior, current = rows[:start], rows[start:]
+        prune_orphan_tool_calls(prior, log_prefix=self.log_prefix)
+        self.messages.extend(prior)
+        self.messages.extend(current)
+        self.current_start = len(prior)
+        self.snapshot_watermark = current[0].sequence if current and current[0].sequence is not None else len(rows)
+        self.snapshot = load_snapshot_state(
+            snapshot_messages, watermark, total_prior=self.snapshot_watermark, load_failed=failed
+        )
+        return session
+
+    # ------------------------------------------------------------------ the end of the turn
+
+    def close(self, *, partial: str, stopped: bool, error_text: str | None) -> None:
+        """The rows a turn ends with: the open round's text, then the stop marker or the error."""
+        self.emitter.close()
+        if partial:
+            self.row(ChatMessage.Role.ASSISTANT, partial)
+        if stopped:
+            self.row(ChatMessage.Role.ASSISTANT, STOPPED_BY_USER_MARKER)
+        elif error_text is not None:
+            self.row(ChatMessage.Role.ASSISTANT, ERROR_ROW_PREFIX + error_text)
+
+    def finish(self, end: TurnEnd) -> TurnRecorded:
+        """The turn's last writes: remaining rows, usage and cost, the context snapshot."""
+        self.emitter.sync()
+        saved_last = self._set_duration(end)
+        services.messages_save_new(session_id=self.session_id, messages=self.messages)
+        if saved_last is not None:
+            ChatMessage.objects.filter(pk=saved_last.pk).update(duration_ms=saved_last.duration_ms)
+        recorded = self._record_usage(end)
+        if end.compaction is not None and self.snapshot.may_write:
+            ContextSnapshot.objects.update_or_create(
+                session_id=self.session_id,
+                defaults={"messages": end.compaction.messages, "message_count": self.snapshot_watermark},
+            )
+        return recorded
+
+    def _set_duration(self, end: TurnEnd) -> ChatMessage | None:
+        """Put the turn's wall time on its last assistant row; that row when it is already
+        saved (it then needs an update), None otherwise."""
+        if end.claimed_at <= 0 or end.error_text is not None:
+            return None
+        last = next((row for row in reversed(self.messages) if row.role == ChatMessage.Role.ASSISTANT), None)
+        if last is None or last.turn_id != self.turn_id:
+            return None
+        last.duration_ms = turn_duration_ms(end.claimed_at)
+        return last if last.sequence is not None else None
+
+    def _record_usage(self, end: TurnEnd) -> TurnRecorded:
+        usage = end.usage
+        if usage.rounds_with_usage == 0:
+            failed_without_output = (end.error_text is not None or end.stopped) and not end.produced
+            if not failed_without_output:
+                # No usage reported at all: estimate for display, never for spend.
+                usage.prompt_tokens = max(estimate_tokens(end.llm_messages, end.tool_schemas, end.model), 1)
+                usage.completion_tokens = count_text_tokens(end.produced, end.model)
+                usage.tokens_estimated = True
+        cost = turn_cost(usage, model=end.model, provider=end.provider_name, session_id=self.session_id)
+        if end.stopped:
+            outcome = TurnUsage.Outcome.CANCELLED
+        elif end.error_text is not None:
+            outcome = TurnUsage.Outcome.FAILED
+        else:
+            outcome = TurnUsage.Outcome.COMPLETED
+        services.turn_usage_finish(
+            turn_id=self.turn_id,
+            session_id=self.session_id,
+            user=end.user,
+            outcome=outcome,
+            error=end.error_text or "",
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cache_read_tokens=usage.cache_read_tokens,
+            cache_creation_tokens=usage.cache_creation_tokens,
+            tokens_estimated=usage.tokens_estimated,
+            cost_microdollars=cost.microdollars,
+            cost_source=cost.source,
+        )
+        recorded = TurnRecorded()
+        if end.error_text is None and (cost.microdollars or 0) > 0:
+            recorded.usage_warning = _usage_warning(end.user)
+        if usage.total_tokens > 0:
+            recorded.usage_event = DataUsageEvent(
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                total_tokens=usage.total_tokens,
+                cache_read_tokens=usage.cache_read_tokens,
+                cache_creation_tokens=usage.cache_creation_tokens,
+            )
+        return recorded
+
+
+def _usage_warning(user: User | None) -> dict[str, Any] | None:
+    """The `data-usage-warning` payload when this turn's spend pushed a window past 80 %."""
+    if user is None:
+        return None
+    from ratelimits.services import consume_usage_warning
+
+    warning = consume_usage_warning(user=user)
+    return dict(warning) if warning is not None else None
