@@ -18,8 +18,8 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
+from copilot_site.accounts.request_user import authenticated_user
 from copilot_site.core.admin import ReadOnlyAdmin
-from copilot_site.core.auth import authenticated_user
 
 from . import stripe_gateway
 from .errors import BillingError

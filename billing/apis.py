@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from copilot_site.core.auth import authenticated_user
+from copilot_site.accounts.request_user import authenticated_user
 from copilot_site.core.pagination import OffsetField
 
 from .models import Tier

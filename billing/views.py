@@ -7,7 +7,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from copilot_site.core.auth import authenticated_user
+from copilot_site.accounts.request_user import authenticated_user
 
 from .models import Tier
 from .selectors import account_get_for_user

@@ -20,21 +20,16 @@ from rest_framework.views import APIView
 from copilot_site.core.pagination import OffsetField
 from copilot_site.core.serializers import StrictCharField, UnknownKeysRefusedMixin
 
-from .dispatch import turn_send
 from .models import ChatMessage, ChatSession
-from .redis_scripts import turn_statuses
 from .selectors import message_page, session_get_for_user, session_list
-from .services import session_create, session_delete, session_rename
-from .sse import sse_response
-from .turns import (
-    TurnMeta,
-    iso_from_unix,
-    pending_peek,
-    reap_if_dead,
-    turn_cancel_request,
-    turn_listeners_disconnect,
-    turn_meta_get,
-)
+from .services.sessions import session_create, session_delete, session_rename
+from .services.turns import turn_running
+from .turns.dispatch import turn_send
+from .turns.follow import turn_listeners_disconnect
+from .turns.pending import pending_peek
+from .turns.registry import iso_from_unix, turn_cancel_request
+from .turns.scripts import turn_statuses
+from .turns.sse import sse_response
 
 
 class SessionOutputSerializer(serializers.Serializer[ChatSession]):
@@ -66,13 +61,6 @@ class ContextSerializer(serializers.Serializer[Any]):
 
     url = StrictCharField(max_length=2000, required=False, allow_blank=True)
     content = StrictCharField(max_length=32000, required=False, allow_blank=True)
-
-
-def _running_turn(session_id: object) -> TurnMeta | None:
-    """The session's running turn, after ending one whose worker died."""
-    reap_if_dead(session_id)
-    meta = turn_meta_get(session_id)
-    return meta if meta is not None and meta.is_running else None
 
 
 def _session_data(session: ChatSession) -> dict[str, Any]:
@@ -124,7 +112,7 @@ class SessionGetApi(APIView):
         session = session_get_for_user(session_id=session_id, user=request.user)
         before_sequence = filters.validated_data.get("before_sequence")
         page = message_page(session=session, limit=filters.validated_data["limit"], before_sequence=before_sequence)
-        active = _running_turn(session.pk) if before_sequence is None else None
+        active = turn_running(session.pk, reap=True) if before_sequence is None else None
         return Response(
             {
                 "session": _session_data(session),
@@ -215,7 +203,7 @@ class TurnStreamApi(APIView):
     def get(self, request: Request, session_id: str) -> Response | StreamingHttpResponse:
         """Re-attach to the running turn's stream (from ``Last-Event-ID`` or ``after``); 204 when none runs."""
         session = session_get_for_user(session_id=session_id, user=request.user)
-        meta = _running_turn(session.pk)
+        meta = turn_running(session.pk, reap=True)
         if meta is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         after = request.headers.get("Last-Event-ID") or request.query_params.get("after") or None

@@ -52,16 +52,10 @@ from copilot_site.core.parsers import JsonBodyRejected, json_loads_bounded
 from .errors import SessionNotFound
 from .events import validate_client_frame, validate_subscribe_frame
 from .selectors import session_get_for_user
-from .sse import sse_data
-from .turns import (
-    ListenerDisconnected,
-    StreamItem,
-    follow_turn,
-    reap_if_dead,
-    session_group,
-    turn_meta_get,
-    user_group,
-)
+from .services.turns import turn_running
+from .turns.follow import ListenerDisconnected, StreamItem, follow_turn
+from .turns.notify import session_group, user_group
+from .turns.sse import sse_data
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +75,7 @@ def _owns_session(session_id: str, user: Any) -> bool:
 
 @database_sync_to_async  # type: ignore[untyped-decorator]
 def _send(user: Any, session_id: str, content: dict[str, Any]) -> Any:
-    from .dispatch import turn_send
+    from .turns.dispatch import turn_send
 
     return turn_send(
         user=user,
@@ -96,7 +90,7 @@ def _send(user: Any, session_id: str, content: dict[str, Any]) -> Any:
 
 @database_sync_to_async  # type: ignore[untyped-decorator]
 def _stop(session_id: str) -> dict[str, Any]:
-    from .turns import turn_cancel_request
+    from .turns.registry import turn_cancel_request
 
     return turn_cancel_request(session_id)
 
@@ -105,10 +99,8 @@ def _stop(session_id: str) -> dict[str, Any]:
 def _running_turn(session_id: str, *, reap: bool = False) -> str | None:
     """The chat's running turn. With `reap`, a dead worker's turn is ended first, as
     `GET …/stream` does (the subscribe socket); `resume` reads the meta as it is."""
-    if reap:
-        reap_if_dead(session_id)
-    meta = turn_meta_get(session_id)
-    return meta.turn_id if meta is not None and meta.is_running else None
+    meta = turn_running(session_id, reap=reap)
+    return meta.turn_id if meta is not None else None
 
 
 def _chunk_text(item: StreamItem) -> str:
@@ -264,9 +256,6 @@ class ChatConsumer(_TurnRelay):
 
     async def turn_started(self, event: dict[str, Any]) -> None:
         await self._follow(event["turn_id"], after=None)
-
-    async def turn_ended(self, event: dict[str, Any]) -> None:
-        return None  # the follower ends on the stream's own `finish`
 
     # relaying --------------------------------------------------------------------------------
 

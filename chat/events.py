@@ -1,28 +1,11 @@
-"""WebSocket frames (CONTRACT "The turn stream (WebSocket)"), declared once.
+"""The shapes of the client frames of both WebSockets, declared once.
 
 Client frames are validated against these shapes; extra keys are rejected.
-Group messages between the write layer and consumers are typed here too.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypedDict
-
-
-class SendFrame(TypedDict, total=False):
-    type: Literal["send"]
-    message: str
-    client_message_id: str
-
-
-class StopFrame(TypedDict):
-    type: Literal["stop"]
-
-
-class ResumeFrame(TypedDict, total=False):
-    type: Literal["resume"]
-    after: str
-
+from typing import Any
 
 CLIENT_FRAME_KEYS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     # frame type -> (required keys, allowed keys)
@@ -40,17 +23,6 @@ SUBSCRIBE_FRAME_KEYS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "subscribe": (frozenset({"action", "session_id"}), frozenset({"action", "session_id"})),
     "unsubscribe": (frozenset({"action"}), frozenset({"action"})),
 }
-
-
-class TurnStartedMessage(TypedDict):
-    type: Literal["turn.started"]  # handled by ChatConsumer.turn_started
-    turn_id: str
-
-
-class TurnEndedMessage(TypedDict):
-    type: Literal["turn.ended"]  # handled by ChatConsumer.turn_ended
-    turn_id: str
-    status: str
 
 
 def _shape_problem(content: dict[str, Any], required: frozenset[str], allowed: frozenset[str]) -> str | None:

@@ -19,7 +19,7 @@ def generate_title(session_id: str) -> None:
     Idempotent: the title is written with a conditional UPDATE, so a second run
     (redelivery) changes nothing. A failure is logged and never affects the chat.
     """
-    from chat.services import session_title_generate
+    from chat.engine.titles import session_title_generate
 
     try:
         session_title_generate(session_id=session_id)
@@ -29,14 +29,15 @@ def generate_title(session_id: str) -> None:
 
 @shared_task(name="chat.run_turn", bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def run_turn(self: Any, payload: dict[str, Any]) -> None:
-    """Run one chat turn; the payload is a `TurnRequest` that `chat.dispatch` built.
+    """Run one chat turn; the payload is a `TurnRequest` that `chat.turns.dispatch` built.
 
     Then, after a turn that completed normally, start the next one if follow-ups
     are still queued (auto-continue; never after a failure or a stop).
     """
-    from .dispatch import turn_auto_continue
     from .engine.request import TurnRequest
-    from .runner import execute_turn, shared_loop
+    from .turns.dispatch import turn_auto_continue
+    from .turns.loop import shared_loop
+    from .turns.runtime import execute_turn
 
     request = TurnRequest.from_payload(payload)
     owner = f"{self.request.hostname}:{self.request.id}"
@@ -47,8 +48,8 @@ def run_turn(self: Any, payload: dict[str, Any]) -> None:
 
 @worker_ready.connect
 def _warm_up_worker(**kwargs: Any) -> None:
-    """Load the engine before the first turn arrives (see chat.runner.warm_up)."""
-    from .runner import warm_up
+    """Load the engine before the first turn arrives (see chat.turns.runtime.warm_up)."""
+    from .turns.runtime import warm_up
 
     try:
         started = time.monotonic()

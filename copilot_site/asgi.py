@@ -31,8 +31,8 @@ application = ProtocolTypeRouter(
 )
 
 # What is loaded by now is never garbage; keep full collections from walking it (and
-# pausing every open stream). See chat.runner.quiet_gc.
-from chat.runner import quiet_gc  # noqa: E402
+# pausing every open stream). See chat.turns.loop.quiet_gc.
+from chat.turns.loop import quiet_gc  # noqa: E402
 
 quiet_gc()
 

@@ -22,8 +22,8 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
+from copilot_site.accounts.request_user import authenticated_user
 from copilot_site.core.admin import ReadOnlyAdmin
-from copilot_site.core.auth import authenticated_user
 
 from .charts import spend_chart
 from .errors import RateLimitError

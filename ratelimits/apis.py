@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing.models import Tier
-from copilot_site.core.auth import authenticated_user
+from copilot_site.accounts.request_user import authenticated_user
 
 from .selectors import rate_limit_staff_view, usage_public, user_get_by_reference
 from .services import personal_cap_set, usage_reset_by_staff, usage_reset_paid, user_tier_set

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 from asgiref.sync import sync_to_async
 from django.core.exceptions import ValidationError
 
-from chat import services
 from chat.errors import SessionNotFound
 from chat.models import (
     COPILOT_SYSTEM_PREFIX,
@@ -29,7 +28,9 @@ from chat.models import (
     TurnUsage,
 )
 from chat.selectors import context_snapshot_get, session_messages
-from chat.turns import turn_duration_ms
+from chat.services import messages as message_services
+from chat.services import usage as usage_services
+from chat.turns.registry import turn_duration_ms
 
 from .context import (
     CONTEXT_COMPACTION_OUTPUT,
@@ -126,7 +127,7 @@ class Transcript:
     async def save(self) -> None:
         """Persist every unsaved row of the working list (one write)."""
         self.emitter.sync()
-        await sync_to_async(services.messages_save_new)(session_id=self.session_id, messages=self.messages)
+        await sync_to_async(message_services.messages_save_new)(session_id=self.session_id, messages=self.messages)
 
     # ------------------------------------------------------------------ loading
 
@@ -180,7 +181,7 @@ class Transcript:
         """The turn's last writes: remaining rows, usage and cost, the context snapshot."""
         self.emitter.sync()
         saved_last = self._set_duration(end)
-        services.messages_save_new(session_id=self.session_id, messages=self.messages)
+        message_services.messages_save_new(session_id=self.session_id, messages=self.messages)
         if saved_last is not None:
             ChatMessage.objects.filter(pk=saved_last.pk).update(duration_ms=saved_last.duration_ms)
         recorded = self._record_usage(end)
@@ -218,7 +219,7 @@ class Transcript:
             outcome = TurnUsage.Outcome.FAILED
         else:
             outcome = TurnUsage.Outcome.COMPLETED
-        services.turn_usage_finish(
+        usage_services.turn_usage_finish(
             turn_id=self.turn_id,
             session_id=self.session_id,
             user=end.user,

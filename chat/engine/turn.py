@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from chat import services
 from chat.models import ChatMessage
+from chat.services import usage as usage_services
 from chat.tools import Tool, ToolContext, enabled_tools, execute_tool, tool_schemas
 
 from .context import (
@@ -334,7 +334,7 @@ class _TurnRunner:
     def _setup_sync(self) -> tuple[User, int]:
         """Load the transcript, open the turn's usage record; the owner and their cost cap."""
         session = self.transcript.load(user_id=self.request.user_id)
-        services.turn_usage_start(
+        usage_services.turn_usage_start(
             turn_id=self.turn_id,
             session_id=self.session_id,
             user_id=session.user_id,

@@ -1,4 +1,4 @@
-"""Message writes: append-only saves with sequences assigned at insert, and the idempotent user append."""
+"""Message writes: append-only saves with sequences assigned at insert, and the duplicate-message rule."""
 
 from __future__ import annotations
 
@@ -121,24 +121,41 @@ def messages_save_new(*, session_id: uuid.UUID | str, messages: Sequence[ChatMes
         raise
 
 
-def _is_duplicate(session_id: uuid.UUID | str, *, role: str, content: str | None) -> bool:
-    """The content equals any row of the trailing run of rows with this role."""
+def message_duplicate_of(
+    *, session_id: uuid.UUID | str, content: str | None, client_message_id: str | None = None
+) -> str | None:
+    """The turn id ('' if it has none) of the saved user message that `content` repeats, or None if it is new.
+
+    A repeat has the ``client_message_id`` of a saved row, or the content of a row of
+    the session's trailing run of user rows. A real repeat is always separated by an
+    assistant row, which every finished turn leaves ("yes" → reply → "yes" is accepted).
+    """
+    if client_message_id:
+        found = list(
+            ChatMessage.objects.filter(session__pk=session_id, client_message_id=client_message_id).values_list(
+                "turn_id", flat=True
+            )[:1]
+        )
+        if found:
+            return str(found[0] or "")
     if content is None:
-        return False
+        return None
     before: int | None = None
     while True:
         rows = ChatMessage.objects.filter(session__pk=session_id)
         if before is not None:
             rows = rows.filter(sequence__lt=before)
-        batch = list(rows.order_by("-sequence").values_list("sequence", "role", "content")[:_DUPLICATE_SCAN_BATCH])
-        for sequence, row_role, row_content in batch:
-            if row_role != role:
-                return False
+        batch = list(
+            rows.order_by("-sequence").values_list("sequence", "role", "content", "turn_id")[:_DUPLICATE_SCAN_BATCH]
+        )
+        for sequence, row_role, row_content, turn_id in batch:
+            if row_role != ChatMessage.Role.USER:
+                return None
             if row_content == content:
-                return True
+                return str(turn_id or "")
             before = sequence
         if len(batch) < _DUPLICATE_SCAN_BATCH:
-            return False
+            return None
 
 
 def message_append_user(
@@ -149,22 +166,15 @@ def message_append_user(
     turn_id: uuid.UUID | str | None = None,
     user: Any | None = None,
 ) -> ChatMessage | None:
-    """Append the user's message unless it is a duplicate; None when nothing was written.
-
-    Duplicates: a row with the same ``client_message_id`` exists, or
-    ``content`` equals a row of the session's trailing run of user rows. A real
-    repeat is always separated by an assistant row, which every finished turn
-    leaves ("yes" → reply → "yes" is accepted). With ``user`` the session must be
-    theirs (SessionNotFound otherwise).
+    """Append the user's message unless it is a duplicate (`message_duplicate_of`); None when
+    nothing was written. With ``user`` the session must be theirs (SessionNotFound otherwise).
     """
     with transaction.atomic():
         session = _lock_session(session_id, user)
         if (
-            client_message_id
-            and ChatMessage.objects.filter(session=session, client_message_id=client_message_id).exists()
+            message_duplicate_of(session_id=session.pk, content=content, client_message_id=client_message_id)
+            is not None
         ):
-            return None
-        if _is_duplicate(session.pk, role=ChatMessage.Role.USER, content=content):
             return None
         row = ChatMessage(
             role=ChatMessage.Role.USER,

@@ -28,7 +28,7 @@ def session_delete(*, session_id: uuid.UUID | str, user: Any) -> None:
     The Redis cleanup runs only after the database confirms the delete, so a failed
     delete leaves a working session behind.
     """
-    from chat.turns import session_forget, turn_stop_quietly
+    from chat.turns.registry import session_forget, turn_stop_quietly
 
     session = session_get_for_user(session_id=session_id, user=user)
     turn_stop_quietly(session.pk)

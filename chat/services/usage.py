@@ -1,10 +1,10 @@
-"""Turn usage writes: the TurnUsage row, session totals and the spend counter (SPEC 4.14)."""
+"""Turn usage writes: the TurnUsage row, session totals and the spend counter."""
 
 from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
 from django.utils import timezone
@@ -13,7 +13,29 @@ from chat.models import ChatSession, TurnUsage
 from copilot_site.core import sql
 from ratelimits import services as ratelimit_services
 
+if TYPE_CHECKING:
+    from copilot_site.accounts.models import User
+
 logger = logging.getLogger(__name__)
+
+
+def turn_usage_create(*, turn_id: str, session: ChatSession, user: User) -> None:
+    """The turn's record, made (outcome ``running``) in the transaction that saves its user rows."""
+    TurnUsage.objects.create(turn_id=turn_id, session=session, user=user)
+
+
+def turn_usage_fail(*, turn_id: str, error: str) -> None:
+    """A turn that never finished (its worker is gone, it never started): failed, finished now.
+    A record that already has an outcome keeps it."""
+    TurnUsage.objects.filter(turn_id=turn_id, outcome=TurnUsage.Outcome.RUNNING).update(
+        outcome=TurnUsage.Outcome.FAILED, error=error, finished_at=timezone.now()
+    )
+
+
+def turn_usage_fail_over(*, turn_id: str, error: str) -> None:
+    """A turn the worker stopped at a limit (idle or total time): failed with `error`,
+    whatever outcome the interrupted engine recorded."""
+    TurnUsage.objects.filter(turn_id=turn_id).update(outcome=TurnUsage.Outcome.FAILED, error=error)
 
 
 def turn_usage_start(

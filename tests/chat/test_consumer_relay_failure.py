@@ -1,6 +1,6 @@
 """Narrow unit test (channels' in-memory communicator): a relay that fails mid-turn ends
 each socket's stream with `error` + `finish` in that socket's own frame format. The
-real-server behaviour of both sockets is covered in tests/chat/transport."""
+real-server behaviour of both sockets is covered in tests/chat/turns."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from channels.testing import WebsocketCommunicator
 
 from chat import consumers
-from chat.turns import StreamItem
+from chat.turns.follow import StreamItem
 
 pytestmark = pytest.mark.django_db  # channels closes old DB connections around a consumer's calls
 

@@ -89,8 +89,9 @@ def test_delete_stops_the_running_turn_and_drops_queued_messages(
     alice: Any, alice_client: APIClient, django_capture_on_commit_callbacks: Any
 ) -> None:
     # given: a running turn with a queued follow-up
-    from chat import redis_scripts as rs
-    from chat.turns import PendingMessage, pending_push, turn_claim
+    from chat.turns import scripts as rs
+    from chat.turns.pending import PendingMessage, pending_push
+    from chat.turns.registry import turn_claim
 
     session = ChatSession.objects.create(user=alice)
     turn_id = turn_claim(session_id=session.pk, user_id=alice.pk, origin_id="chat_stream", origin_name="chat")
@@ -108,8 +109,9 @@ def test_delete_stops_the_running_turn_and_drops_queued_messages(
 
 def test_the_31st_queued_send_in_a_minute_is_refused_and_not_queued(alice: Any, alice_client: APIClient) -> None:
     # given: a running turn, so every send is queued
-    from chat import redis_scripts as rs
-    from chat.turns import pending_peek, turn_claim
+    from chat.turns import scripts as rs
+    from chat.turns.pending import pending_peek
+    from chat.turns.registry import turn_claim
 
     session = ChatSession.objects.create(user=alice)
     turn_claim(session_id=session.pk, user_id=alice.pk, origin_id="chat_stream", origin_name="chat")

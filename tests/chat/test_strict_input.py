@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
-from chat import dispatch
 from chat.models import ChatMessage, ChatSession
+from chat.turns import dispatch
 
 pytestmark = pytest.mark.django_db
 

@@ -13,7 +13,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from chat.models import ChatMessage, ChatSession, TurnUsage
-from chat.services import messages_save_new, turn_usage_finish
+from chat.services.messages import messages_save_new
+from chat.services.usage import turn_usage_finish
 from copilot_site.core import sql
 from ratelimits.models import DailySpend
 from ratelimits.services import record_cost_usage

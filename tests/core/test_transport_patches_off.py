@@ -18,14 +18,14 @@ from typing import Any
 import pytest
 
 from copilot_site.testing.processes import start_daphne
-from tests.chat.transport.test_e2e_turns import (  # noqa: F401 - collected here against the patches-off daphne
+from tests.chat.turns.test_e2e_turns import (  # noqa: F401 - collected here against the patches-off daphne
     test_disconnect_then_resume_misses_nothing_and_repeats_nothing,
     test_resume_over_websocket_replays_from_after,
     test_sse_post_streams_a_whole_turn_with_ai_sdk_framing,
     test_two_websockets_see_identical_event_sequences,
     test_websocket_frames_of_every_length_arrive_intact,
 )
-from tests.chat.transport.test_subscribe_socket import (  # noqa: F401 - as above
+from tests.chat.turns.test_subscribe_socket import (  # noqa: F401 - as above
     test_a_new_subscribe_replaces_the_current_one_and_a_foreign_chat_changes_nothing,
     test_a_subscription_replays_the_running_turn_as_sse_payloads_and_ends_on_finish,
 )

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 from asgiref.sync import sync_to_async
 
 from chat.selectors import memory_search
-from chat.services import memory_create, memory_delete
+from chat.services.memories import memory_create, memory_delete
 from chat.tools.base import Tool, ToolContext, ToolError, ToolOutput
 from chat.tools.registry import register
 

@@ -19,7 +19,7 @@ from chat.engine.events import StreamEvent
 from chat.engine.request import TurnHooks, TurnRequest
 from chat.engine.turn import run_turn
 from chat.models import ChatMessage, ChatSession, TurnUsage
-from chat.services import message_append_user
+from chat.services.messages import message_append_user
 from copilot_site.testing.llm_script import FakeLLMServer
 
 ERROR_PREFIX = "[__COPILOT_SYSTEM__] Error: "

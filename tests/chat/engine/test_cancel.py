@@ -12,7 +12,7 @@ from asgiref.sync import sync_to_async
 from chat.engine.accumulator import EventAccumulator
 from chat.engine.events import StreamEvent
 from chat.models import STOPPED_BY_USER_MARKER, ChatSession, TurnUsage
-from chat.services import message_append_user
+from chat.services.messages import message_append_user
 from chat.tools.builtin.clock import GetCurrentTime
 from copilot_site.testing.llm_script import FakeLLMServer
 from tests.chat.conftest import fake

@@ -56,7 +56,7 @@ async def test_follow_ups_that_cannot_be_saved_are_requeued_in_order(
     llm: FakeLLMServer, session: ChatSession, caplog: pytest.LogCaptureFixture
 ) -> None:
     # given: the write that carries the follow-ups fails once
-    from chat import services
+    from chat.services import messages as services
 
     drained = [PendingFollowUp(content="one"), PendingFollowUp(content="two")]
     batches = [[], drained]

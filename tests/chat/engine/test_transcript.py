@@ -12,7 +12,7 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from chat.models import STOPPED_BY_USER_MARKER, ChatMessage, ChatSession
-from chat.services import message_append_user
+from chat.services.messages import message_append_user
 from chat.tools.builtin.clock import GetCurrentTime
 from copilot_site.testing.llm_script import FakeLLMServer
 from tests.chat.conftest import fake

@@ -10,7 +10,7 @@ from rest_framework.exceptions import NotAuthenticated
 from rest_framework.request import Request
 
 if TYPE_CHECKING:  # the user model is configured by name; only the type is needed here
-    from copilot_site.accounts.models import User
+    from .models import User
 
 
 def authenticated_user(request: HttpRequest | Request) -> User:

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from chat.models import ChatMessage, TurnUsage
-from chat.turns import turn_meta_get
+from chat.turns.registry import turn_meta_get
 from copilot_site.testing.processes import start_celery_worker, start_daphne
 from copilot_site.testing.pytest_plugin import BROKER_DB
-from tests.chat.transport.helpers import fake, person, read_sse, wait_until
+from tests.chat.turns.helpers import fake, person, read_sse, wait_until
 from tests.conftest import ARTIFACTS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]

@@ -11,10 +11,11 @@ from typing import Any
 import httpx
 import pytest
 
-from chat import redis_scripts as rs
 from chat.models import ChatMessage, ChatSession, TurnUsage
-from chat.turns import pending_peek, turn_meta_get
-from tests.chat.transport.helpers import Person, SseResult, WsClient, fake, person, read_sse, wait_until
+from chat.turns import scripts as rs
+from chat.turns.pending import pending_peek
+from chat.turns.registry import turn_meta_get
+from tests.chat.turns.helpers import Person, SseResult, WsClient, fake, person, read_sse, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

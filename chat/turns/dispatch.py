@@ -1,4 +1,4 @@
-"""Sending a message: the one way a turn starts (SPEC §4.4, §4.6.1).
+"""Sending a message: the one way a turn starts.
 
 `turn_send` serves `POST …/stream`, the WebSocket `send` frame and auto-continue.
 In order: ownership (404) → reap a turn whose worker died → duplicate check
@@ -17,25 +17,17 @@ from typing import Any, Literal
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
-from django.utils import timezone
 
-from .engine.request import TurnRequest
-from .errors import ChatError, SessionNotFound
-from .models import COPILOT_SYSTEM_PREFIX, ChatMessage, ChatSession, TurnUsage
-from .services.messages import messages_save_new
-from .turns import (
-    PendingMessage,
-    mark_session_completed,
-    notify_session,
-    pending_call_allowed,
-    pending_drain,
-    pending_peek,
-    pending_push,
-    pending_requeue,
-    reap_if_dead,
-    turn_claim,
-    turn_meta_get,
-)
+from chat.engine.request import TurnRequest
+from chat.errors import ChatError, SessionNotFound
+from chat.models import ChatMessage, ChatSession
+from chat.services.messages import message_duplicate_of, messages_save_new
+from chat.services.turns import reap_if_dead, turn_record_failure, turn_running
+from chat.services.usage import turn_usage_create
+
+from .notify import notify_session
+from .pending import PendingMessage, pending_call_allowed, pending_drain, pending_peek, pending_push, pending_requeue
+from .registry import mark_session_completed, turn_claim
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +79,7 @@ def turn_send(
     if duplicate_of is not None:
         logger.info("Duplicate message detected for session %s, skipping enqueue", session.pk)
         return SendResult("duplicate", turn_id=duplicate_of or None, turn_in_flight=_in_flight(session.pk))
-    meta = turn_meta_get(session.pk)
+    running = _in_flight(session.pk)
     pending = PendingMessage(
         content=message,
         enqueued_at=arrival,
@@ -95,7 +87,7 @@ def turn_send(
         client_message_id=client_message_id,
         next_turn=next_turn,
     )
-    if meta is not None and meta.is_running:
+    if running:
         return _queue(session, user, pending)
     _check_rate_limit(user)
     turn_id = turn_claim(session_id=session.pk, user_id=user.pk, origin_id=origin_id, origin_name=origin_name)
@@ -136,35 +128,27 @@ def turn_auto_continue(*, session_id: str) -> str | None:
 
 
 def _session_for(user: Any, session_id: object) -> ChatSession:
-    from .selectors import session_get_for_user
+    from chat.selectors import session_get_for_user
 
     return session_get_for_user(session_id=str(session_id), user=user)
 
 
 def _in_flight(session_id: object) -> bool:
-    meta = turn_meta_get(session_id)
-    return meta is not None and meta.is_running
+    return turn_running(session_id) is not None
 
 
 def _duplicate_turn(session: ChatSession, message: str, client_message_id: str | None) -> str | None:
     """The turn id ('' if unknown) a repeated send belongs to, or None if it is new.
 
-    A repeat is the same `client_message_id`, or the same text as an unanswered
-    trailing user message (SPEC §4.5: a real repeat is always separated by a reply).
+    A repeat of a saved message (`message_duplicate_of`), or of a queued one: the same
+    `client_message_id`, or the same text as the last follow-up queued while a turn runs.
     """
-    if client_message_id:
-        row = ChatMessage.objects.filter(session=session, client_message_id=client_message_id).first()
-        if row is not None:
-            return str(row.turn_id or "")
-        if any(p.client_message_id == client_message_id for p in pending_peek(session.pk)):
-            return ""
-    trailing = list(ChatMessage.objects.filter(session=session).order_by("-sequence")[:20])
-    for row in trailing:
-        if row.role != ChatMessage.Role.USER:
-            break
-        if row.content == message:
-            return str(row.turn_id or "")
+    found = message_duplicate_of(session_id=session.pk, content=message, client_message_id=client_message_id)
+    if found is not None:
+        return found
     queued = pending_peek(session.pk)
+    if client_message_id and any(p.client_message_id == client_message_id for p in queued):
+        return ""
     if queued and queued[-1].content == message and _in_flight(session.pk):
         return ""
     return None
@@ -191,7 +175,7 @@ def _check_rate_limit(user: Any) -> None:
 def _start(
     session: ChatSession, user: Any, turn_id: str, messages: list[PendingMessage], payload: dict[str, Any]
 ) -> None:
-    from .tasks import run_turn as run_turn_task
+    from chat.tasks import run_turn as run_turn_task
 
     # Stale follow-ups (queued before this claim) go first, so the DB stays chronological.
     stale = pending_drain(session.pk)
@@ -210,7 +194,7 @@ def _start(
                     for m in rows
                 ],
             )
-            TurnUsage.objects.create(turn_id=turn_id, session=session, user=user)
+            turn_usage_create(turn_id=turn_id, session=session, user=user)
             transaction.on_commit(lambda: _enqueue(run_turn_task, session.pk, turn_id, payload))
             transaction.on_commit(
                 lambda: notify_session(session.pk, {"type": "turn.started", "turn_id": turn_id}), robust=True
@@ -229,20 +213,6 @@ def _enqueue(task: Any, session_id: object, turn_id: str, payload: dict[str, Any
         turn_record_failure(session_id=str(session_id), turn_id=turn_id, error="Failed to start the turn.")
         mark_session_completed(session_id, error_message="Failed to start the turn.", turn_id=turn_id)
         raise ChatUnavailable("Chat service unavailable, please retry.") from exc
-
-
-def turn_record_failure(*, session_id: str, turn_id: str, error: str) -> None:
-    """Leave the failure in the transcript (an assistant notice) and on the turn record."""
-    notice = ChatMessage(
-        role=ChatMessage.Role.ASSISTANT, content=f"{COPILOT_SYSTEM_PREFIX} Error: {error}", turn_id=turn_id
-    )
-    try:
-        messages_save_new(session_id=session_id, messages=[notice])
-    except SessionNotFound:
-        return  # deleted meanwhile: nothing left to annotate
-    TurnUsage.objects.filter(turn_id=turn_id, outcome=TurnUsage.Outcome.RUNNING).update(
-        outcome=TurnUsage.Outcome.FAILED, error=error, finished_at=timezone.now()
-    )
 
 
 __all__ = ["ChatUnavailable", "SendResult", "SessionNotFound", "TooManyQueuedMessages", "turn_send"]

@@ -2,7 +2,7 @@
 
 Every chunk the worker appends to a turn's Redis Stream is also published on the
 turn's live channel as ``"{entry_id} {chunk JSON}"`` (one Lua step,
-`redis_scripts.stream_append`). A web process follows any number of turns over a
+`scripts.STREAM_APPEND`). A web process follows any number of turns over a
 single pub/sub connection: the hub subscribes to a turn's channel while at least
 one local listener follows it and hands each message to those listeners' queues.
 
@@ -38,8 +38,8 @@ from typing import Any
 import hiredis
 import redis
 
-from . import redis_scripts as rs
-from .redis_scripts import per_loop
+from . import scripts as rs
+from .scripts import per_loop
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The session's stream lock has one holder: the worker runtime (chat.runner), around the engine."""
+"""The session's stream lock has one holder: the worker runtime (chat.turns.runtime), around the engine."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 import redis
 
-from chat import redis_scripts as rs
-from chat import runner
 from chat.engine.request import TurnRequest
 from chat.models import ChatMessage, ChatSession
-from chat.turns import turn_claim, turn_meta_get
+from chat.turns import runtime
+from chat.turns import scripts as rs
+from chat.turns.registry import turn_claim, turn_meta_get
 from copilot_site.testing.llm_script import FakeLLMServer
 from tests.chat.conftest import fake
 
@@ -41,17 +41,17 @@ def test_another_active_stream_refuses_the_turn_before_the_engine_runs(
     r.set(rs.stream_lock_key(session.pk), "another-turn", ex=60)
 
     # when
-    outcome = asyncio.run(runner.execute_turn(request, owner_token="worker:1"))
+    outcome = asyncio.run(runtime.execute_turn(request, owner_token="worker:1"))
 
     # then: the turn ends failed with the lock error; no model call, no reply row, the lock untouched
-    assert (outcome.ran, outcome.error, outcome.stopped) == (True, runner.STREAM_LOCKED_ERROR, False)
+    assert (outcome.ran, outcome.error, outcome.stopped) == (True, runtime.STREAM_LOCKED_ERROR, False)
     assert llm.requests == []
     assert list(ChatMessage.objects.filter(session=session).values_list("role", flat=True)) == ["user"]
     assert r.get(rs.stream_lock_key(session.pk)) == b"another-turn"
     meta = turn_meta_get(session.pk)
     assert meta is not None and meta.status == "failed"
     log = [json.loads(fields[b"data"]) for _, fields in r.xrange(rs.turn_stream_key(request.turn_id))]
-    assert log[-2:] == [{"type": "error", "errorText": runner.STREAM_LOCKED_ERROR}, {"type": "finish"}]
+    assert log[-2:] == [{"type": "error", "errorText": runtime.STREAM_LOCKED_ERROR}, {"type": "finish"}]
 
 
 def test_the_worker_releases_the_stream_lock_it_took_when_the_turn_ends(
@@ -62,7 +62,7 @@ def test_the_worker_releases_the_stream_lock_it_took_when_the_turn_ends(
     request = _claimed(session)
 
     # when
-    outcome = asyncio.run(runner.execute_turn(request, owner_token="worker:1"))
+    outcome = asyncio.run(runtime.execute_turn(request, owner_token="worker:1"))
 
     # then: the engine ran under the lock, and the lock is gone
     assert (outcome.ran, outcome.error, outcome.stopped) == (True, None, False)

@@ -1,6 +1,6 @@
 """Live fan-out against the real Redis server: the per-process pub/sub hub, the batched
-stream appender, and the worker's turn supervisor (chat.live, chat.redis_scripts,
-chat.runner)."""
+stream appender, and the worker's turn supervisor (chat.turns.live, chat.turns.scripts,
+chat.turns.runtime)."""
 
 from __future__ import annotations
 
@@ -14,18 +14,11 @@ from typing import Any
 import pytest
 import redis
 
-from chat import live, runner
-from chat import redis_scripts as rs
-from chat.turns import (
-    ListenerDisconnected,
-    StreamItem,
-    follow_turn,
-    mark_session_completed,
-    publish_chunk,
-    turn_claim,
-    turn_listeners_disconnect,
-    turn_meta_get,
-)
+from chat.turns import live, runtime
+from chat.turns import scripts as rs
+from chat.turns.follow import ListenerDisconnected, StreamItem, follow_turn, turn_listeners_disconnect
+from chat.turns.registry import mark_session_completed, turn_claim, turn_meta_get
+from tests.chat.turns.helpers import publish_chunk
 
 pytestmark = pytest.mark.django_db
 
@@ -53,7 +46,7 @@ async def _publish_later(turn_id: str, chunks: list[dict[str, Any]], *, finish: 
     await asyncio.sleep(0.2)
     ids = [await asyncio.to_thread(publish_chunk, turn_id, chunk) for chunk in chunks]
     if finish:
-        await asyncio.to_thread(mark_session_completed, SID, record_duration=False)
+        await asyncio.to_thread(mark_session_completed, SID)
     return ids
 
 
@@ -131,7 +124,7 @@ def test_two_first_listeners_at_once_share_one_pubsub_connection(r: redis.Redis[
             connections.append(len(r.client_list(_type="pubsub")))
             for session_id, turn_id in turns.items():
                 await asyncio.to_thread(publish_chunk, turn_id, _texts(1)[0])
-                await asyncio.to_thread(mark_session_completed, session_id, record_duration=False)
+                await asyncio.to_thread(mark_session_completed, session_id)
 
         publisher = asyncio.create_task(publish_once_both_listen())
         results = await asyncio.gather(*(_collect_session(sid) for sid in turns))
@@ -176,7 +169,7 @@ def test_disconnect_closes_the_sessions_listeners_and_no_others(r: redis.Redis[b
         receivers = await asyncio.to_thread(turn_listeners_disconnect, SID)
         await asyncio.wait_for(asyncio.gather(tasks[0], tasks[1]), timeout=5)
         await asyncio.to_thread(publish_chunk, other_turn, _texts(2)[1])
-        await asyncio.to_thread(mark_session_completed, OTHER_SID, record_duration=False)
+        await asyncio.to_thread(mark_session_completed, OTHER_SID)
         await asyncio.wait_for(tasks[2], timeout=5)
         return receivers
 
@@ -220,7 +213,7 @@ def test_a_lost_pubsub_connection_resyncs_from_the_log_without_gaps_or_repeats(r
         assert r.client_kill(f"{host}:{port}") is True
         publish_chunk(turn_id, second)
         publish_chunk(turn_id, third)
-        mark_session_completed(SID, record_duration=False)
+        mark_session_completed(SID)
         items.extend([item async for item in agen])
         return items
 
@@ -250,7 +243,7 @@ def test_a_listener_arriving_during_a_reconnect_does_not_strand_the_others(r: re
         seen.append(len(r.client_list(_type="pubsub")))
         for session_id, turn_id in turns.items():
             await asyncio.to_thread(publish_chunk, turn_id, _texts(1)[0])
-            await asyncio.to_thread(mark_session_completed, session_id, record_duration=False)
+            await asyncio.to_thread(mark_session_completed, session_id)
         return [await first, await second]
 
     results = asyncio.run(asyncio.wait_for(scenario(), timeout=8))  # a heartbeat (10 s) would mean a lost chunk
@@ -320,11 +313,11 @@ def test_a_subscribe_that_fails_after_its_listener_left_is_logged_by_the_hub(
         await asyncio.sleep(0)
         return +hub.confirming
 
-    with caplog.at_level("WARNING", logger="chat.live"):
+    with caplog.at_level("WARNING", logger="chat.turns.live"):
         leftover = asyncio.run(asyncio.wait_for(scenario(), timeout=8))
     gc.collect()  # asyncio reports a never-retrieved exception when the task is collected
     # then: the hub logged the failure once; asyncio reported nothing; nothing is owed
-    assert [rec.getMessage() for rec in caplog.records if rec.name == "chat.live"] == [
+    assert [rec.getMessage() for rec in caplog.records if rec.name == "chat.turns.live"] == [
         "Live hub could not subscribe: ConnectionError('refused')"
     ]
     assert unhandled == []
@@ -353,7 +346,7 @@ def test_a_silent_pubsub_connection_is_replaced_and_the_listener_resyncs(
         assert hub.link is not None
         ports.append(hub.link.transport.get_extra_info("sockname")[1])
         publish_chunk(turn_id, third)
-        mark_session_completed(SID, record_duration=False)
+        mark_session_completed(SID)
         items.extend([item async for item in agen])
         return items
 
@@ -379,7 +372,7 @@ def test_a_listener_too_far_behind_reads_the_log_instead_of_an_endless_queue(
         await publisher
         for chunk in chunks[1:]:
             publish_chunk(turn_id, chunk)
-        mark_session_completed(SID, record_duration=False)
+        mark_session_completed(SID)
         await asyncio.sleep(0.3)  # everything has reached the hub while the listener was not reading
         hub_queues = [len(sub.items) for subs in live.live_hub().subs.values() for sub in subs]
         assert hub_queues and max(hub_queues) <= 5
@@ -396,7 +389,7 @@ def test_an_unparseable_after_replays_the_turn_from_its_start(r: redis.Redis[byt
     chunks = _texts(2)
     for chunk in chunks:
         publish_chunk(turn_id, chunk)
-    mark_session_completed(SID, record_duration=False)
+    mark_session_completed(SID)
     items = asyncio.run(_collect(after="not-an-id"))
     assert [i.chunk for i in items] == [*chunks, {"type": "finish"}]
 
@@ -420,32 +413,32 @@ def test_an_unparseable_after_replays_the_turn_from_its_start(r: redis.Redis[byt
     ],
 )
 def test_entry_ids_parse_exactly_as_redis_writes_them(entry_id: str, key: tuple[int, int] | None) -> None:
-    from chat.turns import _entry_key
+    from chat.turns.follow import _entry_key
 
     assert _entry_key(entry_id) == key
 
 
 def test_deltas_are_relayed_as_written_without_parsing_and_other_chunks_are_checked() -> None:
-    from chat import turns
     from chat.consumers import _frame_text
-    from chat.sse import sse_frame
+    from chat.turns import follow
+    from chat.turns.sse import sse_frame
 
     raw = b'{"type":"text-delta","id":"t","delta":"h\\u00e9"}'
-    item = turns._decode_entry("5-1", "turn-1", raw)
+    item = follow._decode_entry("5-1", "turn-1", raw)
     assert item is not None
     # when: both relays format it
     frame, event = _frame_text(item), sse_frame(item)
     # then: forwarded byte for byte, its JSON never parsed, and still a full chunk when asked
     assert frame == '{"event_id":"5-1","turn_id":"turn-1","chunk":' + raw.decode() + "}"
     assert event == b"id: 5-1\ndata: " + raw + b"\n\n"
-    assert item._chunk is turns._UNPARSED
+    assert item._chunk is follow._UNPARSED
     assert (item.type, item.is_terminal, item.is_heartbeat) == ("text-delta", False, False)
     assert item.chunk == {"type": "text-delta", "id": "t", "delta": "hé"}
     # other chunks are parsed and checked as before
-    finish = turns._decode_entry("5-2", "turn-1", b'{"type":"finish"}')
+    finish = follow._decode_entry("5-2", "turn-1", b'{"type":"finish"}')
     assert finish is not None and finish.is_terminal and finish._chunk == {"type": "finish"}
-    assert turns._decode_entry("5-3", "turn-1", b'{"type":"no-such-type"}') is None
-    assert turns._decode_entry("5-4", "turn-1", b'{"type":"text-delta","id":') is None
+    assert follow._decode_entry("5-3", "turn-1", b'{"type":"no-such-type"}') is None
+    assert follow._decode_entry("5-4", "turn-1", b'{"type":"text-delta","id":') is None
 
 
 def test_a_subscription_waits_on_one_timer_and_never_gives_up_early() -> None:
@@ -510,7 +503,7 @@ def test_the_appender_keeps_order_across_batches_and_a_script_flush(r: redis.Red
 def test_a_hand_packed_append_is_byte_for_byte_redis_pys_command(data: str) -> None:
     key, channel = rs.turn_stream_key("t-1"), rs.turn_live_channel("t-1")
     connection = rs.redis_client().connection_pool.make_connection()
-    expected = b"".join(connection.pack_command("EVAL", rs._STREAM_APPEND, 1, key, channel, data, rs.TURN_TTL_S))
+    expected = b"".join(connection.pack_command("EVAL", rs.STREAM_APPEND, 1, key, channel, data, rs.TURN_TTL_S))
     assert rs.pack_stream_append(key, channel, data) == expected
 
 
@@ -593,15 +586,15 @@ def test_the_supervisor_sees_a_stop_refreshes_liveness_and_interrupts_after_the_
     r: redis.Redis[bytes], monkeypatch: Any
 ) -> None:
     # given: fast timings, and a turn guarded by the supervisor
-    monkeypatch.setattr(runner, "CANCEL_POLL_S", 0.05)
-    monkeypatch.setattr(runner, "ALIVE_REFRESH_S", 0.1)
-    monkeypatch.setattr(runner, "STOP_GRACE_S", 0.3)
+    monkeypatch.setattr(runtime, "CANCEL_POLL_S", 0.05)
+    monkeypatch.setattr(runtime, "ALIVE_REFRESH_S", 0.1)
+    monkeypatch.setattr(runtime, "STOP_GRACE_S", 0.3)
     turn_id = _claim()
 
-    async def scenario() -> tuple[runner.TurnOutcome, runner._TurnGuard, bool, list[str]]:
-        outcome = runner.TurnOutcome()
+    async def scenario() -> tuple[runtime.TurnOutcome, runtime._TurnGuard, bool, list[str]]:
+        outcome = runtime.TurnOutcome()
         cancel = asyncio.Event()
-        guard = runner._TurnGuard(SID, turn_id, "worker:1", cancel, outcome)
+        guard = runtime._TurnGuard(SID, turn_id, "worker:1", cancel, outcome)
         guard.start(10**9)
         events: list[str] = []
         r.delete(rs.alive_key(SID))
@@ -641,9 +634,9 @@ def test_the_supervisor_refreshes_each_turn_on_its_own_schedule_and_only_locks_i
     refreshed: dict[str, Any] = {}
 
     async def scenario() -> None:
-        sup = runner._Supervisor()
-        guard_a = runner._TurnGuard(sid_a, turn_a, "worker:1", asyncio.Event(), runner.TurnOutcome())
-        guard_b = runner._TurnGuard(sid_b, turn_b, "worker:1", asyncio.Event(), runner.TurnOutcome())
+        sup = runtime._Supervisor()
+        guard_a = runtime._TurnGuard(sid_a, turn_a, "worker:1", asyncio.Event(), runtime.TurnOutcome())
+        guard_b = runtime._TurnGuard(sid_b, turn_b, "worker:1", asyncio.Event(), runtime.TurnOutcome())
         t0 = guard_a.loop.time()
         sup.guards = {turn_a: guard_a, turn_b: guard_b}
         guard_a.alive_due, guard_a.locks_due = t0 + 5, t0 + 30

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 from django.http import StreamingHttpResponse
 
-from .turns import ListenerDisconnected, StreamItem, follow_turn
+from .follow import ListenerDisconnected, StreamItem, follow_turn
 
 SSE_HEADERS = {
     "Cache-Control": "no-cache",

@@ -12,8 +12,8 @@ import pytest
 import websockets
 
 from chat.models import ChatMessage, ChatSession, TurnUsage
-from chat.turns import turn_meta_get
-from tests.chat.transport.helpers import Person, SseResult, WsClient, fake, person, read_sse, wait_until
+from chat.turns.registry import turn_meta_get
+from tests.chat.turns.helpers import Person, SseResult, WsClient, fake, person, read_sse, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

@@ -13,6 +13,7 @@ import httpx
 import websockets
 
 from chat.models import ChatSession
+from chat.turns import scripts as rs
 from copilot_site.accounts.services import api_key_create
 from tests.factories import UserFactory
 
@@ -147,3 +148,13 @@ class WsClient:
 
     def event_ids(self) -> list[str]:
         return [f["event_id"] for f in self.frames if "chunk" in f and f["event_id"]]
+
+
+def publish_chunk(turn_id: str, chunk: dict[str, Any]) -> str:
+    """Append one chunk to a turn's stream and live channel as the worker's appender does
+    (the same Lua script, `STREAM_APPEND`), one call at a time; its entry id."""
+    data = json.dumps(chunk, separators=(",", ":"))
+    entry_id = rs.redis_client().eval(
+        rs.STREAM_APPEND, 1, rs.turn_stream_key(turn_id), rs.turn_live_channel(turn_id), data, rs.TURN_TTL_S
+    )
+    return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)

@@ -1,15 +1,15 @@
 """Chat's Redis access: the connection, every key name, every Lua script and every
 MULTI/EXEC block of the app. Everything else calls these functions.
 
-Key map (SPEC §3):
+Key map:
 - turn meta        copilot:turn:meta:{session_id}        hash status/turn_id/user_id/created_at/origin_*
 - turn stream      copilot:turn:stream:{turn_id}         Redis Stream, field `data` = chunk JSON
 - live channel     copilot:turn:live:{turn_id}           pub/sub, "{entry_id} {chunk JSON}" per appended chunk
 - cluster lock     copilot:session:{session_id}:lock     owner token `{hostname}:{task_id}`
 - stream lock      copilot:stream_lock:{session_id}      turn_id
 - worker liveness  copilot:turn:alive:{session_id}       turn_id, short TTL refreshed by the worker
-- cancel flag      copilot:cancel:{session_id}           turn_id (+ pub/sub copilot:cancel:notify:{session_id})
-- pending buffer   copilot:pending:{session_id}          list of JSON (+ pub/sub copilot:pending:notify:{session_id})
+- cancel flag      copilot:cancel:{session_id}           turn_id, read by the worker's turn supervisor
+- pending buffer   copilot:pending:{session_id}          list of JSON
 - queue-call rate  copilot:pending:calls:{user_id}       counter
 - listener kick    copilot:turn:disconnect:{session_id}  pub/sub
 """
@@ -31,7 +31,6 @@ from django.conf import settings
 logger = logging.getLogger(__name__)
 
 TURN_TTL_S = 3600
-PENDING_MAX = 10
 PENDING_TTL_S = 3600
 CANCEL_TTL_S = 300
 ALIVE_TTL_S = 15
@@ -120,30 +119,18 @@ def cancel_key(session_id: object) -> str:
     return f"copilot:cancel:{session_id}"
 
 
-def cancel_channel(session_id: object) -> str:
-    return f"copilot:cancel:notify:{session_id}"
-
-
 def pending_key(session_id: object) -> str:
     return f"copilot:pending:{session_id}"
-
-
-def pending_channel(session_id: object) -> str:
-    return f"copilot:pending:notify:{session_id}"
 
 
 def pending_calls_key(user_id: object) -> str:
     return f"copilot:pending:calls:{user_id}"
 
 
-def disconnect_channel(session_id: object) -> str:
-    return f"copilot:turn:disconnect:{session_id}"
-
-
 # --- Lua scripts -------------------------------------------------------------------
 
 # Write `mapping` into the hash unless `field` currently equals `forbidden`; the
-# atomic "start a turn unless one is running" (SPEC §4.6.1). ARGV: field,
+# atomic "start a turn unless one is running". ARGV: field,
 # forbidden, ttl, then field/value pairs.
 _HASH_SET_IF_NOT_EQUAL = """
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return 0 end
@@ -176,7 +163,7 @@ return ours
 # from one pub/sub connection per process instead of an XREAD per socket, and
 # the log stays the source of truth for replay. KEYS: stream; ARGV: channel,
 # data, ttl. Returns the entry id.
-_STREAM_APPEND = """
+STREAM_APPEND = """
 local id = redis.call('XADD', KEYS[1], '*', 'data', ARGV[2])
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
 redis.call('PUBLISH', ARGV[1], id .. ' ' .. ARGV[2])
@@ -194,15 +181,15 @@ def resp_command(*args: bytes) -> bytes:
     return b"*%d\r\n" % len(args) + b"".join(resp_bulk(arg) for arg in args)
 
 
-# `EVAL _STREAM_APPEND 1 key channel data ttl` in RESP, packed by hand: redis-py's
+# `EVAL STREAM_APPEND 1 key channel data ttl` in RESP, packed by hand: redis-py's
 # generic packer (an encode and type checks per argument) was the largest single
 # cost in the worker's per-chunk profile. The constant parts are packed once.
-_APPEND_HEAD = b"*7\r\n" + resp_bulk(b"EVAL") + resp_bulk(_STREAM_APPEND.encode()) + resp_bulk(b"1")
+_APPEND_HEAD = b"*7\r\n" + resp_bulk(b"EVAL") + resp_bulk(STREAM_APPEND.encode()) + resp_bulk(b"1")
 _APPEND_TAIL = resp_bulk(str(TURN_TTL_S).encode())
 
 
 def pack_stream_append(key: str, channel: str, data: str) -> bytes:
-    """One stream append as the bytes `conn.pack_command("EVAL", _STREAM_APPEND, 1, key,
+    """One stream append as the bytes `conn.pack_command("EVAL", STREAM_APPEND, 1, key,
     channel, data, TURN_TTL_S)` makes, without its per-argument work."""
     k, c, d = key.encode(), channel.encode(), data.encode()
     return b"%s$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n%s" % (
@@ -217,7 +204,7 @@ def pack_stream_append(key: str, channel: str, data: str) -> bytes:
     )
 
 
-# The end of a turn (SPEC §4.6.5) in one step: only while the meta still names this
+# The end of a turn in one step: only while the meta still names this
 # turn as running, set its final status, delete the cluster lock and liveness key,
 # then append (and announce) the closing chunks. KEYS: meta, cluster lock, alive,
 # stream; ARGV: turn_id, new status, live channel, ttl, chunk JSON... Returns 1 if it
@@ -249,14 +236,6 @@ def hash_set_if_not_equal(key: str, field: str, forbidden: str, mapping: Mapping
 
 def compare_and_delete(key: str, token: str) -> bool:
     return bool(_script(_COMPARE_AND_DELETE)(keys=[key], args=[token]))
-
-
-def stream_append(turn_id: object, data: str) -> str:
-    """Append one chunk (JSON text) to the turn's stream and live channel; its entry id."""
-    entry_id = _script(_STREAM_APPEND)(
-        keys=[turn_stream_key(turn_id)], args=[turn_live_channel(turn_id), data, TURN_TTL_S]
-    )
-    return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
 
 
 def _complete_turn_call(

@@ -12,20 +12,11 @@ import redis
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from chat import redis_scripts as rs
-from chat.turns import (
-    PendingMessage,
-    follow_turn,
-    mark_session_completed,
-    pending_drain,
-    pending_peek,
-    pending_push,
-    pending_requeue,
-    publish_chunk,
-    turn_cancel_request,
-    turn_claim,
-    turn_meta_get,
-)
+from chat.turns import scripts as rs
+from chat.turns.follow import follow_turn
+from chat.turns.pending import PendingMessage, pending_drain, pending_peek, pending_push, pending_requeue
+from chat.turns.registry import mark_session_completed, turn_cancel_request, turn_claim, turn_meta_get
+from tests.chat.turns.helpers import publish_chunk
 
 # Completion records the turn's duration on its last assistant row (none exists here).
 pytestmark = pytest.mark.django_db

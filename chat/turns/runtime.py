@@ -1,20 +1,19 @@
-"""Worker side of a turn: locks, liveness, cancel, publishing, completion (SPEC §4.9).
+"""Worker side of a turn: locks, liveness, cancel, publishing, completion.
 
-`execute_turn` runs inside the Celery task with `asyncio.run`. The worker runs
-the `threads` pool, so one worker process holds many live turns (each thread
-runs its own event loop; the engine's awaits are network-bound), and turn time
-limits are enforced here rather than by Celery (the threads pool has none).
+The Celery task submits `execute_turn` to the process's shared event loop
+(`chat.turns.loop`) and waits for it. The worker runs the `threads` pool, so one
+worker process holds many live turns on that one loop (the engine's awaits are
+network-bound), and turn time limits are enforced here rather than by Celery
+(the threads pool has none).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import json
 import logging
 import sys
-import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -24,16 +23,17 @@ import redis
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from . import redis_scripts as rs
-from .engine.request import TurnHooks, TurnRequest
-from .turns import (
+from chat.engine.request import TurnHooks, TurnRequest
+from chat.services.turns import turn_fail_orphaned
+from chat.services.usage import turn_usage_fail_over
+
+from . import scripts as rs
+from .loop import GIL_SWITCH_INTERVAL_S, quiet_gc, shared_loop
+from .pending import PendingMessage, pending_drain, pending_requeue
+from .registry import (
     STATUS_RUNNING,
     WORKER_LOST_ERROR,
-    PendingMessage,
     mark_session_completed_async,
-    pending_drain,
-    pending_requeue,
-    turn_fail_orphaned,
     turn_meta_get_async,
 )
 
@@ -46,7 +46,6 @@ ALIVE_REFRESH_S = 5.0
 LOCK_REFRESH_S = 30.0
 STOP_GRACE_S = 3.0
 CANCEL_POLL_S = 0.5
-GIL_SWITCH_INTERVAL_S = 0.0005
 
 
 @dataclass
@@ -60,7 +59,7 @@ EngineFactory = Callable[[TurnRequest, TurnHooks], AsyncIterator[Any]]
 
 
 def _default_engine(request: TurnRequest, hooks: TurnHooks) -> AsyncIterator[Any]:
-    from .engine.turn import run_turn
+    from chat.engine.turn import run_turn
 
     return run_turn(request, hooks)
 
@@ -146,7 +145,7 @@ async def _run_with_guards(client: Any, request: TurnRequest, owner_token: str, 
         with contextlib.suppress(redis.RedisError):
             await rs.async_compare_and_delete(client, stream_lock, turn_id)
     if outcome.error in (IDLE_TIMEOUT_ERROR, TIME_LIMIT_ERROR):
-        await sync_to_async(_note_failure)(session_id, turn_id, outcome.error)
+        await sync_to_async(turn_usage_fail_over)(turn_id=turn_id, error=outcome.error)
     # Completion publishes after every chunk of this turn is in the log. The engine
     # has written the duration and the usage warning; this is one Redis call.
     await rs.loop_appender().drain()
@@ -171,12 +170,6 @@ def _handle(event: Any, publisher: _Publisher, outcome: TurnOutcome) -> bool:
     return True
 
 
-def _note_failure(session_id: str, turn_id: str, error: str) -> None:
-    from .models import TurnUsage
-
-    TurnUsage.objects.filter(turn_id=turn_id).update(outcome=TurnUsage.Outcome.FAILED, error=error)
-
-
 class _Publisher:
     """Appends a turn's chunks to its stream through the loop's batched appender.
 
@@ -185,7 +178,7 @@ class _Publisher:
     """
 
     def __init__(self, turn_id: str) -> None:
-        from .engine.accumulator import EventAccumulator
+        from chat.engine.accumulator import EventAccumulator
 
         self.folded = EventAccumulator()
         self.appender = rs.loop_appender()
@@ -387,43 +380,6 @@ def _requeue_hook(session_id: str) -> Callable[[list[PendingMessage]], Awaitable
     return requeue
 
 
-class _SharedLoop:
-    """One event loop per worker process, on its own thread, running every live turn.
-
-    Celery's `threads` pool hands each task a thread; that thread only submits the
-    turn here and waits for it. With all turns on one loop the process multiplexes
-    their network waits without threads contending for the GIL, which keeps
-    per-chunk latency flat as the number of live turns grows.
-    """
-
-    def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._lock = threading.Lock()
-
-    def loop(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if self._loop is None or self._loop.is_closed():
-                loop = _new_turn_loop()
-                thread = threading.Thread(target=loop.run_forever, name="copilot-turns", daemon=True)
-                thread.start()
-                self._loop = loop
-            return self._loop
-
-    def run(self, coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop()).result()
-
-
-def _new_turn_loop() -> asyncio.AbstractEventLoop:
-    """The turn loop runs on uvloop: its C transports and callbacks cut the worker's
-    CPU per streamed chunk by about a third (`make bench`)."""
-    import uvloop
-
-    return uvloop.new_event_loop()
-
-
-shared_loop = _SharedLoop()
-
-
 def warm_up() -> None:
     """Pay one-time costs before the first turn: imports, tiktoken's BPE tables, the loop.
 
@@ -432,10 +388,10 @@ def warm_up() -> None:
     """
     from django.conf import settings as django_settings
 
-    from .engine import turn  # noqa: F401 - the imports are the warm-up
-    from .engine.context import encoding_for
-    from .engine.providers import anthropic, openai_compat  # noqa: F401
-    from .tools.builtin import calculator, clock, memory, search_chats, web_fetch  # noqa: F401
+    from chat.engine import turn  # noqa: F401 - the imports are the warm-up
+    from chat.engine.context import encoding_for
+    from chat.engine.providers import anthropic, openai_compat  # noqa: F401
+    from chat.tools.builtin import calculator, clock, memory, search_chats, web_fetch  # noqa: F401
 
     for model in {django_settings.COPILOT_MODEL, django_settings.COPILOT_ADVANCED_MODEL}:
         encoding_for(model).encode("warm up")
@@ -444,16 +400,3 @@ def warm_up() -> None:
     # 5 ms switch interval lets one such call delay every live stream by up to 5 ms.
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     quiet_gc()
-
-
-def quiet_gc() -> None:
-    """Keep the cyclic GC from pausing every live stream of the process.
-
-    The modules, settings and tables loaded at start are never garbage: `gc.freeze()`
-    moves them out of the collector's way, so a full collection no longer walks
-    hundreds of MB of them. (A larger young generation saved ~15 % of CPU in the
-    live-turn benchmark but its p99 moved within the run-to-run noise either way,
-    so the thresholds stay CPython's.)
-    """
-    gc.collect()
-    gc.freeze()
