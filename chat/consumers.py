@@ -1,5 +1,5 @@
-"""WebSocket consumers: one per chat session (`/ws/chat/{session_id}/`, the CONTRACT's
-turn stream) and one per user (`/ws/chat/`, SPEC's subscribe protocol).
+"""WebSocket consumers: one per chat session (`/ws/chat/{session_id}/`, the public
+turn stream) and one per user (`/ws/chat/`, the subscribe protocol).
 
 `ChatConsumer` (`/ws/chat/{session_id}/`):
 
@@ -20,7 +20,7 @@ the user's group (completion notices) and follows one chat's turn at a time:
 relay has stopped, so no chunk of that subscription follows the answer. A subscription replays the running turn from
 its start and follows it live; each chunk goes out as the same JSON as the SSE
 `data:` payload (no envelope, no `[DONE]`), heartbeats as `{"type": "heartbeat"}`,
-and `finish` ends it. Decisions where SPEC is silent: the socket says
+and `finish` ends it. Further decisions: the socket says
 `{"type": "ready"}` once authenticated, like the per-chat socket; every accepted
 subscribe is answered `{"type": "subscribed", "session_id": …, "turn_id": …}`
 before its first chunk, so a client can tell the end of one subscription's frames
