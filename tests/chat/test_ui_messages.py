@@ -334,3 +334,35 @@ def test_the_migration_turns_old_marker_rows_into_kinds_without_the_marker() -> 
     # then
     rows = list(ChatMessage.objects.filter(session=session).order_by("sequence").values_list("kind", "content"))
     assert rows == [("message", "hello"), ("stopped", "Stopped"), ("error_notice", "boom")]
+
+
+@pytest.mark.django_db
+def test_ui_messages_of_another_users_session_answer_404_and_anonymous_is_refused(
+    alice: Any, charlie_client: Any
+) -> None:
+    # given
+    from rest_framework.test import APIClient
+
+    session = ChatSession.objects.create(user=alice, title="Private")
+    ChatMessage.objects.create(session=session, sequence=0, role="user", content="secret")
+    # when
+    foreign = charlie_client.get(f"/api/chat/sessions/{session.id}/ui-messages")
+    anonymous = APIClient().get(f"/api/chat/sessions/{session.id}/ui-messages")
+    bad_limit = charlie_client.get(f"/api/chat/sessions/{session.id}/ui-messages?limit=0")
+    # then
+    assert (foreign.status_code, foreign.json()) == (404, {"detail": f"Session {session.id} not found."})
+    assert anonymous.status_code == 401
+    assert "secret" not in anonymous.content.decode()
+    assert bad_limit.status_code == 400
+
+
+@pytest.mark.django_db
+def test_ui_messages_of_an_empty_session_is_an_empty_page(alice: Any, alice_client: Any) -> None:
+    session = ChatSession.objects.create(user=alice)
+    body = alice_client.get(f"/api/chat/sessions/{session.id}/ui-messages").json()
+    assert {k: v for k, v in body.items() if k != "session"} == {
+        "messages": [],
+        "has_more": False,
+        "oldest_sequence": None,
+        "active_turn": None,
+    }
