@@ -18,7 +18,7 @@ from billing.errors import InsufficientCredits
 from billing.models import Tier
 from billing.selectors import credits_enabled, tier_for_user
 from billing.services import credits_refund, credits_spend, set_user_tier
-from copilot_site.core import sql
+from copilot_site.core import metrics, sql
 
 from . import redis_store
 from .errors import (
@@ -86,6 +86,7 @@ def check_turn_allowed(*, user: Any, now: datetime | None = None) -> None:
     try:
         check_rate_limit(user=user, daily=limits.daily, weekly=limits.weekly, now=now)
     except RateLimitExceeded as exc:
+        metrics.rate_limit_refused(window=exc.window)
         if exc.window == "daily" and limits.personal_cap_binds:
             raise RateLimitExceeded("daily", exc.resets_at, now=now, personal_cap=True) from None
         raise
