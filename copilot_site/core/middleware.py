@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.core.signals import request_finished
 from django.http import HttpRequest, HttpResponseBase
 
 from . import metrics
@@ -67,3 +68,16 @@ class RequestIdMiddleware:
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> None:
         metrics.failure_count(exception)
+
+
+def _log_context_clear(**kwargs: Any) -> None:
+    """The request is over (its response closed): later lines of this thread are not about it.
+
+    Not done when the middleware returns: Django logs a 4xx/5xx response after that, and
+    that line should still name its request.
+    """
+    request_id_var.set(None)
+    request_var.set(None)
+
+
+request_finished.connect(_log_context_clear, dispatch_uid="copilot_log_context_clear")
