@@ -30,6 +30,7 @@ from django.conf import settings
 from chat.models import ChatMessage
 from chat.services import usage as usage_services
 from chat.tools import Tool, ToolContext, enabled_tools, execute_tool, tool_schemas
+from copilot_site.core import metrics
 
 from .context import (
     CONTEXT_COMPACTION_OUTPUT,
@@ -414,6 +415,7 @@ class _TurnRunner:
                     raise ValueError("arguments must be a JSON object")
             except ValueError as exc:  # JSONDecodeError is a ValueError
                 text = f"Invalid JSON arguments for tool '{call.name}': {exc}"
+                metrics.tool_call_count(tool=call.name if call.name in self.tools else "unknown", success=False)
                 yield ToolOutputAvailableEvent(tool_call_id=call.id, output=text, tool_name=call.name, success=False)
             else:
                 yield ToolInputStartEvent(tool_call_id=call.id, tool_name=call.name)
@@ -430,6 +432,9 @@ class _TurnRunner:
                 )
                 yield ToolOutputAvailableEvent(
                     tool_call_id=call.id, output=result.output, tool_name=call.name, success=result.success
+                )
+                metrics.tool_call_count(
+                    tool=call.name if call.name in self.tools else "unknown", success=result.success
                 )
                 text = result.text
             self.transcript.row(ChatMessage.Role.TOOL, text, tool_call_id=call.id, name=call.name)

@@ -80,6 +80,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: every response, redirects and errors included, carries X-Request-ID.
+    "copilot_site.core.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Serves static files (right after SecurityMiddleware, as WhiteNoise asks).
     # https://whitenoise.readthedocs.io/en/stable/django.html
@@ -454,11 +456,43 @@ COPILOT_TURN_COST_CAP_MICRODOLLARS: dict[str, int] = env.json(
 COPILOT_USAGE_WARNING_PERCENT = env.int("COPILOT_USAGE_WARNING_PERCENT", default=80)
 
 # --- Logging -----------------------------------------------------------------------
+# LOG_FORMAT=json: one JSON object per line (timestamp, level, logger, message,
+# exception, and request_id, user_id, session_id, turn_id where known); "plain" (the
+# default) is for reading in a terminal. The Celery worker logs through this too
+# (copilot_site/celery_app.py). The request id comes from a valid incoming
+# X-Request-ID (or is made) and is sent back in that response header.
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "copilot_site.core.logs.LogContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "copilot_site.core.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_FORMAT == "json" else "plain",
+            "filters": ["context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- Metrics -----------------------------------------------------------------------
+# GET /metrics (Prometheus text format) answers only `Authorization: Bearer <this>`;
+# empty (the default) turns the endpoint off (404). A wrong or missing token is 401.
+COPILOT_METRICS_TOKEN = env.str("COPILOT_METRICS_TOKEN", default="")
+# Where the web and worker processes keep their metric values (prometheus-client's
+# multiprocess mode, see copilot_site/core/metrics.py): one directory that every
+# process of the site can write, emptied by `runstack` at start. Exported to the
+# environment before prometheus-client is imported, which reads it there. Empty:
+# each process keeps its own values and /metrics shows the web process's only.
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default=str(VAR_DIR / "prometheus"))
+if PROMETHEUS_MULTIPROC_DIR:
+    Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = PROMETHEUS_MULTIPROC_DIR
+else:
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)

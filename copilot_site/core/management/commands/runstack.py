@@ -24,6 +24,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
 from copilot_site.core.embedded_redis import start_redis, stop_process, wait_for_redis
+from copilot_site.core.metrics import multiprocess_dir_clear
 
 
 @dataclass
@@ -99,6 +100,7 @@ class Command(BaseCommand):
                 call_command("migrate", interactive=False, verbosity=0)
             if not options["no_demo_user"]:
                 call_command("ensure_demo_user", stdout=self.stdout)
+            multiprocess_dir_clear()  # the metric files of a previous run's processes
             if settings.COPILOT_DEMO_MODEL:
                 stack.start(
                     "demo-llm",
