@@ -239,7 +239,8 @@ class ChatConsumer(_TurnRelay):
                 )
                 return
             codes = {404: "not_found", 429: "too_many_queued", 503: "unavailable", 402: "insufficient_credits"}
-            await self._error(codes.get(status, "rejected"), str(getattr(exc, "message", exc)))
+            code = extra.get("code") or codes.get(status, "rejected")
+            await self._error(code, str(getattr(exc, "message", exc)))
             return
         if result.outcome == "queued":
             await self.send_json({"type": "queued", **result.queued_body()})

@@ -19,6 +19,10 @@ from . import scripts as rs
 logger = logging.getLogger(__name__)
 
 
+# An upper bound for one drain, far above what the buffer can hold.
+PENDING_DRAIN_MAX = 1000
+
+
 @dataclass(frozen=True)
 class PendingMessage:
     content: str
@@ -60,17 +64,40 @@ class PendingMessage:
             return None
 
 
+# What `pending_push` answers instead of a length when it queued nothing.
+PENDING_FULL = rs.PENDING_FULL
+PENDING_DUPLICATE_QUEUED = rs.PENDING_DUPLICATE_QUEUED
+PENDING_DUPLICATE_RUNNING = rs.PENDING_DUPLICATE_RUNNING
+# How long a client told "the buffer is full" should wait: the running turn takes
+# the buffer at its next tool round or at its end.
+PENDING_FULL_RETRY_AFTER_S = 5
+
+
 def pending_push(session_id: object, message: PendingMessage) -> int:
-    """Queue a follow-up (past COPILOT_PENDING_MAX the oldest is dropped); returns the buffer length."""
-    return rs.capped_rpush(
-        rs.pending_key(session_id), message.to_json(), int(settings.COPILOT_PENDING_MAX), rs.PENDING_TTL_S
+    """Queue a follow-up; returns the buffer's new length.
+
+    One atomic step: a full buffer (COPILOT_PENDING_MAX entries) refuses it
+    (PENDING_FULL) and nothing queued is ever dropped; a `client_message_id`
+    already queued, or the running turn's own, is not queued twice
+    (PENDING_DUPLICATE_QUEUED / PENDING_DUPLICATE_RUNNING).
+    """
+    return rs.pending_push_if_room(
+        rs.pending_key(session_id),
+        rs.turn_meta_key(session_id),
+        message.to_json(),
+        int(settings.COPILOT_PENDING_MAX),
+        rs.PENDING_TTL_S,
+        message.client_message_id,
     )
 
 
 def pending_drain(session_id: object) -> list[PendingMessage]:
-    """Take every queued follow-up, oldest first, atomically (LPOP count)."""
+    """Take every queued follow-up, oldest first, atomically (LPOP count).
+
+    Every entry: a re-queue can leave more than COPILOT_PENDING_MAX in the buffer.
+    """
     try:
-        raw = rs.lpop_many(rs.pending_key(session_id), int(settings.COPILOT_PENDING_MAX))
+        raw = rs.lpop_many(rs.pending_key(session_id), PENDING_DRAIN_MAX)
     except redis.RedisError:
         logger.warning("Pending drain failed for %s; treating as empty", session_id)
         return []

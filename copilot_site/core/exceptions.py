@@ -25,5 +25,6 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         extra = getattr(exc, "extra", None)
         if isinstance(extra, dict):
             body.update(extra)
-        return Response(body, status=status)
+        headers = getattr(exc, "headers", None)
+        return Response(body, status=status, headers=headers if isinstance(headers, dict) else None)
     return exception_handler(exc, context)
