@@ -37,6 +37,7 @@ from .pending import (
     pending_peek,
     pending_push,
     pending_requeue,
+    pending_unsaved,
 )
 from .registry import mark_session_completed, turn_claim
 
@@ -216,7 +217,7 @@ def _start(
     stale = pending_drain(session.pk)
     try:
         with transaction.atomic():
-            rows = [*stale, *messages]
+            rows = pending_unsaved(session.pk, [*stale, *messages])
             messages_save_new(
                 session_id=session.pk,
                 messages=[
