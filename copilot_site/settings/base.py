@@ -210,12 +210,16 @@ CELERY_TASK_TIME_LIMIT = COPILOT_TURN_TIME_LIMIT_S + 60
 # `consumer_timeout` must exceed CELERY_TASK_TIME_LIMIT.
 # https://docs.celeryq.dev/en/stable/getting-started/backends-and-brokers/redis.html#visibility-timeout
 COPILOT_TASK_VISIBILITY_TIMEOUT_S = env.int("COPILOT_TASK_VISIBILITY_TIMEOUT_S", default=15)
-CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": COPILOT_TASK_VISIBILITY_TIMEOUT_S,
-    "unacked_restore_interval": 5,
-    "unacked_restore_throttle": 1,
-    "unacked_mutex_expire": 10,
-}
+CELERY_BROKER_TRANSPORT_OPTIONS = (
+    {
+        "visibility_timeout": COPILOT_TASK_VISIBILITY_TIMEOUT_S,
+        "unacked_restore_interval": 5,
+        "unacked_restore_throttle": 1,
+        "unacked_mutex_expire": 10,
+    }
+    if CELERY_BROKER_URL.startswith(("redis://", "rediss://", "unix://", "sentinel://"))
+    else {}
+)
 # A lost broker connection does not cancel running turns: with RabbitMQ their tasks
 # are redelivered, and the copies are dropped while the turn is still running.
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False

@@ -150,3 +150,18 @@ def test_a_copy_delivered_while_the_turn_runs_is_dropped_and_the_turn_runs_once(
         assert redis.Redis.from_url(broker).hlen("unacked") == 0  # nothing left to deliver again
     finally:
         worker.stop()
+
+
+def test_the_celery_settings_redeliver_a_dead_workers_tasks_quickly() -> None:
+    from copilot_site.celery_app import app as celery_app
+
+    conf = celery_app.conf
+    assert (conf.task_acks_late, conf.task_reject_on_worker_lost, conf.worker_prefetch_multiplier) == (True, True, 1)
+    assert conf.worker_cancel_long_running_tasks_on_connection_loss is False
+    assert conf.broker_url.startswith("redis://")
+    assert conf.broker_transport_options == {
+        "visibility_timeout": 15,
+        "unacked_restore_interval": 5,
+        "unacked_restore_throttle": 1,
+        "unacked_mutex_expire": 10,
+    }
