@@ -179,21 +179,52 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_TIMEZONE = "UTC"
-# A worker killed mid-task gets its task redelivered; every task is idempotent.
+# A task is acknowledged only when it has run (acks_late), so a task whose worker
+# dies before finishing it is delivered again; every task is idempotent (a turn's
+# task runs only while the registry names its turn as claimed and not started, see
+# chat.tasks.run_turn).
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-acks-late
 CELERY_TASK_ACKS_LATE = True
+# A prefork child killed mid-task (OOM, kill -9) requeues the task instead of failing it.
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-reject-on-worker-lost
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# A worker reserves only what it can run (concurrency x 1), so few tasks wait on a
+# worker that may die, and none waits behind a busy one while another is idle.
+# https://docs.celeryq.dev/en/stable/userguide/optimizing.html#prefetch-limits
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 COPILOT_TURN_TIME_LIMIT_S = env.int("COPILOT_TURN_TIME_LIMIT_S", default=3600)
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-soft-time-limit
 CELERY_TASK_SOFT_TIME_LIMIT = COPILOT_TURN_TIME_LIMIT_S
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-time-limit
 CELERY_TASK_TIME_LIMIT = COPILOT_TURN_TIME_LIMIT_S + 60
-# The Redis broker redelivers an unacked task after visibility_timeout: keep it
-# above the longest task, or a running turn would be delivered twice.
+# The Redis broker has no consumer connections to watch: a task a worker received
+# and never acknowledged (the worker died) is given to another worker once it has
+# been unacknowledged for `visibility_timeout`, found by a sweep every worker runs
+# every `unacked_restore_interval` x `unacked_restore_throttle` seconds. Both are
+# short so that a turn reserved by a dead worker runs elsewhere within ~20 s
+# instead of waiting for COPILOT_TURN_START_TIMEOUT_S. A task still running when
+# its visibility timeout passes is delivered a second time too: the turn task
+# recognises that its turn is already running (or over) and drops the copy; the
+# registry's claim, not the broker, decides that a turn runs once.
+# `unacked_mutex_expire` bounds how long a worker killed during a sweep blocks the
+# others' sweeps. RabbitMQ ignores these options: it requeues a dead consumer's
+# unacknowledged messages as soon as its connection closes; there the broker's
+# `consumer_timeout` must exceed CELERY_TASK_TIME_LIMIT.
 # https://docs.celeryq.dev/en/stable/getting-started/backends-and-brokers/redis.html#visibility-timeout
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 2 * CELERY_TASK_TIME_LIMIT}
+COPILOT_TASK_VISIBILITY_TIMEOUT_S = env.int("COPILOT_TASK_VISIBILITY_TIMEOUT_S", default=15)
+CELERY_BROKER_TRANSPORT_OPTIONS = (
+    {
+        "visibility_timeout": COPILOT_TASK_VISIBILITY_TIMEOUT_S,
+        "unacked_restore_interval": 5,
+        "unacked_restore_throttle": 1,
+        "unacked_mutex_expire": 10,
+    }
+    if CELERY_BROKER_URL.startswith(("redis://", "rediss://", "unix://", "sentinel://"))
+    else {}
+)
+# A lost broker connection does not cancel running turns: with RabbitMQ their tasks
+# are redelivered, and the copies are dropped while the turn is still running.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = "copilot_default"
 COPILOT_TURN_QUEUE = "copilot_turns"

@@ -27,6 +27,19 @@ from copilot_site.core.embedded_redis import start_redis, stop_process, wait_for
 from copilot_site.core.metrics import multiprocess_dir_clear
 
 
+def worker_command(*, concurrency: int) -> list[str]:
+    """The Celery worker command of production (the README documents it; runstack runs it).
+
+    The `threads` pool: a turn mostly waits on the network, so one process holds many
+    live turns on its one event loop. Celery's default (prefork) would run only as many
+    turns at a time as the machine has cores.
+    """
+    return [
+        "celery", "-A", "copilot_site", "worker", "--loglevel=INFO", "--pool=threads",
+        f"--concurrency={concurrency}", "--hostname=copilot@%h",
+    ]  # fmt: skip
+
+
 @dataclass
 class Child:
     name: str
@@ -107,12 +120,7 @@ class Command(BaseCommand):
                     [python, manage, "demo_llm", "--host", "127.0.0.1", "--port", str(settings.COPILOT_DEMO_LLM_PORT)],
                     env,
                 )
-            stack.start(
-                "worker",
-                [python, "-m", "celery", "-A", "copilot_site", "worker", "--loglevel=INFO", "--pool=threads",
-                 f"--concurrency={settings.COPILOT_WORKER_CONCURRENCY}", "--hostname=copilot@%h"],
-                env,
-            )  # fmt: skip
+            stack.start("worker", [python, "-m", *worker_command(concurrency=settings.COPILOT_WORKER_CONCURRENCY)], env)
             stack.start(
                 "web", [python, "-m", "daphne", "-b", host, "-p", str(port), "copilot_site.asgi:application"], env
             )
