@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from copilot_site.core.openapi import api_errors
 from copilot_site.core.pagination import OffsetField
 from copilot_site.core.serializers import StrictCharField, UnknownKeysRefusedMixin
 
@@ -20,6 +22,7 @@ from .services.sessions import session_create, session_delete, session_rename
 from .turns.scripts import turn_statuses
 
 
+@extend_schema_serializer(component_name="Session")
 class SessionOutputSerializer(serializers.Serializer[ChatSession]):
     id = serializers.UUIDField()
     title = serializers.CharField(allow_null=True)
@@ -32,6 +35,7 @@ class SessionOutputSerializer(serializers.Serializer[ChatSession]):
         return statuses.get(str(obj.pk), False)
 
 
+@extend_schema_serializer(component_name="Message")
 class MessageOutputSerializer(serializers.Serializer[ChatMessage]):
     sequence = serializers.IntegerField()
     role = serializers.CharField()
@@ -42,6 +46,27 @@ class MessageOutputSerializer(serializers.Serializer[ChatMessage]):
     client_message_id = serializers.CharField(allow_null=True)
     duration_ms = serializers.IntegerField(allow_null=True)
     created_at = serializers.DateTimeField()
+
+
+@extend_schema_serializer(component_name="SessionList")
+class SessionListOutputSerializer(serializers.Serializer[Any]):
+    sessions = SessionOutputSerializer(many=True)
+    total = serializers.IntegerField()
+
+
+@extend_schema_serializer(component_name="ActiveTurn")
+class ActiveTurnOutputSerializer(serializers.Serializer[Any]):
+    turn_id = serializers.CharField()
+    started_at = serializers.DateTimeField()
+
+
+@extend_schema_serializer(component_name="SessionDetail")
+class SessionDetailOutputSerializer(serializers.Serializer[Any]):
+    session = SessionOutputSerializer()
+    messages = MessageOutputSerializer(many=True)
+    has_more = serializers.BooleanField()
+    oldest_sequence = serializers.IntegerField(allow_null=True)
+    active_turn = ActiveTurnOutputSerializer(allow_null=True, help_text="The running turn; null on older pages.")
 
 
 def _active_turn(session_id: object) -> dict[str, Any] | None:
@@ -63,10 +88,17 @@ class SessionListCreateApi(APIView):
         limit = serializers.IntegerField(min_value=1, max_value=100, default=50)
         offset = OffsetField()
 
+    @extend_schema_serializer(component_name="SessionCreateInput")
     class InputSerializer(UnknownKeysRefusedMixin, serializers.Serializer[Any]):
+        """An optional title; any other key is refused (400)."""
+
         title = StrictCharField(required=False, allow_blank=True, max_length=200)
 
-    @extend_schema(parameters=[FilterSerializer])
+    @extend_schema(
+        operation_id="chat_sessions_list",
+        parameters=[FilterSerializer],
+        responses={200: SessionListOutputSerializer, **api_errors(400)},
+    )
     def get(self, request: Request) -> Response:
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
@@ -77,7 +109,7 @@ class SessionListCreateApi(APIView):
         sessions_data = SessionOutputSerializer(page, many=True, context=context).data  # type: ignore[arg-type]
         return Response({"sessions": sessions_data, "total": sessions.count()})
 
-    @extend_schema(request=InputSerializer, responses={201: SessionOutputSerializer})
+    @extend_schema(request=InputSerializer, responses={201: SessionOutputSerializer, **api_errors(400, 403, 413)})
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -90,6 +122,7 @@ class SessionDetailApi(APIView):
         limit = serializers.IntegerField(min_value=1, max_value=200, default=50)
         before_sequence = serializers.IntegerField(min_value=0, required=False)
 
+    @extend_schema_serializer(component_name="SessionRenameInput")
     class PatchSerializer(serializers.Serializer[Any]):
         title = StrictCharField(max_length=200, allow_blank=True)
 
@@ -98,7 +131,9 @@ class SessionDetailApi(APIView):
                 raise serializers.ValidationError("Title must not be blank")
             return value
 
-    @extend_schema(parameters=[FilterSerializer])
+    @extend_schema(
+        parameters=[FilterSerializer], responses={200: SessionDetailOutputSerializer, **api_errors(400, 404)}
+    )
     def get(self, request: Request, session_id: str) -> Response:
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
@@ -120,18 +155,20 @@ class SessionDetailApi(APIView):
             }
         )
 
-    @extend_schema(request=PatchSerializer, responses={200: SessionOutputSerializer})
+    @extend_schema(request=PatchSerializer, responses={200: SessionOutputSerializer, **api_errors(400, 403, 404, 413)})
     def patch(self, request: Request, session_id: str) -> Response:
         serializer = self.PatchSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         session = session_rename(session_id=session_id, user=request.user, title=serializer.validated_data["title"])
         return Response(_session_data(session))
 
+    @extend_schema(responses={204: None, **api_errors(403, 404)})
     def delete(self, request: Request, session_id: str) -> Response:
         session_delete(session_id=session_id, user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+@extend_schema_serializer(component_name="PageContext")
 class ContextSerializer(serializers.Serializer[Any]):
     """Page context; unknown keys are accepted and dropped."""
 
@@ -139,10 +176,32 @@ class ContextSerializer(serializers.Serializer[Any]):
     content = StrictCharField(max_length=32000, required=False, allow_blank=True)
 
 
+_SSE_RESPONSE = OpenApiResponse(
+    OpenApiTypes.STR,
+    description="The turn as server-sent events in the AI SDK UI message stream protocol v1 "
+    "(`x-vercel-ai-ui-message-stream: v1`): `id:` + `data: <chunk JSON>` per chunk, `: heartbeat` "
+    "comments, `data: [DONE]` at the end.",
+)
+
+
+@extend_schema_serializer(component_name="MessageQueued")
+class QueuedOutputSerializer(serializers.Serializer[Any]):
+    buffer_length = serializers.IntegerField()
+    max_buffer_length = serializers.IntegerField()
+    turn_in_flight = serializers.BooleanField()
+
+
+class StreamResumeSerializer(serializers.Serializer[Any]):
+    after = serializers.CharField(
+        required=False, help_text="The last event id received (as the `Last-Event-ID` header, which wins)."
+    )
+
+
 class SessionStreamApi(APIView):
     """`POST` sends a message and streams the new turn; `GET` re-attaches to the running one;
     `DELETE` detaches every listener (SSE responses end, WebSockets close with 4000)."""
 
+    @extend_schema_serializer(component_name="MessageSendInput")
     class InputSerializer(serializers.Serializer[Any]):
         message = StrictCharField(trim_whitespace=False)  # length: COPILOT_MESSAGE_MAX_CHARS, in validate_message
         client_message_id = StrictCharField(max_length=100, required=False, allow_null=True)
@@ -165,7 +224,16 @@ class SessionStreamApi(APIView):
                 raise serializers.ValidationError("File attachments are not supported yet.")
             return value
 
-    @extend_schema(request=InputSerializer, responses={200: None, 202: None})
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            (200, "text/event-stream"): _SSE_RESPONSE,
+            202: OpenApiResponse(
+                QueuedOutputSerializer, description="A turn is running: the message was queued as a follow-up."
+            ),
+            **api_errors(400, 403, 404, 413, 503),
+        },
+    )
     def post(self, request: Request, session_id: str) -> Any:
         from .turns.dispatch import turn_send
         from .turns.sse import sse_response
@@ -188,7 +256,14 @@ class SessionStreamApi(APIView):
             return Response(result.queued_body(), status=status.HTTP_202_ACCEPTED)
         return sse_response(session_id, turn_id=result.turn_id or None)
 
-    @extend_schema(responses={200: None, 204: None})
+    @extend_schema(
+        parameters=[StreamResumeSerializer],
+        responses={
+            (200, "text/event-stream"): _SSE_RESPONSE,
+            204: OpenApiResponse(description="No turn is running."),
+            **api_errors(404),
+        },
+    )
     def get(self, request: Request, session_id: str) -> Any:
         from .services.turns import turn_running
         from .turns.sse import sse_response
@@ -200,7 +275,7 @@ class SessionStreamApi(APIView):
         after = request.headers.get("Last-Event-ID") or request.query_params.get("after") or None
         return sse_response(str(session.pk), after=after, turn_id=meta.turn_id)
 
-    @extend_schema(responses={204: None})
+    @extend_schema(responses={204: None, **api_errors(403, 404)})
     def delete(self, request: Request, session_id: str) -> Response:
         """Close every SSE and WebSocket listener of the session's turn; the turn keeps running."""
         from .turns.follow import turn_listeners_disconnect
@@ -211,6 +286,12 @@ class SessionStreamApi(APIView):
 
 
 class SessionCancelApi(APIView):
+    @extend_schema_serializer(component_name="TurnCancel")
+    class OutputSerializer(serializers.Serializer[Any]):
+        cancelled = serializers.BooleanField()
+        reason = serializers.CharField(allow_null=True, help_text="`no_active_session` when nothing was running.")
+
+    @extend_schema(request=None, responses={200: OutputSerializer, **api_errors(403, 404)})
     def post(self, request: Request, session_id: str) -> Response:
         from .turns.registry import turn_cancel_request
 
@@ -219,6 +300,12 @@ class SessionCancelApi(APIView):
 
 
 class SessionPendingApi(APIView):
+    @extend_schema_serializer(component_name="PendingMessages")
+    class OutputSerializer(serializers.Serializer[Any]):
+        messages = serializers.ListField(child=serializers.CharField())
+        count = serializers.IntegerField()
+
+    @extend_schema(responses={200: OutputSerializer, **api_errors(404)})
     def get(self, request: Request, session_id: str) -> Response:
         from .turns.pending import pending_peek
 
