@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -176,11 +175,26 @@ class ContextSerializer(serializers.Serializer[Any]):
     content = StrictCharField(max_length=32000, required=False, allow_blank=True)
 
 
+@extend_schema_serializer(component_name="StreamEvent")
+class StreamEventSerializer(serializers.Serializer[Any]):
+    """One server-sent event of a turn's stream (heartbeats are `: heartbeat` comments, not events)."""
+
+    id = serializers.CharField(
+        required=False, help_text="The event id: send the last one back as `Last-Event-ID` (or `after`) to resume."
+    )
+    event = serializers.CharField(required=False, help_text="Always the default, `message`.")
+    # Schema only (never instantiated); DRF's metaclass moves declared fields off the
+    # class, so this does not shadow `Serializer.data`.
+    data = serializers.CharField(  # type: ignore[assignment]
+        help_text="A UI message stream chunk as JSON, or `[DONE]` after the last one."
+    )
+
+
 _SSE_RESPONSE = OpenApiResponse(
-    OpenApiTypes.STR,
+    StreamEventSerializer,
     description="The turn as server-sent events in the AI SDK UI message stream protocol v1 "
-    "(`x-vercel-ai-ui-message-stream: v1`): `id:` + `data: <chunk JSON>` per chunk, `: heartbeat` "
-    "comments, `data: [DONE]` at the end.",
+    "(`x-vercel-ai-ui-message-stream: v1`), each event as described: `id:` + `data: <chunk JSON>` per "
+    "chunk, `: heartbeat` comments, `data: [DONE]` at the end.",
 )
 
 

@@ -148,10 +148,12 @@ def test_the_stripe_webhook_is_documented_without_client_auth(schema: dict[str, 
 def test_the_streams_answer_text_event_stream(schema: dict[str, Any]) -> None:
     post = schema["paths"][STREAM]["post"]["responses"]
     get = schema["paths"][STREAM]["get"]["responses"]
-    assert list(post["200"]["content"]) == ["text/event-stream"]
-    assert post["200"]["content"]["text/event-stream"]["schema"] == {"type": "string"}
-    assert list(get["200"]["content"]) == ["text/event-stream"]
-    assert get["200"]["content"]["text/event-stream"]["schema"] == {"type": "string"}
+    event_ref = {"$ref": "#/components/schemas/StreamEvent"}
+    assert post["200"]["content"] == {"text/event-stream": {"schema": event_ref}}
+    assert get["200"]["content"] == {"text/event-stream": {"schema": event_ref}}
+    event = _resolve(schema, event_ref)
+    assert list(event["properties"]) == ["id", "event", "data"]
+    assert event["required"] == ["data"]
     assert "content" not in get["204"]
     queued = _resolve(schema, post["202"]["content"]["application/json"]["schema"])
     assert queued["required"] == ["buffer_length", "max_buffer_length", "turn_in_flight"]
