@@ -7,13 +7,18 @@ streams as `text/event-stream`, and exactly the statuses each operation can answ
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 from drf_spectacular.generators import SchemaGenerator
+from rest_framework.test import APIClient
+
+from chat.models import ChatSession
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 STREAM = "/api/chat/sessions/{session_id}/stream"
@@ -199,3 +204,101 @@ def test_spectacular_validates_with_no_warning() -> None:
     assert result.returncode == 0, result.stderr
     assert "Warning" not in result.stderr
     assert "Error" not in result.stderr.replace("ERRORS", "")
+
+
+# ------------------------------------------------ the shared error statuses, answered for real
+
+
+def _operations(schema: dict[str, Any], status: str) -> list[tuple[str, str]]:
+    return sorted(
+        (method, path)
+        for path, ops in schema["paths"].items()
+        for method, op in ops.items()
+        if status in op["responses"] and path != WEBHOOK
+    )
+
+
+def _url(path: str, session_id: object, user_id: object) -> str:
+    return path.replace("{session_id}", str(session_id)).replace("{user_ref}", str(user_id))
+
+
+@pytest.mark.django_db
+def test_every_operation_answers_401_without_credentials(schema: dict[str, Any]) -> None:
+    operations = _operations(schema, "401")
+    assert len(operations) == len(STATUSES) - 1
+    client = APIClient()
+    answers = {
+        (method, path): getattr(client, method)(_url(path, uuid.uuid4(), 1), {}, format="json")
+        for method, path in operations
+    }
+    assert {key: response.status_code for key, response in answers.items()} == dict.fromkeys(operations, 401)
+    assert {response.json()["detail"] for response in answers.values()} == {
+        "Authentication credentials were not provided."
+    }
+    assert {response["WWW-Authenticate"] for response in answers.values()} == {'Bearer realm="api"'}
+
+
+@pytest.mark.django_db
+def test_every_operation_documenting_403_refuses_a_cookie_write_without_csrf(
+    schema: dict[str, Any], staff: Any
+) -> None:
+    session = ChatSession.objects.create(user=staff, title="kept")
+    client = APIClient(enforce_csrf_checks=True)
+    client.force_login(staff)
+    operations = [(m, p) for m, p in _operations(schema, "403") if m != "get"]
+    answers = {
+        (method, path): getattr(client, method)(_url(path, session.pk, staff.pk), {}, format="json")
+        for method, path in operations
+    }
+    assert {key: response.status_code for key, response in answers.items()} == dict.fromkeys(operations, 403)
+    assert {response.json()["detail"] for response in answers.values()} == {"CSRF Failed: CSRF cookie not set."}
+    assert ChatSession.objects.get().title == "kept"
+    # The one GET documenting 403 is a staff endpoint.
+    assert [(m, p) for m, p in _operations(schema, "403") if m == "get"] == [
+        ("get", "/api/admin/users/{user_ref}/rate-limit")
+    ]
+
+
+@pytest.mark.django_db
+def test_every_operation_documenting_413_refuses_a_body_over_the_cap(
+    schema: dict[str, Any], staff: Any, settings: Any
+) -> None:
+    settings.COPILOT_API_MAX_BODY_BYTES = 100
+    session = ChatSession.objects.create(user=staff, title="kept")
+    client = APIClient()
+    client.force_authenticate(staff)
+    body = '{"title": "' + "x" * 200 + '"}'
+    operations = _operations(schema, "413")
+    answers = {
+        (method, path): getattr(client, method)(
+            _url(path, session.pk, staff.pk), data=body, content_type="application/json"
+        )
+        for method, path in operations
+    }
+    assert {key: response.status_code for key, response in answers.items()} == dict.fromkeys(operations, 413)
+    assert {response.json()["code"] for response in answers.values()} == {"request_too_large"}
+    assert ChatSession.objects.get().title == "kept"
+
+
+@pytest.mark.django_db
+def test_every_operation_documenting_429_refuses_an_address_past_the_api_key_failure_limit(
+    schema: dict[str, Any], settings: Any
+) -> None:
+    settings.COPILOT_API_KEY_FAILURE_LIMIT = 2
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION="Bearer cpk_wrong")
+    warm_up = [client.get("/api/chat/usage").status_code for _ in range(2)]
+    operations = _operations(schema, "429")
+    answers = {
+        (method, path): getattr(client, method)(_url(path, uuid.uuid4(), 1), {}, format="json")
+        for method, path in operations
+    }
+    assert warm_up == [401, 401]
+    assert len(operations) == len(STATUSES) - 1
+    assert {key: response.status_code for key, response in answers.items()} == dict.fromkeys(operations, 429)
+    assert all(int(response["Retry-After"]) > 0 for response in answers.values())
+    details = {response.json()["detail"] for response in answers.values()}
+    assert all(
+        re.fullmatch(r"Too many failed API key attempts from this address\. Expected available in \d+ seconds\.", d)
+        for d in details
+    ), details
