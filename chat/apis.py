@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -207,7 +208,7 @@ class QueuedOutputSerializer(serializers.Serializer[Any]):
 
 class StreamResumeSerializer(serializers.Serializer[Any]):
     after = serializers.CharField(
-        required=False, help_text="The last event id received (as the `Last-Event-ID` header, which wins)."
+        required=False, help_text="The last event id received, for clients that cannot set `Last-Event-ID`."
     )
 
 
@@ -271,7 +272,15 @@ class SessionStreamApi(APIView):
         return sse_response(session_id, turn_id=result.turn_id or None)
 
     @extend_schema(
-        parameters=[StreamResumeSerializer],
+        parameters=[
+            StreamResumeSerializer,
+            OpenApiParameter(
+                "Last-Event-ID",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                description="The last event id received: the stream resumes after it (wins over `after`).",
+            ),
+        ],
         responses={
             (200, "text/event-stream"): _SSE_RESPONSE,
             204: OpenApiResponse(description="No turn is running."),
