@@ -49,7 +49,7 @@ pytestmark = [pytest.mark.fuzz, pytest.mark.e2e, pytest.mark.django_db(transacti
 WEBHOOK_SECRET = "whsec_fuzz"
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 # Examples per operation and mode: the whole fuzz stays within about two minutes on two cores.
-MAX_EXAMPLES = {schemathesis.GenerationMode.POSITIVE: 40, schemathesis.GenerationMode.NEGATIVE: 25}
+MAX_EXAMPLES = {schemathesis.GenerationMode.POSITIVE: 30, schemathesis.GenerationMode.NEGATIVE: 20}
 # Operations whose fuzzed requests must reach a success at least once (the others need a
 # state the fuzz does not build: a reached limit, Stripe's signature, an allowed redirect).
 SUCCEEDS = {
