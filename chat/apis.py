@@ -1,10 +1,16 @@
-"""Chat REST API: one APIView per operation (HackSoft style)."""
+"""Chat REST API: one APIView per operation (HackSoft style).
+
+Operations that share a URL are put behind it by ``copilot_site.core.api_routing``
+(see ``chat/urls.py``). Each handler validates, calls one service or selector and
+serializes; errors travel as exceptions to the one API exception handler.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.conf import settings
+from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
@@ -17,9 +23,15 @@ from copilot_site.core.pagination import OffsetField
 from copilot_site.core.serializers import StrictCharField, UnknownKeysRefusedMixin
 
 from .models import ChatMessage, ChatSession
-from .selectors import message_page, session_get_for_user, session_list
+from .selectors import message_page, session_get_for_user, session_list, ui_message_page
 from .services.sessions import session_create, session_delete, session_rename
+from .services.turns import turn_running
+from .turns.dispatch import turn_send
+from .turns.follow import turn_listeners_disconnect
+from .turns.pending import pending_peek
+from .turns.registry import iso_from_unix, turn_cancel_request
 from .turns.scripts import turn_statuses
+from .turns.sse import sse_response
 
 
 @extend_schema_serializer(component_name="Session")
@@ -39,6 +51,7 @@ class SessionOutputSerializer(serializers.Serializer[ChatSession]):
 class MessageOutputSerializer(serializers.Serializer[ChatMessage]):
     sequence = serializers.IntegerField()
     role = serializers.CharField()
+    kind = serializers.ChoiceField(choices=ChatMessage.Kind.choices)
     content = serializers.CharField(allow_null=True)
     name = serializers.CharField()
     tool_call_id = serializers.CharField()
@@ -46,6 +59,14 @@ class MessageOutputSerializer(serializers.Serializer[ChatMessage]):
     client_message_id = serializers.CharField(allow_null=True)
     duration_ms = serializers.IntegerField(allow_null=True)
     created_at = serializers.DateTimeField()
+
+
+@extend_schema_serializer(component_name="PageContext")
+class ContextSerializer(serializers.Serializer[Any]):
+    """Page context; unknown keys are accepted and dropped."""
+
+    url = StrictCharField(max_length=2000, required=False, allow_blank=True)
+    content = StrictCharField(max_length=32000, required=False, allow_blank=True)
 
 
 @extend_schema_serializer(component_name="SessionList")
@@ -69,30 +90,17 @@ class SessionDetailOutputSerializer(serializers.Serializer[Any]):
     active_turn = ActiveTurnOutputSerializer(allow_null=True, help_text="The running turn; null on older pages.")
 
 
-def _active_turn(session_id: object) -> dict[str, Any] | None:
-    from .services.turns import turn_running
-    from .turns.registry import iso_from_unix
-
-    meta = turn_running(session_id, reap=True)
-    if meta is None:
-        return None
-    return {"turn_id": meta.turn_id, "started_at": iso_from_unix(meta.created_at)}
-
-
 def _session_data(session: ChatSession) -> dict[str, Any]:
     return dict(SessionOutputSerializer(session, context={"turn_statuses": turn_statuses([session.pk])}).data)
 
 
-class SessionListCreateApi(APIView):
+# --- sessions ---------------------------------------------------------------------------------
+
+
+class SessionListApi(APIView):
     class FilterSerializer(serializers.Serializer[Any]):
         limit = serializers.IntegerField(min_value=1, max_value=100, default=50)
         offset = OffsetField()
-
-    @extend_schema_serializer(component_name="SessionCreateInput")
-    class InputSerializer(UnknownKeysRefusedMixin, serializers.Serializer[Any]):
-        """An optional title; any other key is refused (400)."""
-
-        title = StrictCharField(required=False, allow_blank=True, max_length=200)
 
     @extend_schema(
         operation_id="chat_sessions_list",
@@ -109,6 +117,14 @@ class SessionListCreateApi(APIView):
         sessions_data = SessionOutputSerializer(page, many=True, context=context).data  # type: ignore[arg-type]
         return Response({"sessions": sessions_data, "total": sessions.count()})
 
+
+class SessionCreateApi(APIView):
+    @extend_schema_serializer(component_name="SessionCreateInput")
+    class InputSerializer(UnknownKeysRefusedMixin, serializers.Serializer[Any]):
+        """An optional title; any other key is refused (400)."""
+
+        title = StrictCharField(required=False, allow_blank=True, max_length=200)
+
     @extend_schema(request=InputSerializer, responses={201: SessionOutputSerializer, **api_errors(400, 403, 413)})
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
@@ -117,13 +133,38 @@ class SessionListCreateApi(APIView):
         return Response(_session_data(session), status=status.HTTP_201_CREATED)
 
 
-class SessionDetailApi(APIView):
+class SessionGetApi(APIView):
     class FilterSerializer(serializers.Serializer[Any]):
         limit = serializers.IntegerField(min_value=1, max_value=200, default=50)
         before_sequence = serializers.IntegerField(min_value=0, required=False)
 
+    @extend_schema(
+        parameters=[FilterSerializer], responses={200: SessionDetailOutputSerializer, **api_errors(400, 404)}
+    )
+    def get(self, request: Request, session_id: str) -> Response:
+        """The session, a page of its messages and, on the newest page, its running turn."""
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        session = session_get_for_user(session_id=session_id, user=request.user)
+        before_sequence = filters.validated_data.get("before_sequence")
+        page = message_page(session=session, limit=filters.validated_data["limit"], before_sequence=before_sequence)
+        active = turn_running(session.pk, reap=True) if before_sequence is None else None
+        return Response(
+            {
+                "session": _session_data(session),
+                "messages": MessageOutputSerializer(page.messages, many=True).data,  # type: ignore[arg-type]
+                "has_more": page.has_more,
+                "oldest_sequence": page.oldest_sequence,
+                "active_turn": (
+                    {"turn_id": active.turn_id, "started_at": iso_from_unix(active.created_at)} if active else None
+                ),
+            }
+        )
+
+
+class SessionRenameApi(APIView):
     @extend_schema_serializer(component_name="SessionRenameInput")
-    class PatchSerializer(serializers.Serializer[Any]):
+    class InputSerializer(serializers.Serializer[Any]):
         title = StrictCharField(max_length=200, allow_blank=True)
 
         def validate_title(self, value: str) -> str:
@@ -131,49 +172,85 @@ class SessionDetailApi(APIView):
                 raise serializers.ValidationError("Title must not be blank")
             return value
 
-    @extend_schema(
-        parameters=[FilterSerializer], responses={200: SessionDetailOutputSerializer, **api_errors(400, 404)}
-    )
-    def get(self, request: Request, session_id: str) -> Response:
-        filters = self.FilterSerializer(data=request.query_params)
-        filters.is_valid(raise_exception=True)
-        session = session_get_for_user(session_id=session_id, user=request.user)
-        page = message_page(
-            session=session,
-            limit=filters.validated_data["limit"],
-            before_sequence=filters.validated_data.get("before_sequence"),
-        )
-        return Response(
-            {
-                "session": _session_data(session),
-                "messages": MessageOutputSerializer(page.messages, many=True).data,  # type: ignore[arg-type]
-                "has_more": page.has_more,
-                "oldest_sequence": page.oldest_sequence,
-                "active_turn": _active_turn(session.pk)
-                if filters.validated_data.get("before_sequence") is None
-                else None,
-            }
-        )
-
-    @extend_schema(request=PatchSerializer, responses={200: SessionOutputSerializer, **api_errors(400, 403, 404, 413)})
+    @extend_schema(request=InputSerializer, responses={200: SessionOutputSerializer, **api_errors(400, 403, 404, 413)})
     def patch(self, request: Request, session_id: str) -> Response:
-        serializer = self.PatchSerializer(data=request.data)
+        serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         session = session_rename(session_id=session_id, user=request.user, title=serializer.validated_data["title"])
         return Response(_session_data(session))
 
+
+class SessionDeleteApi(APIView):
     @extend_schema(responses={204: None, **api_errors(403, 404)})
     def delete(self, request: Request, session_id: str) -> Response:
         session_delete(session_id=session_id, user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-@extend_schema_serializer(component_name="PageContext")
-class ContextSerializer(serializers.Serializer[Any]):
-    """Page context; unknown keys are accepted and dropped."""
+@extend_schema_serializer(component_name="UIMessage")
+class UIMessageOutputSerializer(serializers.Serializer[Any]):
+    """An AI SDK ``UIMessage``."""
 
-    url = StrictCharField(max_length=2000, required=False, allow_blank=True)
-    content = StrictCharField(max_length=32000, required=False, allow_blank=True)
+    id = serializers.CharField()
+    role = serializers.ChoiceField(choices=["user", "assistant"])
+    parts = serializers.ListField(child=serializers.DictField(), help_text="UIMessage parts (text, reasoning, …).")
+    metadata = serializers.DictField()
+
+
+@extend_schema_serializer(component_name="UIMessagePage")
+class UIMessagePageOutputSerializer(serializers.Serializer[Any]):
+    session = SessionOutputSerializer()
+    messages = UIMessageOutputSerializer(many=True)
+    has_more = serializers.BooleanField()
+    oldest_sequence = serializers.IntegerField(allow_null=True)
+    active_turn = ActiveTurnOutputSerializer(allow_null=True)
+
+
+class UIMessageListApi(APIView):
+    """The transcript as AI SDK ``UIMessage`` objects, for ``useChat({messages, resume: true})``.
+
+    Same query parameters and envelope as the transcript (`SessionGetApi`); ``messages``
+    holds UIMessages. A page is widened back to the start of the turn its oldest row
+    belongs to, so a message is never split across pages. While a turn runs its
+    assistant message is left out: resuming the stream (`GET …/stream`) replays it whole,
+    under the same id.
+    """
+
+    class FilterSerializer(serializers.Serializer[Any]):
+        limit = serializers.IntegerField(min_value=1, max_value=200, default=50)
+        before_sequence = serializers.IntegerField(min_value=0, required=False)
+
+    @extend_schema(
+        parameters=[FilterSerializer], responses={200: UIMessagePageOutputSerializer, **api_errors(400, 404)}
+    )
+    def get(self, request: Request, session_id: str) -> Response:
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        session = session_get_for_user(session_id=session_id, user=request.user)
+        before_sequence = filters.validated_data.get("before_sequence")
+        active = turn_running(session.pk, reap=True)
+        page = ui_message_page(
+            session=session,
+            limit=filters.validated_data["limit"],
+            before_sequence=before_sequence,
+            running_turn_id=str(active.turn_id) if active else None,
+        )
+        return Response(
+            {
+                "session": _session_data(session),
+                "messages": page.messages,
+                "has_more": page.has_more,
+                "oldest_sequence": page.oldest_sequence,
+                "active_turn": (
+                    {"turn_id": active.turn_id, "started_at": iso_from_unix(active.created_at)}
+                    if active and before_sequence is None
+                    else None
+                ),
+            }
+        )
+
+
+# --- turns ----------------------------------------------------------------------------------------
 
 
 @extend_schema_serializer(component_name="StreamEvent")
@@ -212,10 +289,7 @@ class StreamResumeSerializer(serializers.Serializer[Any]):
     )
 
 
-class SessionStreamApi(APIView):
-    """`POST` sends a message and streams the new turn; `GET` re-attaches to the running one;
-    `DELETE` detaches every listener (SSE responses end, WebSockets close with 4000)."""
-
+class TurnSendApi(APIView):
     @extend_schema_serializer(component_name="MessageSendInput")
     class InputSerializer(serializers.Serializer[Any]):
         message = StrictCharField(trim_whitespace=False)  # length: COPILOT_MESSAGE_MAX_CHARS, in validate_message
@@ -249,10 +323,8 @@ class SessionStreamApi(APIView):
             **api_errors(400, 403, 404, 413, 503),
         },
     )
-    def post(self, request: Request, session_id: str) -> Any:
-        from .turns.dispatch import turn_send
-        from .turns.sse import sse_response
-
+    def post(self, request: Request, session_id: str) -> Response | StreamingHttpResponse:
+        """Send a message and stream the turn it starts (SSE); 202 when it is queued behind a running turn."""
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
@@ -271,6 +343,8 @@ class SessionStreamApi(APIView):
             return Response(result.queued_body(), status=status.HTTP_202_ACCEPTED)
         return sse_response(session_id, turn_id=result.turn_id or None)
 
+
+class TurnStreamApi(APIView):
     @extend_schema(
         parameters=[
             StreamResumeSerializer,
@@ -287,10 +361,8 @@ class SessionStreamApi(APIView):
             **api_errors(404),
         },
     )
-    def get(self, request: Request, session_id: str) -> Any:
-        from .services.turns import turn_running
-        from .turns.sse import sse_response
-
+    def get(self, request: Request, session_id: str) -> Response | StreamingHttpResponse:
+        """Re-attach to the running turn's stream (from ``Last-Event-ID`` or ``after``); 204 when none runs."""
         session = session_get_for_user(session_id=session_id, user=request.user)
         meta = turn_running(session.pk, reap=True)
         if meta is None:
@@ -298,17 +370,20 @@ class SessionStreamApi(APIView):
         after = request.headers.get("Last-Event-ID") or request.query_params.get("after") or None
         return sse_response(str(session.pk), after=after, turn_id=meta.turn_id)
 
+
+class TurnListenersDisconnectApi(APIView):
     @extend_schema(responses={204: None, **api_errors(403, 404)})
     def delete(self, request: Request, session_id: str) -> Response:
-        """Close every SSE and WebSocket listener of the session's turn; the turn keeps running."""
-        from .turns.follow import turn_listeners_disconnect
+        """Close every SSE and WebSocket listener of the session's turn; the turn keeps running.
 
+        SSE responses end; WebSockets close with 4000 (a client that reconnects re-attaches).
+        """
         session = session_get_for_user(session_id=session_id, user=request.user)
         turn_listeners_disconnect(session.pk)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class SessionCancelApi(APIView):
+class TurnCancelApi(APIView):
     @extend_schema_serializer(component_name="TurnCancel")
     class OutputSerializer(serializers.Serializer[Any]):
         cancelled = serializers.BooleanField()
@@ -316,13 +391,11 @@ class SessionCancelApi(APIView):
 
     @extend_schema(request=None, responses={200: OutputSerializer, **api_errors(403, 404)})
     def post(self, request: Request, session_id: str) -> Response:
-        from .turns.registry import turn_cancel_request
-
         session = session_get_for_user(session_id=session_id, user=request.user)
         return Response(turn_cancel_request(session.pk))
 
 
-class SessionPendingApi(APIView):
+class PendingListApi(APIView):
     @extend_schema_serializer(component_name="PendingMessages")
     class OutputSerializer(serializers.Serializer[Any]):
         messages = serializers.ListField(child=serializers.CharField())
@@ -330,8 +403,7 @@ class SessionPendingApi(APIView):
 
     @extend_schema(responses={200: OutputSerializer, **api_errors(404)})
     def get(self, request: Request, session_id: str) -> Response:
-        from .turns.pending import pending_peek
-
+        """The messages queued behind the running turn, oldest first."""
         session = session_get_for_user(session_id=session_id, user=request.user)
         messages = [m.content for m in pending_peek(session.pk)]
         return Response({"messages": messages, "count": len(messages)})

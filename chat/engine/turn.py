@@ -133,7 +133,9 @@ class _TurnRunner:
         self.turn_id = request.turn_id
         self.model = resolve_model(request.model)
         self.cancel = hooks.cancel
-        self.message_id = str(uuid.uuid4())
+        # The assistant message's id on the wire is the turn id, so the saved transcript
+        # (`chat.selectors.ui_message_page`) can give each turn's message the same id.
+        self.message_id = str(request.turn_id)
         self.log_prefix = f"[session {self.session_id} turn {self.turn_id}]"
         self.transcript = Transcript(session_id=self.session_id, turn_id=self.turn_id, log_prefix=self.log_prefix)
         self.followups = FollowUpDrain(self.transcript, hooks, log_prefix=self.log_prefix)

@@ -63,6 +63,7 @@ SUCCEEDS = {
     "DELETE /api/chat/sessions/{session_id}/stream",
     "POST /api/chat/sessions/{session_id}/cancel",
     "GET /api/chat/sessions/{session_id}/messages/pending",
+    "GET /api/chat/sessions/{session_id}/ui-messages",
     "GET /api/chat/usage",
     "POST /api/chat/usage/personal-cap",
     "GET /api/admin/users/{user_ref}/rate-limit",

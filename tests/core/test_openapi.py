@@ -43,6 +43,7 @@ STATUSES: dict[tuple[str, str], set[str]] = {
     ("get", STREAM): {"200", "204", "401", "404", "429"},
     ("post", STREAM): {"200", "202", "400", "401", "403", "404", "413", "429", "503"},
     ("delete", STREAM): {"204", "401", "403", "404", "429"},
+    ("get", "/api/chat/sessions/{session_id}/ui-messages"): {"200", "400", "401", "404", "429"},
     ("get", "/api/chat/usage"): {"200", "401", "429"},
     ("post", "/api/chat/usage/personal-cap"): {"200", "400", "401", "403", "413", "429"},
     ("post", "/api/chat/usage/reset"): {"200", "400", "401", "402", "403", "429", "503"},

@@ -259,7 +259,9 @@ def test_stop_mid_text_then_next_message_starts_a_new_turn_at_once(stack: str, f
     rows = _rows(alice)
     assert rows[0] == ("user", slow)
     assert rows[1][0] == "assistant" and rows[1][1] and set(rows[1][1]) == {"a"}
-    assert rows[2] == ("assistant", "[__COPILOT_SYSTEM__] Execution stopped by user")
+    assert rows[2] == ("assistant", "Stopped")
+    kinds = list(ChatMessage.objects.filter(session=alice.session).order_by("sequence").values_list("kind", flat=True))
+    assert kinds == ["message", "message", "stopped", "message", "message"]
     assert rows[3:] == [("user", "again " + fake({"text": "fresh answer"})), ("assistant", "fresh answer")]
     outcomes = list(
         TurnUsage.objects.filter(session=alice.session).order_by("started_at").values_list("outcome", flat=True)
@@ -291,7 +293,7 @@ def test_stop_mid_tool_leaves_no_orphan_tool_call_in_the_next_request(
     answered = {m.get("tool_call_id") for m in messages if m["role"] == "tool"}
     assert call_ids == answered
     assert not any(
-        (m.get("content") or "").startswith("[__COPILOT_SYSTEM__]")
+        (m.get("content") or "").startswith("[__COPILOT_SYSTEM__]") or m.get("content") == "Stopped"
         for m in messages
         if isinstance(m.get("content"), str)
     )
