@@ -11,8 +11,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from copilot_site.accounts.models import User
 from copilot_site.core.pagination import OffsetField
 from copilot_site.core.serializers import StrictCharField, UnknownKeysRefusedMixin
+from ratelimits import user_caps
 
 from .models import ChatMessage, ChatSession
 from .selectors import message_page, session_get_for_user, session_list
@@ -81,6 +83,8 @@ class SessionListCreateApi(APIView):
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
+        assert isinstance(request.user, User)
+        user_caps.user_session_create_check(user=request.user)
         session = session_create(user=request.user, title=serializer.validated_data.get("title") or None)
         return Response(_session_data(session), status=status.HTTP_201_CREATED)
 

@@ -112,3 +112,15 @@ class UsageResetFailed(RateLimitError):
 
     def __init__(self) -> None:
         super().__init__("Failed to reset usage")
+
+
+class UserCapExceeded(RateLimitError):
+    """A per-user abuse cap refused the request: HTTP 429 ``{detail, code}`` with
+    ``Retry-After: retry_after``."""
+
+    http_status = 429
+
+    def __init__(self, message: str, *, code: str, retry_after: int) -> None:
+        super().__init__(message, extra={"code": code})
+        self.code = code
+        self.retry_after = retry_after

@@ -25,5 +25,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         extra = getattr(exc, "extra", None)
         if isinstance(extra, dict):
             body.update(extra)
-        return Response(body, status=status)
+        retry_after = getattr(exc, "retry_after", None)
+        headers = {"Retry-After": str(retry_after)} if isinstance(retry_after, int) else None
+        return Response(body, status=status, headers=headers)
     return exception_handler(exc, context)
