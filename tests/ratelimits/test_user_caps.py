@@ -51,9 +51,9 @@ def test_the_in_flight_cap_counts_queued_follow_ups(alice: Any, settings: Any) -
     settings.COPILOT_USER_MAX_IN_FLIGHT_TURNS = 4
     _reserve(alice, 1)
     with pytest.raises(UserCapExceeded) as refused:
-        _reserve(alice, 2, queued=2)  # 1 running + 2 queued + this one = 4: full
+        _reserve(alice, 2, queued=3)  # 1 running + 3 queued: full, this one would be the 5th
     assert refused.value.code == "too_many_turns_in_flight"
-    _reserve(alice, 2, queued=1)
+    _reserve(alice, 2, queued=1)  # 1 running + 1 queued + this one = 3
     user_caps.turn_queue_check(user=alice, queued=1)  # 2 running + 1 queued + this one = 4
     with pytest.raises(UserCapExceeded) as queued_refused:
         user_caps.turn_queue_check(user=alice, queued=2)
