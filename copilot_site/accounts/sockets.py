@@ -16,7 +16,8 @@ from importlib import import_module
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import SESSION_KEY
+from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY
+from django.utils.crypto import constant_time_compare
 
 from .models import ApiKey, User
 
@@ -65,13 +66,23 @@ def auth_group(credential: SocketCredential) -> str:
 
 
 def credential_is_valid(credential: SocketCredential, user: User) -> bool:
-    """Is the socket's key still active, or its session still signed in as `user`? One query."""
+    """Is the socket's key still active (one query), or its session still signed in as
+    `user` with the user's current password (two: a password change ends the user's other
+    sessions, as Django's session auth hash does for HTTP)?"""
     if credential.api_key_id is not None:
         return ApiKey.objects.filter(
             pk=credential.api_key_id, user_id=user.pk, revoked_at__isnull=True, user__is_active=True
         ).exists()
     store = import_module(settings.SESSION_ENGINE).SessionStore(credential.session_key)
-    return bool(store.get(SESSION_KEY) == str(user.pk) and user.is_active)
+    if store.get(SESSION_KEY) != str(user.pk):
+        return False
+    current = User.objects.filter(pk=user.pk, is_active=True).first()
+    session_hash = store.get(HASH_SESSION_KEY)
+    return bool(
+        current is not None
+        and isinstance(session_hash, str)
+        and constant_time_compare(session_hash, current.get_session_auth_hash())
+    )
 
 
 def credential_revoked(group: str) -> None:

@@ -45,6 +45,10 @@ async def _frames_until_closed(ws: Any, deadline_s: float) -> tuple[list[dict[st
         return frames, (exc.rcvd.code if exc.rcvd else None), time.monotonic() - started
 
 
+def _has_finish(frames: list[dict[str, Any]]) -> bool:
+    return any(f.get("chunk") == {"type": "finish"} for f in frames)
+
+
 def _alice() -> tuple[Any, ChatSession, ApiKey, str]:
     alice = UserFactory(username="alice")
     key, raw = api_key_create(user=alice, name="socket")
@@ -129,7 +133,8 @@ def test_a_send_after_revocation_starts_no_turn(daphne_server: str, celery_worke
             # given: a send works while the key is active
             await ws.send(json.dumps({"type": "send", "message": "first"}))
             first: list[dict[str, Any]] = []
-            while not first or first[-1].get("chunk", {}).get("type") != "finish":
+            # the turn's `finish` chunk and the user's completion notice (two channels: any order)
+            while not (_has_finish(first) and any(f.get("type") == "copilot_completion" for f in first)):
                 first.append(json.loads(await asyncio.wait_for(ws.recv(), 60)))
             # when: the key is revoked behind the socket's back, then a send arrives
             await asyncio.to_thread(lambda: ApiKey.objects.filter(pk=key.pk).update(revoked_at=timezone.now()))
@@ -138,7 +143,7 @@ def test_a_send_after_revocation_starts_no_turn(daphne_server: str, celery_worke
             return first, frames, code
 
     first, frames, code = asyncio.run(scenario())
-    assert first[-1]["chunk"] == {"type": "finish"}
+    assert [f["status"] for f in first if f.get("type") == "copilot_completion"] == ["completed"]
     assert code == 4401
     assert frames == [UNAUTHENTICATED_FRAME]
     # then: no turn, no row for the refused send
@@ -167,3 +172,31 @@ def test_a_frame_on_a_signed_out_session_closes_4401(daphne_server: str) -> None
     assert frames == [UNAUTHENTICATED_FRAME]
     assert not ChatMessage.objects.filter(session=session).exists()
     assert not TurnUsage.objects.filter(session=session).exists()
+
+
+def test_a_frame_after_a_password_change_elsewhere_closes_4401(daphne_server: str) -> None:
+    """Changing the password ends the user's other sessions (Django's session auth hash)."""
+    alice, session, _, _ = _alice()
+    _, cookie = _web_login(alice)
+    headers = {"Origin": daphne_server, "Cookie": cookie}
+
+    def change_password() -> None:
+        alice.set_password("a new password 123")
+        alice.save(update_fields=["password"])
+
+    async def scenario() -> tuple[list[dict[str, Any]], int | None]:
+        async with websockets.connect(
+            _ws_url(daphne_server, session), additional_headers=headers, open_timeout=10
+        ) as ws:
+            assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "ready"
+            await ws.send(json.dumps({"type": "resume"}))
+            assert json.loads(await asyncio.wait_for(ws.recv(), 10)) == {"type": "idle"}
+            await asyncio.to_thread(change_password)
+            await ws.send(json.dumps({"type": "send", "message": "still me?"}))
+            frames, code, _ = await _frames_until_closed(ws, CLOSE_DEADLINE_S)
+            return frames, code
+
+    frames, code = asyncio.run(scenario())
+    assert code == 4401
+    assert frames == [UNAUTHENTICATED_FRAME]
+    assert not ChatMessage.objects.filter(session=session).exists()
