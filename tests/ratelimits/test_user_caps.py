@@ -168,3 +168,50 @@ def test_api_key_cap_on_the_account_page(alice: Any, settings: Any) -> None:
     assert refused["Retry-After"] == "60"
     assert "You already have 1 active API keys, the most allowed." in refused.content.decode()
     assert list(ApiKey.objects.filter(user=alice).values_list("name", flat=True)) == ["first"]
+
+
+def _busy_session(user: Any) -> ChatSession:
+    """A chat whose turn is running (claimed and holding its slot), so every send is queued."""
+    from chat.turns.registry import turn_claim
+
+    session = ChatSession.objects.create(user=user)
+    turn_id = turn_claim(session_id=session.pk, user_id=user.pk, origin_id="chat_stream", origin_name="chat")
+    assert turn_id is not None
+    user_caps.turn_slot_hold(user_id=user.pk, session_id=session.pk, turn_id=turn_id)
+    return session
+
+
+def test_sends_per_minute_through_the_stream_api(alice_client: APIClient, alice: Any, settings: Any) -> None:
+    from chat.turns.pending import pending_peek
+
+    settings.COPILOT_USER_SENDS_PER_MINUTE = 3
+    session = _busy_session(alice)
+    url = f"/api/chat/sessions/{session.id}/stream"
+    answers = [alice_client.post(url, {"message": f"m{i}"}, format="json") for i in range(4)]
+    assert [a.status_code for a in answers] == [202, 202, 202, 429]
+    assert answers[3].json() == {
+        "detail": f"Too many messages: your plan allows 3 a minute. Try again in {answers[3]['Retry-After']} s.",
+        "code": "too_many_sends",
+    }
+    assert [m.content for m in pending_peek(session.pk)] == ["m0", "m1", "m2"]  # the refused one is not queued
+
+
+def test_the_in_flight_cap_through_the_stream_api(alice_client: APIClient, alice: Any, settings: Any) -> None:
+    from chat.turns.pending import pending_peek
+
+    settings.COPILOT_USER_MAX_IN_FLIGHT_TURNS = 3
+    session = _busy_session(alice)
+    url = f"/api/chat/sessions/{session.id}/stream"
+    answers = [alice_client.post(url, {"message": f"m{i}"}, format="json") for i in range(3)]
+    # one running + two queued = three in flight; the third follow-up is refused
+    assert [a.status_code for a in answers] == [202, 202, 429]
+    assert answers[2]["Retry-After"] == "5"
+    assert answers[2].json()["code"] == "too_many_turns_in_flight"
+    assert [m.content for m in pending_peek(session.pk)] == ["m0", "m1"]
+    # and a new chat of the same user cannot start a turn either
+    other = ChatSession.objects.create(user=alice)
+    refused = alice_client.post(f"/api/chat/sessions/{other.id}/stream", {"message": "new"}, format="json")
+    assert refused.status_code == 429
+    assert refused.json()["code"] == "too_many_turns_in_flight"
+    assert not other.messages.exists()
+    assert not other.turns.exists()
