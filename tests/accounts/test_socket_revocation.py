@@ -200,3 +200,27 @@ def test_a_frame_after_a_password_change_elsewhere_closes_4401(daphne_server: st
     assert code == 4401
     assert frames == [UNAUTHENTICATED_FRAME]
     assert not ChatMessage.objects.filter(session=session).exists()
+
+
+def test_staff_deleting_the_key_in_the_admin_closes_its_socket_4401(daphne_server: str) -> None:
+    alice, session, key, raw = _alice()
+    staff = UserFactory(username="staff", is_staff=True, is_superuser=True)
+    admin_web, _ = _web_login(staff)
+    headers = {"Origin": daphne_server, "Authorization": f"Bearer {raw}"}
+
+    async def scenario() -> tuple[list[dict[str, Any]], int | None, float]:
+        async with websockets.connect(
+            _ws_url(daphne_server, session), additional_headers=headers, open_timeout=10
+        ) as ws:
+            assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "ready"
+            response = await asyncio.to_thread(
+                admin_web.post, f"/admin/accounts/apikey/{key.pk}/delete/", {"post": "yes"}
+            )
+            assert response.status_code == 302
+            return await _frames_until_closed(ws, CLOSE_DEADLINE_S)
+
+    frames, code, took = asyncio.run(scenario())
+    assert code == 4401
+    assert frames == [UNAUTHENTICATED_FRAME]
+    assert took < CLOSE_DEADLINE_S
+    assert not ApiKey.objects.filter(pk=key.pk).exists()
