@@ -30,9 +30,9 @@ from django.conf import settings
 
 from copilot_site.accounts.models import User
 
-from .errors import UserCapExceeded
+from .errors import TooManyRunningTurns, TooManySends, TooManySessions, TooManyTurnsInFlight
 from .redis_store import redis_client
-from .selectors import TIER_MULTIPLIERS, resolve_limits
+from .selectors import TIER_MULTIPLIERS, limits_resolve
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def _window_key(kind: str, user_id: object, minute: int) -> str:
 
 def _multiplier(user: User) -> int:
     try:
-        tier = resolve_limits(user=user).limits_tier
+        tier = limits_resolve(user=user).limits_tier
     except Exception:  # noqa: BLE001 - an unreadable tier gets FREE's caps
         logger.warning("Tier lookup for the user caps of user %s failed; using FREE's", user.pk, exc_info=True)
         return 1
@@ -120,20 +120,18 @@ def running_sessions(*, user_id: object) -> list[str]:
     return [m.decode().split(":", 1)[0] for m in members]
 
 
-def _running_refusal(cap: int) -> UserCapExceeded:
-    return UserCapExceeded(
+def _running_refusal(cap: int) -> TooManyRunningTurns:
+    return TooManyRunningTurns(
         f"You already have {cap} replies running, the most your plan allows at once. "
         "Wait for one to finish, then send again.",
-        code="too_many_running_turns",
         retry_after=TURN_CAP_RETRY_AFTER_S,
     )
 
 
-def _in_flight_refusal(cap: int) -> UserCapExceeded:
-    return UserCapExceeded(
+def _in_flight_refusal(cap: int) -> TooManyTurnsInFlight:
+    return TooManyTurnsInFlight(
         f"You already have {cap} messages running or queued, the most your plan allows. "
         "Wait for some to finish, then send again.",
-        code="too_many_turns_in_flight",
         retry_after=TURN_CAP_RETRY_AFTER_S,
     )
 
@@ -250,9 +248,8 @@ def user_send_check(*, user: User) -> None:
     over = _window_hit(user, "sends", "COPILOT_USER_SENDS_PER_MINUTE")
     if over is not None:
         cap, wait = over
-        raise UserCapExceeded(
+        raise TooManySends(
             f"Too many messages: your plan allows {cap} a minute. Try again in {wait} s.",
-            code="too_many_sends",
             retry_after=wait,
         )
 
@@ -262,8 +259,7 @@ def user_session_create_check(*, user: User) -> None:
     over = _window_hit(user, "sessions", "COPILOT_USER_SESSIONS_PER_MINUTE")
     if over is not None:
         cap, wait = over
-        raise UserCapExceeded(
+        raise TooManySessions(
             f"Too many new chats: your plan allows {cap} a minute. Try again in {wait} s.",
-            code="too_many_sessions",
             retry_after=wait,
         )

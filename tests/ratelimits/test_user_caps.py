@@ -32,10 +32,10 @@ def test_the_running_cap_refuses_the_slot_past_it_and_a_release_frees_one(alice:
     _reserve(alice, 2)
     with pytest.raises(UserCapExceeded) as refused:
         _reserve(alice, 3)
-    assert refused.value.http_status == 429
+    assert refused.value.status == 429
     assert refused.value.code == "too_many_running_turns"
     assert refused.value.retry_after == 5
-    assert refused.value.message == (
+    assert refused.value.detail == (
         "You already have 2 replies running, the most your plan allows at once. "
         "Wait for one to finish, then send again."
     )
@@ -57,7 +57,7 @@ def test_the_in_flight_cap_counts_queued_follow_ups(alice: Any, settings: Any) -
     user_caps.turn_queue_check(user=alice, queued=1)  # 2 running + 1 queued + this one = 4
     with pytest.raises(UserCapExceeded) as queued_refused:
         user_caps.turn_queue_check(user=alice, queued=2)
-    assert queued_refused.value.message == (
+    assert queued_refused.value.detail == (
         "You already have 4 messages running or queued, the most your plan allows. "
         "Wait for some to finish, then send again."
     )
@@ -98,7 +98,7 @@ def test_sends_per_minute(alice: Any, bob: Any, settings: Any) -> None:
         user_caps.user_send_check(user=alice)
     assert refused.value.code == "too_many_sends"
     assert 1 <= refused.value.retry_after <= 61
-    assert refused.value.message == (
+    assert refused.value.detail == (
         f"Too many messages: your plan allows 3 a minute. Try again in {refused.value.retry_after} s."
     )
     user_caps.user_send_check(user=bob)
@@ -147,7 +147,7 @@ def test_api_keys_per_user(alice: Any, bob: Any, settings: Any) -> None:
     second, _ = api_key_create(user=alice, name="two")
     with pytest.raises(ApiKeyLimitReached) as refused:
         api_key_create(user=alice, name="three")
-    assert refused.value.message == (
+    assert refused.value.detail == (
         "You already have 2 active API keys, the most allowed. Revoke one to create another."
     )
     assert ApiKey.objects.filter(user=alice).count() == 2
