@@ -12,14 +12,19 @@ from .sockets import api_key_group, credential_revoked
 
 
 class ApiKeyLimitReached(Exception):
-    """The user already has COPILOT_USER_MAX_API_KEYS active keys (HTTP 429)."""
+    """The user already has COPILOT_USER_MAX_API_KEYS active keys: HTTP 429 with `Retry-After`.
 
-    http_status = 429
+    Shaped like the apps' errors (status, code, detail, extra); accounts sits below
+    the shared error module, so it does not subclass it.
+    """
+
+    status = 429
+    code = "too_many_api_keys"
 
     def __init__(self, limit: int) -> None:
-        self.message = f"You already have {limit} active API keys, the most allowed. Revoke one to create another."
-        super().__init__(self.message)
-        self.extra = {"code": "too_many_api_keys"}
+        self.detail = f"You already have {limit} active API keys, the most allowed. Revoke one to create another."
+        super().__init__(self.detail)
+        self.extra = {"code": self.code}
         self.retry_after = API_KEY_LIMIT_RETRY_AFTER_S
 
 

@@ -97,7 +97,7 @@ def api_key_create_view(request: HttpRequest) -> HttpResponse:
         key, raw = api_key_create(user=request.user, name=form.cleaned_data["name"] or "API key")
     except ApiKeyLimitReached as exc:
         response = render(
-            request, "accounts/account.html", _account_context(request.user, key_error=exc.message), status=429
+            request, "accounts/account.html", _account_context(request.user, key_error=exc.detail), status=429
         )
         response["Retry-After"] = str(exc.retry_after)
         return response

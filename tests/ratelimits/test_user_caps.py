@@ -215,3 +215,14 @@ def test_the_in_flight_cap_through_the_stream_api(alice_client: APIClient, alice
     assert refused.json()["code"] == "too_many_turns_in_flight"
     assert not other.messages.exists()
     assert not other.turns.exists()
+
+
+def test_the_create_api_key_command_refuses_past_the_cap(alice: Any, settings: Any) -> None:
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    settings.COPILOT_USER_MAX_API_KEYS = 1
+    api_key_create(user=alice, name="only")
+    with pytest.raises(CommandError, match="You already have 1 active API keys, the most allowed."):
+        call_command("create_api_key", "alice")
+    assert ApiKey.objects.filter(user=alice).count() == 1

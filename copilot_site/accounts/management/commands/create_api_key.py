@@ -23,5 +23,5 @@ class Command(BaseCommand):
         try:
             _, raw = api_key_create(user=user, name=options["name"])
         except ApiKeyLimitReached as exc:
-            raise CommandError(exc.message) from exc
+            raise CommandError(exc.detail) from exc
         self.stdout.write(raw)
