@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from django.conf import settings
 
 from copilot_site.core.management.commands.runstack import worker_command
@@ -21,7 +20,6 @@ def test_the_worker_runs_the_threads_pool_at_the_configured_concurrency() -> Non
     assert settings.COPILOT_WORKER_CONCURRENCY == 20
 
 
-@pytest.mark.xfail(strict=True, reason="the README's production worker command is updated with this change")
 def test_the_readme_documents_the_worker_command_runstack_runs() -> None:
     documented = [
         line.split("#", 1)[0].strip()
