@@ -45,6 +45,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
+from copilot_site.core.outages import OUTAGE_DETAILS, outage_code
 from copilot_site.core.parsers import JsonBodyRejected, json_loads_bounded
 
 from .errors import SessionNotFound
@@ -60,6 +61,7 @@ logger = logging.getLogger(__name__)
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
 CLOSE_DISCONNECTED = 4000  # `DELETE …/stream` closed the session's listeners; reconnecting re-attaches
+CLOSE_NORMAL = 1000  # after an outage's error frame: the client reconnects once the service is back
 
 
 @database_sync_to_async  # type: ignore[untyped-decorator]
@@ -133,6 +135,20 @@ class _TurnRelay(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         except JsonBodyRejected:
             return None
 
+    async def dispatch(self, message: Any) -> None:
+        """A database or Redis outage in any handler is an `error` frame with its code, then a
+        normal close (1000): the client reconnects later. Never an exception out of the
+        consumer, which channels answers with 1011."""
+        try:
+            await super().dispatch(message)
+        except Exception as exc:
+            if (code := outage_code(exc)) is None:
+                raise
+            logger.warning("WebSocket %s: %s (%s)", message.get("type"), code, exc)
+            await self._send_quietly({"type": "error", "code": code, "message": OUTAGE_DETAILS[code]})
+            with contextlib.suppress(Exception):
+                await self.close(code=CLOSE_NORMAL)
+
     async def _accept_user(self) -> Any:
         """Accept the socket and return its user; None (closed with 4401) when anonymous.
         Accept before closing: a close during the handshake reaches the client as a bare
@@ -173,10 +189,19 @@ class _TurnRelay(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         except ListenerDisconnected:
             self.follow_task = None  # closing runs `disconnect`, which must not wait for this task
             await self.close(code=CLOSE_DISCONNECTED)
-        except Exception:
-            logger.exception("Relay of turn %s to a socket failed", turn_id)
-            for chunk in ({"type": "error", "errorText": "Stream error."}, {"type": "finish"}):
+        except Exception as exc:
+            code = outage_code(exc)
+            if code is None:
+                logger.exception("Relay of turn %s to a socket failed", turn_id)
+            else:
+                logger.warning("Relay of turn %s to a socket ended by an outage: %s (%s)", turn_id, code, exc)
+            error_text = OUTAGE_DETAILS[code] if code is not None else "Stream error."
+            for chunk in ({"type": "error", "errorText": error_text}, {"type": "finish"}):
                 await self._send_text_quietly(frame_text(StreamItem(None, turn_id, chunk)))
+            if code is not None:
+                self.follow_task = None  # closing runs `disconnect`, which must not wait for this task
+                with contextlib.suppress(Exception):
+                    await self.close(code=CLOSE_NORMAL)
 
     async def _send_quietly(self, frame: dict[str, Any]) -> bool:
         return await self._send_text_quietly(json.dumps(frame))

@@ -12,10 +12,16 @@ from typing import Any
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
-from rest_framework.views import exception_handler
+from rest_framework.views import exception_handler, set_rollback
+
+from .outages import OUTAGE_RETRY_AFTER_S, outage_body, outage_code
 
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if (code := outage_code(exc)) is not None:
+        # The database or Redis is unavailable (also while authenticating): 503, retry soon.
+        set_rollback()
+        return Response(outage_body(code), status=503, headers={"Retry-After": str(OUTAGE_RETRY_AFTER_S)})
     if isinstance(exc, DjangoValidationError):
         exc = drf_exceptions.ValidationError(getattr(exc, "message_dict", None) or exc.messages)
     status = getattr(exc, "http_status", None)

@@ -80,6 +80,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so its `process_exception` is the last word on a view's database or Redis outage.
+    "copilot_site.core.middleware.OutageMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Serves static files (right after SecurityMiddleware, as WhiteNoise asks).
     # https://whitenoise.readthedocs.io/en/stable/django.html
