@@ -46,6 +46,16 @@ def run_turn(self: Any, payload: dict[str, Any]) -> None:
         turn_auto_continue(session_id=request.session_id)
 
 
+@shared_task(name="chat.recover_unsaved_turns", bind=True, max_retries=None, ignore_result=True)
+def recover_unsaved_turns(self: Any) -> None:
+    """Save the streamed answers whose end-of-turn write failed; again later while the
+    database is still unavailable, until the turns' streams expire."""
+    from .services.turns import RECOVER_MAX_RETRIES, RECOVER_RETRY_S, turns_recover_unsaved
+
+    if turns_recover_unsaved() and self.request.retries < RECOVER_MAX_RETRIES:
+        raise self.retry(countdown=RECOVER_RETRY_S)
+
+
 @worker_ready.connect
 def _warm_up_worker(**kwargs: Any) -> None:
     """Load the engine before the first turn arrives (see chat.turns.runtime.warm_up)."""
