@@ -16,6 +16,7 @@ import redis.exceptions
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template import loader
+from rest_framework.exceptions import APIException
 
 DATABASE_UNAVAILABLE = "database_unavailable"
 REDIS_UNAVAILABLE = "redis_unavailable"
@@ -35,7 +36,11 @@ _REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError
 
 def outage_code(exc: BaseException | None) -> str | None:
     """``database_unavailable`` or ``redis_unavailable`` when `exc` (or an exception it was
-    raised from) is an outage of that service; None for any other exception."""
+    raised from) is an outage of that service; None for any other exception. An error that
+    carries its own answer (an application error with ``http_status``, a DRF exception)
+    keeps it, whatever caused it."""
+    if exc is not None and (getattr(exc, "http_status", None) is not None or isinstance(exc, APIException)):
+        return None
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))

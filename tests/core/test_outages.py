@@ -31,6 +31,7 @@ from copilot_site.accounts.services import api_key_create
 from copilot_site.core.embedded_redis import free_port, start_redis, stop_process
 from copilot_site.core.outages import outage_code
 from copilot_site.testing.processes import start_daphne
+from ratelimits.errors import ResetFailed
 from tests.conftest import ARTIFACTS
 
 DATABASE_BODY = {
@@ -179,6 +180,10 @@ def test_an_outage_is_recognised_through_the_exceptions_it_caused() -> None:
     wrapped.__cause__ = redis.exceptions.TimeoutError("Timeout reading from socket")
     assert outage_code(wrapped) == "redis_unavailable"
     assert outage_code(OperationalError("database is locked")) == "database_unavailable"
+    # an application error raised from an outage keeps its own answer
+    chosen = ResetFailed("Unable to verify reset eligibility — please try again later.")
+    chosen.__cause__ = redis.exceptions.ConnectionError("down")
+    assert outage_code(chosen) is None
     assert outage_code(ValueError("no")) is None
     assert outage_code(None) is None
 
