@@ -126,6 +126,7 @@ class _TurnRelay(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     groups_joined: tuple[str, ...] = ()
     following: str | None = None
     follow_task: asyncio.Task[None] | None = None
+    relay_frame_text: Callable[[StreamItem], str] | None = None
 
     @classmethod
     async def decode_json(cls, text_data: str) -> Any:
@@ -134,6 +135,26 @@ class _TurnRelay(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             return json_loads_bounded(text_data)
         except JsonBodyRejected:
             return None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """The channel layer's own Redis connection failing ends channels' receive loop:
+        then the relayed turn ends with `error` + `finish`, an `error` frame follows and the
+        socket closes normally (1000), never with 1011."""
+        try:
+            await super().__call__(scope, receive, send)
+        except Exception as exc:
+            if (code := outage_code(exc)) is None:
+                raise
+            logger.warning("WebSocket channel layer unavailable: %s (%s)", code, exc)
+            turn_id, frame_text = self.following, self.relay_frame_text
+            relaying = self.follow_task is not None and not self.follow_task.done()
+            await self._stop_following()
+            if relaying and turn_id is not None and frame_text is not None:
+                for chunk in ({"type": "error", "errorText": OUTAGE_DETAILS[code]}, {"type": "finish"}):
+                    await self._send_text_quietly(frame_text(StreamItem(None, turn_id, chunk)))
+            await self._send_quietly({"type": "error", "code": code, "message": OUTAGE_DETAILS[code]})
+            with contextlib.suppress(Exception):
+                await self.close(code=CLOSE_NORMAL)
 
     async def dispatch(self, message: Any) -> None:
         """A database or Redis outage in any handler is an `error` frame with its code, then a
@@ -175,7 +196,7 @@ class _TurnRelay(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         await self._send_quietly(event)
 
     def _start_relay(self, turn_id: str, after: str | None, frame_text: Callable[[StreamItem], str]) -> None:
-        self.following = turn_id
+        self.following, self.relay_frame_text = turn_id, frame_text
         self.follow_task = asyncio.create_task(self._relay(turn_id, after, frame_text))
 
     async def _relay(self, turn_id: str, after: str | None, frame_text: Callable[[StreamItem], str]) -> None:

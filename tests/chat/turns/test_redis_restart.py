@@ -4,22 +4,29 @@ the test's own, which it kills and starts again; the suite's Redis is untouched.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import signal
 import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+import websockets
 
 from chat.models import ChatMessage
 from chat.turns.follow import STREAM_INTERRUPTED_TEXT
 from copilot_site.core.embedded_redis import free_port, start_redis, stop_process
+from copilot_site.core.outages import OUTAGE_DETAILS
 from copilot_site.testing.processes import start_celery_worker, start_daphne
 from copilot_site.testing.pytest_plugin import BROKER_DB
-from tests.chat.turns.helpers import SseResult, fake, person, read_sse, wait_until
+from tests.chat.turns.helpers import SseResult, WsClient, fake, person, read_sse, wait_until
 from tests.conftest import ARTIFACTS
+
+REDIS_DETAIL = OUTAGE_DETAILS["redis_unavailable"]
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -75,6 +82,50 @@ def test_an_sse_listener_ends_within_10_s_when_redis_goes_down_mid_stream(
         # and the web server kept serving: the chat's rows are readable
         assert ChatMessage.objects.filter(session=alice.session, role="user").count() == 1
         assert "Exception inside application" not in web.log()
+    finally:
+        worker.stop()
+        web.stop()
+        if own_redis.poll() is None:
+            stop_process(own_redis)
+
+
+def test_a_websocket_listener_ends_with_error_and_finish_when_redis_stays_down(live_env: dict[str, str]) -> None:
+    port = free_port()
+    own_redis = start_redis(port, Path(tempfile.mkdtemp(prefix="copilot-restart-redis-")))
+    broker = os.environ["COPILOT_TEST_REDIS_BASE"].rsplit("/", 1)[0] + f"/{BROKER_DB + 3}"
+    env = {**live_env, "REDIS_URL": f"redis://127.0.0.1:{port}/0", "CELERY_BROKER_URL": broker}
+    web, web_port = start_daphne(env, ARTIFACTS / "logs")
+    worker = start_celery_worker(env, ARTIFACTS / "logs", name="restart-ws")
+    alice = person("alice")
+
+    async def scenario() -> tuple[list[dict[str, Any]], float, Any]:
+        async with WsClient(f"http://127.0.0.1:{web_port}", alice.session.id, alice.headers) as ws:
+            message = "long " + fake({"text": "w" * 80, "chunk_size": 2, "delay_ms": 150})
+            await ws.send({"type": "send", "message": message})
+            await ws.until(lambda f: f.get("chunk", {}).get("type") == "text-delta", timeout=30)
+            os.killpg(own_redis.pid, signal.SIGKILL)
+            killed_at = time.monotonic()
+            chunks = await ws.until_finish(timeout=12)
+            ended_in = time.monotonic() - killed_at
+            after: list[Any] = []
+            closed: Any = "open"
+            try:
+                while True:
+                    after.append(json.loads(await asyncio.wait_for(ws.ws.recv(), 3)))
+            except websockets.ConnectionClosed as exc:
+                closed = exc.rcvd.code if exc.rcvd is not None else "no close frame"
+            except TimeoutError:
+                pass
+            # an error frame with its code may follow, then a normal close
+            assert after in ([], [{"type": "error", "code": "redis_unavailable", "message": REDIS_DETAIL}])
+            return chunks, ended_in, closed
+
+    try:
+        chunks, ended_in, closed = asyncio.run(scenario())
+        assert ended_in < 10
+        assert [c["type"] for c in chunks][-2:] == ["error", "finish"]
+        assert chunks[-2]["errorText"] in {STREAM_INTERRUPTED_TEXT, REDIS_DETAIL}
+        assert closed in {"open", 1000}  # never 1011
     finally:
         worker.stop()
         web.stop()
