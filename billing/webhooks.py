@@ -20,6 +20,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from copilot_site.core import metrics
 from copilot_site.core.parsers import JsonBodyRejected, json_size_check, request_size_check
 
 from . import stripe_gateway
@@ -38,7 +39,7 @@ def handle_checkout_completed(event: stripe_gateway.WebhookEvent) -> str:
 
 
 def handle_subscription_changed(event: stripe_gateway.WebhookEvent) -> str:
-    return stripe_sync.sync_subscription_from_stripe(
+    return stripe_sync.subscription_sync_from_stripe(
         subscription=stripe_gateway.subscription_from_dict(event.data_object),
         event_created=event.created,
         deleted=event.type == "customer.subscription.deleted",
@@ -182,13 +183,14 @@ def stripe_webhook(request: HttpRequest) -> JsonResponse:
         request_size_check(request)
         json_size_check(len(request.body))
     except JsonBodyRejected as exc:
-        return _error(exc.http_status, exc.message)
+        return _error(exc.status, exc.detail)
     try:
         event = stripe_gateway.event_construct(
             payload=request.body, signature_header=request.headers.get("Stripe-Signature", ""), secret=secret
         )
     except InvalidWebhook as exc:
-        return _error(400, exc.message)
+        metrics.stripe_webhook_count(event_type="", outcome="invalid_signature")
+        return _error(400, exc.detail)
     if event.api_version and event.api_version != stripe_gateway.API_VERSION:
         logger.error(
             "Stripe event %s has API version %s, expected %s",
@@ -203,6 +205,8 @@ def stripe_webhook(request: HttpRequest) -> JsonResponse:
         logger.exception(
             "Stripe webhook handler failed", extra={"stripe_event_id": event.id, "stripe_event_type": event.type}
         )
+        metrics.stripe_webhook_count(event_type=event.type, outcome="error")
         return _error(500, "Webhook processing failed")
+    metrics.stripe_webhook_count(event_type=event.type, outcome=outcome)
     body: dict[str, Any] = {"received": True, "outcome": outcome}
     return JsonResponse(body, status=200)

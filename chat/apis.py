@@ -1,11 +1,17 @@
-"""Chat REST API: one APIView per operation (HackSoft style)."""
+"""Chat REST API: one APIView per operation (HackSoft style).
+
+Operations that share a URL are put behind it by ``copilot_site.core.api_routing``
+(see ``chat/urls.py``). Each handler validates, calls one service or selector and
+serializes; errors travel as exceptions to the one API exception handler.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.conf import settings
-from drf_spectacular.utils import extend_schema
+from django.http import StreamingHttpResponse
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -15,9 +21,15 @@ from copilot_site.core.pagination import OffsetField
 from copilot_site.core.serializers import StrictCharField, UnknownKeysRefusedMixin
 
 from .models import ChatMessage, ChatSession
-from .selectors import message_page, session_get_for_user, session_list
+from .selectors import message_page, session_get_for_user, session_list, ui_message_page
 from .services.sessions import session_create, session_delete, session_rename
+from .services.turns import turn_running
+from .turns.dispatch import turn_send
+from .turns.follow import turn_listeners_disconnect
+from .turns.pending import pending_peek
+from .turns.registry import iso_from_unix, turn_cancel_request
 from .turns.scripts import turn_statuses
+from .turns.sse import sse_response
 
 
 class SessionOutputSerializer(serializers.Serializer[ChatSession]):
@@ -35,6 +47,7 @@ class SessionOutputSerializer(serializers.Serializer[ChatSession]):
 class MessageOutputSerializer(serializers.Serializer[ChatMessage]):
     sequence = serializers.IntegerField()
     role = serializers.CharField()
+    kind = serializers.ChoiceField(choices=ChatMessage.Kind.choices)
     content = serializers.CharField(allow_null=True)
     name = serializers.CharField()
     tool_call_id = serializers.CharField()
@@ -44,27 +57,24 @@ class MessageOutputSerializer(serializers.Serializer[ChatMessage]):
     created_at = serializers.DateTimeField()
 
 
-def _active_turn(session_id: object) -> dict[str, Any] | None:
-    from .services.turns import turn_running
-    from .turns.registry import iso_from_unix
+class ContextSerializer(serializers.Serializer[Any]):
+    """Page context; unknown keys are accepted and dropped."""
 
-    meta = turn_running(session_id, reap=True)
-    if meta is None:
-        return None
-    return {"turn_id": meta.turn_id, "started_at": iso_from_unix(meta.created_at)}
+    url = StrictCharField(max_length=2000, required=False, allow_blank=True)
+    content = StrictCharField(max_length=32000, required=False, allow_blank=True)
 
 
 def _session_data(session: ChatSession) -> dict[str, Any]:
     return dict(SessionOutputSerializer(session, context={"turn_statuses": turn_statuses([session.pk])}).data)
 
 
-class SessionListCreateApi(APIView):
+# --- sessions ---------------------------------------------------------------------------------
+
+
+class SessionListApi(APIView):
     class FilterSerializer(serializers.Serializer[Any]):
         limit = serializers.IntegerField(min_value=1, max_value=100, default=50)
         offset = OffsetField()
-
-    class InputSerializer(UnknownKeysRefusedMixin, serializers.Serializer[Any]):
-        title = StrictCharField(required=False, allow_blank=True, max_length=200)
 
     @extend_schema(parameters=[FilterSerializer])
     def get(self, request: Request) -> Response:
@@ -77,6 +87,11 @@ class SessionListCreateApi(APIView):
         sessions_data = SessionOutputSerializer(page, many=True, context=context).data  # type: ignore[arg-type]
         return Response({"sessions": sessions_data, "total": sessions.count()})
 
+
+class SessionCreateApi(APIView):
+    class InputSerializer(UnknownKeysRefusedMixin, serializers.Serializer[Any]):
+        title = StrictCharField(required=False, allow_blank=True, max_length=200)
+
     @extend_schema(request=InputSerializer, responses={201: SessionOutputSerializer})
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
@@ -85,12 +100,36 @@ class SessionListCreateApi(APIView):
         return Response(_session_data(session), status=status.HTTP_201_CREATED)
 
 
-class SessionDetailApi(APIView):
+class SessionGetApi(APIView):
     class FilterSerializer(serializers.Serializer[Any]):
         limit = serializers.IntegerField(min_value=1, max_value=200, default=50)
         before_sequence = serializers.IntegerField(min_value=0, required=False)
 
-    class PatchSerializer(serializers.Serializer[Any]):
+    @extend_schema(parameters=[FilterSerializer])
+    def get(self, request: Request, session_id: str) -> Response:
+        """The session, a page of its messages and, on the newest page, its running turn."""
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        session = session_get_for_user(session_id=session_id, user=request.user)
+        before_sequence = filters.validated_data.get("before_sequence")
+        page = message_page(session=session, limit=filters.validated_data["limit"], before_sequence=before_sequence)
+        active = turn_running(session.pk, reap=True) if before_sequence is None else None
+        return Response(
+            {
+                "session": _session_data(session),
+                "messages": MessageOutputSerializer(page.messages, many=True).data,  # type: ignore[arg-type]
+                "has_more": page.has_more,
+                "oldest_sequence": page.oldest_sequence,
+                "active_turn": (
+                    {"turn_id": active.turn_id, "started_at": iso_from_unix(active.created_at)} if active else None
+                ),
+            }
+        )
+
+
+class SessionRenameApi(APIView):
+    @extend_schema_serializer(component_name="SessionRenameInput")
+    class InputSerializer(serializers.Serializer[Any]):
         title = StrictCharField(max_length=200, allow_blank=True)
 
         def validate_title(self, value: str) -> str:
@@ -98,51 +137,88 @@ class SessionDetailApi(APIView):
                 raise serializers.ValidationError("Title must not be blank")
             return value
 
-    @extend_schema(parameters=[FilterSerializer])
-    def get(self, request: Request, session_id: str) -> Response:
-        filters = self.FilterSerializer(data=request.query_params)
-        filters.is_valid(raise_exception=True)
-        session = session_get_for_user(session_id=session_id, user=request.user)
-        page = message_page(
-            session=session,
-            limit=filters.validated_data["limit"],
-            before_sequence=filters.validated_data.get("before_sequence"),
-        )
-        return Response(
-            {
-                "session": _session_data(session),
-                "messages": MessageOutputSerializer(page.messages, many=True).data,  # type: ignore[arg-type]
-                "has_more": page.has_more,
-                "oldest_sequence": page.oldest_sequence,
-                "active_turn": _active_turn(session.pk)
-                if filters.validated_data.get("before_sequence") is None
-                else None,
-            }
-        )
-
-    @extend_schema(request=PatchSerializer, responses={200: SessionOutputSerializer})
+    @extend_schema(request=InputSerializer, responses={200: SessionOutputSerializer})
     def patch(self, request: Request, session_id: str) -> Response:
-        serializer = self.PatchSerializer(data=request.data)
+        serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         session = session_rename(session_id=session_id, user=request.user, title=serializer.validated_data["title"])
         return Response(_session_data(session))
 
+
+class SessionDeleteApi(APIView):
     def delete(self, request: Request, session_id: str) -> Response:
         session_delete(session_id=session_id, user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class ContextSerializer(serializers.Serializer[Any]):
-    """Page context; unknown keys are accepted and dropped."""
+class UIMessageOutputSerializer(serializers.Serializer[Any]):
+    """An AI SDK ``UIMessage``."""
 
-    url = StrictCharField(max_length=2000, required=False, allow_blank=True)
-    content = StrictCharField(max_length=32000, required=False, allow_blank=True)
+    id = serializers.CharField()
+    role = serializers.ChoiceField(choices=["user", "assistant"])
+    parts = serializers.ListField(child=serializers.DictField(), help_text="UIMessage parts (text, reasoning, …).")
+    metadata = serializers.DictField()
 
 
-class SessionStreamApi(APIView):
-    """`POST` sends a message and streams the new turn; `GET` re-attaches to the running one;
-    `DELETE` detaches every listener (SSE responses end, WebSockets close with 4000)."""
+class ActiveTurnOutputSerializer(serializers.Serializer[Any]):
+    turn_id = serializers.CharField()
+    started_at = serializers.DateTimeField()
 
+
+class UIMessagePageOutputSerializer(serializers.Serializer[Any]):
+    session = SessionOutputSerializer()
+    messages = UIMessageOutputSerializer(many=True)
+    has_more = serializers.BooleanField()
+    oldest_sequence = serializers.IntegerField(allow_null=True)
+    active_turn = ActiveTurnOutputSerializer(allow_null=True)
+
+
+class UIMessageListApi(APIView):
+    """The transcript as AI SDK ``UIMessage`` objects, for ``useChat({messages, resume: true})``.
+
+    Same query parameters and envelope as the transcript (`SessionGetApi`); ``messages``
+    holds UIMessages. A page is widened back to the start of the turn its oldest row
+    belongs to, so a message is never split across pages. While a turn runs its
+    assistant message is left out: resuming the stream (`GET …/stream`) replays it whole,
+    under the same id.
+    """
+
+    class FilterSerializer(serializers.Serializer[Any]):
+        limit = serializers.IntegerField(min_value=1, max_value=200, default=50)
+        before_sequence = serializers.IntegerField(min_value=0, required=False)
+
+    @extend_schema(parameters=[FilterSerializer], responses={200: UIMessagePageOutputSerializer})
+    def get(self, request: Request, session_id: str) -> Response:
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        session = session_get_for_user(session_id=session_id, user=request.user)
+        before_sequence = filters.validated_data.get("before_sequence")
+        active = turn_running(session.pk, reap=True)
+        page = ui_message_page(
+            session=session,
+            limit=filters.validated_data["limit"],
+            before_sequence=before_sequence,
+            running_turn_id=str(active.turn_id) if active else None,
+        )
+        return Response(
+            {
+                "session": _session_data(session),
+                "messages": page.messages,
+                "has_more": page.has_more,
+                "oldest_sequence": page.oldest_sequence,
+                "active_turn": (
+                    {"turn_id": active.turn_id, "started_at": iso_from_unix(active.created_at)}
+                    if active and before_sequence is None
+                    else None
+                ),
+            }
+        )
+
+
+# --- turns ----------------------------------------------------------------------------------------
+
+
+class TurnSendApi(APIView):
     class InputSerializer(serializers.Serializer[Any]):
         message = StrictCharField(trim_whitespace=False)  # length: COPILOT_MESSAGE_MAX_CHARS, in validate_message
         client_message_id = StrictCharField(max_length=100, required=False, allow_null=True)
@@ -166,10 +242,8 @@ class SessionStreamApi(APIView):
             return value
 
     @extend_schema(request=InputSerializer, responses={200: None, 202: None})
-    def post(self, request: Request, session_id: str) -> Any:
-        from .turns.dispatch import turn_send
-        from .turns.sse import sse_response
-
+    def post(self, request: Request, session_id: str) -> Response | StreamingHttpResponse:
+        """Send a message and stream the turn it starts (SSE); 202 when it is queued behind a running turn."""
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
@@ -188,11 +262,11 @@ class SessionStreamApi(APIView):
             return Response(result.queued_body(), status=status.HTTP_202_ACCEPTED)
         return sse_response(session_id, turn_id=result.turn_id or None)
 
-    @extend_schema(responses={200: None, 204: None})
-    def get(self, request: Request, session_id: str) -> Any:
-        from .services.turns import turn_running
-        from .turns.sse import sse_response
 
+class TurnStreamApi(APIView):
+    @extend_schema(responses={200: None, 204: None})
+    def get(self, request: Request, session_id: str) -> Response | StreamingHttpResponse:
+        """Re-attach to the running turn's stream (from ``Last-Event-ID`` or ``after``); 204 when none runs."""
         session = session_get_for_user(session_id=session_id, user=request.user)
         meta = turn_running(session.pk, reap=True)
         if meta is None:
@@ -200,28 +274,28 @@ class SessionStreamApi(APIView):
         after = request.headers.get("Last-Event-ID") or request.query_params.get("after") or None
         return sse_response(str(session.pk), after=after, turn_id=meta.turn_id)
 
+
+class TurnListenersDisconnectApi(APIView):
     @extend_schema(responses={204: None})
     def delete(self, request: Request, session_id: str) -> Response:
-        """Close every SSE and WebSocket listener of the session's turn; the turn keeps running."""
-        from .turns.follow import turn_listeners_disconnect
+        """Close every SSE and WebSocket listener of the session's turn; the turn keeps running.
 
+        SSE responses end; WebSockets close with 4000 (a client that reconnects re-attaches).
+        """
         session = session_get_for_user(session_id=session_id, user=request.user)
         turn_listeners_disconnect(session.pk)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class SessionCancelApi(APIView):
+class TurnCancelApi(APIView):
     def post(self, request: Request, session_id: str) -> Response:
-        from .turns.registry import turn_cancel_request
-
         session = session_get_for_user(session_id=session_id, user=request.user)
         return Response(turn_cancel_request(session.pk))
 
 
-class SessionPendingApi(APIView):
+class PendingListApi(APIView):
     def get(self, request: Request, session_id: str) -> Response:
-        from .turns.pending import pending_peek
-
+        """The messages queued behind the running turn, oldest first."""
         session = session_get_for_user(session_id=session_id, user=request.user)
         messages = [m.content for m in pending_peek(session.pk)]
         return Response({"messages": messages, "count": len(messages)})

@@ -22,8 +22,7 @@ from django.db import InterfaceError, OperationalError, connection
 
 from chat.errors import SessionNotFound
 from chat.models import (
-    COPILOT_SYSTEM_PREFIX,
-    STOPPED_BY_USER_MARKER,
+    STOPPED_TEXT,
     ChatMessage,
     ChatSession,
     ContextSnapshot,
@@ -54,8 +53,6 @@ if TYPE_CHECKING:
     from copilot_site.accounts.models import User
 
 logger = logging.getLogger(__name__)
-
-ERROR_ROW_PREFIX = f"{COPILOT_SYSTEM_PREFIX} Error: "
 
 # Waits between attempts of the end-of-turn write while the database is unavailable
 # (31.5 s in all): long enough for a restart or a fail-over, while the turn's stream
@@ -185,9 +182,9 @@ class Transcript:
         if partial:
             self.row(ChatMessage.Role.ASSISTANT, partial)
         if stopped:
-            self.row(ChatMessage.Role.ASSISTANT, STOPPED_BY_USER_MARKER)
+            self.row(ChatMessage.Role.ASSISTANT, STOPPED_TEXT, kind=ChatMessage.Kind.STOPPED)
         elif error_text is not None:
-            self.row(ChatMessage.Role.ASSISTANT, ERROR_ROW_PREFIX + error_text)
+            self.row(ChatMessage.Role.ASSISTANT, error_text, kind=ChatMessage.Kind.ERROR_NOTICE)
 
     def finish_with_retry(self, end: TurnEnd) -> TurnRecorded:
         """`finish`, tried again after each wait of ``END_WRITE_BACKOFF_S`` while the database

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -15,13 +15,16 @@ from chat.errors import SessionNotFound
 from chat.models import ChatMessage, ChatSession
 from copilot_site.core import sql
 
+if TYPE_CHECKING:
+    from copilot_site.accounts.models import User
+
 logger = logging.getLogger(__name__)
 
 # How many trailing rows one query of the duplicate check reads (the run is usually 1–2 rows).
 _DUPLICATE_SCAN_BATCH = 50
 
 
-def _lock_session(session_id: uuid.UUID | str, user: Any | None = None) -> ChatSession:
+def _lock_session(session_id: uuid.UUID | str, user: User | None = None) -> ChatSession:
     """The session row, locked until the end of the transaction.
 
     Appends to one session are serialised on this row lock (PostgreSQL); on SQLite
@@ -158,13 +161,25 @@ def message_duplicate_of(
             return None
 
 
+def message_client_ids_saved(*, session_id: uuid.UUID | str, client_message_ids: Sequence[str]) -> set[str]:
+    """Which of these `client_message_id`s the session already has a row for (one query).
+
+    The database holds at most one row per (session, client_message_id): a second insert
+    raises IntegrityError (constraint `chat_message_client_id_unique`).
+    """
+    if not client_message_ids:
+        return set()
+    rows = ChatMessage.objects.filter(session__pk=session_id, client_message_id__in=list(client_message_ids))
+    return {found for found in rows.values_list("client_message_id", flat=True) if found}
+
+
 def message_append_user(
     *,
     session_id: uuid.UUID | str,
     content: str,
     client_message_id: str | None = None,
     turn_id: uuid.UUID | str | None = None,
-    user: Any | None = None,
+    user: User | None = None,
 ) -> ChatMessage | None:
     """Append the user's message unless it is a duplicate (`message_duplicate_of`); None when
     nothing was written. With ``user`` the session must be theirs (SessionNotFound otherwise).

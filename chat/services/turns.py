@@ -23,7 +23,7 @@ from typing import Any
 from django.db import DatabaseError, transaction
 
 from chat.errors import SessionNotFound
-from chat.models import COPILOT_SYSTEM_PREFIX, ChatMessage, ChatSession
+from chat.models import ChatMessage, ChatSession
 from chat.services.messages import messages_save_new
 from chat.services.usage import turn_usage_fail
 from chat.turns import scripts as rs
@@ -72,8 +72,7 @@ def turn_text_save(*, session_id: str, turn_id: str, text: str) -> bool:
             raise SessionNotFound(session_id)
         answered = (
             ChatMessage.objects.filter(session__pk=session_id, turn_id=turn_id, role=ChatMessage.Role.ASSISTANT)
-            .exclude(content__startswith=COPILOT_SYSTEM_PREFIX)
-            .filter(tool_calls=[])
+            .filter(kind=ChatMessage.Kind.MESSAGE, tool_calls=[])
             .exists()
         )
         if answered:
@@ -127,7 +126,7 @@ def turns_recover_unsaved(*, session_id: str | None = None) -> int:
 def turn_record_failure(*, session_id: str, turn_id: str, error: str) -> None:
     """Leave the failure in the transcript (an assistant notice) and on the turn record."""
     notice = ChatMessage(
-        role=ChatMessage.Role.ASSISTANT, content=f"{COPILOT_SYSTEM_PREFIX} Error: {error}", turn_id=turn_id
+        role=ChatMessage.Role.ASSISTANT, kind=ChatMessage.Kind.ERROR_NOTICE, content=error, turn_id=turn_id
     )
     try:
         messages_save_new(session_id=session_id, messages=[notice])

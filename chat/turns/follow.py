@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
 from chat.services.turns import reap_if_dead
+from copilot_site.core import metrics
 
 from . import scripts as rs
 from .live import DISCONNECT, RESYNC, live_hub
@@ -290,6 +291,7 @@ async def _follow_once(
             live_item = _decode_entry(entry_id, current_turn, data)
             if live_item is None:
                 continue
+            metrics.chunk_relayed(entry_id)
             yield live_item
             if live_item.is_terminal:
                 return

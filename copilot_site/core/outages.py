@@ -18,6 +18,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template import loader
 from rest_framework.exceptions import APIException
 
+from .errors import ApplicationError
+
 DATABASE_UNAVAILABLE = "database_unavailable"
 REDIS_UNAVAILABLE = "redis_unavailable"
 
@@ -39,7 +41,9 @@ def outage_code(exc: BaseException | None) -> str | None:
     raised from) is an outage of that service; None for any other exception. An error that
     carries its own answer (an application error with ``http_status``, a DRF exception)
     keeps it, whatever caused it."""
-    if exc is not None and (getattr(exc, "http_status", None) is not None or isinstance(exc, APIException)):
+    if exc is not None and (
+        isinstance(exc, ApplicationError | APIException) or getattr(exc, "http_status", None) is not None
+    ):
         return None
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:

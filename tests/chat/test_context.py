@@ -19,7 +19,7 @@ from chat.engine.context import (
     system_prompt,
 )
 from chat.engine.followups import PendingFollowUp, format_follow_up_block, turn_start_llm_text
-from chat.models import STOPPED_BY_USER_MARKER, ChatMessage
+from chat.models import STOPPED_TEXT, ChatMessage
 
 
 def call(call_id: str, name: str = "calculator", arguments: str = "{}") -> dict[str, Any]:
@@ -39,10 +39,10 @@ def tool(call_id: str, content: str = "out", sequence: int | None = None) -> Cha
 
 
 def marker() -> ChatMessage:
-    return ChatMessage(role="assistant", content=STOPPED_BY_USER_MARKER)
+    return ChatMessage(role="assistant", content=STOPPED_TEXT, kind=ChatMessage.Kind.STOPPED)
 
 
-# ---------------------------------------------------------------- pruning (SPEC 4.17)
+# ---------------------------------------------------------------- pruning
 
 
 @pytest.mark.parametrize(
@@ -91,7 +91,7 @@ def test_filtering_drops_reasoning_notices_and_unresolved_calls_anywhere() -> No
         tool("stray", "not answering anything"),
         assistant("", calls=[call("b")]),  # never answered: the row disappears
         marker(),
-        ChatMessage(role="assistant", content="[__COPILOT_SYSTEM__] Error: boom"),
+        ChatMessage(role="assistant", content="boom", kind=ChatMessage.Kind.ERROR_NOTICE),
         ChatMessage(role="system", content="not for the model"),
         user("q2"),
     ]
@@ -163,7 +163,7 @@ def test_system_prompt_carries_the_follow_up_note_and_no_tool_docs() -> None:
     assert "calculator" not in prompt
 
 
-# ---------------------------------------------------------------- follow-ups (SPEC 4.15)
+# ---------------------------------------------------------------- follow-ups
 
 
 def test_ten_follow_ups_of_2000_chars_stay_under_8000() -> None:
@@ -210,7 +210,7 @@ def test_turn_start_follow_up_text() -> None:
     )
 
 
-# ---------------------------------------------------------------- snapshot + gap (SPEC 4.12.5, 4.12.7)
+# ---------------------------------------------------------------- snapshot + gap
 
 
 def numbered(rows: list[ChatMessage]) -> list[ChatMessage]:
@@ -268,7 +268,7 @@ def test_snapshot_state_default_allows_writing() -> None:
     assert SnapshotState().may_write is True
 
 
-# ---------------------------------------------------------------- compaction (SPEC 4.12.6)
+# ---------------------------------------------------------------- compaction
 
 
 def history(pairs: int, words: int = 100) -> list[dict[str, Any]]:

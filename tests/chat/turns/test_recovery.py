@@ -18,10 +18,7 @@ from tests.conftest import ARTIFACTS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
-NOTICE = (
-    "[__COPILOT_SYSTEM__] Error: The worker running this reply stopped unexpectedly. "
-    "What it produced so far is saved; please try again."
-)
+NOTICE = "The worker running this reply stopped unexpectedly. What it produced so far is saved; please try again."
 
 
 def test_a_killed_worker_leaves_the_text_it_streamed_in_the_transcript_before_the_notice(
@@ -54,9 +51,15 @@ def test_a_killed_worker_leaves_the_text_it_streamed_in_the_transcript_before_th
         assert 10 <= len(streamed) < 80
         assert streamed == "z" * len(streamed)
         rows = list(
-            ChatMessage.objects.filter(session=alice.session).order_by("sequence").values_list("role", "content")
+            ChatMessage.objects.filter(session=alice.session)
+            .order_by("sequence")
+            .values_list("role", "kind", "content")
         )
-        assert rows == [("user", message), ("assistant", streamed), ("assistant", NOTICE)]
+        assert rows == [
+            ("user", "message", message),
+            ("assistant", "message", streamed),
+            ("assistant", "error_notice", NOTICE),
+        ]
         assert turn_meta_get(alice.session.id).status == "failed"  # type: ignore[union-attr]
         assert TurnUsage.objects.get(session=alice.session).outcome == "failed"
     finally:
