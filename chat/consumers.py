@@ -48,6 +48,7 @@ from django.conf import settings
 from copilot_site.accounts.sockets import SocketCredential, auth_group, credential_is_valid, socket_credential
 from copilot_site.core.errors import ApplicationError
 from copilot_site.core.exceptions import error_frame
+from copilot_site.core.outages import OUTAGE_DETAILS, outage_code
 from copilot_site.core.parsers import JsonBodyRejected, json_loads_bounded
 
 from .errors import SessionNotFound
@@ -63,6 +64,7 @@ logger = logging.getLogger(__name__)
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
 CLOSE_DISCONNECTED = 4000  # `DELETE …/stream` closed the session's listeners; reconnecting re-attaches
+CLOSE_NORMAL = 1000  # after an outage's error frame: the client reconnects once the service is back
 
 
 @database_sync_to_async  # type: ignore[untyped-decorator]
@@ -134,6 +136,7 @@ class _TurnRelay(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     follow_task: asyncio.Task[None] | None = None
     credential: SocketCredential | None = None
     auth_group_name: str | None = None
+    relay_frame_text: Callable[[StreamItem], str] | None = None
 
     @classmethod
     async def decode_json(cls, text_data: str) -> Any:
@@ -142,6 +145,40 @@ class _TurnRelay(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             return json_loads_bounded(text_data)
         except JsonBodyRejected:
             return None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """The channel layer's own Redis connection failing ends channels' receive loop:
+        then the relayed turn ends with `error` + `finish`, an `error` frame follows and the
+        socket closes normally (1000), never with 1011."""
+        try:
+            await super().__call__(scope, receive, send)
+        except Exception as exc:
+            if (code := outage_code(exc)) is None:
+                raise
+            logger.warning("WebSocket channel layer unavailable: %s (%s)", code, exc)
+            turn_id, frame_text = self.following, self.relay_frame_text
+            relaying = self.follow_task is not None and not self.follow_task.done()
+            await self._stop_following()
+            if relaying and turn_id is not None and frame_text is not None:
+                for chunk in ({"type": "error", "errorText": OUTAGE_DETAILS[code]}, {"type": "finish"}):
+                    await self._send_text_quietly(frame_text(StreamItem(None, turn_id, chunk)))
+            await self._send_quietly({"type": "error", "code": code, "message": OUTAGE_DETAILS[code]})
+            with contextlib.suppress(Exception):
+                await self.close(code=CLOSE_NORMAL)
+
+    async def dispatch(self, message: Any) -> None:
+        """A database or Redis outage in any handler is an `error` frame with its code, then a
+        normal close (1000): the client reconnects later. Never an exception out of the
+        consumer, which channels answers with 1011."""
+        try:
+            await super().dispatch(message)
+        except Exception as exc:
+            if (code := outage_code(exc)) is None:
+                raise
+            logger.warning("WebSocket %s: %s (%s)", message.get("type"), code, exc)
+            await self._send_quietly({"type": "error", "code": code, "message": OUTAGE_DETAILS[code]})
+            with contextlib.suppress(Exception):
+                await self.close(code=CLOSE_NORMAL)
 
     async def _accept_user(self) -> Any:
         """Accept the socket and return its user; None (closed with 4401) when anonymous.
@@ -191,7 +228,7 @@ class _TurnRelay(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         await self._send_quietly(event)
 
     def _start_relay(self, turn_id: str, after: str | None, frame_text: Callable[[StreamItem], str]) -> None:
-        self.following = turn_id
+        self.following, self.relay_frame_text = turn_id, frame_text
         self.follow_task = asyncio.create_task(self._relay(turn_id, after, frame_text))
 
     async def _relay(self, turn_id: str, after: str | None, frame_text: Callable[[StreamItem], str]) -> None:
@@ -205,10 +242,19 @@ class _TurnRelay(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         except ListenerDisconnected:
             self.follow_task = None  # closing runs `disconnect`, which must not wait for this task
             await self.close(code=CLOSE_DISCONNECTED)
-        except Exception:
-            logger.exception("Relay of turn %s to a socket failed", turn_id)
-            for chunk in ({"type": "error", "errorText": "Stream error."}, {"type": "finish"}):
+        except Exception as exc:
+            code = outage_code(exc)
+            if code is None:
+                logger.exception("Relay of turn %s to a socket failed", turn_id)
+            else:
+                logger.warning("Relay of turn %s to a socket ended by an outage: %s (%s)", turn_id, code, exc)
+            error_text = OUTAGE_DETAILS[code] if code is not None else "Stream error."
+            for chunk in ({"type": "error", "errorText": error_text}, {"type": "finish"}):
                 await self._send_text_quietly(frame_text(StreamItem(None, turn_id, chunk)))
+            if code is not None:
+                self.follow_task = None  # closing runs `disconnect`, which must not wait for this task
+                with contextlib.suppress(Exception):
+                    await self.close(code=CLOSE_NORMAL)
 
     async def _send_quietly(self, frame: dict[str, Any]) -> bool:
         return await self._send_text_quietly(json.dumps(frame))

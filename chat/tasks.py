@@ -67,6 +67,16 @@ def run_turn(self: Any, payload: dict[str, Any]) -> None:
         turn_auto_continue(session_id=request.session_id)
 
 
+@shared_task(name="chat.recover_unsaved_turns", bind=True, max_retries=None, ignore_result=True)
+def recover_unsaved_turns(self: Any) -> None:
+    """Save the streamed answers whose end-of-turn write failed; again later while the
+    database is still unavailable, until the turns' streams expire."""
+    from .services.turns import RECOVER_MAX_RETRIES, RECOVER_RETRY_S, turns_recover_unsaved
+
+    if turns_recover_unsaved() and self.request.retries < RECOVER_MAX_RETRIES:
+        raise self.retry(countdown=RECOVER_RETRY_S)
+
+
 def turn_task_drop_reason(*, session_id: str, turn_id: str) -> str | None:
     """Why a task for this turn must not run (None when it should): the turn is no
     longer the session's running one, or a live worker is running it."""

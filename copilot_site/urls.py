@@ -14,6 +14,9 @@ _api_docs = csp_update(
     {"script-src": [_SWAGGER_CDN], "style-src": [_SWAGGER_CDN, "'unsafe-inline'"], "img-src": [_SWAGGER_CDN]}
 )(SpectacularSwaggerSplitView.as_view(url_name="api-schema"))
 
+# A database or Redis outage in any middleware answers 503, not the 500 page.
+handler500 = "copilot_site.core.middleware.server_error"
+
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("metrics", metrics_scrape, name="metrics"),

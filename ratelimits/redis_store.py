@@ -13,6 +13,12 @@ and all with a TTL:
     copilot:reset_lock:{uid}                       paid-reset lock, 10 s
     copilot:reset_count:{uid}:{YYYY-MM-DD}         paid resets today
     copilot:usage_warned:{uid}:{daily|weekly}:{window id}   usage warning already sent
+    copilot:cost:known:{uid}:{ISOYEAR}-W{WW}       this Redis holds the user's windows of this week
+
+Redis may lose the counters (a restart without persistence, a fail-over, eviction):
+the ``known`` marker goes with them. The first check of a user without it rebuilds
+both windows from the database's recorded spend (`spend_windows_rebuild`), so a
+restart never gives anyone their spend back.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ class _Store:
     client: redis.Redis[bytes]
     reset_daily: redis.commands.core.Script
     release_lock: redis.commands.core.Script
+    rebuild: redis.commands.core.Script
 
 
 # Compare-and-delete: a lock that expired and was taken by another request is
@@ -72,6 +79,23 @@ return weekly
 """
 
 
+# KEYS: daily, weekly, known marker. ARGV: daily and weekly spend recorded in the
+# database, their TTLs (s). Only when the marker is missing: each window becomes the
+# larger of what Redis holds (spend recorded since the loss, not yet in the database
+# read) and the database's figure, and the marker is set. 1 when it rebuilt.
+_REBUILD_LUA = """
+if redis.call('EXISTS', KEYS[3]) == 1 then
+    return 0
+end
+local daily = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), tonumber(ARGV[1]))
+local weekly = math.max(tonumber(redis.call('GET', KEYS[2]) or '0'), tonumber(ARGV[2]))
+redis.call('SET', KEYS[1], daily, 'EX', ARGV[3])
+redis.call('SET', KEYS[2], weekly, 'EX', ARGV[4])
+redis.call('SET', KEYS[3], '1', 'EX', ARGV[4])
+return 1
+"""
+
+
 @functools.cache
 def _store(url: str) -> _Store:
     # No retries: a dead server must fail the check fast, and the check fails open.
@@ -81,6 +105,7 @@ def _store(url: str) -> _Store:
         client=client,
         reset_daily=client.register_script(_RESET_DAILY_LUA),
         release_lock=client.register_script(_RELEASE_LOCK_LUA),
+        rebuild=client.register_script(_REBUILD_LUA),
     )
 
 
@@ -146,6 +171,10 @@ def hourly_key(user_id: int, hour_start: datetime) -> str:
     return f"copilot:cost:hourly:{user_id}:{hour_start.strftime('%Y-%m-%dT%H')}"
 
 
+def known_key(user_id: int, now: datetime) -> str:
+    return f"copilot:cost:known:{user_id}:{weekly_window_id(now)}"
+
+
 def reset_lock_key(user_id: int) -> str:
     return f"copilot:reset_lock:{user_id}"
 
@@ -190,6 +219,29 @@ def read_spend(user_id: int, now: datetime) -> tuple[int, int]:
     return _as_int(daily), _as_int(weekly)
 
 
+def read_spend_known(user_id: int, now: datetime) -> tuple[int, int, bool]:
+    """(daily, weekly, known): `read_spend` and whether this Redis holds the user's windows
+    of this week (False after it lost them: rebuild first). One round trip."""
+    daily, weekly, known = redis_client().mget(
+        daily_key(user_id, now), weekly_key(user_id, now), known_key(user_id, now)
+    )
+    return _as_int(daily), _as_int(weekly), known is not None
+
+
+def spend_windows_rebuild(user_id: int, now: datetime, *, daily: int, weekly: int) -> bool:
+    """Put the database's recorded spend back into windows this Redis lost (see the module
+    doc); False (nothing changed) when they are known. Atomic, so a concurrent rebuild or a
+    recorded turn is never lost."""
+    keys = [daily_key(user_id, now), weekly_key(user_id, now), known_key(user_id, now)]
+    args = [max(0, daily), max(0, weekly), ttl_until(daily_reset_at(now), now), ttl_until(weekly_reset_at(now), now)]
+    return bool(_store(settings.REDIS_URL).rebuild(keys=keys, args=args))
+
+
+def spend_windows_known(user_id: int, now: datetime) -> None:
+    """Mark the user's windows as held here (after a reset, which is authoritative)."""
+    redis_client().set(known_key(user_id, now), "1", ex=ttl_until(weekly_reset_at(now), now))
+
+
 @dataclass(frozen=True)
 class SpendSnapshot:
     daily: int
@@ -219,7 +271,10 @@ def delete_windows(user_id: int, now: datetime, *, include_weekly: bool) -> None
     keys = [daily_key(user_id, now), warning_flag_key(user_id, "daily", now)]
     if include_weekly:
         keys += [weekly_key(user_id, now), warning_flag_key(user_id, "weekly", now)]
-    redis_client().delete(*keys)
+    pipe = redis_client().pipeline(transaction=True)
+    pipe.delete(*keys)
+    pipe.set(known_key(user_id, now), "1", ex=ttl_until(weekly_reset_at(now), now))
+    pipe.execute()
 
 
 # --- paid reset -------------------------------------------------------------------
@@ -255,7 +310,9 @@ def reset_daily_window(user_id: int, daily_limit: int, now: datetime) -> int:
     TTL kept), atomically. Returns the new weekly spend."""
     keys = [daily_key(user_id, now), weekly_key(user_id, now), warning_flag_key(user_id, "daily", now)]
     args = [daily_limit, ttl_until(weekly_reset_at(now), now)]
-    return _as_int(_store(settings.REDIS_URL).reset_daily(keys=keys, args=args))
+    weekly = _as_int(_store(settings.REDIS_URL).reset_daily(keys=keys, args=args))
+    spend_windows_known(user_id, now)  # a rebuild must not undo the reset
+    return weekly
 
 
 # --- usage warning ----------------------------------------------------------------

@@ -215,6 +215,36 @@ def turn_cost_cap_microdollars(*, user: User) -> int:
 # --- the pre-turn check ---------------------------------------------------------------
 
 
+def spend_recorded(*, user_id: int, now: datetime) -> tuple[int, int]:
+    """(today, this ISO week) spend recorded in the database (`DailySpend`, UTC days)."""
+    today = now.astimezone(UTC).date()
+    monday = today - timedelta(days=today.weekday())
+    daily = weekly = 0
+    for day, microdollars in DailySpend.objects.filter(user_id=user_id, date__gte=monday, date__lte=today).values_list(
+        "date", "microdollars"
+    ):
+        weekly += microdollars
+        if day == today:
+            daily += microdollars
+    return daily, weekly
+
+
+def _spend_read_or_rebuild(user_id: int, now: datetime) -> tuple[int, int]:
+    """The user's (daily, weekly) spend from Redis; when Redis lost the user's windows, rebuilt
+    from the database first. A database error leaves Redis's figures (the check fails open)."""
+    daily, weekly, known = redis_store.read_spend_known(user_id, now)
+    if known:
+        return daily, weekly
+    try:
+        recorded_daily, recorded_weekly = spend_recorded(user_id=user_id, now=now)
+    except DatabaseError:
+        logger.warning("Could not read the recorded spend of user %s; not rebuilding", user_id, exc_info=True)
+        return daily, weekly
+    if redis_store.spend_windows_rebuild(user_id, now, daily=recorded_daily, weekly=recorded_weekly):
+        logger.info("Rebuilt the spend windows of user %s from the database", user_id)
+    return redis_store.read_spend(user_id, now)
+
+
 def rate_limit_check(*, user: User, daily: int, weekly: int, now: datetime | None = None) -> None:
     """Raise RateLimitExceeded when spend has reached a limit; daily first, equality blocks.
 
@@ -224,7 +254,7 @@ def rate_limit_check(*, user: User, daily: int, weekly: int, now: datetime | Non
         return
     now = now or timezone.now()
     try:
-        used_daily, used_weekly = redis_store.read_spend(user.pk, now)
+        used_daily, used_weekly = _spend_read_or_rebuild(user.pk, now)
     except redis.RedisError:
         logger.warning("Redis unavailable for rate limit check, allowing request")
         fail_open_record()

@@ -11,12 +11,14 @@ also records the turn's usage and cost and the context snapshot.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
 from django.core.exceptions import ValidationError
+from django.db import InterfaceError, OperationalError, connection
 
 from chat.errors import SessionNotFound
 from chat.models import (
@@ -52,6 +54,15 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# Waits between attempts of the end-of-turn write while the database is unavailable
+# (31.5 s in all): long enough for a restart or a fail-over, while the turn's stream
+# still shows heartbeats. A broken connection is closed before each new attempt.
+END_WRITE_BACKOFF_S: tuple[float, ...] = (0.5, 1, 2, 4, 8, 8, 8)
+
+
+class TurnNotSaved(Exception):
+    """The end-of-turn write failed on every attempt: the database stayed unavailable."""
+
 
 @dataclass
 class TurnEnd:
@@ -76,6 +87,7 @@ class TurnRecorded:
 
     usage_event: DataUsageEvent | None = None
     usage_warning: dict[str, Any] | None = None
+    steps_done: set[str] = field(default_factory=set)
 
 
 class Transcript:
@@ -174,14 +186,39 @@ class Transcript:
         elif error_text is not None:
             self.row(ChatMessage.Role.ASSISTANT, error_text, kind=ChatMessage.Kind.ERROR_NOTICE)
 
-    def finish(self, end: TurnEnd) -> TurnRecorded:
-        """The turn's last writes: remaining rows, usage and cost, the context snapshot."""
+    def finish_with_retry(self, end: TurnEnd) -> TurnRecorded:
+        """`finish`, tried again after each wait of ``END_WRITE_BACKOFF_S`` while the database
+        is unavailable; raises `TurnNotSaved` when the last attempt fails too. A step that
+        committed is not repeated: rows carry their sequence once saved, and the usage is
+        recorded once."""
+        progress = TurnRecorded()
+        for attempt, wait in enumerate((*END_WRITE_BACKOFF_S, None), start=1):
+            try:
+                return self.finish(end, progress=progress)
+            except (OperationalError, InterfaceError) as exc:
+                if wait is None:
+                    raise TurnNotSaved(str(exc)) from exc
+                logger.warning(
+                    "%s End-of-turn write failed (attempt %d), retrying in %ss: %s", self.log_prefix, attempt, wait, exc
+                )
+                connection.close()  # a terminated connection is not reused
+                time.sleep(wait)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def finish(self, end: TurnEnd, *, progress: TurnRecorded | None = None) -> TurnRecorded:
+        """The turn's last writes: remaining rows, usage and cost, the context snapshot.
+        `progress` carries the steps an earlier attempt committed."""
+        recorded = progress if progress is not None else TurnRecorded()
         self.emitter.sync()
-        saved_last = self._set_duration(end)
-        message_services.messages_save_new(session_id=self.session_id, messages=self.messages)
-        if saved_last is not None:
-            ChatMessage.objects.filter(pk=saved_last.pk).update(duration_ms=saved_last.duration_ms)
-        recorded = self._record_usage(end)
+        if "rows" not in recorded.steps_done:
+            saved_last = self._set_duration(end)
+            message_services.messages_save_new(session_id=self.session_id, messages=self.messages)
+            if saved_last is not None:
+                ChatMessage.objects.filter(pk=saved_last.pk).update(duration_ms=saved_last.duration_ms)
+            recorded.steps_done.add("rows")
+        if "usage" not in recorded.steps_done:
+            self._record_usage(end, recorded)
+            recorded.steps_done.add("usage")
         if end.compaction is not None and self.snapshot.may_write:
             ContextSnapshot.objects.update_or_create(
                 session_id=self.session_id,
@@ -200,7 +237,7 @@ class Transcript:
         last.duration_ms = turn_duration_ms(end.claimed_at)
         return last if last.sequence is not None else None
 
-    def _record_usage(self, end: TurnEnd) -> TurnRecorded:
+    def _record_usage(self, end: TurnEnd, recorded: TurnRecorded) -> None:
         usage = end.usage
         if usage.rounds_with_usage == 0:
             failed_without_output = (end.error_text is not None or end.stopped) and not end.produced
@@ -230,7 +267,6 @@ class Transcript:
             cost_microdollars=cost.microdollars,
             cost_source=cost.source,
         )
-        recorded = TurnRecorded()
         if end.error_text is None and (cost.microdollars or 0) > 0:
             recorded.usage_warning = _usage_warning(end.user)
         if usage.total_tokens > 0:
@@ -241,7 +277,6 @@ class Transcript:
                 cache_read_tokens=usage.cache_read_tokens,
                 cache_creation_tokens=usage.cache_creation_tokens,
             )
-        return recorded
 
 
 def _usage_warning(user: User | None) -> dict[str, Any] | None:

@@ -29,6 +29,7 @@ from django.conf import settings
 
 from chat.models import ChatMessage
 from chat.services import usage as usage_services
+from chat.services.turns import ANSWER_NOT_SAVED_CODE, ANSWER_NOT_SAVED_TEXT, turn_unsaved_mark
 from chat.tools import Tool, ToolContext, enabled_tools, execute_tool, tool_schemas
 from copilot_site.core import metrics
 
@@ -80,7 +81,7 @@ from .providers import (
 )
 from .request import TurnHooks, TurnRequest
 from .toolcalls import ToolCallDraft, tool_call_add_delta, tool_calls_finished, tool_calls_stored
-from .transcript import Transcript, TurnEnd, TurnRecorded
+from .transcript import Transcript, TurnEnd, TurnNotSaved, TurnRecorded
 from .usage import UsageTotals, turn_spent_microdollars
 
 if TYPE_CHECKING:
@@ -457,7 +458,11 @@ class _TurnRunner:
                     self.produced_text.append(partial)
                 self.transcript.close(partial=partial, stopped=self.stopped, error_text=self.error_text)
                 try:
-                    self.recorded = await sync_to_async(self.transcript.finish)(self._turn_end())
+                    self.recorded = await sync_to_async(self.transcript.finish_with_retry)(self._turn_end())
+                except TurnNotSaved:
+                    logger.exception("%s Could not persist the end of the turn", self.log_prefix)
+                    await sync_to_async(turn_unsaved_mark)(session_id=self.session_id, turn_id=self.turn_id)
+                    self.error_text, self.error_code = ANSWER_NOT_SAVED_TEXT, ANSWER_NOT_SAVED_CODE
                 except Exception:
                     logger.exception("%s Could not persist the end of the turn", self.log_prefix)
         finally:

@@ -6,14 +6,17 @@ Shared by the SSE relay and the WebSocket consumer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
 from collections.abc import AsyncGenerator
 from typing import Any
 
+import redis.exceptions
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 
 from chat.services.turns import reap_if_dead
 from copilot_site.core import metrics
@@ -157,6 +160,27 @@ async def _log_after(client: Any, key: str, turn_id: str, position: _Position) -
             return items
 
 
+# While Redis is unreachable a listener retries with these waits (a heartbeat before
+# each), resuming from its last event id; unreachable for OUTAGE_GIVE_UP_S in all, it
+# ends with `error` + `finish`, well inside the 10 s a client waits between heartbeats.
+RECONNECT_BACKOFF_S = (0.25, 0.5, 1.0, 2.0)
+OUTAGE_GIVE_UP_S = 7.0
+STREAM_INTERRUPTED_TEXT = (
+    "The live stream of this reply was interrupted (the message store is unavailable). "
+    "Reload the chat to see the reply."
+)
+_REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError, TimeoutError)
+
+
+class _Health:
+    """When the listener last read Redis successfully (monotonic seconds)."""
+
+    __slots__ = ("ok_at",)
+
+    def __init__(self) -> None:
+        self.ok_at = time.monotonic()
+
+
 async def follow_turn(
     session_id: object, *, after: str | None = None, turn_id: str | None = None
 ) -> AsyncGenerator[StreamItem, None]:
@@ -168,7 +192,47 @@ async def follow_turn(
     COPILOT_SSE_HEARTBEAT_S of silence; on each one the status is re-read and the log
     checked, so a lost `finish` (or a dead worker) still ends the stream. Raises
     `ListenerDisconnected` when `turn_listeners_disconnect` is called for the session.
+
+    A lost Redis connection (a restart, a fail-over) never escapes: the listener sends
+    heartbeats while it reconnects with back-off and resumes after the last entry it
+    relayed; when Redis stays unreachable for OUTAGE_GIVE_UP_S, or comes back without
+    the turn, it ends with `error` + `finish`.
     """
+    position = _Position(after)
+    health = _Health()
+    down_since: float | None = None
+    failures = 0
+    resumed = False
+    while True:
+        follow = _follow_once(session_id, position, health, turn_id=turn_id, resumed=resumed)
+        try:
+            async with contextlib.aclosing(follow) as items:
+                async for item in items:
+                    if item.turn_id:
+                        turn_id = item.turn_id
+                    yield item
+            return
+        except _REDIS_DOWN as exc:
+            now = time.monotonic()
+            if down_since is None or health.ok_at > down_since:
+                down_since, failures = now, 0
+                logger.warning("Redis unreachable while following session %s; reconnecting: %r", session_id, exc)
+            if now - down_since >= OUTAGE_GIVE_UP_S:
+                logger.warning("Redis unreachable too long; ending the stream of session %s", session_id)
+                yield StreamItem(None, turn_id or "", {"type": "error", "errorText": STREAM_INTERRUPTED_TEXT})
+                yield StreamItem(None, turn_id or "", {"type": "finish"})
+                return
+            yield StreamItem(None, turn_id or "", None)  # a heartbeat: the client knows the stream lives
+            wait = RECONNECT_BACKOFF_S[min(failures, len(RECONNECT_BACKOFF_S) - 1)]
+            failures += 1
+            await asyncio.sleep(min(wait, max(0.0, down_since + OUTAGE_GIVE_UP_S - now)))
+            resumed = True
+
+
+async def _follow_once(
+    session_id: object, position: _Position, health: _Health, *, turn_id: str | None, resumed: bool
+) -> AsyncGenerator[StreamItem, None]:
+    """One connection's worth of `follow_turn`; Redis errors propagate to it."""
     client = rs.loop_redis()
     meta = None
     for _ in range(4):  # the meta may land a moment after a duplicate POST subscribes
@@ -176,17 +240,23 @@ async def follow_turn(
         if meta is not None:
             break
         await asyncio.sleep(0.1)
+    health.ok_at = time.monotonic()
+    if meta is None and resumed and turn_id is not None:
+        # Redis came back without the turn (it keeps nothing across a restart).
+        yield StreamItem(None, turn_id, {"type": "error", "errorText": STREAM_INTERRUPTED_TEXT})
+        yield StreamItem(None, turn_id, {"type": "finish"})
+        return
     if meta is None or (turn_id is not None and meta.turn_id != turn_id and not meta.is_running):
         yield StreamItem(None, turn_id or "", {"type": "finish"})
         return
     current_turn = turn_id or meta.turn_id
     key = rs.turn_stream_key(current_turn)
-    position = _Position(after)
     heartbeat_s = float(settings.COPILOT_SSE_HEARTBEAT_S)
     async with live_hub().subscribe(current_turn, session_id=session_id) as live:
         # Subscribed (and confirmed by Redis) before the log is read: no chunk can
         # fall between the two, and ids already seen are skipped below.
         backlog = await _log_after(client, key, current_turn, position)
+        health.ok_at = time.monotonic()
         while True:
             for item in backlog:
                 yield item
@@ -198,10 +268,12 @@ async def follow_turn(
                 raise ListenerDisconnected(session_id)
             if got is RESYNC:
                 backlog = await _log_after(client, key, current_turn, position)
+                health.ok_at = time.monotonic()
                 continue
             if got is None:
                 yield StreamItem(None, current_turn, None)
                 backlog = await _log_after(client, key, current_turn, position)
+                health.ok_at = time.monotonic()
                 if backlog:
                     continue
                 meta = await turn_meta_get_async(client, session_id)
@@ -213,7 +285,7 @@ async def follow_turn(
                 elif (meta.started_at is not None or time.time() - meta.created_at > 5) and not await client.exists(
                     rs.alive_key(session_id)
                 ):
-                    await sync_to_async(reap_if_dead)(session_id)
+                    await _reap_quietly(session_id)
                 continue
             entry_id, data = got
             if not position.advance(entry_id):
@@ -225,6 +297,14 @@ async def follow_turn(
             yield live_item
             if live_item.is_terminal:
                 return
+
+
+async def _reap_quietly(session_id: object) -> None:
+    """End a dead worker's turn; while the database is unavailable, try on the next heartbeat."""
+    try:
+        await sync_to_async(reap_if_dead)(session_id)
+    except (OperationalError, InterfaceError):
+        logger.warning("Could not reap the turn of session %s: the database is unavailable", session_id)
 
 
 # Deltas are most of a turn's chunks, and the worker writes them compact and type first

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator
 
 from django.http import StreamingHttpResponse
 
 from .follow import ListenerDisconnected, StreamItem, follow_turn
+
+logger = logging.getLogger(__name__)
 
 SSE_HEADERS = {
     "Cache-Control": "no-cache",
@@ -50,6 +53,11 @@ async def sse_body(session_id: str, *, after: str | None = None, turn_id: str | 
                     break
     except ListenerDisconnected:
         return
+    except Exception:
+        # Never an exception out of a started response: the client gets an end it understands.
+        logger.exception("Relay of session %s to an SSE client failed", session_id)
+        for chunk in ({"type": "error", "errorText": "Stream error."}, {"type": "finish"}):
+            yield sse_frame(StreamItem(None, turn_id or "", chunk))
     yield b"data: [DONE]\n\n"
 
 

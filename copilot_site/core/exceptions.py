@@ -14,9 +14,10 @@ from typing import Any
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
-from rest_framework.views import exception_handler
+from rest_framework.views import exception_handler, set_rollback
 
 from .errors import ApplicationError
+from .outages import OUTAGE_RETRY_AFTER_S, outage_body, outage_code
 
 # The one WebSocket frame that is not an ``error`` frame: a refused turn tells the
 # client which window is full and when it resets, so the composer can count down.
@@ -44,6 +45,10 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     if isinstance(exc, ApplicationError):
         status, body = error_response_body(exc)
         return Response(body, status=status, headers=exc.headers or None)
+    if (code := outage_code(exc)) is not None:
+        # The database or Redis is unavailable (also while authenticating): 503, retry soon.
+        set_rollback()
+        return Response(outage_body(code), status=503, headers={"Retry-After": str(OUTAGE_RETRY_AFTER_S)})
     if isinstance(exc, DjangoValidationError):
         exc = drf_exceptions.ValidationError(getattr(exc, "message_dict", None) or exc.messages)
     return exception_handler(exc, context)

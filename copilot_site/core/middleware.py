@@ -1,18 +1,32 @@
-"""Request id on every request and response; Redis and database failures counted."""
+"""Request id on every request and response; Redis and database failures counted and answered.
+
+`OutageMiddleware` answers an outage raised by a view (a JSON 503 on the API, the plain
+503 page elsewhere), and `server_error` (the ``handler500``) one raised by any
+middleware, such as the session lookup, which Django turns into an error response
+before an outer middleware sees it. DRF views answer through
+`copilot_site.core.exceptions.api_exception_handler`.
+"""
 
 from __future__ import annotations
 
+import logging
 import re
+import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.core.signals import request_finished
-from django.http import HttpRequest, HttpResponseBase
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.utils.deprecation import MiddlewareMixin
+from django.views import defaults
 
 from . import metrics
 from .logs import request_id_var, request_var
+from .outages import outage_code, outage_response
+
+logger = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # What a proxy's or client's id may look like to be kept: short, and nothing that could
@@ -81,3 +95,19 @@ def _log_context_clear(**kwargs: Any) -> None:
 
 
 request_finished.connect(_log_context_clear, dispatch_uid="copilot_log_context_clear")
+
+
+class OutageMiddleware(MiddlewareMixin):
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        response = outage_response(request, exception)
+        if response is not None:
+            logger.warning("%s %s: %s (%s)", request.method, request.path, outage_code(exception), exception)
+        return response
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """``handler500``: an outage answers 503, anything else Django's plain 500 page."""
+    response = outage_response(request, sys.exc_info()[1])
+    if response is not None:
+        return response
+    return defaults.server_error(request)

@@ -80,6 +80,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so its `process_exception` answers a view's database or Redis outage after
+    # RequestIdMiddleware's has counted it.
+    "copilot_site.core.middleware.OutageMiddleware",
     # First: every response, redirects and errors included, carries X-Request-ID.
     "copilot_site.core.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
