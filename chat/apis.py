@@ -18,6 +18,7 @@ from .models import ChatMessage, ChatSession
 from .selectors import message_page, session_get_for_user, session_list
 from .services.sessions import session_create, session_delete, session_rename
 from .turns.scripts import turn_statuses
+from .turns.sse import StreamContentNegotiation
 
 
 class SessionOutputSerializer(serializers.Serializer[ChatSession]):
@@ -165,15 +166,25 @@ class SessionStreamApi(APIView):
                 raise serializers.ValidationError("File attachments are not supported yet.")
             return value
 
+    content_negotiation_class = StreamContentNegotiation
+
     @extend_schema(request=InputSerializer, responses={200: None, 202: None})
     def post(self, request: Request, session_id: str) -> Any:
+        """Send a message. A new turn answers 200 with its stream. A follow-up sent while a
+        turn runs is queued; a client that accepts `text/event-stream` (no `Accept`, `*/*`,
+        any q > 0) gets 200 with `followup_body`'s stream (`data-queued`, then the session's
+        turns from now until the follow-up is answered), one that accepts only JSON gets 202
+        `{buffer_length, max_buffer_length, turn_in_flight}`."""
         from .turns.dispatch import turn_send
-        from .turns.sse import sse_response
+        from .turns.sse import followup_sse_response, sse_response, stream_mark
 
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         context = data.get("context") or None
+        wants_stream = getattr(request, "accepts_event_stream", True)
+        # Read before the send queues anything: the follow-up's stream relays what comes after.
+        mark = stream_mark(session_id) if wants_stream else None
         result = turn_send(
             user=request.user,
             session_id=session_id,
@@ -184,6 +195,14 @@ class SessionStreamApi(APIView):
             model=data.get("model"),
             next_turn=data["delivery"] == "next_turn",
         )
+        if result.outcome == "queued" and wants_stream:
+            return followup_sse_response(
+                session_id,
+                mark=mark,
+                position=result.buffer_length,
+                message=data["message"],
+                client_message_id=data.get("client_message_id"),
+            )
         if result.outcome == "queued":
             return Response(result.queued_body(), status=status.HTTP_202_ACCEPTED)
         return sse_response(session_id, turn_id=result.turn_id or None)

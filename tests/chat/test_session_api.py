@@ -117,7 +117,9 @@ def test_the_31st_queued_send_in_a_minute_is_refused_and_not_queued(alice: Any, 
     turn_claim(session_id=session.pk, user_id=alice.pk, origin_id="chat_stream", origin_name="chat")
     url = f"/api/chat/sessions/{session.id}/stream"
     # when
-    answers = [alice_client.post(url, {"message": f"m{i}"}, format="json") for i in range(31)]
+    answers = [
+        alice_client.post(url, {"message": f"m{i}"}, format="json", HTTP_ACCEPT="application/json") for i in range(31)
+    ]
     # then: thirty are queued (the buffer keeps the newest ten), the 31st is refused
     assert [a.status_code for a in answers] == [202] * 30 + [429]
     assert answers[29].json() == {"buffer_length": 10, "max_buffer_length": 10, "turn_in_flight": True}
