@@ -1,6 +1,6 @@
 """Staff tooling: accounts (tier, Stripe mirror, balance), the read-only ledger, Stripe events.
 
-Every action goes through a service: tiers through ``set_user_tier``, credits
+Every action goes through a service: tiers through ``account_tier_set``, credits
 through the ledger services, events through ``webhooks.event_reprocess``.
 """
 
@@ -18,10 +18,13 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
+from copilot_site.accounts.request_user import authenticated_user
+from copilot_site.core.admin import ReadOnlyAdmin
+
 from . import stripe_gateway
 from .errors import BillingError
 from .models import BillingConfig, CheckoutRecord, CreditTransaction, CustomerAccount, StripeEvent, Tier, TierChange
-from .services import credits_adjust, credits_grant, set_user_tier
+from .services import account_tier_set, credits_adjust, credits_grant
 from .webhooks import event_reprocess
 
 # --- intermediate forms ---------------------------------------------------------------------
@@ -72,7 +75,7 @@ def _intermediate(
                 try:
                     summary = apply(account, form.cleaned_data)
                 except (BillingError, ValueError) as exc:
-                    message = exc.message if isinstance(exc, BillingError) else str(exc)
+                    message = exc.detail if isinstance(exc, BillingError) else str(exc)
                     modeladmin.message_user(request, f"{account.user}: {message}", messages.ERROR)
                     continue
                 modeladmin.message_user(request, f"{account.user}: {summary}", messages.SUCCESS)
@@ -140,7 +143,9 @@ class CustomerAccountAdmin(admin.ModelAdmin[CustomerAccount]):
     @admin.action(description="Set tier…", permissions=["change"])
     def action_set_tier(self, request: HttpRequest, queryset: QuerySet[CustomerAccount]) -> HttpResponse | None:
         def apply(account: CustomerAccount, data: dict[str, Any]) -> str:
-            set_user_tier(user=account.user, tier=data["tier"], reason=data["reason"], actor=request.user)
+            account_tier_set(
+                user=account.user, tier=data["tier"], reason=data["reason"], actor=authenticated_user(request)
+            )
             return f"tier set to {data['tier']}"
 
         return _intermediate(self, request, queryset, form_class=SetTierForm, title="Set tier", apply=apply)
@@ -153,7 +158,7 @@ class CustomerAccountAdmin(admin.ModelAdmin[CustomerAccount]):
                 amount_cents=data["amount_cents"],
                 idempotency_key=f"admin-grant:{data['idempotency_token']}:{account.pk}",
                 reason=data["reason"],
-                created_by=request.user,
+                created_by=authenticated_user(request),
             )
             return f"granted {data['amount_cents']} cents, balance {balance}"
 
@@ -166,7 +171,7 @@ class CustomerAccountAdmin(admin.ModelAdmin[CustomerAccount]):
                 user=account.user,
                 amount_cents=data["amount_cents"],
                 reason=data["reason"],
-                actor=request.user,
+                actor=authenticated_user(request),
                 idempotency_key=f"admin-adjust:{data['idempotency_token']}:{account.pk}",
             )
             return f"adjusted by {data['amount_cents']} cents, balance {balance}"
@@ -177,19 +182,8 @@ class CustomerAccountAdmin(admin.ModelAdmin[CustomerAccount]):
 # --- the ledger and audit trails (read-only) ----------------------------------------------------------
 
 
-class _ReadOnlyAdmin(admin.ModelAdmin[Any]):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
 @admin.register(CreditTransaction)
-class CreditTransactionAdmin(_ReadOnlyAdmin):
+class CreditTransactionAdmin(ReadOnlyAdmin):
     list_display = ("created_at", "user", "kind", "amount_cents", "balance_after_cents", "reason", "created_by")
     list_select_related = ("user", "created_by")
     list_filter = ("kind", "created_at")
@@ -199,7 +193,7 @@ class CreditTransactionAdmin(_ReadOnlyAdmin):
 
 
 @admin.register(TierChange)
-class TierChangeAdmin(_ReadOnlyAdmin):
+class TierChangeAdmin(ReadOnlyAdmin):
     list_display = ("created_at", "user", "previous_tier", "tier", "reason", "actor")
     list_select_related = ("user", "actor")
     list_filter = ("tier",)
@@ -207,7 +201,7 @@ class TierChangeAdmin(_ReadOnlyAdmin):
 
 
 @admin.register(CheckoutRecord)
-class CheckoutRecordAdmin(_ReadOnlyAdmin):
+class CheckoutRecordAdmin(ReadOnlyAdmin):
     list_display = (
         "created_at", "user", "kind", "tier", "amount_cents", "status", "amount_paid_cents", "clawed_back_cents",
     )  # fmt: skip
@@ -235,7 +229,7 @@ class ProcessingStatusFilter(admin.SimpleListFilter):
 
 
 @admin.register(StripeEvent)
-class StripeEventAdmin(_ReadOnlyAdmin):
+class StripeEventAdmin(ReadOnlyAdmin):
     list_display = ("stripe_event_id", "type", "received_at", "processing_status", "processed_at")
     list_filter = (ProcessingStatusFilter, "type")
     search_fields = ("stripe_event_id", "type")

@@ -10,6 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from copilot_site.accounts.request_user import authenticated_user
 from copilot_site.core.pagination import OffsetField
 
 from .models import Tier
@@ -17,7 +18,7 @@ from .selectors import SubscriptionStatus, credit_balance, credit_transactions, 
 from .services import credits_top_up_checkout_create, subscription_change
 
 # DRF trims whitespace by default, which would hide a trailing control character
-# from the redirect check (SPEC §5.3.4); the service sees the URL as sent.
+# from the redirect check (which refuses control characters); the service sees the URL as sent.
 _URL_FIELD: dict[str, Any] = {"max_length": 2048, "trim_whitespace": False}
 
 
@@ -61,9 +62,9 @@ class CreditsApi(APIView):
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         limit, offset = filters.validated_data["limit"], filters.validated_data["offset"]
-        transactions = credit_transactions(user=request.user)
+        transactions = credit_transactions(user=authenticated_user(request))
         data = {
-            "balance": credit_balance(user=request.user),
+            "balance": credit_balance(user=authenticated_user(request)),
             "enabled": credits_enabled(),
             "transactions": list(transactions[offset : offset + limit]),
             "total": transactions.count(),
@@ -89,7 +90,7 @@ class CreditTopUpApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         url = credits_top_up_checkout_create(
-            user=request.user,
+            user=authenticated_user(request),
             amount_cents=serializer.validated_data["amount"],
             success_url=serializer.validated_data["success_url"],
             cancel_url=serializer.validated_data["cancel_url"],
@@ -98,7 +99,7 @@ class CreditTopUpApi(APIView):
 
 
 class SubscriptionApi(APIView):
-    """GET the subscription status; POST a tier to move to (the state machine of SPEC §5.3.3)."""
+    """GET the subscription status; POST a tier to move to (the state machine of ``subscription_change``)."""
 
     @extend_schema_serializer(component_name="SubscriptionChangeInput")
     class InputSerializer(serializers.Serializer[Any]):
@@ -108,16 +109,18 @@ class SubscriptionApi(APIView):
 
     @extend_schema(responses={200: SubscriptionStatusOutputSerializer})
     def get(self, request: Request) -> Response:
-        return Response(SubscriptionStatusOutputSerializer(subscription_status(user=request.user)).data)
+        return Response(SubscriptionStatusOutputSerializer(subscription_status(user=authenticated_user(request))).data)
 
     @extend_schema(request=InputSerializer, responses={200: SubscriptionStatusOutputSerializer})
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         url = subscription_change(
-            user=request.user,
+            user=authenticated_user(request),
             tier=serializer.validated_data["tier"],
             success_url=serializer.validated_data["success_url"],
             cancel_url=serializer.validated_data["cancel_url"],
         )
-        return Response(SubscriptionStatusOutputSerializer(subscription_status(user=request.user, url=url)).data)
+        return Response(
+            SubscriptionStatusOutputSerializer(subscription_status(user=authenticated_user(request), url=url)).data
+        )

@@ -1,84 +1,82 @@
-"""Billing's exceptions: each carries the HTTP status the API maps it to.
+"""Billing's exceptions: each fixes the HTTP status and code the API answers with.
 
-Texts shown to users are fixed here or in the services (SPEC §5); a payment
-provider's own error text never reaches a user.
+Texts shown to users are fixed here or in the services; a payment provider's own
+error text never reaches a user.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from copilot_site.core.errors import ApplicationError
 
 
-class BillingError(Exception):
-    """A business-rule rejection with its HTTP status (mapped by the API exception handler)."""
-
-    http_status = 400
-
-    def __init__(self, message: str, *, extra: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.extra = extra or {}
+class BillingError(ApplicationError):
+    """A billing rule refused the request (mapped by ``copilot_site.core.exceptions``)."""
 
 
 class InsufficientCredits(BillingError):
-    http_status = 402
+    status = 402
+    code = "insufficient_credits"
 
     def __init__(
-        self, message: str = "Insufficient credits.", *, balance_cents: int = 0, required_cents: int = 0
+        self, detail: str = "Insufficient credits.", *, balance_cents: int = 0, required_cents: int = 0
     ) -> None:
-        super().__init__(message)
+        super().__init__(detail)
         self.balance_cents = balance_cents
         self.required_cents = required_cents
 
 
 class SubscriptionChangeForbidden(BillingError):
-    http_status = 403
+    status = 403
+    code = "forbidden"
 
 
 class BillingUnprocessable(BillingError):
     """A well-formed request the rules reject (unconfigured price, bad redirect URL, …)."""
 
-    http_status = 422
+    status = 422
+    code = "unprocessable"
 
 
 class BillingUnavailable(BillingError):
     """The feature is switched off or not configured on this server."""
 
-    http_status = 503
+    status = 503
+    code = "unavailable"
 
 
 class PaymentProviderError(BillingError):
-    """Stripe failed or refused. Raised by ``stripe_gateway`` only; the message is generic.
+    """Stripe failed or refused. Raised by ``stripe_gateway`` only; the detail is generic.
 
-    ``stripe_error`` names the SDK exception class and ``code`` Stripe's error code,
-    for logs; neither is shown to users.
+    ``stripe_error`` names the SDK exception class and ``stripe_code`` Stripe's error
+    code, for logs; neither is shown to users.
     """
 
-    http_status = 502
+    status = 502
+    code = "payment_provider_error"
     GENERIC_MESSAGE = "The payment provider could not complete the request. Please try again or contact support."
 
     def __init__(
         self,
-        message: str = GENERIC_MESSAGE,
+        detail: str = GENERIC_MESSAGE,
         *,
         operation: str = "",
         stripe_error: str = "",
-        code: str | None = None,
+        stripe_code: str | None = None,
         http_status_from_stripe: int | None = None,
     ) -> None:
-        super().__init__(message)
+        super().__init__(detail)
         self.operation = operation
         self.stripe_error = stripe_error
-        self.code = code
+        self.stripe_code = stripe_code
         self.http_status_from_stripe = http_status_from_stripe
 
-    def with_message(self, message: str) -> PaymentProviderError:
+    def with_detail(self, detail: str) -> PaymentProviderError:
         """The same failure, re-worded for the operation the user asked for."""
         return PaymentProviderError(
-            message,
+            detail,
             operation=self.operation,
             stripe_error=self.stripe_error,
-            code=self.code,
+            stripe_code=self.stripe_code,
             http_status_from_stripe=self.http_status_from_stripe,
         )
 
@@ -86,4 +84,4 @@ class PaymentProviderError(BillingError):
 class InvalidWebhook(BillingError):
     """A webhook whose payload or signature does not verify (400 with a fixed text)."""
 
-    http_status = 400
+    code = "invalid_webhook"

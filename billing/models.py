@@ -5,7 +5,9 @@ from typing import Any
 from django.conf import settings
 from django.db import models, transaction
 
-from .caching import CONFIG_KEY, cache_delete
+from copilot_site.core.caching import cache_delete
+
+from .caching import CONFIG_KEY
 
 
 class Tier(models.TextChoices):
@@ -111,7 +113,7 @@ class StripeEvent(models.Model):
 
 
 class TierChange(models.Model):
-    """Audit trail of every tier change applied through ``set_user_tier``."""
+    """Audit trail of every tier change applied through ``account_tier_set``."""
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tier_changes")
     previous_tier = models.CharField(max_length=16, choices=Tier.choices)

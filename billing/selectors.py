@@ -9,15 +9,20 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from copilot_site.core.caching import cache_get, cache_set, is_missing
+
 from . import caching, stripe_gateway
 from .errors import PaymentProviderError
 from .models import BillingConfig, CreditTransaction, CustomerAccount, Tier
+
+if TYPE_CHECKING:
+    from copilot_site.accounts.models import User
 
 logger = logging.getLogger(__name__)
 
@@ -32,13 +37,13 @@ def credits_enabled() -> bool:
     return bool(settings.ENABLE_CREDIT)
 
 
-def credit_balance(*, user: Any) -> int:
+def credit_balance(*, user: User) -> int:
     """The user's balance in cents (0 without an account row). One indexed query, no lock."""
     balance = CustomerAccount.objects.filter(user=user).values_list("credit_balance_cents", flat=True).first()
     return balance or 0
 
 
-def credits_can_afford(*, user: Any, amount_cents: int) -> bool:
+def credits_can_afford(*, user: User, amount_cents: int) -> bool:
     """Whether a charge of ``amount_cents`` would pass now (always True with credits switched off).
 
     Advisory only: the charge itself (``credits_spend``) re-checks under the row lock.
@@ -48,24 +53,24 @@ def credits_can_afford(*, user: Any, amount_cents: int) -> bool:
     return credit_balance(user=user) >= amount_cents
 
 
-def credit_transactions(*, user: Any) -> QuerySet[CreditTransaction]:
+def credit_transactions(*, user: User) -> QuerySet[CreditTransaction]:
     return CreditTransaction.objects.filter(user=user).order_by("-created_at", "-pk")
 
 
 # --- accounts and tiers -----------------------------------------------------------------------
 
 
-def account_for_user(*, user: Any) -> CustomerAccount | None:
+def account_get_for_user(*, user: User) -> CustomerAccount | None:
     return CustomerAccount.objects.filter(user=user).first()
 
 
-def tier_for_user(*, user: Any) -> str:
+def tier_get_for_user(*, user: User) -> str:
     """The user's tier (FREE when they have no account row yet)."""
     tier = CustomerAccount.objects.filter(user=user).values_list("tier", flat=True).first()
     return tier or Tier.FREE
 
 
-def is_past_due(*, user: Any) -> bool:
+def is_past_due(*, user: User) -> bool:
     """True after ``invoice.payment_failed`` until ``invoice.paid`` (what that means is the caller's policy)."""
     return CustomerAccount.objects.filter(user=user, payment_failed_at__isnull=False).exists()
 
@@ -94,8 +99,8 @@ class BillingSettings:
 
 def _config_row() -> dict[str, Any]:
     """The admin row's raw values, cached 60 s (the cache entry is deleted when the row is saved)."""
-    cached = caching.cache_get(caching.CONFIG_KEY)
-    if not caching.is_missing(cached) and isinstance(cached, dict):
+    cached = cache_get(caching.CONFIG_KEY)
+    if not is_missing(cached) and isinstance(cached, dict):
         return cached
     row = (
         BillingConfig.objects.filter(pk=1)
@@ -103,7 +108,7 @@ def _config_row() -> dict[str, Any]:
         .first()
     )
     values: dict[str, Any] = dict(row) if row else {}
-    caching.cache_set(caching.CONFIG_KEY, values, caching.CONFIG_TTL_S)
+    cache_set(caching.CONFIG_KEY, values, caching.CONFIG_TTL_S)
     return values
 
 
@@ -125,8 +130,8 @@ def billing_settings() -> BillingSettings:
 
 
 def _price_amount_cached(price_id: str) -> int | None:
-    cached = caching.cache_get(caching.price_amount_key(price_id))
-    return cached if not caching.is_missing(cached) and isinstance(cached, int) else None
+    cached = cache_get(caching.price_amount_key(price_id))
+    return cached if not is_missing(cached) and isinstance(cached, int) else None
 
 
 def _price_amount_fetch(price_id: str) -> int | None:
@@ -138,12 +143,12 @@ def _price_amount_fetch(price_id: str) -> int | None:
     if amount is None:
         logger.warning("Failed to retrieve Stripe price %s — returning None (not cached)", price_id)
         return None
-    caching.cache_set(caching.price_amount_key(price_id), amount, caching.PRICE_AMOUNT_TTL_S)
+    cache_set(caching.price_amount_key(price_id), amount, caching.PRICE_AMOUNT_TTL_S)
     return amount
 
 
 def tier_costs() -> dict[str, int]:
-    """Monthly cost of every tier in cents (SPEC §5.3.2).
+    """Monthly cost of every tier in cents (FREE and ENTERPRISE cost 0).
 
     PRO and BUSINESS come from their Stripe prices (cached; the misses fetched
     concurrently); without payments or a configured price, from
@@ -208,21 +213,21 @@ def _pending_from_stripe(account: CustomerAccount, config: BillingSettings) -> P
     return None
 
 
-def pending_subscription_change(*, user: Any) -> PendingChange | None:
-    """The user's pending tier change (SPEC §5.4.5), cached 30 s.
+def subscription_pending_change_get(*, user: User) -> PendingChange | None:
+    """The user's pending tier change, cached 30 s: a schedule's next phase, else ``cancel_at_period_end`` (→ FREE).
 
     Raises ``PaymentProviderError`` when Stripe cannot be read (never cached); the
     cache is deleted by every tier change and subscription POST.
     """
     key = caching.pending_change_key(user.pk)
-    cached = caching.cache_get(key)
-    if not caching.is_missing(cached) and isinstance(cached, dict):
+    cached = cache_get(key)
+    if not is_missing(cached) and isinstance(cached, dict):
         if not cached.get("tier"):
             return None
         effective = cached.get("effective_at")
         return PendingChange(tier=cached["tier"], effective_at=datetime.fromisoformat(effective) if effective else None)
     config = billing_settings()
-    account = account_for_user(user=user)
+    account = account_get_for_user(user=user)
     pending = _pending_from_stripe(account, config) if account is not None and config.payment_enabled else None
     value: dict[str, Any] = {"tier": None, "effective_at": None}
     if pending is not None:
@@ -230,12 +235,12 @@ def pending_subscription_change(*, user: Any) -> PendingChange | None:
             "tier": pending.tier,
             "effective_at": pending.effective_at.isoformat() if pending.effective_at else None,
         }
-    caching.cache_set(key, value, caching.PENDING_CHANGE_TTL_S)
+    cache_set(key, value, caching.PENDING_CHANGE_TTL_S)
     return pending
 
 
 def proration_credit_cents(*, account: CustomerAccount | None, monthly_cost_cents: int, now: datetime) -> int:
-    """Decision (SPEC §5.3.2): the unused share of the current paid period, from our Stripe mirror."""
+    """The unused share of the current paid period, ``floor(cost × remaining / period)``, from our Stripe mirror."""
     if account is None or not account.stripe_subscription_id or monthly_cost_cents <= 0:
         return 0
     if account.subscription_status not in stripe_gateway.ACTIVE_STATUSES:
@@ -259,14 +264,14 @@ class SubscriptionStatus:
     url: str = ""
 
 
-def subscription_status(*, user: Any, url: str = "") -> SubscriptionStatus:
+def subscription_status(*, user: User, url: str = "") -> SubscriptionStatus:
     """``GET /api/billing/subscription``. A failed pending-change read is logged and reported as none."""
-    account = account_for_user(user=user)
+    account = account_get_for_user(user=user)
     tier = account.tier if account is not None else Tier.FREE
     costs = tier_costs()
     monthly = costs.get(tier, 0)
     try:
-        pending = pending_subscription_change(user=user)
+        pending = subscription_pending_change_get(user=user)
     except PaymentProviderError:
         logger.warning("Could not read the pending subscription change", extra={"user_id": user.pk})
         pending = None

@@ -249,7 +249,7 @@ def _stripe_call(operation: str, **context: Any) -> Iterator[None]:
         error = PaymentProviderError(
             operation=operation,
             stripe_error=type(exc).__name__,
-            code=getattr(exc, "code", None),
+            stripe_code=getattr(exc, "code", None),
             http_status_from_stripe=exc.http_status,
         )
         logger.warning(
@@ -258,7 +258,7 @@ def _stripe_call(operation: str, **context: Any) -> Iterator[None]:
             extra={
                 "stripe_operation": operation,
                 "stripe_error": error.stripe_error,
-                "stripe_code": error.code,
+                "stripe_code": error.stripe_code,
                 "stripe_http_status": exc.http_status,
                 "stripe_request_id": exc.request_id,
                 **{f"stripe_{key}": value for key, value in context.items()},
@@ -315,7 +315,7 @@ def first_active_subscription(customer_id: str) -> Subscription | None:
 def active_subscriptions(
     customer_id: str, *, timeout_s: float | None = None, max_retries: int | None = None
 ) -> list[Subscription]:
-    """Active then trialing subscriptions of the customer (SPEC §5.4.2)."""
+    """Active then trialing subscriptions of the customer; every caller takes the first as "the" subscription."""
     return [
         sub
         for status in ACTIVE_STATUSES
@@ -336,7 +336,7 @@ def subscription_change_price(*, subscription: Subscription, price_id: str) -> S
     """
     params = {
         "items": [{"id": subscription.item_id, "price": price_id}],
-        # Decision (SPEC §5.3.3.5): upgrades bill the difference immediately.
+        # Upgrades bill the prorated difference at once, on a new invoice.
         "proration_behavior": "always_invoice",
     }
     with _stripe_call("subscription_change_price", subscription_id=subscription.id, price_id=price_id):
@@ -453,7 +453,7 @@ def event_construct(*, payload: bytes, signature_header: str, secret: str) -> We
     except stripe.SignatureVerificationError:
         raise InvalidWebhook("Invalid signature") from None
     except JsonBodyRejected as exc:
-        raise InvalidWebhook(exc.message) from None
+        raise InvalidWebhook(exc.detail) from None
     except (ValueError, TypeError, AttributeError, KeyError):
         # Undecodable or non-JSON body (UnicodeDecodeError and JSONDecodeError are
         # ValueErrors), or JSON the SDK cannot turn into an event.

@@ -15,7 +15,7 @@ def subscription_drift_check(user_id: int) -> None:
     """After a tier override: warn when the tier no longer matches the Stripe subscription.
 
     Advisory: Stripe is asked with a short timeout and no retries, and any failure
-    is logged here, never raised (SPEC §5.4.6).
+    is logged here, never raised: a drift check never affects the tier change behind it.
     """
     from billing.services import subscription_drift_check as check
 

@@ -7,17 +7,20 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from .models import Tier
-from .selectors import account_for_user
+from copilot_site.accounts.request_user import authenticated_user
 
-# What each plan gives, as a multiple of FREE's usage limits. These mirror the
-# rate-limit defaults (SPEC §6.2.1); billing cannot read ratelimits (STYLE §2).
+from .models import Tier
+from .selectors import account_get_for_user
+
+# What each plan gives, as a multiple of FREE's usage limits. These mirror
+# ``ratelimits.selectors.TIER_MULTIPLIERS``, spelled here because billing never
+# imports ratelimits (the apps depend one way: chat → ratelimits → billing).
 TIER_MULTIPLES: dict[str, int] = {Tier.FREE: 1, Tier.PRO: 5, Tier.BUSINESS: 20}
 
 
 @login_required
 def billing_page(request: HttpRequest) -> HttpResponse:
-    account = account_for_user(user=request.user)
+    account = account_get_for_user(user=authenticated_user(request))
     period_end = account.current_period_end if account is not None else None
     plans = [
         {"tier": tier.value, "label": tier.label, "multiple": TIER_MULTIPLES[tier.value]}

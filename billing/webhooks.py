@@ -38,7 +38,7 @@ def handle_checkout_completed(event: stripe_gateway.WebhookEvent) -> str:
 
 
 def handle_subscription_changed(event: stripe_gateway.WebhookEvent) -> str:
-    return stripe_sync.sync_subscription_from_stripe(
+    return stripe_sync.subscription_sync_from_stripe(
         subscription=stripe_gateway.subscription_from_dict(event.data_object),
         event_created=event.created,
         deleted=event.type == "customer.subscription.deleted",
@@ -182,13 +182,13 @@ def stripe_webhook(request: HttpRequest) -> JsonResponse:
         request_size_check(request)
         json_size_check(len(request.body))
     except JsonBodyRejected as exc:
-        return _error(exc.http_status, exc.message)
+        return _error(exc.status, exc.detail)
     try:
         event = stripe_gateway.event_construct(
             payload=request.body, signature_header=request.headers.get("Stripe-Signature", ""), secret=secret
         )
     except InvalidWebhook as exc:
-        return _error(400, exc.message)
+        return _error(400, exc.detail)
     if event.api_version and event.api_version != stripe_gateway.API_VERSION:
         logger.error(
             "Stripe event %s has API version %s, expected %s",

@@ -1,11 +1,17 @@
-"""Chat REST API: one APIView per operation (HackSoft style)."""
+"""Chat REST API: one APIView per operation (HackSoft style).
+
+Operations that share a URL are put behind it by ``copilot_site.core.api_routing``
+(see ``chat/urls.py``). Each handler validates, calls one service or selector and
+serializes; errors travel as exceptions to the one API exception handler.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.conf import settings
-from drf_spectacular.utils import extend_schema
+from django.http import StreamingHttpResponse
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -17,8 +23,13 @@ from copilot_site.core.serializers import StrictCharField, UnknownKeysRefusedMix
 from .models import ChatMessage, ChatSession
 from .selectors import message_page, session_get_for_user, session_list
 from .services.sessions import session_create, session_delete, session_rename
+from .services.turns import turn_running
+from .turns.dispatch import turn_send
+from .turns.follow import turn_listeners_disconnect
+from .turns.pending import pending_peek
+from .turns.registry import iso_from_unix, turn_cancel_request
 from .turns.scripts import turn_statuses
-from .turns.sse import StreamContentNegotiation
+from .turns.sse import StreamContentNegotiation, followup_sse_response, sse_response, stream_mark
 
 
 class SessionOutputSerializer(serializers.Serializer[ChatSession]):
@@ -45,27 +56,24 @@ class MessageOutputSerializer(serializers.Serializer[ChatMessage]):
     created_at = serializers.DateTimeField()
 
 
-def _active_turn(session_id: object) -> dict[str, Any] | None:
-    from .services.turns import turn_running
-    from .turns.registry import iso_from_unix
+class ContextSerializer(serializers.Serializer[Any]):
+    """Page context; unknown keys are accepted and dropped."""
 
-    meta = turn_running(session_id, reap=True)
-    if meta is None:
-        return None
-    return {"turn_id": meta.turn_id, "started_at": iso_from_unix(meta.created_at)}
+    url = StrictCharField(max_length=2000, required=False, allow_blank=True)
+    content = StrictCharField(max_length=32000, required=False, allow_blank=True)
 
 
 def _session_data(session: ChatSession) -> dict[str, Any]:
     return dict(SessionOutputSerializer(session, context={"turn_statuses": turn_statuses([session.pk])}).data)
 
 
-class SessionListCreateApi(APIView):
+# --- sessions ---------------------------------------------------------------------------------
+
+
+class SessionListApi(APIView):
     class FilterSerializer(serializers.Serializer[Any]):
         limit = serializers.IntegerField(min_value=1, max_value=100, default=50)
         offset = OffsetField()
-
-    class InputSerializer(UnknownKeysRefusedMixin, serializers.Serializer[Any]):
-        title = StrictCharField(required=False, allow_blank=True, max_length=200)
 
     @extend_schema(parameters=[FilterSerializer])
     def get(self, request: Request) -> Response:
@@ -78,6 +86,11 @@ class SessionListCreateApi(APIView):
         sessions_data = SessionOutputSerializer(page, many=True, context=context).data  # type: ignore[arg-type]
         return Response({"sessions": sessions_data, "total": sessions.count()})
 
+
+class SessionCreateApi(APIView):
+    class InputSerializer(UnknownKeysRefusedMixin, serializers.Serializer[Any]):
+        title = StrictCharField(required=False, allow_blank=True, max_length=200)
+
     @extend_schema(request=InputSerializer, responses={201: SessionOutputSerializer})
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
@@ -86,12 +99,36 @@ class SessionListCreateApi(APIView):
         return Response(_session_data(session), status=status.HTTP_201_CREATED)
 
 
-class SessionDetailApi(APIView):
+class SessionGetApi(APIView):
     class FilterSerializer(serializers.Serializer[Any]):
         limit = serializers.IntegerField(min_value=1, max_value=200, default=50)
         before_sequence = serializers.IntegerField(min_value=0, required=False)
 
-    class PatchSerializer(serializers.Serializer[Any]):
+    @extend_schema(parameters=[FilterSerializer])
+    def get(self, request: Request, session_id: str) -> Response:
+        """The session, a page of its messages and, on the newest page, its running turn."""
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        session = session_get_for_user(session_id=session_id, user=request.user)
+        before_sequence = filters.validated_data.get("before_sequence")
+        page = message_page(session=session, limit=filters.validated_data["limit"], before_sequence=before_sequence)
+        active = turn_running(session.pk, reap=True) if before_sequence is None else None
+        return Response(
+            {
+                "session": _session_data(session),
+                "messages": MessageOutputSerializer(page.messages, many=True).data,  # type: ignore[arg-type]
+                "has_more": page.has_more,
+                "oldest_sequence": page.oldest_sequence,
+                "active_turn": (
+                    {"turn_id": active.turn_id, "started_at": iso_from_unix(active.created_at)} if active else None
+                ),
+            }
+        )
+
+
+class SessionRenameApi(APIView):
+    @extend_schema_serializer(component_name="SessionRenameInput")
+    class InputSerializer(serializers.Serializer[Any]):
         title = StrictCharField(max_length=200, allow_blank=True)
 
         def validate_title(self, value: str) -> str:
@@ -99,51 +136,24 @@ class SessionDetailApi(APIView):
                 raise serializers.ValidationError("Title must not be blank")
             return value
 
-    @extend_schema(parameters=[FilterSerializer])
-    def get(self, request: Request, session_id: str) -> Response:
-        filters = self.FilterSerializer(data=request.query_params)
-        filters.is_valid(raise_exception=True)
-        session = session_get_for_user(session_id=session_id, user=request.user)
-        page = message_page(
-            session=session,
-            limit=filters.validated_data["limit"],
-            before_sequence=filters.validated_data.get("before_sequence"),
-        )
-        return Response(
-            {
-                "session": _session_data(session),
-                "messages": MessageOutputSerializer(page.messages, many=True).data,  # type: ignore[arg-type]
-                "has_more": page.has_more,
-                "oldest_sequence": page.oldest_sequence,
-                "active_turn": _active_turn(session.pk)
-                if filters.validated_data.get("before_sequence") is None
-                else None,
-            }
-        )
-
-    @extend_schema(request=PatchSerializer, responses={200: SessionOutputSerializer})
+    @extend_schema(request=InputSerializer, responses={200: SessionOutputSerializer})
     def patch(self, request: Request, session_id: str) -> Response:
-        serializer = self.PatchSerializer(data=request.data)
+        serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         session = session_rename(session_id=session_id, user=request.user, title=serializer.validated_data["title"])
         return Response(_session_data(session))
 
+
+class SessionDeleteApi(APIView):
     def delete(self, request: Request, session_id: str) -> Response:
         session_delete(session_id=session_id, user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class ContextSerializer(serializers.Serializer[Any]):
-    """Page context; unknown keys are accepted and dropped."""
-
-    url = StrictCharField(max_length=2000, required=False, allow_blank=True)
-    content = StrictCharField(max_length=32000, required=False, allow_blank=True)
+# --- turns ----------------------------------------------------------------------------------------
 
 
-class SessionStreamApi(APIView):
-    """`POST` sends a message and streams the new turn; `GET` re-attaches to the running one;
-    `DELETE` detaches every listener (SSE responses end, WebSockets close with 4000)."""
-
+class TurnSendApi(APIView):
     class InputSerializer(serializers.Serializer[Any]):
         message = StrictCharField(trim_whitespace=False)  # length: COPILOT_MESSAGE_MAX_CHARS, in validate_message
         client_message_id = StrictCharField(max_length=100, required=False, allow_null=True)
@@ -169,15 +179,12 @@ class SessionStreamApi(APIView):
     content_negotiation_class = StreamContentNegotiation
 
     @extend_schema(request=InputSerializer, responses={200: None, 202: None})
-    def post(self, request: Request, session_id: str) -> Any:
-        """Send a message. A new turn answers 200 with its stream. A follow-up sent while a
+    def post(self, request: Request, session_id: str) -> Response | StreamingHttpResponse:
+        """Send a message. A new turn answers 200 with its stream (SSE). A follow-up sent while a
         turn runs is queued; a client that accepts `text/event-stream` (no `Accept`, `*/*`,
         any q > 0) gets 200 with `followup_body`'s stream (`data-queued`, then the session's
         turns from now until the follow-up is answered), one that accepts only JSON gets 202
         `{buffer_length, max_buffer_length, turn_in_flight}`."""
-        from .turns.dispatch import turn_send
-        from .turns.sse import followup_sse_response, sse_response, stream_mark
-
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
@@ -207,11 +214,13 @@ class SessionStreamApi(APIView):
             return Response(result.queued_body(), status=status.HTTP_202_ACCEPTED)
         return sse_response(session_id, turn_id=result.turn_id or None)
 
-    @extend_schema(responses={200: None, 204: None})
-    def get(self, request: Request, session_id: str) -> Any:
-        from .services.turns import turn_running
-        from .turns.sse import sse_response
 
+class TurnStreamApi(APIView):
+    content_negotiation_class = StreamContentNegotiation
+
+    @extend_schema(responses={200: None, 204: None})
+    def get(self, request: Request, session_id: str) -> Response | StreamingHttpResponse:
+        """Re-attach to the running turn's stream (from ``Last-Event-ID`` or ``after``); 204 when none runs."""
         session = session_get_for_user(session_id=session_id, user=request.user)
         meta = turn_running(session.pk, reap=True)
         if meta is None:
@@ -219,28 +228,28 @@ class SessionStreamApi(APIView):
         after = request.headers.get("Last-Event-ID") or request.query_params.get("after") or None
         return sse_response(str(session.pk), after=after, turn_id=meta.turn_id)
 
+
+class TurnListenersDisconnectApi(APIView):
     @extend_schema(responses={204: None})
     def delete(self, request: Request, session_id: str) -> Response:
-        """Close every SSE and WebSocket listener of the session's turn; the turn keeps running."""
-        from .turns.follow import turn_listeners_disconnect
+        """Close every SSE and WebSocket listener of the session's turn; the turn keeps running.
 
+        SSE responses end; WebSockets close with 4000 (a client that reconnects re-attaches).
+        """
         session = session_get_for_user(session_id=session_id, user=request.user)
         turn_listeners_disconnect(session.pk)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class SessionCancelApi(APIView):
+class TurnCancelApi(APIView):
     def post(self, request: Request, session_id: str) -> Response:
-        from .turns.registry import turn_cancel_request
-
         session = session_get_for_user(session_id=session_id, user=request.user)
         return Response(turn_cancel_request(session.pk))
 
 
-class SessionPendingApi(APIView):
+class PendingListApi(APIView):
     def get(self, request: Request, session_id: str) -> Response:
-        from .turns.pending import pending_peek
-
+        """The messages queued behind the running turn, oldest first."""
         session = session_get_for_user(session_id=session_id, user=request.user)
         messages = [m.content for m in pending_peek(session.pk)]
         return Response({"messages": messages, "count": len(messages)})

@@ -1,5 +1,5 @@
-"""WebSocket consumers: one per chat session (`/ws/chat/{session_id}/`, the CONTRACT's
-turn stream) and one per user (`/ws/chat/`, SPEC's subscribe protocol).
+"""WebSocket consumers: one per chat session (`/ws/chat/{session_id}/`, the public
+turn stream) and one per user (`/ws/chat/`, the subscribe protocol).
 
 `ChatConsumer` (`/ws/chat/{session_id}/`):
 
@@ -20,7 +20,7 @@ the user's group (completion notices) and follows one chat's turn at a time:
 relay has stopped, so no chunk of that subscription follows the answer. A subscription replays the running turn from
 its start and follows it live; each chunk goes out as the same JSON as the SSE
 `data:` payload (no envelope, no `[DONE]`), heartbeats as `{"type": "heartbeat"}`,
-and `finish` ends it. Decisions where SPEC is silent: the socket says
+and `finish` ends it. Further decisions: the socket says
 `{"type": "ready"}` once authenticated, like the per-chat socket; every accepted
 subscribe is answered `{"type": "subscribed", "session_id": …, "turn_id": …}`
 before its first chunk, so a client can tell the end of one subscription's frames
@@ -45,6 +45,8 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
+from copilot_site.core.errors import ApplicationError
+from copilot_site.core.exceptions import error_frame
 from copilot_site.core.parsers import JsonBodyRejected, json_loads_bounded
 
 from .errors import SessionNotFound
@@ -242,20 +244,12 @@ class ChatConsumer(_TurnRelay):
             return
         try:
             result = await _send(self.scope["user"], self.session_id, content)
-        except Exception as exc:  # mapped like the HTTP API maps them
-            status = getattr(exc, "http_status", None)
-            if status is None:
-                logger.exception("WebSocket send failed for session %s", self.session_id)
-                await self._error("internal_error", "Something went wrong; please retry.")
-                return
-            extra = getattr(exc, "extra", {}) or {}
-            if status == 429 and "window" in extra:
-                await self.send_json(
-                    {"type": "rate_limited", "window": extra["window"], "resets_at": extra["resets_at"]}
-                )
-                return
-            codes = {404: "not_found", 429: "too_many_queued", 503: "unavailable", 402: "insufficient_credits"}
-            await self._error(codes.get(status, "rejected"), str(getattr(exc, "message", exc)))
+        except ApplicationError as exc:  # the same table as the HTTP API's
+            await self.send_json(error_frame(exc))
+            return
+        except Exception:
+            logger.exception("WebSocket send failed for session %s", self.session_id)
+            await self._error("internal_error", "Something went wrong; please retry.")
             return
         if result.outcome == "queued":
             await self.send_json({"type": "queued", **result.queued_body()})

@@ -1,21 +1,17 @@
+"""Chat's exceptions: each fixes the HTTP status and code the API and the WebSocket answer with."""
+
 from __future__ import annotations
 
-from typing import Any
+from copilot_site.core.errors import ApplicationError
 
 
-class ChatError(Exception):
-    """A business-rule rejection with its HTTP status (mapped by the API exception handler)."""
-
-    http_status = 400
-
-    def __init__(self, message: str, *, extra: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.extra = extra or {}
+class ChatError(ApplicationError):
+    """A chat rule refused the request (mapped by ``copilot_site.core.exceptions``)."""
 
 
 class SessionNotFound(ChatError):
-    http_status = 404
+    status = 404
+    code = "not_found"
 
     def __init__(self, session_id: object) -> None:
         super().__init__(f"Session {session_id} not found.")

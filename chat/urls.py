@@ -2,12 +2,31 @@ from __future__ import annotations
 
 from django.urls import path
 
+from copilot_site.core.api_routing import method_router
+
 from . import apis
 
 urlpatterns = [
-    path("sessions", apis.SessionListCreateApi.as_view(), name="chat-sessions"),
-    path("sessions/<str:session_id>", apis.SessionDetailApi.as_view(), name="chat-session-detail"),
-    path("sessions/<str:session_id>/stream", apis.SessionStreamApi.as_view(), name="chat-session-stream"),
-    path("sessions/<str:session_id>/cancel", apis.SessionCancelApi.as_view(), name="chat-session-cancel"),
-    path("sessions/<str:session_id>/messages/pending", apis.SessionPendingApi.as_view(), name="chat-session-pending"),
+    path(
+        "sessions",
+        method_router("SessionsApi", get=apis.SessionListApi, post=apis.SessionCreateApi),
+        name="chat-sessions",
+    ),
+    path(
+        "sessions/<str:session_id>",
+        method_router("SessionApi", get=apis.SessionGetApi, patch=apis.SessionRenameApi, delete=apis.SessionDeleteApi),
+        name="chat-session-detail",
+    ),
+    path(
+        "sessions/<str:session_id>/stream",
+        method_router(
+            "SessionStreamApi",
+            post=apis.TurnSendApi,
+            get=apis.TurnStreamApi,
+            delete=apis.TurnListenersDisconnectApi,
+        ),
+        name="chat-session-stream",
+    ),
+    path("sessions/<str:session_id>/cancel", apis.TurnCancelApi.as_view(), name="chat-session-cancel"),
+    path("sessions/<str:session_id>/messages/pending", apis.PendingListApi.as_view(), name="chat-session-pending"),
 ]

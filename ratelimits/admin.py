@@ -7,9 +7,10 @@ The per-user usage page hangs off the Daily spend admin
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
 from django.forms import Form, ModelForm
@@ -20,6 +21,9 @@ from django.urls import NoReverseMatch, URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
+
+from copilot_site.accounts.request_user import authenticated_user
+from copilot_site.core.admin import ReadOnlyAdmin
 
 from .charts import spend_chart
 from .errors import RateLimitError
@@ -33,7 +37,7 @@ from .models import (
     format_microdollars,
 )
 from .selectors import (
-    audit_entries_for_user,
+    audit_entry_list_for_user,
     daily_spend_series,
     usage_status,
     user_get_by_reference,
@@ -45,6 +49,9 @@ from .services import (
     usage_reset_by_staff,
     user_tier_set,
 )
+
+if TYPE_CHECKING:
+    from copilot_site.accounts.models import User
 
 # Staff who may change limits (superusers always may).
 CHANGE_PERMISSION = "ratelimits.change_userlimitoverride"
@@ -73,7 +80,9 @@ class TierLimitAdmin(admin.ModelAdmin[TierLimit]):
         return _limit_text(obj.weekly_limit_microdollars)
 
     def save_model(self, request: HttpRequest, obj: TierLimit, form: ModelForm[TierLimit], change: bool) -> None:
-        tier_limit_save(tier_limit=obj, actor=request.user, reason=form.cleaned_data.get("change_reason", ""))
+        tier_limit_save(
+            tier_limit=obj, actor=authenticated_user(request), reason=form.cleaned_data.get("change_reason", "")
+        )
 
     def has_delete_permission(self, request: HttpRequest, obj: TierLimit | None = None) -> bool:
         return False  # every tier needs a row; edit it to 0 for "unlimited"
@@ -111,32 +120,21 @@ class UserLimitOverrideAdmin(admin.ModelAdmin[UserLimitOverride]):
             daily_microdollars=obj.daily_limit_microdollars,
             weekly_microdollars=obj.weekly_limit_microdollars,
             reason=obj.reason,
-            actor=request.user,
+            actor=authenticated_user(request),
         )
         if saved is not None:
             obj.pk = saved.pk  # the admin's redirect and log use the saved row
 
     def delete_model(self, request: HttpRequest, obj: UserLimitOverride) -> None:
-        limit_override_delete(override=obj, actor=request.user)
+        limit_override_delete(override=obj, actor=authenticated_user(request))
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[UserLimitOverride]) -> None:
         for override in queryset:
-            limit_override_delete(override=override, actor=request.user)
-
-
-class _ReadOnlyAdmin(admin.ModelAdmin[Any]):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+            limit_override_delete(override=override, actor=authenticated_user(request))
 
 
 @admin.register(PersonalSpendCap)
-class PersonalSpendCapAdmin(_ReadOnlyAdmin):
+class PersonalSpendCapAdmin(ReadOnlyAdmin):
     """Users set their own caps on the account page; staff only look."""
 
     list_display = ("user_link", "daily_cap", "updated_at")
@@ -153,7 +151,7 @@ class PersonalSpendCapAdmin(_ReadOnlyAdmin):
 
 
 @admin.register(RateLimitAuditEntry)
-class RateLimitAuditEntryAdmin(_ReadOnlyAdmin):
+class RateLimitAuditEntryAdmin(ReadOnlyAdmin):
     list_display = ("created_at", "action", "user_link", "actor", "reason")
     list_select_related = ("user", "actor")
     list_filter = ("action",)
@@ -166,7 +164,7 @@ class RateLimitAuditEntryAdmin(_ReadOnlyAdmin):
 
 
 @admin.register(DailySpend)
-class DailySpendAdmin(_ReadOnlyAdmin):
+class DailySpendAdmin(ReadOnlyAdmin):
     """Durable daily totals; each user links to their usage page (reset, tier, override)."""
 
     change_list_template = "admin/ratelimits/dailyspend/change_list.html"
@@ -240,7 +238,7 @@ class DailySpendAdmin(_ReadOnlyAdmin):
                 for day in reversed(series)
                 if day.turn_count or day.microdollars
             ],
-            "audit_entries": audit_entries_for_user(user=user),
+            "audit_entries": audit_entry_list_for_user(user=user),
             "turns_url": _turn_usage_changelist_url(user.pk),
             "can_change": _can_change(request),
             "reset_form": forms.get("reset") or UsageResetForm(),
@@ -261,12 +259,12 @@ class DailySpendAdmin(_ReadOnlyAdmin):
             try:
                 usage_reset_by_staff(
                     user=user,
-                    actor=request.user,
+                    actor=authenticated_user(request),
                     include_weekly=action == "reset-weekly",
                     reason=form.cleaned_data["reason"],
                 )
             except RateLimitError as exc:
-                self.message_user(request, exc.message, messages.ERROR)
+                self.message_user(request, exc.detail, messages.ERROR)
             else:
                 windows = "daily and weekly windows" if action == "reset-weekly" else "daily window"
                 self.message_user(request, f"Reset the {windows} of {user}.", messages.SUCCESS)
@@ -275,7 +273,10 @@ class DailySpendAdmin(_ReadOnlyAdmin):
             if not form.is_valid():
                 return self.user_usage_view(request, user_id, forms={"set-tier": form})
             previous = user_tier_set(
-                user=user, tier=form.cleaned_data["tier"], actor=request.user, reason=form.cleaned_data["reason"]
+                user=user,
+                tier=form.cleaned_data["tier"],
+                actor=authenticated_user(request),
+                reason=form.cleaned_data["reason"],
             )
             self.message_user(request, f"Tier of {user}: {previous} → {form.cleaned_data['tier']}.", messages.SUCCESS)
         elif action == "set-override":
@@ -288,7 +289,7 @@ class DailySpendAdmin(_ReadOnlyAdmin):
                     daily_microdollars=override_form.microdollars("daily_dollars"),
                     weekly_microdollars=override_form.microdollars("weekly_dollars"),
                     reason=override_form.cleaned_data["reason"],
-                    actor=request.user,
+                    actor=authenticated_user(request),
                 )
             except ValidationError as exc:
                 override_form.add_error(None, exc.messages)
@@ -306,9 +307,7 @@ def _limit_text(value: int | None) -> str:
     return "unlimited" if value == 0 else format_microdollars(value)
 
 
-def _get_user(user_id: int) -> Any:
-    from django.contrib.auth import get_user_model
-
+def _get_user(user_id: int) -> User:
     return get_object_or_404(get_user_model(), pk=user_id)
 
 
@@ -328,7 +327,7 @@ def _window_row(label: str, used: int, limit: int, resets_at: Any) -> dict[str, 
     }
 
 
-def _override_initial(user: Any) -> dict[str, Any]:
+def _override_initial(user: User) -> dict[str, Any]:
     override = UserLimitOverride.objects.filter(user=user).first()
     if override is None:
         return {}

@@ -1,7 +1,7 @@
 """Usage and rate-limit REST API: one APIView per operation (HackSoft style).
 
-User-facing payloads carry percentages and times only (SPEC §6.4.3); the staff
-endpoints carry raw microdollars (CONTRACT).
+User-facing payloads carry percentages and times only, so a client cannot infer
+per-turn cost or margins; the staff endpoints carry raw microdollars for debugging.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing.models import Tier
+from copilot_site.accounts.request_user import authenticated_user
 
 from .selectors import rate_limit_staff_view, usage_public, user_get_by_reference
 from .services import personal_cap_set, usage_reset_by_staff, usage_reset_paid, user_tier_set
@@ -44,7 +45,7 @@ class UsageOutputSerializer(serializers.Serializer[Any]):
 class UsageGetApi(APIView):
     @extend_schema(responses={200: UsageOutputSerializer})
     def get(self, request: Request) -> Response:
-        return Response(UsageOutputSerializer(usage_public(user=request.user)).data)
+        return Response(UsageOutputSerializer(usage_public(user=authenticated_user(request))).data)
 
 
 class UsageResetApi(APIView):
@@ -56,7 +57,7 @@ class UsageResetApi(APIView):
 
     @extend_schema(request=None, responses={200: OutputSerializer})
     def post(self, request: Request) -> Response:
-        result = usage_reset_paid(user=request.user)
+        result = usage_reset_paid(user=authenticated_user(request))
         return Response(self.OutputSerializer(result).data)
 
 
@@ -73,11 +74,11 @@ class PersonalCapSetApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         cap = personal_cap_set(
-            user=request.user, daily_cap_microdollars=serializer.validated_data["daily_cap_microdollars"]
+            user=authenticated_user(request), daily_cap_microdollars=serializer.validated_data["daily_cap_microdollars"]
         )
         data = {
             "personal_daily_cap_microdollars": cap.daily_cap_microdollars if cap else None,
-            "usage": usage_public(user=request.user),
+            "usage": usage_public(user=authenticated_user(request)),
         }
         return Response(self.OutputSerializer(data).data)
 
@@ -126,7 +127,7 @@ class StaffRateLimitResetApi(APIView):
         serializer.is_valid(raise_exception=True)
         usage_reset_by_staff(
             user=user,
-            actor=request.user,
+            actor=authenticated_user(request),
             include_weekly=serializer.validated_data["reset_weekly"],
             reason=serializer.validated_data["reason"],
         )
@@ -148,7 +149,7 @@ class StaffTierSetApi(APIView):
         user_tier_set(
             user=user,
             tier=serializer.validated_data["tier"],
-            actor=request.user,
+            actor=authenticated_user(request),
             reason=serializer.validated_data["reason"],
         )
         return Response(StaffRateLimitOutputSerializer(rate_limit_staff_view(user=user)).data)

@@ -1,5 +1,5 @@
-"""Rate-limit business errors. Each carries ``http_status``, ``message`` and ``extra``;
-the API exception handler turns them into ``{"detail": message, **extra}``."""
+"""Rate-limit business errors. Each fixes its HTTP ``status`` and ``code``;
+``copilot_site.core.exceptions`` turns them into ``{"detail": detail, **extra}``."""
 
 from __future__ import annotations
 
@@ -8,14 +8,11 @@ from typing import Any, Literal
 
 from django.utils import timezone
 
+from copilot_site.core.errors import ApplicationError
 
-class RateLimitError(Exception):
-    http_status = 400
 
-    def __init__(self, message: str, *, extra: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.extra = extra or {}
+class RateLimitError(ApplicationError):
+    """A rate-limit rule refused the request."""
 
 
 def iso_utc(moment: datetime) -> str:
@@ -24,7 +21,7 @@ def iso_utc(moment: datetime) -> str:
 
 
 def format_time_until(resets_at: datetime, now: datetime) -> str:
-    """`2h 30m`, `15m` (no `0h`), or `now` when the reset is not in the future (SPEC §6.3.2)."""
+    """`2h 30m`, `15m` (no `0h`; minutes round down), or `now` when the reset is not in the future."""
     seconds = int((resets_at - now).total_seconds())
     if seconds <= 0:
         return "now"
@@ -33,9 +30,10 @@ def format_time_until(resets_at: datetime, now: datetime) -> str:
 
 
 class RateLimitExceeded(RateLimitError):
-    """The pre-turn check refused: HTTP 429 ``{detail, window, resets_at}``."""
+    """The pre-turn check refused: HTTP 429 ``{detail, window, resets_at}``, WebSocket ``rate_limited``."""
 
-    http_status = 429
+    status = 429
+    code = "rate_limited"
 
     def __init__(
         self,
@@ -48,13 +46,13 @@ class RateLimitExceeded(RateLimitError):
         now = now or timezone.now()
         when = format_time_until(resets_at, now)
         if personal_cap:
-            message = f"You've reached the personal daily spending cap you set. Resets in {when}."
+            detail = f"You've reached the personal daily spending cap you set. Resets in {when}."
         else:
-            message = f"You've reached your {window} usage limit. Resets in {when}."
+            detail = f"You've reached your {window} usage limit. Resets in {when}."
         extra: dict[str, Any] = {"window": window, "resets_at": iso_utc(resets_at)}
         if personal_cap:
             extra["personal_cap"] = True
-        super().__init__(message, extra=extra)
+        super().__init__(detail, extra=extra)
         self.window = window
         self.resets_at = resets_at
         self.personal_cap = personal_cap
@@ -66,7 +64,8 @@ class TurnCostCapExceeded(RateLimitError):
     The text names no amount (users never see raw spend).
     """
 
-    http_status = 429
+    status = 429
+    code = "turn_cost_cap"
 
     def __init__(self) -> None:
         super().__init__(
@@ -80,18 +79,21 @@ class ResetUnavailable(RateLimitError):
 
 
 class ResetInsufficientCredits(RateLimitError):
-    http_status = 402
+    status = 402
+    code = "insufficient_credits"
 
     def __init__(self) -> None:
         super().__init__("Insufficient credits to reset your rate limit.")
 
 
 class ResetTooMany(RateLimitError):
-    http_status = 429
+    status = 429
+    code = "too_many_resets"
 
 
 class ResetFailed(RateLimitError):
-    http_status = 503
+    status = 503
+    code = "unavailable"
 
 
 class PersonalCapInvalid(RateLimitError):
@@ -99,16 +101,18 @@ class PersonalCapInvalid(RateLimitError):
 
 
 class UserNotFound(RateLimitError):
-    http_status = 404
+    status = 404
+    code = "not_found"
 
     def __init__(self) -> None:
         super().__init__("User not found.")
 
 
 class UsageResetFailed(RateLimitError):
-    """Staff reset: the Redis DEL failed (SPEC §6.6.2)."""
+    """Staff reset: the Redis DEL of the usage counters failed, so nothing was reset."""
 
-    http_status = 500
+    status = 500
+    code = "reset_failed"
 
     def __init__(self) -> None:
         super().__init__("Failed to reset usage")

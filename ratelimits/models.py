@@ -8,12 +8,13 @@ from django.core.validators import MinValueValidator
 from django.db import models
 
 from billing.models import Tier
+from copilot_site.core.caching import cache_delete_on_commit
 
-from .caching import TIER_LIMITS_KEY, cache_delete_on_commit, user_limits_key
+from .caching import TIER_LIMITS_KEY, user_limits_key
 
 
 def format_microdollars(value: int) -> str:
-    """`$X.XX` (SPEC §7.6): microdollars ÷ 1,000,000, two decimals."""
+    """`$X.XX`, as the admin shows spend and limits: microdollars ÷ 1,000,000, two decimals."""
     return f"${value / 1_000_000:,.2f}"
 
 

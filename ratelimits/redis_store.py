@@ -4,14 +4,15 @@ the MULTI/EXEC blocks and the Lua scripts. Everything else calls these functions
 Functions take ``now`` (an aware datetime) so tests can freeze time; they raise
 ``redis.RedisError`` and leave the fail-open / fail-closed decision to the caller.
 
-Keys (SPEC §3), all under the deliberate ``copilot:cost:`` / ``copilot:`` prefixes
+Keys, all under the deliberate ``copilot:cost:`` / ``copilot:`` prefixes (counters kept
+under any other prefix, in older units, are never read)
 and all with a TTL:
     copilot:cost:daily:{uid}:{YYYY-MM-DD}          spend today, until next 00:00 UTC
     copilot:cost:weekly:{uid}:{ISOYEAR}-W{WW}      spend this ISO week, until next Monday 00:00 UTC
     copilot:cost:hourly:{uid}:{YYYY-MM-DDTHH}      spend in one hour, for the pace estimate
     copilot:reset_lock:{uid}                       paid-reset lock, 10 s
     copilot:reset_count:{uid}:{YYYY-MM-DD}         paid resets today
-    copilot:usage_warned:{uid}:{daily|weekly}:{window id}   80 % warning already sent
+    copilot:usage_warned:{uid}:{daily|weekly}:{window id}   usage warning already sent
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ return 0
 # KEYS: daily, weekly, daily warning flag. ARGV: daily limit, weekly TTL (s).
 # One script, so a turn recorded meanwhile is never lost between the DECRBY and
 # the clamp (a MULTI cannot branch on the DECRBY result). The user gets one extra
-# day's worth of weekly room, never a negative counter (SPEC §6.5.6.4).
+# day's worth of weekly room (the weekly counter drops by the daily limit), never a
+# negative counter.
 _RESET_DAILY_LUA = """
 redis.call('DEL', KEYS[1], KEYS[3])
 local weekly = redis.call('DECRBY', KEYS[2], ARGV[1])
@@ -112,7 +114,7 @@ def reset_at(window: Window, now: datetime) -> datetime:
 
 
 def ttl_until(end: datetime, now: datetime) -> int:
-    """Seconds until ``end``, never less than 1 (SPEC §6.1.3)."""
+    """Seconds until ``end``, never less than 1 (a key must never be left without a TTL)."""
     return max(int((end - now).total_seconds()), 1)
 
 

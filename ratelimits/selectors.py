@@ -1,6 +1,6 @@
 """Rate-limit reads: limit resolution, the pre-turn check, usage and its estimate.
 
-Reads fail open (SPEC §0.8): a Redis outage lets turns through and reports 0 %.
+Reads fail open: a Redis outage lets turns through and reports 0 %.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import redis
 from django.conf import settings
@@ -17,7 +17,8 @@ from django.db import DatabaseError
 from django.utils import timezone
 
 from billing.models import Tier
-from billing.selectors import account_for_user, credits_enabled
+from billing.selectors import account_get_for_user, credits_enabled
+from copilot_site.core.caching import cache_get_many, cache_set
 
 from . import redis_store
 from .caching import (
@@ -25,8 +26,6 @@ from .caching import (
     TIER_LIMITS_TTL_S,
     TIER_TTL_S,
     USER_LIMITS_TTL_S,
-    cache_get_many,
-    cache_set,
     tier_key,
     user_limits_key,
 )
@@ -35,9 +34,13 @@ from .health import fail_open_record
 from .models import DailySpend, PersonalSpendCap, RateLimitAuditEntry, TierLimit, UserLimitOverride
 from .redis_store import SpendSnapshot, Window
 
+if TYPE_CHECKING:
+    from copilot_site.accounts.models import User
+
 logger = logging.getLogger(__name__)
 
-# SPEC §6.2.1; used only for a tier whose TierLimit row is missing.
+# Each tier's limits as a multiple of FREE's; used only for a tier whose TierLimit row is missing.
+# billing/views.py shows the same multiples on the plans page.
 TIER_MULTIPLIERS: dict[str, int] = {Tier.FREE: 1, Tier.PRO: 5, Tier.BUSINESS: 20, Tier.ENTERPRISE: 60}
 # Below this much observed history the pace estimate would be mostly noise.
 MIN_PACE_WINDOW_S = 15 * 60
@@ -104,10 +107,10 @@ def _default_tier_limits(tier: str) -> tuple[int, int]:
     return daily * multiplier, weekly * multiplier
 
 
-def _load_tier_info(user: Any) -> TierInfo | None:
+def _load_tier_info(user: User) -> TierInfo | None:
     """The account's tier and past-due flag; None (→ FREE, not cached) when unusable."""
     try:
-        account = account_for_user(user=user)
+        account = account_get_for_user(user=user)
     except DatabaseError:
         logger.warning("Tier lookup failed for user %s; using FREE limits", user.pk, exc_info=True)
         return None
@@ -119,13 +122,14 @@ def _load_tier_info(user: Any) -> TierInfo | None:
     return TierInfo(tier=account.tier, past_due=account.is_past_due)
 
 
-def _tier_info(user: Any, cached: dict[str, Any]) -> TierInfo:
+def _tier_info(user: User, cached: dict[str, Any]) -> TierInfo:
     entry = cached.get(tier_key(user.pk))
     if isinstance(entry, dict) and entry.get("tier") in Tier.values:
         return TierInfo(tier=entry["tier"], past_due=bool(entry.get("past_due")))
     info = _load_tier_info(user)
     if info is None:
-        # Not cached, so the next call retries the lookup (SPEC §6.2.2).
+        # A DB error or an invalid tier reads as FREE, not cached, so the next call
+        # retries the lookup.
         return TierInfo(tier=Tier.FREE, past_due=False)
     cache_set(tier_key(user.pk), {"tier": info.tier, "past_due": info.past_due}, TIER_TTL_S)
     return info
@@ -146,7 +150,7 @@ def _tier_table(cached: dict[str, Any]) -> dict[str, tuple[int, int]]:
     return table
 
 
-def _user_limits(user: Any, cached: dict[str, Any]) -> dict[str, int | None]:
+def _user_limits(user: User, cached: dict[str, Any]) -> dict[str, int | None]:
     key = user_limits_key(user.pk)
     entry = cached.get(key)
     if isinstance(entry, dict):
@@ -170,7 +174,7 @@ def _user_limits(user: Any, cached: dict[str, Any]) -> dict[str, int | None]:
     return value
 
 
-def resolve_limits(*, user: Any) -> Limits:
+def limits_resolve(*, user: User) -> Limits:
     """The user's limits: tier row (FREE's when past due), replaced per window by an
     override, and the daily one lowered by a personal cap. One cache round trip when warm."""
     cached = cache_get_many([tier_key(user.pk), TIER_LIMITS_KEY, user_limits_key(user.pk)])
@@ -190,20 +194,20 @@ def resolve_limits(*, user: Any) -> Limits:
     )
 
 
-def get_limits(*, user: Any) -> tuple[int, int, str]:
+def limits_get(*, user: User) -> tuple[int, int, str]:
     """(daily, weekly, tier) as enforced; 0 means unlimited for that window."""
-    limits = resolve_limits(user=user)
+    limits = limits_resolve(user=user)
     return limits.daily, limits.weekly, limits.tier
 
 
-def get_user_tier(*, user: Any) -> str:
+def user_tier_get(*, user: User) -> str:
     """The account's tier, cached 300 s; FREE (uncached) when the lookup fails."""
     return _tier_info(user, cache_get_many([tier_key(user.pk)])).tier
 
 
-def turn_cost_cap_microdollars(*, user: Any) -> int:
+def turn_cost_cap_microdollars(*, user: User) -> int:
     """The engine's per-turn cost cap for this user (0 = none), by the tier whose limits apply."""
-    tier = resolve_limits(user=user).limits_tier
+    tier = limits_resolve(user=user).limits_tier
     caps: dict[str, Any] = settings.COPILOT_TURN_COST_CAP_MICRODOLLARS
     return _non_negative(caps.get(tier, 0), f"turn cost cap of {tier}") or 0
 
@@ -211,7 +215,7 @@ def turn_cost_cap_microdollars(*, user: Any) -> int:
 # --- the pre-turn check ---------------------------------------------------------------
 
 
-def check_rate_limit(*, user: Any, daily: int, weekly: int, now: datetime | None = None) -> None:
+def rate_limit_check(*, user: User, daily: int, weekly: int, now: datetime | None = None) -> None:
     """Raise RateLimitExceeded when spend has reached a limit; daily first, equality blocks.
 
     A soft check: two turns started together may both pass. Fails open on Redis errors.
@@ -297,11 +301,12 @@ def reset_cost_cents() -> int:
     return _non_negative(settings.COPILOT_RATE_LIMIT_RESET_COST_CENTS, "reset cost") or 0
 
 
-def usage_status(*, user: Any, now: datetime | None = None, limits: Limits | None = None) -> UsageStatus:
-    """Spend against the account limits (SPEC §6.3.4), both windows and the pace in one
-    round trip. A Redis error reads as zero spend."""
+def usage_status(*, user: User, now: datetime | None = None, limits: Limits | None = None) -> UsageStatus:
+    """Spend against the account limits, both windows and the pace in one round trip.
+
+    A missing counter counts as 0; a Redis error reads as zero spend (fail open)."""
     now = now or timezone.now()
-    limits = limits or resolve_limits(user=user)
+    limits = limits or limits_resolve(user=user)
     try:
         snapshot = redis_store.read_spend_snapshot(user.pk, now)
         available = True
@@ -364,8 +369,8 @@ def _public_window(usage: WindowUsage) -> PublicWindow | None:
     }
 
 
-def usage_public(*, user: Any, now: datetime | None = None) -> PublicUsage:
-    """What a user may see (SPEC §6.4): percentages and times only, never spend or limits.
+def usage_public(*, user: User, now: datetime | None = None) -> PublicUsage:
+    """What a user may see: percentages and times only, never spend or limits.
 
     Percentages are against the plan's limits. The personal cap is the user's own
     figure; against it only "reached" is reported, so per-turn cost stays hidden.
@@ -409,8 +414,8 @@ def usage_warnings(status: UsageStatus) -> list[UsageWarning]:
     return warnings
 
 
-def usage_warning_for(*, user: Any, now: datetime | None = None) -> UsageWarning | None:
-    """The first window at ≥ 80 % (daily before weekly) with its exhaustion estimate, or None.
+def usage_warning_get(*, user: User, now: datetime | None = None) -> UsageWarning | None:
+    """The first window at or over the warning percentage (daily before weekly) with its exhaustion estimate, or None.
     Stateless: see ``services.consume_usage_warning`` for the once-per-window variant."""
     warnings = usage_warnings(usage_status(user=user, now=now))
     return warnings[0] if warnings else None
@@ -419,7 +424,7 @@ def usage_warning_for(*, user: Any, now: datetime | None = None) -> UsageWarning
 # --- staff -------------------------------------------------------------------------------
 
 
-def user_get_by_reference(*, reference: str) -> Any:
+def user_get_by_reference(*, reference: str) -> User:
     """A user by primary key (digits) or email (case-insensitive); UserNotFound otherwise."""
     users = get_user_model().objects.all()
     user = users.filter(pk=int(reference)).first() if reference.isdigit() else None
@@ -444,8 +449,8 @@ class StaffRateLimitView(TypedDict):
     redis_available: bool
 
 
-def rate_limit_staff_view(*, user: Any, now: datetime | None = None) -> StaffRateLimitView:
-    """Raw microdollar figures for staff (SPEC §6.6.1), plus the override and personal cap."""
+def rate_limit_staff_view(*, user: User, now: datetime | None = None) -> StaffRateLimitView:
+    """Raw microdollar figures for staff (for debugging), plus the override and personal cap."""
     status = usage_status(user=user, now=now)
     limits = status.limits
     override = (
@@ -475,7 +480,7 @@ class DaySpend:
     turn_count: int
 
 
-def daily_spend_series(*, user: Any, days: int = 30, today: date | None = None) -> list[DaySpend]:
+def daily_spend_series(*, user: User, days: int = 30, today: date | None = None) -> list[DaySpend]:
     """The last ``days`` UTC days, oldest first, with zero-spend days filled in."""
     today = today or timezone.now().astimezone(UTC).date()
     start = today - timedelta(days=days - 1)
@@ -490,5 +495,5 @@ def daily_spend_series(*, user: Any, days: int = 30, today: date | None = None) 
     return series
 
 
-def audit_entries_for_user(*, user: Any, limit: int = 20) -> list[RateLimitAuditEntry]:
+def audit_entry_list_for_user(*, user: User, limit: int = 20) -> list[RateLimitAuditEntry]:
     return list(RateLimitAuditEntry.objects.filter(user=user).select_related("actor")[:limit])

@@ -1,5 +1,6 @@
 """Rate-limit writes: spend recording, the paid daily reset, the usage warning, and the
-staff and user levers. Everything that moves money fails closed (SPEC §0.8).
+staff and user levers. Everything that charges or refunds money fails closed: a Redis
+or database error refuses the operation rather than risk a charge without its effect.
 """
 
 from __future__ import annotations
@@ -7,7 +8,7 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import UTC, date, datetime
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import redis
 from django.conf import settings
@@ -16,8 +17,8 @@ from django.utils import timezone
 
 from billing.errors import InsufficientCredits
 from billing.models import Tier
-from billing.selectors import credits_enabled, tier_for_user
-from billing.services import credits_refund, credits_spend, set_user_tier
+from billing.selectors import credits_enabled, tier_get_for_user
+from billing.services import account_tier_set, credits_refund, credits_spend
 from copilot_site.core import sql
 
 from . import redis_store
@@ -34,12 +35,15 @@ from .models import DailySpend, PersonalSpendCap, RateLimitAuditEntry, TierLimit
 from .selectors import (
     PublicUsage,
     UsageWarning,
-    check_rate_limit,
-    resolve_limits,
+    limits_resolve,
+    rate_limit_check,
     usage_public,
     usage_status,
     usage_warnings,
 )
+
+if TYPE_CHECKING:
+    from copilot_site.accounts.models import User
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +54,8 @@ REFUND_REASON = "Refund for failed copilot rate-limit reset"
 # --- spend ------------------------------------------------------------------------------
 
 
-def record_cost_usage(*, user: Any, microdollars: int, now: datetime | None = None) -> None:
-    """Add a turn's real cost to the user's daily and weekly counters (SPEC §6.3.3).
+def record_cost_usage(*, user: User, microdollars: int, now: datetime | None = None) -> None:
+    """Add a turn's real cost to the user's daily and weekly counters (one MULTI, each with its TTL).
 
     A cost ≤ 0 touches nothing. Redis errors are logged and swallowed (the turn
     already happened); any other error propagates to the engine. The durable
@@ -79,27 +83,27 @@ def _daily_spend_add(*, user_id: int, day: date, microdollars: int) -> None:
 # --- the pre-turn check ------------------------------------------------------------------
 
 
-def check_turn_allowed(*, user: Any, now: datetime | None = None) -> None:
+def check_turn_allowed(*, user: User, now: datetime | None = None) -> None:
     """The transport's hook before starting a turn: returns, or raises RateLimitExceeded
     (HTTP 429 ``{detail, window, resets_at}``; WebSocket ``rate_limited``)."""
-    limits = resolve_limits(user=user)
+    limits = limits_resolve(user=user)
     try:
-        check_rate_limit(user=user, daily=limits.daily, weekly=limits.weekly, now=now)
+        rate_limit_check(user=user, daily=limits.daily, weekly=limits.weekly, now=now)
     except RateLimitExceeded as exc:
         if exc.window == "daily" and limits.personal_cap_binds:
             raise RateLimitExceeded("daily", exc.resets_at, now=now, personal_cap=True) from None
         raise
 
 
-# --- the 80 % warning ------------------------------------------------------------------
+# --- the usage warning (at COPILOT_USAGE_WARNING_PERCENT of a window) ------------------
 
 
-def consume_usage_warning(*, user: Any, now: datetime | None = None) -> UsageWarning | None:
+def consume_usage_warning(*, user: User, now: datetime | None = None) -> UsageWarning | None:
     """For the transport at the end of a turn: the `data-usage-warning` payload the first
-    time a window crosses 80 %, None otherwise (and on any Redis error).
+    time a window crosses the warning percentage, None otherwise (and on any Redis error).
 
     A Redis flag per window makes it once per window; a reset clears the daily flag,
-    so crossing 80 % again after a reset warns again.
+    so crossing it again after a reset warns again.
     """
     now = now or timezone.now()
     status = usage_status(user=user, now=now)
@@ -114,7 +118,7 @@ def consume_usage_warning(*, user: Any, now: datetime | None = None) -> UsageWar
     return None
 
 
-# --- paid daily reset (SPEC §6.5) -------------------------------------------------------
+# --- paid daily reset -------------------------------------------------------------------
 
 
 class ResetResult(TypedDict):
@@ -124,9 +128,14 @@ class ResetResult(TypedDict):
     usage: PublicUsage
 
 
-def usage_reset_paid(*, user: Any, now: datetime | None = None) -> ResetResult:
-    """Charge credits and reset today's window. Checks run in SPEC order; every refusal
-    raises a RateLimitError with its status. Not atomic as a whole on purpose: the
+def usage_reset_paid(*, user: User, now: datetime | None = None) -> ResetResult:
+    """Charge credits and reset today's window.
+
+    Checks run in this order, the first refusal wins: no reset price or credits off
+    (400) → no daily limit (400) → today's reset count (503 when unreadable, 429 at the
+    cap) → the per-user lock (429) → the daily limit not reached, or the weekly one
+    also reached (400) → the charge (402). Every refusal raises a RateLimitError with
+    its status. Not atomic as a whole on purpose: the
     charge commits before the Redis step so a failed step can be refunded."""
     now = now or timezone.now()
     cost = _raw_reset_cost()
@@ -134,7 +143,7 @@ def usage_reset_paid(*, user: Any, now: datetime | None = None) -> ResetResult:
         raise ResetUnavailable("Rate limit reset is not available.")
     if not credits_enabled():
         raise ResetUnavailable("Rate limit reset is not available (credit system is disabled).")
-    limits = resolve_limits(user=user)
+    limits = limits_resolve(user=user)
     daily_limit, weekly_limit = limits.account_daily, limits.account_weekly
     if daily_limit <= 0:
         raise ResetUnavailable("No daily limit is configured — nothing to reset.")
@@ -217,7 +226,7 @@ def _raw_reset_cost() -> int:
         return 0
 
 
-def _check_reset_count(user: Any, now: datetime) -> None:
+def _check_reset_count(user: User, now: datetime) -> None:
     try:
         count = redis_store.reset_count_get(user.pk, now)
     except redis.RedisError as exc:
@@ -228,7 +237,7 @@ def _check_reset_count(user: Any, now: datetime) -> None:
         raise ResetTooMany(f"You've used all {max_resets} resets for today.")
 
 
-def _refund_failed_reset(*, user: Any, cost: int, attempt: str) -> None:
+def _refund_failed_reset(*, user: User, cost: int, attempt: str) -> None:
     try:
         credits_refund(
             user=user,
@@ -254,7 +263,7 @@ def _refund_failed_reset(*, user: Any, cost: int, attempt: str) -> None:
 
 
 @transaction.atomic
-def personal_cap_set(*, user: Any, daily_cap_microdollars: int | None) -> PersonalSpendCap | None:
+def personal_cap_set(*, user: User, daily_cap_microdollars: int | None) -> PersonalSpendCap | None:
     """Set (or with None, remove) the user's own daily cap; it must be below the plan's
     daily limit when the plan has one."""
     existing = PersonalSpendCap.objects.filter(user=user).first()
@@ -271,7 +280,7 @@ def personal_cap_set(*, user: Any, daily_cap_microdollars: int | None) -> Person
         return None
     if daily_cap_microdollars <= 0:
         raise PersonalCapInvalid("Your personal daily cap must be a positive amount.")
-    account_daily = resolve_limits(user=user).account_daily
+    account_daily = limits_resolve(user=user).account_daily
     if account_daily > 0 and daily_cap_microdollars >= account_daily:
         raise PersonalCapInvalid("Your personal daily cap must be below your plan's daily limit.")
     cap = existing or PersonalSpendCap(user=user)
@@ -291,15 +300,15 @@ def personal_cap_set(*, user: Any, daily_cap_microdollars: int | None) -> Person
 
 
 def _audit(
-    *, actor: Any | None, user: Any | None, action: str, details: dict[str, Any], reason: str = ""
+    *, actor: User | None, user: User | None, action: str, details: dict[str, Any], reason: str = ""
 ) -> RateLimitAuditEntry:
     return RateLimitAuditEntry.objects.create(actor=actor, user=user, action=action, details=details, reason=reason)
 
 
 def usage_reset_by_staff(
-    *, user: Any, actor: Any, include_weekly: bool, reason: str = "", now: datetime | None = None
+    *, user: User, actor: User, include_weekly: bool, reason: str = "", now: datetime | None = None
 ) -> None:
-    """Delete the daily counter (and the weekly one) in one DEL (SPEC §6.6.2).
+    """Delete the daily counter (and the weekly one) in one DEL.
 
     Fails closed: a Redis error raises UsageResetFailed (HTTP 500) and writes no audit row.
     """
@@ -320,16 +329,16 @@ def usage_reset_by_staff(
 
 
 @transaction.atomic
-def user_tier_set(*, user: Any, tier: str, actor: Any, reason: str = "") -> str:
+def user_tier_set(*, user: User, tier: str, actor: User, reason: str = "") -> str:
     """Change the user's subscription tier (staff); returns the previous tier.
 
-    Goes through billing's ``set_user_tier`` (TierChange row, Stripe drift check), which
+    Goes through billing's ``account_tier_set`` (TierChange row, Stripe drift check), which
     deletes the ``ratelimits:tier:{id}`` cache entry on commit: the new limits apply at once.
     """
     if tier not in Tier.values:
         raise ValueError(f"Unknown tier {tier!r}")
-    previous = tier_for_user(user=user)
-    set_user_tier(user=user, tier=tier, reason=reason or "Set by staff (rate limits)", actor=actor)
+    previous = tier_get_for_user(user=user)
+    account_tier_set(user=user, tier=tier, reason=reason or "Set by staff (rate limits)", actor=actor)
     _audit(
         actor=actor,
         user=user,
@@ -342,7 +351,7 @@ def user_tier_set(*, user: Any, tier: str, actor: Any, reason: str = "") -> str:
 
 @transaction.atomic
 def limit_override_set(
-    *, user: Any, daily_microdollars: int | None, weekly_microdollars: int | None, reason: str, actor: Any
+    *, user: User, daily_microdollars: int | None, weekly_microdollars: int | None, reason: str, actor: User
 ) -> UserLimitOverride | None:
     """Set the user's override; None for a window keeps the tier's value, and None for
     both removes the override."""
@@ -372,7 +381,7 @@ def limit_override_set(
 
 
 @transaction.atomic
-def limit_override_delete(*, override: UserLimitOverride, actor: Any, reason: str = "") -> None:
+def limit_override_delete(*, override: UserLimitOverride, actor: User, reason: str = "") -> None:
     details = {"previous": {"daily": override.daily_limit_microdollars, "weekly": override.weekly_limit_microdollars}}
     user_id = override.user_id
     override.delete()
@@ -386,7 +395,7 @@ def limit_override_delete(*, override: UserLimitOverride, actor: Any, reason: st
 
 
 @transaction.atomic
-def tier_limit_save(*, tier_limit: TierLimit, actor: Any, reason: str = "") -> TierLimit:
+def tier_limit_save(*, tier_limit: TierLimit, actor: User, reason: str = "") -> TierLimit:
     """Save a (validated) TierLimit edit; every check sees it once the transaction commits."""
     previous = (
         TierLimit.objects.filter(pk=tier_limit.pk)

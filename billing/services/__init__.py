@@ -2,7 +2,7 @@
 
 - credits: ``credits_spend`` (charge), ``credits_grant``, ``credits_top_up``, ``credits_refund``,
   ``credits_adjust``, ``credits_claw_back``
-- tiers: ``set_user_tier``, ``subscription_change``, ``release_pending_subscription_schedule``
+- tiers: ``account_tier_set``, ``subscription_change``, ``subscription_pending_release``
 - checkout: ``credits_top_up_checkout_create``, ``stripe_customer_get_or_create``
 - webhook work lives in ``billing.services.stripe_sync`` (called by ``billing.webhooks``)
 """
@@ -22,11 +22,11 @@ from .credits import (
     credits_top_up,
 )
 from .subscriptions import (
-    cancel_customer_subscriptions,
-    release_pending_subscription_schedule,
-    set_user_tier,
+    account_tier_set,
     subscription_change,
     subscription_drift_check,
+    subscription_pending_release,
+    subscriptions_cancel_for_customer,
     subscriptions_cleanup_stale,
 )
 
@@ -34,7 +34,7 @@ __all__ = [
     "LedgerResult",
     "account_get_or_create",
     "account_lock",
-    "cancel_customer_subscriptions",
+    "subscriptions_cancel_for_customer",
     "credits_adjust",
     "credits_claw_back",
     "credits_grant",
@@ -43,8 +43,8 @@ __all__ = [
     "credits_top_up",
     "credits_top_up_checkout_create",
     "redirect_urls_validate",
-    "release_pending_subscription_schedule",
-    "set_user_tier",
+    "subscription_pending_release",
+    "account_tier_set",
     "stripe_customer_get_or_create",
     "subscription_change",
     "subscription_drift_check",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -13,6 +13,9 @@ from billing.models import CheckoutRecord, CustomerAccount
 from billing.selectors import billing_settings, credits_enabled
 
 from .credits import account_get_or_create
+
+if TYPE_CHECKING:
+    from copilot_site.accounts.models import User
 
 NO_REDIRECT_BASE = (
     "Payment redirect URLs cannot be validated: FRONTEND_BASE_URL or PLATFORM_BASE_URL must be set on the server."
@@ -32,7 +35,11 @@ def _allowed_origin() -> str:
 
 
 def redirect_url_is_allowed(url: str, allowed_origin: str) -> bool:
-    """SPEC §5.3.4: same scheme and host as the allowed origin; the path is ignored."""
+    """Same http(s) scheme, host and port as the allowed origin; the path is ignored.
+
+    Refused outright: a backslash, a control character, ``@`` in the host part, or
+    anything that does not parse (``@`` in the query or fragment is fine).
+    """
     if "\\" in url or any(ord(char) < 0x20 or ord(char) == 0x7F for char in url):
         return False
     try:
@@ -56,7 +63,7 @@ def redirect_urls_validate(*urls: str) -> None:
         raise BillingUnprocessable(REDIRECT_MISMATCH)
 
 
-def stripe_customer_get_or_create(*, user: Any) -> str:
+def stripe_customer_get_or_create(*, user: User) -> str:
     """The user's Stripe customer id, creating the customer once.
 
     The idempotency key ``customer-create-{user_id}`` makes concurrent first calls
@@ -76,7 +83,7 @@ def stripe_customer_get_or_create(*, user: Any) -> str:
     return account.stripe_customer_id
 
 
-def credits_top_up_checkout_create(*, user: Any, amount_cents: int, success_url: str, cancel_url: str) -> str:
+def credits_top_up_checkout_create(*, user: User, amount_cents: int, success_url: str, cancel_url: str) -> str:
     """Open a payment-mode Checkout for ``amount_cents`` of credits; returns its URL.
 
     Nothing is granted here: the ``checkout.session.completed`` webhook grants the
@@ -113,7 +120,7 @@ def credits_top_up_checkout_create(*, user: Any, amount_cents: int, success_url:
 
 def checkout_open(
     *,
-    user: Any,
+    user: User,
     record_fields: dict[str, Any],
     mode: str,
     line_item: dict[str, Any],
@@ -130,7 +137,7 @@ def checkout_open(
     try:
         customer_id = stripe_customer_get_or_create(user=user)
     except PaymentProviderError as exc:
-        raise exc.with_message(CHECKOUT_FAILED) from None
+        raise exc.with_detail(CHECKOUT_FAILED) from None
     record = CheckoutRecord.objects.create(user=user, **record_fields)
     try:
         session = stripe_gateway.checkout_session_create(
@@ -145,7 +152,7 @@ def checkout_open(
         )
     except PaymentProviderError as exc:
         CheckoutRecord.objects.filter(pk=record.pk).update(status=CheckoutRecord.Status.FAILED)
-        raise exc.with_message(CHECKOUT_FAILED) from None
+        raise exc.with_detail(CHECKOUT_FAILED) from None
     CheckoutRecord.objects.filter(pk=record.pk).update(
         status=CheckoutRecord.Status.OPEN, stripe_checkout_session_id=session.id
     )

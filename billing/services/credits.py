@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import IntegrityError, transaction
 
@@ -18,17 +18,20 @@ from billing.errors import BillingUnprocessable, InsufficientCredits
 from billing.models import CreditTransaction, CustomerAccount
 from billing.selectors import credit_balance, credits_enabled
 
+if TYPE_CHECKING:
+    from copilot_site.accounts.models import User
+
 logger = logging.getLogger(__name__)
 
 Kind = CreditTransaction.Kind
 
 
-def account_get_or_create(*, user: Any) -> CustomerAccount:
+def account_get_or_create(*, user: User) -> CustomerAccount:
     account, _ = CustomerAccount.objects.get_or_create(user=user)
     return account
 
 
-def account_lock(*, user: Any) -> CustomerAccount:
+def account_lock(*, user: User) -> CustomerAccount:
     """The user's account row, created if missing and locked until the transaction ends.
 
     Precondition: called inside ``transaction.atomic()``. On PostgreSQL the row lock
@@ -48,13 +51,13 @@ class LedgerResult:
 
 def _ledger_write(
     *,
-    user: Any,
+    user: User,
     amount_cents: int,
     kind: str,
     idempotency_key: str,
     reason: str,
     metadata: dict[str, Any] | None,
-    created_by: Any | None,
+    created_by: User | None,
     clamp_at_zero: bool,
 ) -> LedgerResult:
     """Apply one ledger entry exactly once.
@@ -104,7 +107,7 @@ def _require_positive(amount_cents: int) -> None:
 
 
 def credits_spend(
-    *, user: Any, amount_cents: int, idempotency_key: str, reason: str, metadata: dict[str, Any] | None = None
+    *, user: User, amount_cents: int, idempotency_key: str, reason: str, metadata: dict[str, Any] | None = None
 ) -> int:
     """Charge ``amount_cents`` (> 0) once per ``idempotency_key``; returns the new balance.
 
@@ -132,13 +135,13 @@ def credits_spend(
 
 def credits_grant(
     *,
-    user: Any,
+    user: User,
     amount_cents: int,
     idempotency_key: str,
     reason: str,
     kind: str = Kind.GRANT,
     metadata: dict[str, Any] | None = None,
-    created_by: Any | None = None,
+    created_by: User | None = None,
 ) -> int:
     """Add credits (GRANT by default; TOP_UP, REFUND and ADJUSTMENT are accepted); returns the new balance."""
     _require_positive(amount_cents)
@@ -158,7 +161,7 @@ def credits_grant(
 
 
 def credits_top_up(
-    *, user: Any, amount_cents: int, checkout_session_id: str, metadata: dict[str, Any] | None = None
+    *, user: User, amount_cents: int, checkout_session_id: str, metadata: dict[str, Any] | None = None
 ) -> int:
     """Credits bought through a paid Checkout Session: applied once per session id."""
     return credits_grant(
@@ -172,7 +175,7 @@ def credits_top_up(
 
 
 def credits_refund(
-    *, user: Any, amount_cents: int, idempotency_key: str, reason: str, metadata: dict[str, Any] | None = None
+    *, user: User, amount_cents: int, idempotency_key: str, reason: str, metadata: dict[str, Any] | None = None
 ) -> int:
     """Give back credits a failed feature charged (e.g. a rate-limit reset that could not be applied)."""
     return credits_grant(
@@ -185,7 +188,7 @@ def credits_refund(
     )
 
 
-def credits_adjust(*, user: Any, amount_cents: int, reason: str, actor: Any, idempotency_key: str) -> int:
+def credits_adjust(*, user: User, amount_cents: int, reason: str, actor: User, idempotency_key: str) -> int:
     """A staff correction, up or down, with a reason; it may not take the balance below zero."""
     if isinstance(amount_cents, bool) or not isinstance(amount_cents, int) or amount_cents == 0:
         raise ValueError("amount_cents must be a non-zero integer")
@@ -211,7 +214,7 @@ def credits_adjust(*, user: Any, amount_cents: int, reason: str, actor: Any, ide
 
 def credits_claw_back(
     *,
-    user: Any,
+    user: User,
     amount_cents: int,
     idempotency_key: str,
     kind: str,

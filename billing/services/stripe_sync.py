@@ -1,4 +1,4 @@
-"""Applying Stripe's state to ours: the work behind each webhook handler (SPEC §5.5).
+"""Applying Stripe's state to ours: the work behind each handler of ``POST /api/billing/stripe/webhook``.
 
 Every function here runs inside the webhook's transaction (the ``StripeEvent``
 insert and the handler commit or roll back together) and locks the account row
@@ -21,9 +21,10 @@ from django.utils import timezone
 from billing import caching, stripe_gateway
 from billing.models import CheckoutRecord, CreditTransaction, CustomerAccount, Tier
 from billing.selectors import billing_settings
+from copilot_site.core.caching import cache_delete
 
 from .credits import account_get_or_create, credits_claw_back, credits_top_up
-from .subscriptions import set_user_tier
+from .subscriptions import account_tier_set
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ def _lock(account: CustomerAccount) -> CustomerAccount:
     return CustomerAccount.objects.select_for_update().select_related("user").get(pk=account.pk)
 
 
-def sync_subscription_from_stripe(
+def subscription_sync_from_stripe(
     *, subscription: stripe_gateway.Subscription, event_created: datetime, deleted: bool = False, live: bool = False
 ) -> str:
     """Bring the user's tier and our Stripe mirror in line with one subscription.
@@ -110,7 +111,7 @@ def sync_subscription_from_stripe(
             account.subscription_synced_at = max(synced_at, event_created) if synced_at else event_created
             account.save(update_fields=[*_MIRROR_FIELDS, "subscription_synced_at", "updated_at"])
         user_id = int(account.user_id)
-        transaction.on_commit(lambda: caching.cache_delete(caching.pending_change_key(user_id)))
+        transaction.on_commit(lambda: cache_delete(caching.pending_change_key(user_id)))
         return outcome
 
 
@@ -122,7 +123,7 @@ def _apply_subscription(account: CustomerAccount, sub: stripe_gateway.Subscripti
             # An old subscription ending after a newer one started: out of order.
             logger.info("Ignoring the end of subscription %s: %s is active", sub.id, others[0].id)
             return "out_of_order"
-        set_user_tier(
+        account_tier_set(
             user=account.user, tier=Tier.FREE, reason=f"Stripe subscription {sub.id} {sub.status or 'deleted'}",
             check_drift=False,
         )  # fmt: skip
@@ -140,7 +141,7 @@ def _apply_subscription(account: CustomerAccount, sub: stripe_gateway.Subscripti
         logger.warning("Unknown Stripe price %s on subscription %s; tier unchanged", sub.price_id, sub.id)
         return "unknown_price"
     if tier != account.tier:
-        set_user_tier(user=account.user, tier=tier, reason=f"Stripe subscription {sub.id}", check_drift=False)
+        account_tier_set(user=account.user, tier=tier, reason=f"Stripe subscription {sub.id}", check_drift=False)
         account.tier = tier
     account.stripe_subscription_id = sub.id
     account.subscription_status = sub.status
@@ -151,7 +152,7 @@ def _apply_subscription(account: CustomerAccount, sub: stripe_gateway.Subscripti
     elif not sub.schedule_id:
         account.pending_tier = account.pending_tier_effective_at = None
     # With a schedule attached the mirror keeps what our POST recorded; the API
-    # reads the schedule itself (selectors.pending_subscription_change).
+    # reads the schedule itself (selectors.subscription_pending_change_get).
     customer_id, keep = sub.customer_id, sub.id
     transaction.on_commit(lambda: _enqueue_cleanup(customer_id, keep))
     return "applied"
@@ -169,7 +170,7 @@ def subscription_resync_for_customer(*, customer_id: str | None, event_created: 
     if sub is None:
         CustomerAccount.objects.filter(pk=account.pk).update(pending_tier=None, pending_tier_effective_at=None)
         return "no_active_subscription"
-    return sync_subscription_from_stripe(subscription=sub, event_created=event_created, live=True)
+    return subscription_sync_from_stripe(subscription=sub, event_created=event_created, live=True)
 
 
 def checkout_session_fulfil(*, session: stripe_gateway.CheckoutSession, event_created: datetime) -> str:
@@ -190,7 +191,7 @@ def checkout_session_fulfil(*, session: stripe_gateway.CheckoutSession, event_cr
         if not session.subscription_id:
             return "no_subscription"
         sub = stripe_gateway.subscription_retrieve(session.subscription_id)
-        return sync_subscription_from_stripe(subscription=sub, event_created=event_created, live=True)
+        return subscription_sync_from_stripe(subscription=sub, event_created=event_created, live=True)
     return "ignored"
 
 
@@ -303,7 +304,7 @@ def dispute_closed(*, dispute: Mapping[str, Any]) -> str:
 
 
 def invoice_payment_failed(*, customer_id: str | None, invoice_id: str, event_created: datetime) -> str:
-    """Decision (SPEC §5.5): mark the account past due; the tier stays until Stripe ends the subscription."""
+    """Mark the account past due; the tier stays until Stripe cancels the subscription or marks it unpaid."""
     account = (
         CustomerAccount.objects.select_for_update().filter(stripe_customer_id=customer_id).first()
         if customer_id

@@ -1,8 +1,8 @@
-"""Subscription tiers: the POST state machine (SPEC §5.3.3), Stripe helpers (§5.4), tier changes.
+"""Subscription tiers: the ``POST /api/billing/subscription`` state machine, the Stripe helpers, tier changes.
 
 Stripe is called outside any database transaction, so no row lock or SQLite write
 lock is held across the network; the database follows Stripe through the webhook
-(``sync_subscription_from_stripe``), which is the source of truth for paid tiers.
+(``subscription_sync_from_stripe``), which is the source of truth for paid tiers.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 from django.db import transaction
 
@@ -22,9 +22,13 @@ from billing.errors import (
 )
 from billing.models import CheckoutRecord, CustomerAccount, Tier, TierChange
 from billing.selectors import BillingSettings, billing_settings
+from copilot_site.core.caching import cache_delete
 
 from .checkout import checkout_open, redirect_urls_validate
 from .credits import account_get_or_create, account_lock
+
+if TYPE_CHECKING:
+    from copilot_site.accounts.models import User
 
 logger = logging.getLogger(__name__)
 
@@ -52,12 +56,12 @@ def _enqueue_drift_check(user_id: int) -> None:
 
 
 def _invalidate_user_caches(user_id: int) -> None:
-    caching.cache_delete(caching.ratelimits_tier_key(user_id), caching.pending_change_key(user_id))
+    cache_delete(caching.ratelimits_tier_key(user_id), caching.pending_change_key(user_id))
 
 
 @transaction.atomic
-def set_user_tier(
-    *, user: Any, tier: str, reason: str, actor: Any | None = None, check_drift: bool = True
+def account_tier_set(
+    *, user: User, tier: str, reason: str, actor: User | None = None, check_drift: bool = True
 ) -> CustomerAccount:
     """Set the user's tier (admin, staff API, webhook and direct changes all come here).
 
@@ -116,7 +120,7 @@ def subscription_drift_check(*, user_id: int, timeout_s: float) -> bool:
     return True
 
 
-# --- Stripe helpers (SPEC §5.4) -----------------------------------------------------------------
+# --- Stripe helpers ----------------------------------------------------------------------------
 
 
 def _active_subscription(account: CustomerAccount) -> stripe_gateway.Subscription | None:
@@ -160,8 +164,8 @@ def _mirror_pending(account: CustomerAccount, tier: str | None, effective_at: da
     CustomerAccount.objects.filter(pk=account.pk).update(pending_tier=tier, pending_tier_effective_at=effective_at)
 
 
-def release_pending_subscription_schedule(*, user: Any) -> bool:
-    """Cancel any pending change (SPEC §5.4.4): release the schedule and clear ``cancel_at_period_end``.
+def subscription_pending_release(*, user: User) -> bool:
+    """Cancel any pending change: release the schedule (a terminal one counts) and clear ``cancel_at_period_end``.
 
     Idempotent; returns False when nothing was pending. Raises ``PaymentProviderError``.
     """
@@ -170,7 +174,7 @@ def release_pending_subscription_schedule(*, user: Any) -> bool:
         sub = _active_subscription(account)
         released = _pending_clear(sub) if sub is not None else False
     finally:
-        caching.cache_delete(caching.pending_change_key(int(user.pk)))
+        cache_delete(caching.pending_change_key(int(user.pk)))
     if released:
         _mirror_pending(account, None, None)
     return released
@@ -199,8 +203,11 @@ def subscriptions_cleanup_stale(*, customer_id: str, keep_subscription_id: str) 
     return cancelled
 
 
-def cancel_customer_subscriptions(*, customer_id: str) -> list[str]:
-    """Cancel every active and trialing subscription now; errors propagate (SPEC §5.4.3)."""
+def subscriptions_cancel_for_customer(*, customer_id: str) -> list[str]:
+    """Cancel every active and trialing subscription now.
+
+    Errors propagate, so a caller never changes the DB tier after a Stripe failure.
+    """
     cancelled: list[str] = []
     for sub in stripe_gateway.active_subscriptions(customer_id):
         stripe_gateway.subscription_cancel_now(sub.id)
@@ -208,10 +215,10 @@ def cancel_customer_subscriptions(*, customer_id: str) -> list[str]:
     return cancelled
 
 
-# --- the POST state machine (SPEC §5.3.3) ----------------------------------------------------------
+# --- the POST state machine --------------------------------------------------------------------------
 
 
-def _checkout_for_tier(*, user: Any, tier: str, success_url: str, cancel_url: str, config: BillingSettings) -> str:
+def _checkout_for_tier(*, user: User, tier: str, success_url: str, cancel_url: str, config: BillingSettings) -> str:
     if not success_url or not cancel_url:
         raise BillingUnprocessable(URLS_REQUIRED)
     redirect_urls_validate(success_url, cancel_url)
@@ -257,10 +264,10 @@ def _change_paid_subscription(
     _mirror_pending(account, tier, sub.current_period_end)
 
 
-def subscription_change(*, user: Any, tier: str, success_url: str = "", cancel_url: str = "") -> str:
+def subscription_change(*, user: User, tier: str, success_url: str = "", cancel_url: str = "") -> str:
     """``POST /api/billing/subscription``: move the user towards ``tier``; returns a Checkout URL or "".
 
-    Evaluated in SPEC order: ENTERPRISE → same tier → FREE → payment off →
+    Evaluated in this order, the first match wins: ENTERPRISE → same tier → FREE → payment off →
     paid→paid → FREE→paid. Stripe failures raise ``PaymentProviderError`` worded
     for the operation (502); the DB tier only changes directly where no Stripe
     subscription exists, otherwise through the webhook.
@@ -275,11 +282,11 @@ def subscription_change(*, user: Any, tier: str, success_url: str = "", cancel_u
         )
     finally:
         # Every POST invalidates the pending change, whatever happened at Stripe.
-        caching.cache_delete(caching.pending_change_key(int(user.pk)))
+        cache_delete(caching.pending_change_key(int(user.pk)))
 
 
 def _subscription_change(
-    *, user: Any, account: CustomerAccount, tier: str, success_url: str, cancel_url: str, config: BillingSettings
+    *, user: User, account: CustomerAccount, tier: str, success_url: str, cancel_url: str, config: BillingSettings
 ) -> str:
     current = account.tier
     if current == Tier.ENTERPRISE:
@@ -289,25 +296,25 @@ def _subscription_change(
         # "Keep my current tier" is the cancel-pending operation.
         if config.payment_enabled:
             try:
-                release_pending_subscription_schedule(user=user)
+                subscription_pending_release(user=user)
             except PaymentProviderError as exc:
-                raise exc.with_message(CANCEL_PENDING_FAILED) from None
+                raise exc.with_detail(CANCEL_PENDING_FAILED) from None
         return ""
 
     if tier == Tier.FREE:
         if not config.payment_enabled:
-            set_user_tier(user=user, tier=Tier.FREE, reason="Downgrade requested (payments off)")
+            account_tier_set(user=user, tier=Tier.FREE, reason="Downgrade requested (payments off)")
             return ""
         try:
             sub = _active_subscription(account)
             if sub is None:
-                set_user_tier(user=user, tier=Tier.FREE, reason="Downgrade requested (no Stripe subscription)")
+                account_tier_set(user=user, tier=Tier.FREE, reason="Downgrade requested (no Stripe subscription)")
                 return ""
             if sub.schedule_id:
                 _schedule_release(sub.schedule_id)
             stripe_gateway.subscription_set_cancel_at_period_end(subscription_id=sub.id, cancel=True)
         except PaymentProviderError as exc:
-            raise exc.with_message(CANCEL_FAILED) from None
+            raise exc.with_detail(CANCEL_FAILED) from None
         # The tier stays until customer.subscription.deleted arrives at period end.
         _mirror_pending(account, Tier.FREE, sub.current_period_end)
         return ""
@@ -319,11 +326,11 @@ def _subscription_change(
         try:
             sub = _active_subscription(account)
             if sub is None:
-                set_user_tier(user=user, tier=tier, reason="Tier change requested (no Stripe subscription)")
+                account_tier_set(user=user, tier=tier, reason="Tier change requested (no Stripe subscription)")
                 return ""
             _change_paid_subscription(account=account, sub=sub, tier=tier, config=config)
         except PaymentProviderError as exc:
-            raise exc.with_message(UPDATE_FAILED) from None
+            raise exc.with_detail(UPDATE_FAILED) from None
         return ""
 
     return _checkout_for_tier(user=user, tier=tier, success_url=success_url, cancel_url=cancel_url, config=config)

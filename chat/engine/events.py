@@ -1,4 +1,4 @@
-"""The turn's stream events: one class per chunk type of the UI message stream (CONTRACT.md).
+"""The turn's stream events: one class per chunk type of the UI message stream (the AI SDK v5 data stream protocol).
 
 ``to_wire()`` gives exactly the contract's fields; internal fields (an error's
 ``code``, a tool output's ``toolName``/``success``) never reach the wire, because

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from .events import DataEvent, StreamEvent
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from chat.models import ChatMessage
 
     from .providers import LLMMessage
-    from .request import TurnHooks
+    from .request import PendingLike, TurnHooks
     from .transcript import Transcript
 
 logger = logging.getLogger(__name__)
@@ -34,15 +34,6 @@ FOLLOW_UP_HEADER = (
     "The user sent the following message(s) while this tool was running. Treat them as a continuation of "
     "their current request — acknowledge and act on them in your next response. Do not echo these tags back."
 )
-
-
-class PendingLike(Protocol):
-    """What the engine reads from a drained message: ``content``, and when present
-    ``context`` (``{url?, content?}``) and ``file_ids``. The transport's own pending
-    type fits as is."""
-
-    @property
-    def content(self) -> str: ...
 
 
 @dataclass(frozen=True)

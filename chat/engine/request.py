@@ -25,9 +25,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from .followups import PendingLike
+
+class PendingLike(Protocol):
+    """What the engine reads from a drained message: ``content``, and when present
+    ``context`` (``{url?, content?}``) and ``file_ids``. The transport's own pending
+    type fits as is."""
+
+    @property
+    def content(self) -> str: ...
+
 
 # Drained follow-ups: the transport's pending type (or `PendingFollowUp`), see PendingLike.
 DrainPending = Callable[[], Awaitable[Sequence[PendingLike]]]

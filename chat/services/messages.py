@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -15,13 +15,16 @@ from chat.errors import SessionNotFound
 from chat.models import ChatMessage, ChatSession
 from copilot_site.core import sql
 
+if TYPE_CHECKING:
+    from copilot_site.accounts.models import User
+
 logger = logging.getLogger(__name__)
 
 # How many trailing rows one query of the duplicate check reads (the run is usually 1–2 rows).
 _DUPLICATE_SCAN_BATCH = 50
 
 
-def _lock_session(session_id: uuid.UUID | str, user: Any | None = None) -> ChatSession:
+def _lock_session(session_id: uuid.UUID | str, user: User | None = None) -> ChatSession:
     """The session row, locked until the end of the transaction.
 
     Appends to one session are serialised on this row lock (PostgreSQL); on SQLite
@@ -164,7 +167,7 @@ def message_append_user(
     content: str,
     client_message_id: str | None = None,
     turn_id: uuid.UUID | str | None = None,
-    user: Any | None = None,
+    user: User | None = None,
 ) -> ChatMessage | None:
     """Append the user's message unless it is a duplicate (`message_duplicate_of`); None when
     nothing was written. With ``user`` the session must be theirs (SessionNotFound otherwise).

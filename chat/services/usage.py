@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from django.db import transaction
 from django.utils import timezone
@@ -63,7 +63,7 @@ def turn_usage_finish(
     *,
     turn_id: uuid.UUID | str,
     session_id: uuid.UUID | str,
-    user: Any | None,
+    user: User | None,
     outcome: str,
     error: str = "",
     prompt_tokens: int = 0,

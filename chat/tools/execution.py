@@ -83,7 +83,7 @@ def succeeded(output: ToolOutput) -> ToolRunResult:
 
 
 async def charge_tool_run(*, tool: Tool, ctx: ToolContext, cost_cents: int, input_keys: list[str]) -> bool:
-    """Charge one completed run of a paid tool, once (SPEC 5.2). Never raises.
+    """Charge one completed run of a paid tool, once. Never raises.
 
     The idempotency key ``tool:{turn_id}:{tool_call_id}`` makes a repeated charge
     (a redelivered turn, a retry) a no-op in the ledger. A failed charge never

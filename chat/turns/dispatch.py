@@ -35,11 +35,13 @@ Outcome = Literal["started", "queued", "duplicate"]
 
 
 class TooManyQueuedMessages(ChatError):
-    http_status = 429
+    status = 429
+    code = "too_many_queued"
 
 
 class ChatUnavailable(ChatError):
-    http_status = 503
+    status = 503
+    code = "unavailable"
 
 
 @dataclass(frozen=True)

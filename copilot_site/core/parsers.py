@@ -24,21 +24,28 @@ from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 from rest_framework.utils import json as drf_json
 
+from .errors import ApplicationError
+
 # A string, or an unterminated one running to the end of the text (so a match never fails
 # and the scan stays linear), or a run of anything that is neither a bracket nor a quote.
 _STRING_OR_FILLER = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*\\?(?:"|\Z)|[^\[\]{}"]+', re.DOTALL)
 _BRACKET_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 
 
-class JsonBodyRejected(ValueError):
-    """A JSON body refused before parsing; the API maps it to `{detail, code}` with its status."""
+class JsonBodyRejected(ApplicationError, ValueError):
+    """A JSON body refused before parsing; the API answers `{detail, code}` with its status."""
 
-    def __init__(self, message: str, *, http_status: int, code: str) -> None:
-        super().__init__(message)
-        self.message = message
-        self.http_status = http_status
-        self.code = code
-        self.extra = {"code": code}
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, extra={"code": self.code})
+
+
+class RequestTooLarge(JsonBodyRejected):
+    status = 413
+    code = "request_too_large"
+
+
+class JsonTooDeep(JsonBodyRejected):
+    code = "json_too_deep"
 
 
 def json_depth(text: str) -> int:
@@ -50,15 +57,13 @@ def json_depth(text: str) -> int:
 def json_size_check(size: int) -> None:
     limit = int(settings.COPILOT_API_MAX_BODY_BYTES)
     if size > limit:
-        raise JsonBodyRejected(
-            f"The request body is larger than {limit} bytes.", http_status=413, code="request_too_large"
-        )
+        raise RequestTooLarge(f"The request body is larger than {limit} bytes.")
 
 
 def json_depth_check(text: str) -> None:
     limit = int(settings.COPILOT_API_MAX_JSON_DEPTH)
     if json_depth(text) > limit:
-        raise JsonBodyRejected(f"The JSON is nested deeper than {limit} levels.", http_status=400, code="json_too_deep")
+        raise JsonTooDeep(f"The JSON is nested deeper than {limit} levels.")
 
 
 def json_loads_bounded(data: str | bytes) -> Any:

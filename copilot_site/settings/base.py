@@ -208,7 +208,7 @@ CELERY_TASK_DEFAULT_ROUTING_KEY = CELERY_TASK_DEFAULT_QUEUE
 # process holds many live turns (each thread runs its own event loop).
 COPILOT_WORKER_CONCURRENCY = env.int("COPILOT_WORKER_CONCURRENCY", default=20)
 
-# --- Turns and live streaming (SPEC §2) ---------------------------------------------
+# --- Turns and live streaming -------------------------------------------------------
 COPILOT_SSE_HEARTBEAT_S = env.float("COPILOT_SSE_HEARTBEAT_S", default=10.0)
 COPILOT_CLUSTER_LOCK_TIMEOUT_S = env.int("COPILOT_CLUSTER_LOCK_TIMEOUT_S", default=300)
 COPILOT_STREAM_LOCK_TTL_S = env.int("COPILOT_STREAM_LOCK_TTL_S", default=120)
@@ -436,12 +436,13 @@ BILLING_TOP_UP_MIN_CENTS = env.int("BILLING_TOP_UP_MIN_CENTS", default=500)
 BILLING_TOP_UP_MAX_CENTS = env.int("BILLING_TOP_UP_MAX_CENTS", default=100_000)
 
 # --- Rate limits --------------------------------------------------------------------
-# Spend is metered in microdollars (1 USD = 1,000,000), credits in cents (SPEC §0.1).
+# Spend is metered in microdollars (1 USD = 1,000,000), credits in cents (1 credit =
+# 1 cent); every setting and field name carries its unit.
 # The per-tier limits live in the staff-editable `ratelimits.TierLimit` rows; these
 # FREE-tier bases (×1/×5/×20/×60) apply only to a tier whose row is missing. 0 = unlimited.
 COPILOT_DAILY_COST_LIMIT_MICRODOLLARS = env.int("COPILOT_DAILY_COST_LIMIT_MICRODOLLARS", default=1_000_000)
 COPILOT_WEEKLY_COST_LIMIT_MICRODOLLARS = env.int("COPILOT_WEEKLY_COST_LIMIT_MICRODOLLARS", default=5_000_000)
-# Credit price of a paid daily reset; 0 disables the feature (SPEC §6.5).
+# Credit price (cents) of a paid daily reset; 0 disables the feature.
 COPILOT_RATE_LIMIT_RESET_COST_CENTS = env.int("COPILOT_RATE_LIMIT_RESET_COST_CENTS", default=500)
 # Paid resets per user per UTC day; 0 = unlimited.
 COPILOT_MAX_DAILY_RESETS = env.int("COPILOT_MAX_DAILY_RESETS", default=5)

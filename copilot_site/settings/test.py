@@ -1,7 +1,7 @@
 """Test profile: the production wiring (real Redis, real DB, real processes).
 
-`tests/services_plugin.py` sets REDIS_URL / CELERY_BROKER_URL before this module
-is imported (an embedded redis-server unless REDIS_URL is given).
+`copilot_site/testing/pytest_plugin.py` sets REDIS_URL / CELERY_BROKER_URL before
+this module is imported (an embedded redis-server unless REDIS_URL is given).
 """
 
 from __future__ import annotations

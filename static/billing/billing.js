@@ -1,4 +1,4 @@
-// The billing page (SPEC §7.5): tier cards, upgrade through Stripe Checkout, downgrade
+// The billing page: tier cards, upgrade through Stripe Checkout, downgrade
 // with a confirmation, the pending-change banner with "Keep <tier>", credits.
 import { api, errorText, formatCents, formatDate, formatDateTime } from "../site/http.js";
 
@@ -84,7 +84,7 @@ function paint() {
       button.dataset.action = up ? "upgrade" : "downgrade";
       if (!up) button.className = "secondary";
       if (pending) {
-        button.disabled = true; // one change at a time (SPEC §7.5.3)
+        button.disabled = true; // one change at a time
         button.title = `Keep ${LABEL[current]} first to cancel the scheduled change.`;
       }
     }
@@ -137,7 +137,7 @@ async function changeTier(tier) {
 }
 
 // "Keep <tier>" cancels the pending change. The reply may be lost even when the server
-// did it, so the status is read again after success and failure alike (SPEC §7.5.4).
+// did it, so the status is read again after success and failure alike.
 async function keepCurrent() {
   const result = await post(status.tier);
   if (!result.ok) showError(errorText(result, "The scheduled change could not be cancelled."));

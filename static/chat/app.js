@@ -1,4 +1,4 @@
-// The chat page (SPEC §7.1–7.3): sessions sidebar, message list, composer, live turns.
+// The chat page: sessions sidebar, message list, composer, live turns.
 //
 // Turn events can arrive from two sources at once: the SSE body of POST/GET …/stream
 // and the session's WebSocket (which also follows turns other tabs start). Both carry
@@ -313,7 +313,7 @@ async function resumeSse({ after = null } = {}) {
 }
 
 function sseLost() {
-  if (!S.running || S.stopRequested) return; // after a stop the client does not reconnect (SPEC §7.1.8)
+  if (!S.running || S.stopRequested) return; // after a stop the client does not reconnect
   if (S.socket && S.socket.ready && S.wsTurnId && S.live && S.wsTurnId === S.live.turnId) return;
   S.sseAttempt += 1;
   const delay = backoffDelay(S.sseAttempt);
@@ -393,7 +393,7 @@ function handleChunk(chunk) {
     const live = S.live;
     if (!live || (live.messageId !== null && live.messageId !== chunk.messageId)) {
       if (live) {
-        // A second assistant message (auto-continue): queued chips were drained into it (SPEC §7.3.4).
+        // A second assistant message (auto-continue): queued chips were drained into it.
         finishLive();
         promoteChips(S.chips.filter((c) => c.state === "queued"));
       }
@@ -454,7 +454,7 @@ function onFinish() {
   setRunning(false);
   window.dispatchEvent(new Event("copilot:usage-refresh"));
   refreshTitleSoon();
-  sync(); // stream-end hydration (SPEC §7.1.5): the live list stays until the DB list replaces it
+  sync(); // stream-end hydration: the live list stays until the DB list replaces it
 }
 
 // Reload the newest page from the DB and replace the live list with it; re-attach when
@@ -531,7 +531,7 @@ function finishSync(state) {
   }
 }
 
-// ---- older messages (infinite scroll upwards, SPEC §7.1.7) --------------------------------------------
+// ---- older messages (infinite scroll upwards) --------------------------------------------
 
 async function loadOlder() {
   if (!S.sessionId || !S.hasMore || S.loadingOlder || S.oldest === null) return;
@@ -784,7 +784,7 @@ function usageWarning(data) {
   window.dispatchEvent(new Event("copilot:usage-refresh"));
 }
 
-// ---- pending chips (SPEC §7.3) ------------------------------------------------------------------------------
+// ---- pending chips ------------------------------------------------------------------------------
 
 function renderChips() {
   const chips = S.chips;

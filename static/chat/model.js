@@ -1,6 +1,6 @@
-// The chat's data model, free of DOM: DB rows → bubbles (SPEC §7.1.6), live stream
+// The chat's data model, free of DOM: DB rows → bubbles, live stream
 // chunks → parts of the streaming assistant bubble, and where a promoted follow-up
-// goes (SPEC §7.3.3).
+// goes.
 //
 // A bubble is {key, role: "user", text} or {key, role: "assistant", parts, durationMs, live}.
 // Parts: {kind: "reasoning"|"text", id, text, done, startedAt?, endedAt?},
@@ -39,7 +39,7 @@ export function rowsToBubbles(rows) {
     if (row.role === "user") {
       userAt = Date.parse(row.created_at);
       current = null;
-      // Every user row is a bubble, even an empty one (SPEC §7.1.6, §8.61).
+      // Every user row is a bubble, even an empty one.
       bubbles.push({ key: `u${row.sequence}`, role: "user", text: row.content ?? "", sequence: row.sequence });
       continue;
     }
@@ -107,7 +107,7 @@ export function carryReasoningTimes(fromBubbles, toBubbles) {
 
 // The parts a running turn has already persisted: its rows are those created at or
 // after the turn started (the user row is written after the claim). Used to skip
-// the part of a replay that the page already shows (SPEC §7.1.4).
+// the part of a replay that the page already shows.
 export function turnRegion(rows, startedAt) {
   const start = Date.parse(startedAt);
   if (!Number.isFinite(start)) return [];
@@ -116,7 +116,7 @@ export function turnRegion(rows, startedAt) {
 }
 
 // A follow-up promoted from a chip goes before the streaming assistant message when
-// that is last, else at the end: the streaming message must stay last (SPEC §7.3.3).
+// that is last, else at the end: the streaming message must stay last.
 export function insertPromoted(bubbles, bubble) {
   const result = bubbles.slice();
   const last = result[result.length - 1];
@@ -238,7 +238,7 @@ function oneLine(value, limit = 90) {
   return text.length > limit ? `${text.slice(0, limit - 1)}…` : text;
 }
 
-// What ran, in one line (SPEC §7.2.3: the subtitle never shows the outcome).
+// What ran, in one line (the subtitle never shows the outcome).
 export function toolSummary(part) {
   const input = part.input;
   if (input && typeof input === "object" && !Array.isArray(input)) {

@@ -1,4 +1,4 @@
-// Replay de-duplication (SPEC §7.1.4). A resumed stream starts at the turn's first
+// Replay de-duplication. A resumed stream starts at the turn's first
 // event, but the page may already show part of the turn (persisted rows, or what it
 // streamed before a reconnect). The filter walks the replay alongside the parts
 // already shown: events fully shown are dropped, the shown prefix of a text or

@@ -56,7 +56,7 @@ export function formatCents(cents) {
   return `${sign}$${(Math.abs(value) / 100).toFixed(2)}`;
 }
 
-// "2h 30m", "15m" (never "0h"), "now" — the server's wording (SPEC §6.3.2).
+// "2h 30m", "15m" (never "0h"), "now" — the server's wording.
 export function timeUntil(iso, now = Date.now()) {
   const seconds = Math.floor((Date.parse(iso) - now) / 1000);
   if (!Number.isFinite(seconds) || seconds <= 0) return "now";

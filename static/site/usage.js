@@ -1,4 +1,4 @@
-// The usage indicator in the page header (SPEC §7.4): daily and weekly bars with
+// The usage indicator in the page header: daily and weekly bars with
 // "N% used" and the reset time, refreshed every 30 s and whenever a page asks
 // (the chat page does after every turn). Users only ever see percentages.
 import { api, errorText, formatCents, formatTime, percentLabel, timeUntil } from "./http.js";

@@ -5,7 +5,7 @@ database migrated in-process, and 10,000 users spread over the tiers (1 % with a
 override, 1 % with a personal cap, spend preloaded into Redis). It times the
 pre-turn check (``check_turn_allowed``) for every user twice, cold (limits read
 from the database, then cached) and warm, and the counter read alone
-(``check_rate_limit`` with known limits). Round trips are counted by wrapping
+(``rate_limit_check`` with known limits). Round trips are counted by wrapping
 redis-py's ``Connection.send_packed_command`` (one call = one request/response
 exchange; a pipeline or an MGET is one), commands with ``INFO commandstats``.
 """
@@ -148,7 +148,7 @@ def main() -> None:
     try:
         _setup(workdir, f"redis://127.0.0.1:{port}/0")
         from ratelimits.errors import RateLimitExceeded
-        from ratelimits.selectors import check_rate_limit, resolve_limits
+        from ratelimits.selectors import limits_resolve, rate_limit_check
         from ratelimits.services import check_turn_allowed
 
         rng = random.Random(6)  # noqa: S311 - reproducible data, not security
@@ -167,15 +167,15 @@ def main() -> None:
         def counters_only(user: Any) -> None:
             user_limits = limits[user.pk]
             with suppress(RateLimitExceeded):
-                check_rate_limit(user=user, daily=user_limits.daily, weekly=user_limits.weekly)
+                rate_limit_check(user=user, daily=user_limits.daily, weekly=user_limits.weekly)
 
         print(f"ratelimits: {len(people)} users, embedded redis-server on 127.0.0.1:{port}, SQLite")
         _report("check_turn_allowed, cold cache (DB + cache)", len(people), _timed(people, turn_check))
         blocked[0] = 0
         _report("check_turn_allowed, warm cache", len(people), _timed(people, turn_check))
         print(f"  {blocked[0]} of {len(people)} checks refused (over a limit)")
-        limits.update((user.pk, resolve_limits(user=user)) for user in people)
-        _report("check_rate_limit (counters only)", len(people), _timed(people, counters_only))
+        limits.update((user.pk, limits_resolve(user=user)) for user in people)
+        _report("rate_limit_check (counters only)", len(people), _timed(people, counters_only))
     finally:
         stop_process(server)
         shutil.rmtree(workdir, ignore_errors=True)

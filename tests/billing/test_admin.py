@@ -21,7 +21,7 @@ from billing.models import (
     TierChange,
 )
 from billing.selectors import credit_balance
-from billing.services import account_get_or_create, credits_adjust, credits_grant, set_user_tier
+from billing.services import account_get_or_create, account_tier_set, credits_adjust, credits_grant
 from billing.webhooks import event_reprocess
 from tests.billing.conftest import FakeStripe, committed
 
@@ -37,7 +37,7 @@ def staff_client(staff: Any) -> Client:
 
 @pytest.fixture
 def billing_rows(alice: Any, staff: Any) -> dict[str, Any]:
-    set_user_tier(user=alice, tier=Tier.PRO, reason="seed", actor=staff)
+    account_tier_set(user=alice, tier=Tier.PRO, reason="seed", actor=staff)
     CustomerAccount.objects.filter(user=alice).update(stripe_customer_id="cus_alice")
     credits_grant(user=alice, amount_cents=500, idempotency_key="seed", reason="welcome")
     checkout = CheckoutRecord.objects.create(user=alice, kind=CheckoutRecord.Kind.TOP_UP, amount_cents=500)
@@ -96,7 +96,7 @@ def test_set_tier_shows_a_form_then_goes_through_set_user_tier(
     token = form_page.context["form"].initial["idempotency_token"]
     assert account_of_tier(alice) == Tier.PRO
     # when: applied
-    with mock.patch.object(billing_admin, "set_user_tier", wraps=set_user_tier) as service, committed():
+    with mock.patch.object(billing_admin, "account_tier_set", wraps=account_tier_set) as service, committed():
         _action(
             staff_client,
             "action_set_tier",

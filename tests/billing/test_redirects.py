@@ -54,8 +54,8 @@ def test_frontend_base_url_wins_over_platform_base_url(settings: Any) -> None:
     redirect_urls_validate("https://app.example.com/ok")
     with pytest.raises(BillingUnprocessable) as excinfo:
         redirect_urls_validate("http://127.0.0.1:8000/ok")
-    assert excinfo.value.message == "success_url and cancel_url must match the platform frontend origin"
-    assert excinfo.value.http_status == 422
+    assert excinfo.value.detail == "success_url and cancel_url must match the platform frontend origin"
+    assert excinfo.value.status == 422
 
 
 def test_platform_base_url_is_the_fallback(settings: Any) -> None:
@@ -69,7 +69,7 @@ def test_no_configured_origin_is_503(settings: Any) -> None:
     settings.PLATFORM_BASE_URL = ""
     with pytest.raises(BillingUnavailable) as excinfo:
         redirect_urls_validate("https://app.example.com/billing")
-    assert excinfo.value.http_status == 503
-    assert excinfo.value.message == (
+    assert excinfo.value.status == 503
+    assert excinfo.value.detail == (
         "Payment redirect URLs cannot be validated: FRONTEND_BASE_URL or PLATFORM_BASE_URL must be set on the server."
     )

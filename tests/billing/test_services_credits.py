@@ -69,7 +69,7 @@ def test_insufficient_balance_raises_and_writes_no_row(alice: Any) -> None:
     with pytest.raises(InsufficientCredits) as excinfo:
         credits_spend(user=alice, amount_cents=101, idempotency_key="tool:t:c", reason="tool")
     # then
-    assert (excinfo.value.balance_cents, excinfo.value.required_cents, excinfo.value.http_status) == (100, 101, 402)
+    assert (excinfo.value.balance_cents, excinfo.value.required_cents, excinfo.value.status) == (100, 101, 402)
     assert not CreditTransaction.objects.filter(kind=Kind.USAGE).exists()
     assert credit_balance(user=alice) == 100
 

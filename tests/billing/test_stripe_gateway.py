@@ -42,13 +42,13 @@ def test_a_stripe_error_becomes_a_payment_provider_error_logged_without_its_text
         stripe_gateway.price_unit_amount(fake_stripe.prices["PRO"])
     # then
     error = excinfo.value
-    assert (error.http_status, error.operation, error.stripe_error, error.code) == (
+    assert (error.status, error.operation, error.stripe_error, error.stripe_code) == (
         502,
         "price_retrieve",
         "CardError",
         "card_declined",
     )
-    assert "secret detail" not in error.message
+    assert "secret detail" not in error.detail
     record = next(r for r in caplog.records if r.name == "billing.stripe_gateway")
     assert record.getMessage() == "Stripe call failed: price_retrieve"
     assert (record.stripe_error, record.stripe_http_status) == ("CardError", 402)  # type: ignore[attr-defined]
@@ -135,7 +135,7 @@ def test_event_construct_rejects(_case: str, payload: str, secret: str, message:
         stripe_gateway.event_construct(
             payload=payload.encode(), signature_header=sign_payload(payload, secret), secret="whsec_x"
         )
-    assert excinfo.value.message == message
+    assert excinfo.value.detail == message
 
 
 def test_a_non_utf8_body_is_an_invalid_payload() -> None:

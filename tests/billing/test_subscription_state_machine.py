@@ -17,7 +17,7 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from billing.models import CheckoutRecord, CustomerAccount, Tier, TierChange
-from billing.services import set_user_tier
+from billing.services import account_tier_set
 from billing.stripe_gateway import API_VERSION
 from tests.billing.conftest import (
     API_KEY,
@@ -64,7 +64,7 @@ def test_enterprise_users_get_403_and_stripe_is_not_called(
     fake_stripe: FakeStripe, alice: Any, alice_client: APIClient, tier: str
 ) -> None:
     # given
-    set_user_tier(user=alice, tier=Tier.ENTERPRISE, reason="contract")
+    account_tier_set(user=alice, tier=Tier.ENTERPRISE, reason="contract")
     # when
     response = _post(alice_client, tier, **URLS)
     # then
@@ -161,7 +161,7 @@ def test_free_with_payments_off_is_set_directly(
 ) -> None:
     # given
     settings.ENABLE_PLATFORM_PAYMENT = False
-    set_user_tier(user=alice, tier=Tier.PRO, reason="beta")
+    account_tier_set(user=alice, tier=Tier.PRO, reason="beta")
     # when
     response = _post(alice_client, Tier.FREE)
     # then
@@ -225,7 +225,7 @@ def test_free_for_a_staff_granted_tier_is_immediate(
     fake_stripe: FakeStripe, alice: Any, alice_client: APIClient
 ) -> None:
     # given: PRO granted by staff, no Stripe customer or subscription
-    set_user_tier(user=alice, tier=Tier.PRO, reason="partner")
+    account_tier_set(user=alice, tier=Tier.PRO, reason="partner")
     # when
     response = _post(alice_client, Tier.FREE)
     # then
@@ -239,7 +239,7 @@ def test_free_for_a_customer_without_a_subscription_is_immediate(
 ) -> None:
     # given: a Stripe customer (from an abandoned checkout) and a staff-granted PRO
     _post(alice_client, Tier.PRO, **URLS)
-    set_user_tier(user=alice, tier=Tier.PRO, reason="partner")
+    account_tier_set(user=alice, tier=Tier.PRO, reason="partner")
     mark = fake_stripe.mark()
     # when
     response = _post(alice_client, Tier.FREE)
@@ -455,7 +455,7 @@ def test_releasing_a_schedule_already_in_a_terminal_state_succeeds(
 def test_paid_to_paid_without_a_stripe_subscription_is_immediate(
     fake_stripe: FakeStripe, alice: Any, alice_client: APIClient, current: str, target: str
 ) -> None:
-    set_user_tier(user=alice, tier=current, reason="partner")
+    account_tier_set(user=alice, tier=current, reason="partner")
     response = _post(alice_client, target)
     assert response.json()["tier"] == target
     assert account_of(alice).tier == target

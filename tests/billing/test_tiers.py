@@ -1,4 +1,4 @@
-"""Tier changes (``set_user_tier``), the drift check, and ``GET /api/billing/subscription``'s caches."""
+"""Tier changes (``account_tier_set``), the drift check, and ``GET /api/billing/subscription``'s caches."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from rest_framework.test import APIClient
 
 from billing import tasks
 from billing.models import BillingConfig, CustomerAccount, Tier, TierChange
-from billing.selectors import proration_credit_cents, tier_for_user
-from billing.services import set_user_tier, subscription_drift_check
+from billing.selectors import proration_credit_cents, tier_get_for_user
+from billing.services import account_tier_set, subscription_drift_check
 from tests.billing.conftest import BUSINESS_CENTS, PRO_CENTS, FakeStripe, TaskCalls, committed, subscribe
 
 pytestmark = pytest.mark.django_db
@@ -26,7 +26,7 @@ def _billing_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name.startswith("billing") and r.levelno >= logging.WARNING]
 
 
-# --- set_user_tier ---------------------------------------------------------------------------------
+# --- account_tier_set ---------------------------------------------------------------------------------
 
 
 def test_set_user_tier_records_the_change_and_invalidates_caches_after_commit(
@@ -37,13 +37,13 @@ def test_set_user_tier_records_the_change_and_invalidates_caches_after_commit(
     cache.set(f"billing:pending_change:{alice.pk}", {"tier": None, "effective_at": None}, 30)
     # when
     with committed() as callbacks:
-        set_user_tier(user=alice, tier=Tier.BUSINESS, reason="partner deal", actor=staff)
+        account_tier_set(user=alice, tier=Tier.BUSINESS, reason="partner deal", actor=staff)
         # then: nothing happens before the commit
         assert cache.get(f"ratelimits:tier:{alice.pk}") == "FREE"
         billing_task_calls.drift_check.assert_not_called()
     # then
     assert len(callbacks) == 2
-    assert tier_for_user(user=alice) == Tier.BUSINESS
+    assert tier_get_for_user(user=alice) == Tier.BUSINESS
     change = TierChange.objects.get()
     assert (change.previous_tier, change.tier, change.reason, change.actor) == (
         Tier.FREE,
@@ -57,19 +57,19 @@ def test_set_user_tier_records_the_change_and_invalidates_caches_after_commit(
 
 
 def test_set_user_tier_to_the_same_tier_records_nothing(alice: Any) -> None:
-    set_user_tier(user=alice, tier=Tier.FREE, reason="noop")
+    account_tier_set(user=alice, tier=Tier.FREE, reason="noop")
     assert not TierChange.objects.exists()
 
 
 def test_set_user_tier_rejects_an_unknown_tier(alice: Any) -> None:
     with pytest.raises(ValueError, match="Unknown tier"):
-        set_user_tier(user=alice, tier="PLATINUM", reason="x")
+        account_tier_set(user=alice, tier="PLATINUM", reason="x")
     assert not CustomerAccount.objects.filter(user=alice).exclude(tier=Tier.FREE).exists()
 
 
 def test_webhook_tier_changes_skip_the_drift_check(alice: Any, billing_task_calls: TaskCalls) -> None:
     with committed():
-        set_user_tier(user=alice, tier=Tier.PRO, reason="Stripe subscription sub_1", check_drift=False)
+        account_tier_set(user=alice, tier=Tier.PRO, reason="Stripe subscription sub_1", check_drift=False)
     billing_task_calls.drift_check.assert_not_called()
 
 
@@ -78,9 +78,9 @@ def test_a_broker_outage_does_not_fail_the_tier_change(alice: Any, billing_task_
     billing_task_calls.drift_check.side_effect = ConnectionError("broker down")
     # when
     with committed():
-        set_user_tier(user=alice, tier=Tier.PRO, reason="admin")
+        account_tier_set(user=alice, tier=Tier.PRO, reason="admin")
     # then
-    assert tier_for_user(user=alice) == Tier.PRO
+    assert tier_get_for_user(user=alice) == Tier.PRO
 
 
 # --- the drift check --------------------------------------------------------------------------------
@@ -91,7 +91,7 @@ def test_drift_check_warns_when_the_tier_no_longer_matches_stripe(
 ) -> None:
     # given: PRO through Stripe, then staff sets BUSINESS
     sub = subscribe(fake_stripe, alice_client, alice, Tier.PRO)
-    set_user_tier(user=alice, tier=Tier.BUSINESS, reason="override")
+    account_tier_set(user=alice, tier=Tier.BUSINESS, reason="override")
     # when
     with caplog.at_level(logging.WARNING, logger="billing"):
         drifted = subscription_drift_check(user_id=alice.pk, timeout_s=5)
@@ -116,7 +116,7 @@ def test_drift_check_survives_a_stripe_outage(
     fake_stripe: FakeStripe, alice: Any, alice_client: APIClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     subscribe(fake_stripe, alice_client, alice, Tier.PRO)
-    set_user_tier(user=alice, tier=Tier.BUSINESS, reason="override")
+    account_tier_set(user=alice, tier=Tier.BUSINESS, reason="override")
     fake_stripe.fail_next("/v1/subscriptions", 500)
     with caplog.at_level(logging.WARNING, logger="billing"):
         tasks.subscription_drift_check(alice.pk)  # the task body: never raises
@@ -143,7 +143,7 @@ def test_drift_check_gives_up_at_its_timeout(
 ) -> None:
     # given: Stripe stops answering
     subscribe(fake_stripe, alice_client, alice, Tier.PRO)
-    set_user_tier(user=alice, tier=Tier.BUSINESS, reason="override")
+    account_tier_set(user=alice, tier=Tier.BUSINESS, reason="override")
     settings.STRIPE_API_BASE = black_hole
     settings.BILLING_DRIFT_CHECK_TIMEOUT_S = 0.5
     # when

@@ -18,7 +18,7 @@ from rest_framework.test import APIClient
 
 from billing.models import CheckoutRecord, CreditTransaction, CustomerAccount, StripeEvent, Tier
 from billing.selectors import credit_balance
-from billing.services import credits_spend, set_user_tier
+from billing.services import account_tier_set, credits_spend
 from billing.stripe_gateway import API_VERSION
 from tests.billing.conftest import (
     API_KEY,
@@ -134,7 +134,7 @@ def test_unknown_type_is_acknowledged_and_recorded(fake_stripe: FakeStripe, clie
 def test_an_event_without_a_dict_object_is_ignored(
     fake_stripe: FakeStripe, client: Client, alice: Any, data_object: Any
 ) -> None:
-    set_user_tier(user=alice, tier=Tier.PRO, reason="x")
+    account_tier_set(user=alice, tier=Tier.PRO, reason="x")
     response = post_event(client, make_event("customer.subscription.deleted", data_object))
     assert response.status_code == 200
     assert account_of(alice).tier == Tier.PRO
@@ -277,7 +277,7 @@ def test_a_won_dispute_deducts_nothing(fake_stripe: FakeStripe, alice: Any, alic
 def test_updated_before_created_never_moves_back(fake_stripe: FakeStripe, alice: Any, alice_client: APIClient) -> None:
     # given: a PRO subscription changed to BUSINESS a second later
     sub = subscribe(fake_stripe, alice_client, alice, Tier.PRO)
-    set_user_tier(user=alice, tier=Tier.FREE, reason="reset for the test")
+    account_tier_set(user=alice, tier=Tier.FREE, reason="reset for the test")
     CustomerAccount.objects.filter(user=alice).update(subscription_synced_at=None)
     t0 = int(time.time()) + 100
     created = make_event("customer.subscription.created", sub, created=t0)
@@ -343,7 +343,7 @@ def test_no_webhook_changes_an_enterprise_user(
     fake_stripe: FakeStripe, alice: Any, alice_client: APIClient, event_type: str
 ) -> None:
     sub = subscribe(fake_stripe, alice_client, alice, Tier.PRO)
-    set_user_tier(user=alice, tier=Tier.ENTERPRISE, reason="contract")
+    account_tier_set(user=alice, tier=Tier.ENTERPRISE, reason="contract")
     mark = fake_stripe.mark()
     status = "canceled" if event_type.endswith("deleted") else "active"
     response = fake_stripe.deliver(make_event(event_type, {**sub, "status": status}, created=int(time.time()) + 60))
@@ -418,7 +418,7 @@ def test_payment_failed_marks_past_due_and_paid_clears_it(
 
 
 def test_a_stale_invoice_paid_does_not_clear_a_newer_failure(fake_stripe: FakeStripe, alice: Any) -> None:
-    set_user_tier(user=alice, tier=Tier.FREE, reason="x")
+    account_tier_set(user=alice, tier=Tier.FREE, reason="x")
     CustomerAccount.objects.filter(user=alice).update(stripe_customer_id="cus_old")
     now = int(time.time())
     fake_stripe.deliver(make_event("invoice.payment_failed", {"id": "in_2", "customer": "cus_old"}, created=now))

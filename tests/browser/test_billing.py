@@ -147,7 +147,7 @@ def test_a_pending_downgrade_shows_the_banner_and_keep_cancels_it(
 
 
 def test_keep_refetches_the_status_when_the_request_fails(billing_pages: Pages, billing_site: BillingSite) -> None:
-    # given: a pending downgrade (SPEC §8.66)
+    # given: a pending downgrade (scheduled for the period end)
     carol = UserFactory(username="carol")
     page = billing_pages.open("/billing/", carol, color_scheme="dark")
     subscribe_to_pro(page, billing_site, carol)

@@ -96,7 +96,7 @@ def test_streamed_answer_shows_markdown_a_tool_row_and_reasoning(pages: Pages) -
     page.set_viewport_size({"width": 1280, "height": 860})
     steps.click()
     screenshot(page, "chat-answer-desktop-light")
-    # and the page shows exactly what the database holds (stream-end hydration, SPEC §8.64)
+    # and the page shows exactly what the database holds (at the stream's end it reloads the rows)
     session = ChatSession.objects.get(user=alice)
     roles = list(ChatMessage.objects.filter(session=session).order_by("sequence").values_list("role", flat=True))
     assert roles == ["user", "reasoning", "assistant", "tool", "reasoning", "assistant"]

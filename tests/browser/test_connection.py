@@ -1,7 +1,7 @@
 """Connection loss: the web server goes away mid-turn and comes back.
 
 This module runs its own daphne so it can stop and restart it; the turn keeps
-running in the Celery worker meanwhile (CONTRACT "Guarantees").
+running in the Celery worker meanwhile (a turn outlives its web connections).
 """
 
 from __future__ import annotations

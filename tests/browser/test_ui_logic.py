@@ -1,7 +1,7 @@
 """The chat page's pure logic (static/chat/*.js), run as real ES modules in Chromium.
 
-SPEC §8.61 (empty user rows are bubbles), §8.63 (where a promoted follow-up goes),
-§8.65 (stripReplayPrefix), plus the markdown sanitiser on its own.
+Empty user rows are bubbles, where a promoted follow-up goes, stripReplayPrefix (a
+resumed stream's already-shown prefix is dropped), plus the markdown sanitiser on its own.
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ def marker() -> ChatMessage:
     return ChatMessage(role="assistant", content=STOPPED_BY_USER_MARKER)
 
 
-# ---------------------------------------------------------------- pruning (SPEC 4.17)
+# ---------------------------------------------------------------- pruning
 
 
 @pytest.mark.parametrize(
@@ -163,7 +163,7 @@ def test_system_prompt_carries_the_follow_up_note_and_no_tool_docs() -> None:
     assert "calculator" not in prompt
 
 
-# ---------------------------------------------------------------- follow-ups (SPEC 4.15)
+# ---------------------------------------------------------------- follow-ups
 
 
 def test_ten_follow_ups_of_2000_chars_stay_under_8000() -> None:
@@ -210,7 +210,7 @@ def test_turn_start_follow_up_text() -> None:
     )
 
 
-# ---------------------------------------------------------------- snapshot + gap (SPEC 4.12.5, 4.12.7)
+# ---------------------------------------------------------------- snapshot + gap
 
 
 def numbered(rows: list[ChatMessage]) -> list[ChatMessage]:
@@ -268,7 +268,7 @@ def test_snapshot_state_default_allows_writing() -> None:
     assert SnapshotState().may_write is True
 
 
-# ---------------------------------------------------------------- compaction (SPEC 4.12.6)
+# ---------------------------------------------------------------- compaction
 
 
 def history(pairs: int, words: int = 100) -> list[dict[str, Any]]:

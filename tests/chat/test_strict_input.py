@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
+from chat import apis as chat_apis
 from chat.models import ChatMessage, ChatSession
 from chat.turns import dispatch
 
@@ -27,6 +28,7 @@ def sends(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
         return SimpleNamespace(outcome="queued", queued_body=lambda: {"queued": True})
 
     monkeypatch.setattr(dispatch, "turn_send", turn_send)
+    monkeypatch.setattr(chat_apis, "turn_send", turn_send)  # the operation view imports it at the top
     return calls
 
 

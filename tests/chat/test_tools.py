@@ -374,7 +374,7 @@ async def test_unknown_tools_fail_without_running() -> None:
     assert (result.output, result.success) == ("Tool execution error: unknown tool 'nope'", False)
 
 
-# ---------------------------------------------------------------- charging (SPEC 5.2)
+# ---------------------------------------------------------------- charging
 
 
 @pytest.fixture

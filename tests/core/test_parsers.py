@@ -66,8 +66,8 @@ def test_json_loads_bounded_refuses_before_decoding() -> None:
         json_loads_bounded(nested(5000))
     with pytest.raises(JsonBodyRejected) as large:
         json_loads_bounded(b" " * (1024 * 1024 + 1))
-    assert (deep.value.http_status, deep.value.code, deep.value.message) == (400, "json_too_deep", TOO_DEEP["detail"])
-    assert (large.value.http_status, large.value.code) == (413, "request_too_large")
+    assert (deep.value.status, deep.value.code, deep.value.detail) == (400, "json_too_deep", TOO_DEEP["detail"])
+    assert (large.value.status, large.value.code) == (413, "request_too_large")
     assert json_loads_bounded(nested(32)) == json.loads(nested(32))
 
 
@@ -79,7 +79,7 @@ def test_parser_reads_at_most_one_byte_past_the_cap(settings: Any) -> None:
     with pytest.raises(JsonBodyRejected) as refused:
         BoundedJSONParser().parse(stream, "application/json", {})
     # then
-    assert (refused.value.http_status, stream.tell()) == (413, 101)
+    assert (refused.value.status, stream.tell()) == (413, 101)
 
 
 # ---------------------------------------------------------------- through the real URL conf

@@ -49,12 +49,13 @@ def set_tier(django_capture_on_commit_callbacks: Any) -> Callable[..., None]:
     """Put the user on a tier directly in billing's table (and drop the tier cache)."""
 
     def make(user: Any, tier: str, *, past_due: bool = False) -> None:
-        from ratelimits.caching import cache_delete, tier_key
+        from copilot_site.core.caching import cache_delete
+        from ratelimits.caching import tier_key
 
         CustomerAccount.objects.update_or_create(
             user=user, defaults={"tier": tier, "payment_failed_at": FRIDAY if past_due else None}
         )
-        cache_delete([tier_key(user.pk)])
+        cache_delete(tier_key(user.pk))
 
     return make
 

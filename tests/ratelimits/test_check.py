@@ -14,7 +14,7 @@ from billing.models import Tier
 from copilot_site.core.exceptions import api_exception_handler
 from ratelimits.errors import RateLimitExceeded
 from ratelimits.health import fail_open_stats
-from ratelimits.selectors import check_rate_limit
+from ratelimits.selectors import rate_limit_check
 from ratelimits.services import check_turn_allowed
 
 from .helpers import FRIDAY, spend
@@ -32,8 +32,8 @@ def test_spend_exactly_at_the_daily_limit_blocks(alice: Any, set_override: Calla
     # then
     assert raised.value.window == "daily"
     assert raised.value.resets_at == datetime(2026, 4, 4, tzinfo=UTC)
-    assert raised.value.message == "You've reached your daily usage limit. Resets in 8h 30m."
-    assert raised.value.http_status == 429
+    assert raised.value.detail == "You've reached your daily usage limit. Resets in 8h 30m."
+    assert raised.value.status == 429
 
 
 def test_spend_just_below_the_limit_is_allowed(alice: Any, set_override: Callable[..., Any]) -> None:
@@ -56,7 +56,7 @@ def test_the_weekly_limit_blocks_until_monday(alice: Any, set_override: Callable
     with pytest.raises(RateLimitExceeded) as raised:
         check_turn_allowed(user=alice)
     assert (raised.value.window, raised.value.resets_at) == ("weekly", datetime(2026, 4, 6, tzinfo=UTC))
-    assert raised.value.message == "You've reached your weekly usage limit. Resets in 56h 30m."
+    assert raised.value.detail == "You've reached your weekly usage limit. Resets in 56h 30m."
 
 
 def test_limits_of_zero_make_no_redis_call(alice: Any, set_override: Callable[..., Any]) -> None:
@@ -65,7 +65,7 @@ def test_limits_of_zero_make_no_redis_call(alice: Any, set_override: Callable[..
     # when
     with mock.patch("ratelimits.redis_store.read_spend", side_effect=AssertionError("Redis was called")) as read:
         check_turn_allowed(user=alice)
-        check_rate_limit(user=alice, daily=0, weekly=0)
+        rate_limit_check(user=alice, daily=0, weekly=0)
     # then
     read.assert_not_called()
 
@@ -127,7 +127,7 @@ def test_a_personal_cap_blocks_with_its_own_text(alice: Any, django_capture_on_c
     spend(alice, daily=300_000, weekly=300_000)
     with pytest.raises(RateLimitExceeded) as raised:
         check_turn_allowed(user=alice)
-    assert raised.value.message == "You've reached the personal daily spending cap you set. Resets in 8h 30m."
+    assert raised.value.detail == "You've reached the personal daily spending cap you set. Resets in 8h 30m."
     assert raised.value.extra == {"window": "daily", "resets_at": "2026-04-04T00:00:00Z", "personal_cap": True}
 
 
@@ -143,7 +143,7 @@ def test_a_personal_cap_blocks_with_its_own_text(alice: Any, django_capture_on_c
 )
 def test_the_exceeded_text_formats_the_remaining_time(_case: str, until_reset: timedelta, text: str) -> None:
     exc = RateLimitExceeded("daily", FRIDAY + until_reset, now=FRIDAY)
-    assert exc.message == f"You've reached your daily usage limit. {text}"
+    assert exc.detail == f"You've reached your daily usage limit. {text}"
 
 
 def test_the_api_answers_429_with_detail_window_and_resets_at() -> None:

@@ -12,7 +12,7 @@ from django.db import DatabaseError
 
 from billing.models import CustomerAccount, Tier
 from ratelimits.models import TierLimit
-from ratelimits.selectors import get_limits, get_user_tier, resolve_limits
+from ratelimits.selectors import limits_get, limits_resolve, user_tier_get
 
 
 @pytest.mark.parametrize(
@@ -25,7 +25,7 @@ def test_seeded_tiers_give_one_five_twenty_sixty_times_the_base(
     # given
     set_tier(alice, tier)
     # when / then
-    assert get_limits(user=alice) == (1_000_000 * multiplier, 5_000_000 * multiplier, tier)
+    assert limits_get(user=alice) == (1_000_000 * multiplier, 5_000_000 * multiplier, tier)
 
 
 def test_a_tier_without_a_row_falls_back_to_the_settings_base(
@@ -37,11 +37,11 @@ def test_a_tier_without_a_row_falls_back_to_the_settings_base(
     TierLimit.objects.filter(tier=Tier.BUSINESS).delete()
     set_tier(alice, Tier.BUSINESS)
     # when / then
-    assert get_limits(user=alice) == (50_000_000, 250_000_000, Tier.BUSINESS)
+    assert limits_get(user=alice) == (50_000_000, 250_000_000, Tier.BUSINESS)
 
 
 def test_a_user_without_a_billing_account_is_free(alice: Any) -> None:
-    assert get_limits(user=alice) == (1_000_000, 5_000_000, Tier.FREE)
+    assert limits_get(user=alice) == (1_000_000, 5_000_000, Tier.FREE)
 
 
 def test_a_failed_tier_lookup_gives_free_uncached_and_the_next_call_retries(
@@ -50,10 +50,10 @@ def test_a_failed_tier_lookup_gives_free_uncached_and_the_next_call_retries(
     # given
     set_tier(alice, Tier.PRO)
     # when
-    with mock.patch("ratelimits.selectors.account_for_user", side_effect=DatabaseError("db down")):
-        failed = get_user_tier(user=alice)
+    with mock.patch("ratelimits.selectors.account_get_for_user", side_effect=DatabaseError("db down")):
+        failed = user_tier_get(user=alice)
     cached_after_failure = cache.get(f"ratelimits:tier:{alice.pk}")
-    retried = get_user_tier(user=alice)
+    retried = user_tier_get(user=alice)
     # then
     assert failed == Tier.FREE
     assert cached_after_failure is None
@@ -63,18 +63,18 @@ def test_a_failed_tier_lookup_gives_free_uncached_and_the_next_call_retries(
 
 def test_an_invalid_tier_value_gives_free_uncached(alice: Any) -> None:
     CustomerAccount.objects.create(user=alice, tier="GOLD")
-    assert get_user_tier(user=alice) == Tier.FREE
+    assert user_tier_get(user=alice) == Tier.FREE
     assert cache.get(f"ratelimits:tier:{alice.pk}") is None
 
 
 def test_the_tier_lookup_is_cached(alice: Any, set_tier: Callable[..., None]) -> None:
     # given
     set_tier(alice, Tier.PRO)
-    get_limits(user=alice)
+    limits_get(user=alice)
     # when: the row changes behind the cache's back (no invalidation)
     CustomerAccount.objects.filter(user=alice).update(tier=Tier.BUSINESS)
     # then
-    assert get_user_tier(user=alice) == Tier.PRO
+    assert user_tier_get(user=alice) == Tier.PRO
 
 
 def test_an_override_replaces_the_tier_per_window(
@@ -84,17 +84,17 @@ def test_an_override_replaces_the_tier_per_window(
     set_tier(alice, Tier.PRO)
     set_override(alice, daily=123, weekly=None)
     # when / then: daily from the override, weekly still PRO's
-    assert get_limits(user=alice) == (123, 25_000_000, Tier.PRO)
+    assert limits_get(user=alice) == (123, 25_000_000, Tier.PRO)
 
 
 def test_an_override_of_zero_means_unlimited(alice: Any, set_override: Callable[..., Any]) -> None:
     set_override(alice, daily=0, weekly=0)
-    assert get_limits(user=alice) == (0, 0, Tier.FREE)
+    assert limits_get(user=alice) == (0, 0, Tier.FREE)
 
 
 def test_a_past_due_account_gets_free_limits_but_keeps_its_tier(alice: Any, set_tier: Callable[..., None]) -> None:
     set_tier(alice, Tier.BUSINESS, past_due=True)
-    limits = resolve_limits(user=alice)
+    limits = limits_resolve(user=alice)
     assert (limits.daily, limits.weekly, limits.tier, limits.past_due) == (1_000_000, 5_000_000, Tier.BUSINESS, True)
 
 
@@ -103,29 +103,29 @@ def test_an_override_still_applies_to_a_past_due_account(
 ) -> None:
     set_tier(alice, Tier.PRO, past_due=True)
     set_override(alice, daily=7_000_000, weekly=None)
-    assert get_limits(user=alice) == (7_000_000, 5_000_000, Tier.PRO)
+    assert limits_get(user=alice) == (7_000_000, 5_000_000, Tier.PRO)
 
 
 def test_editing_a_tier_row_applies_on_commit(alice: Any, django_capture_on_commit_callbacks: Any) -> None:
     # given: the tier table is cached
-    assert get_limits(user=alice)[0] == 1_000_000
+    assert limits_get(user=alice)[0] == 1_000_000
     row = TierLimit.objects.get(tier=Tier.FREE)
     # when
     with django_capture_on_commit_callbacks(execute=True):
         row.daily_limit_microdollars = 2_000_000
         row.save()
     # then
-    assert get_limits(user=alice)[0] == 2_000_000
+    assert limits_get(user=alice)[0] == 2_000_000
 
 
 def test_removing_an_override_applies_on_commit(
     alice: Any, set_override: Callable[..., Any], django_capture_on_commit_callbacks: Any
 ) -> None:
     override = set_override(alice, daily=10, weekly=20)
-    assert get_limits(user=alice)[:2] == (10, 20)
+    assert limits_get(user=alice)[:2] == (10, 20)
     with django_capture_on_commit_callbacks(execute=True):
         override.delete()
-    assert get_limits(user=alice)[:2] == (1_000_000, 5_000_000)
+    assert limits_get(user=alice)[:2] == (1_000_000, 5_000_000)
 
 
 def test_limits_resolve_from_the_database_when_the_cache_is_down(
@@ -138,7 +138,7 @@ def test_limits_resolve_from_the_database_when_the_cache_is_down(
         "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:1/0"}
     }
     # when / then
-    assert get_limits(user=alice) == (5_000_000, 99_000_000, Tier.PRO)
+    assert limits_get(user=alice) == (5_000_000, 99_000_000, Tier.PRO)
 
 
 def test_a_personal_cap_lowers_only_the_daily_limit(alice: Any, django_capture_on_commit_callbacks: Any) -> None:
@@ -146,7 +146,7 @@ def test_a_personal_cap_lowers_only_the_daily_limit(alice: Any, django_capture_o
 
     with django_capture_on_commit_callbacks(execute=True):
         PersonalSpendCap.objects.create(user=alice, daily_cap_microdollars=250_000)
-    limits = resolve_limits(user=alice)
+    limits = limits_resolve(user=alice)
     assert (limits.daily, limits.weekly, limits.account_daily) == (250_000, 5_000_000, 1_000_000)
     assert limits.personal_cap_binds is True
 
@@ -158,5 +158,5 @@ def test_a_personal_cap_above_the_plan_limit_changes_nothing(
 
     with django_capture_on_commit_callbacks(execute=True):
         PersonalSpendCap.objects.create(user=alice, daily_cap_microdollars=3_000_000)
-    limits = resolve_limits(user=alice)
+    limits = limits_resolve(user=alice)
     assert (limits.daily, limits.personal_cap_binds) == (1_000_000, False)

@@ -1,4 +1,4 @@
-"""record_cost_usage (SPEC §6.3.3): both windows, clamping, Redis errors, the durable daily table."""
+"""record_cost_usage: both windows, clamping, Redis errors, the durable daily table."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""POST /api/chat/usage/reset (SPEC §6.5): every branch, with balances, counters and ledger rows."""
+"""POST /api/chat/usage/reset: every branch, with balances, counters and ledger rows."""
 
 from __future__ import annotations
 

@@ -35,7 +35,7 @@ def _race(user: Any) -> list[str]:
             usage_reset_paid(user=user)
             outcome = "ok"
         except RateLimitError as exc:
-            outcome = f"{exc.http_status} {exc.message}"
+            outcome = f"{exc.status} {exc.detail}"
         finally:
             connections.close_all()
         with lock:

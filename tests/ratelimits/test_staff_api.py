@@ -1,4 +1,4 @@
-"""Staff rate-limit API (CONTRACT): raw microdollars, reset, tier; staff only."""
+"""Staff rate-limit API: raw microdollars, reset, tier; staff only."""
 
 from __future__ import annotations
 

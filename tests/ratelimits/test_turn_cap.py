@@ -41,7 +41,7 @@ def test_an_invalid_cap_means_no_cap(alice: Any, settings: Any) -> None:
 
 def test_the_cap_error_names_no_amount() -> None:
     exc = TurnCostCapExceeded()
-    assert exc.message == (
+    assert exc.detail == (
         "This response was stopped because it reached the cost limit for a single turn on your plan. "
         "Try a narrower request or split it into steps."
     )

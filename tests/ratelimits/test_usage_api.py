@@ -1,4 +1,4 @@
-"""GET /api/chat/usage (SPEC §6.4): percentages and times only."""
+"""GET /api/chat/usage: percentages and times only, never raw spend or limits."""
 
 from __future__ import annotations
 

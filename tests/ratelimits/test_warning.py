@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from ratelimits.selectors import usage_warning_for
+from ratelimits.selectors import usage_warning_get
 from ratelimits.services import consume_usage_warning, record_cost_usage, usage_reset_by_staff
 
 from .helpers import spend
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.usefixtures("frozen")
 def test_below_80_percent_there_is_no_warning(alice: Any, set_override: Callable[..., Any]) -> None:
     set_override(alice, daily=1000, weekly=10_000)
     spend(alice, daily=799, weekly=799)
-    assert usage_warning_for(user=alice) is None
+    assert usage_warning_get(user=alice) is None
     assert consume_usage_warning(user=alice) is None
 
 
@@ -41,7 +41,7 @@ def test_crossing_80_percent_warns_once_per_window(alice: Any, set_override: Cal
         "projected_exhaustion_at": "2026-04-03T15:52:30Z",
     }
     assert second is None
-    assert usage_warning_for(user=alice) is not None  # the stateless view still reports it
+    assert usage_warning_get(user=alice) is not None  # the stateless view still reports it
 
 
 def test_the_weekly_window_warns_separately(alice: Any, set_override: Callable[..., Any]) -> None:
@@ -78,7 +78,7 @@ def test_after_a_reset_crossing_again_warns_again(alice: Any, staff: Any, set_ov
 def test_at_the_limit_the_estimate_is_now(alice: Any, set_override: Callable[..., Any]) -> None:
     set_override(alice, daily=1000, weekly=0)
     spend(alice, daily=1000)
-    warning = usage_warning_for(user=alice)
+    warning = usage_warning_get(user=alice)
     assert warning is not None
     assert (warning["percent_used"], warning["projected_exhaustion_at"]) == (100.0, "2026-04-03T15:30:00Z")
 

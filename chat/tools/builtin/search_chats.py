@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from asgiref.sync import sync_to_async
 
@@ -10,6 +10,9 @@ from chat.models import ChatMessage
 from chat.selectors import message_search_for_user
 from chat.tools.base import Tool, ToolContext, ToolError, ToolOutput
 from chat.tools.registry import register
+
+if TYPE_CHECKING:
+    from copilot_site.accounts.models import User
 
 SNIPPET_CHARS = 300
 
@@ -21,7 +24,7 @@ def _snippet(content: str, query: str) -> str:
     return ("…" if start else "") + piece + ("…" if start + SNIPPET_CHARS < len(content) else "")
 
 
-def _search(user: Any, query: str, limit: int, exclude_session_id: str) -> list[dict[str, Any]]:
+def _search(user: User, query: str, limit: int, exclude_session_id: str) -> list[dict[str, Any]]:
     rows: list[ChatMessage] = message_search_for_user(user=user, query=query, limit=limit + 50)
     results = []
     for row in rows:

@@ -1,4 +1,4 @@
-"""The user's subscribe socket (`/ws/chat/`, SPEC's WebSocket consumer) end to end:
+"""The user's subscribe socket (`/ws/chat/`) end to end:
 daphne + a real Celery worker + Redis + the scripted LLM, real WebSocket clients."""
 
 from __future__ import annotations
