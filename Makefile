@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: install run test test-fast lint format typecheck bench browser clean vendor-js
+.PHONY: install run test test-fast lint format typecheck bench browser js-tests clean vendor-js
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,8 +29,15 @@ browser:
 	  else echo "chromium not found at $(CHROMIUM); browser tests will be skipped"; fi; \
 	fi
 
+## The npm packages some tests run (the AI SDK's own validators), from the committed lockfile.
+js-tests:
+	@if command -v node >/dev/null && command -v npm >/dev/null; then \
+	  (cd tests/js && npm ci --no-audit --no-fund --loglevel=error) \
+	    || echo "npm ci failed in tests/js; the tests that need the ai package will be skipped"; \
+	else echo "node/npm not found; the tests that need the ai package (tests/js) will be skipped"; fi
+
 ## The whole suite: real Redis (embedded unless REDIS_URL), SQLite or DATABASE_URL, real processes.
-test: install browser
+test: install browser js-tests
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install
@@ -66,4 +73,4 @@ vendor-js:
 	  echo "vendored marked $(MARKED_VERSION) and dompurify $(DOMPURIFY_VERSION) into static/vendor/"
 
 clean:
-	rm -rf $(VENV) var test-artifacts .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var test-artifacts .pytest_cache .mypy_cache .ruff_cache tests/js/node_modules

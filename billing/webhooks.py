@@ -20,6 +20,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from copilot_site.core import metrics
 from copilot_site.core.parsers import JsonBodyRejected, json_size_check, request_size_check
 
 from . import stripe_gateway
@@ -188,6 +189,7 @@ def stripe_webhook(request: HttpRequest) -> JsonResponse:
             payload=request.body, signature_header=request.headers.get("Stripe-Signature", ""), secret=secret
         )
     except InvalidWebhook as exc:
+        metrics.stripe_webhook_count(event_type="", outcome="invalid_signature")
         return _error(400, exc.detail)
     if event.api_version and event.api_version != stripe_gateway.API_VERSION:
         logger.error(
@@ -203,6 +205,8 @@ def stripe_webhook(request: HttpRequest) -> JsonResponse:
         logger.exception(
             "Stripe webhook handler failed", extra={"stripe_event_id": event.id, "stripe_event_type": event.type}
         )
+        metrics.stripe_webhook_count(event_type=event.type, outcome="error")
         return _error(500, "Webhook processing failed")
+    metrics.stripe_webhook_count(event_type=event.type, outcome=outcome)
     body: dict[str, Any] = {"received": True, "outcome": outcome}
     return JsonResponse(body, status=200)

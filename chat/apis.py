@@ -21,7 +21,7 @@ from copilot_site.core.pagination import OffsetField
 from copilot_site.core.serializers import StrictCharField, UnknownKeysRefusedMixin
 
 from .models import ChatMessage, ChatSession
-from .selectors import message_page, session_get_for_user, session_list
+from .selectors import message_page, session_get_for_user, session_list, ui_message_page
 from .services.sessions import session_create, session_delete, session_rename
 from .services.turns import turn_running
 from .turns.dispatch import turn_send
@@ -47,6 +47,7 @@ class SessionOutputSerializer(serializers.Serializer[ChatSession]):
 class MessageOutputSerializer(serializers.Serializer[ChatMessage]):
     sequence = serializers.IntegerField()
     role = serializers.CharField()
+    kind = serializers.ChoiceField(choices=ChatMessage.Kind.choices)
     content = serializers.CharField(allow_null=True)
     name = serializers.CharField()
     tool_call_id = serializers.CharField()
@@ -148,6 +149,70 @@ class SessionDeleteApi(APIView):
     def delete(self, request: Request, session_id: str) -> Response:
         session_delete(session_id=session_id, user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class UIMessageOutputSerializer(serializers.Serializer[Any]):
+    """An AI SDK ``UIMessage``."""
+
+    id = serializers.CharField()
+    role = serializers.ChoiceField(choices=["user", "assistant"])
+    parts = serializers.ListField(child=serializers.DictField(), help_text="UIMessage parts (text, reasoning, …).")
+    metadata = serializers.DictField()
+
+
+class ActiveTurnOutputSerializer(serializers.Serializer[Any]):
+    turn_id = serializers.CharField()
+    started_at = serializers.DateTimeField()
+
+
+class UIMessagePageOutputSerializer(serializers.Serializer[Any]):
+    session = SessionOutputSerializer()
+    messages = UIMessageOutputSerializer(many=True)
+    has_more = serializers.BooleanField()
+    oldest_sequence = serializers.IntegerField(allow_null=True)
+    active_turn = ActiveTurnOutputSerializer(allow_null=True)
+
+
+class UIMessageListApi(APIView):
+    """The transcript as AI SDK ``UIMessage`` objects, for ``useChat({messages, resume: true})``.
+
+    Same query parameters and envelope as the transcript (`SessionGetApi`); ``messages``
+    holds UIMessages. A page is widened back to the start of the turn its oldest row
+    belongs to, so a message is never split across pages. While a turn runs its
+    assistant message is left out: resuming the stream (`GET …/stream`) replays it whole,
+    under the same id.
+    """
+
+    class FilterSerializer(serializers.Serializer[Any]):
+        limit = serializers.IntegerField(min_value=1, max_value=200, default=50)
+        before_sequence = serializers.IntegerField(min_value=0, required=False)
+
+    @extend_schema(parameters=[FilterSerializer], responses={200: UIMessagePageOutputSerializer})
+    def get(self, request: Request, session_id: str) -> Response:
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        session = session_get_for_user(session_id=session_id, user=request.user)
+        before_sequence = filters.validated_data.get("before_sequence")
+        active = turn_running(session.pk, reap=True)
+        page = ui_message_page(
+            session=session,
+            limit=filters.validated_data["limit"],
+            before_sequence=before_sequence,
+            running_turn_id=str(active.turn_id) if active else None,
+        )
+        return Response(
+            {
+                "session": _session_data(session),
+                "messages": page.messages,
+                "has_more": page.has_more,
+                "oldest_sequence": page.oldest_sequence,
+                "active_turn": (
+                    {"turn_id": active.turn_id, "started_at": iso_from_unix(active.created_at)}
+                    if active and before_sequence is None
+                    else None
+                ),
+            }
+        )
 
 
 # --- turns ----------------------------------------------------------------------------------------

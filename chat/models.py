@@ -5,8 +5,8 @@ import uuid
 from django.conf import settings
 from django.db import models
 
-COPILOT_SYSTEM_PREFIX = "[__COPILOT_SYSTEM__]"
-STOPPED_BY_USER_MARKER = f"{COPILOT_SYSTEM_PREFIX} Execution stopped by user"
+# The text of the row a stopped turn ends with (its kind is `stopped`).
+STOPPED_TEXT = "Stopped"
 
 
 class ChatSession(models.Model):
@@ -44,9 +44,18 @@ class ChatMessage(models.Model):
         SYSTEM = "system"
         REASONING = "reasoning"
 
+    class Kind(models.TextChoices):
+        """What an assistant row is: the model's message, or a notice the platform wrote
+        (the turn was stopped; the turn failed). Notices are shown, never sent to the model."""
+
+        MESSAGE = "message"
+        STOPPED = "stopped"
+        ERROR_NOTICE = "error_notice"
+
     session = models.ForeignKey(ChatSession, on_delete=models.CASCADE, related_name="messages")
     sequence = models.PositiveIntegerField(help_text="0-based position in the session; unique per session.")
     role = models.CharField(max_length=20)
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.MESSAGE)
     content = models.TextField(null=True, blank=True)
     name = models.CharField(max_length=100, blank=True, default="")
     tool_call_id = models.CharField(max_length=100, blank=True, default="")
@@ -73,7 +82,7 @@ class ChatMessage(models.Model):
 
     @property
     def is_system_notice(self) -> bool:
-        return self.role == self.Role.ASSISTANT and (self.content or "").startswith(COPILOT_SYSTEM_PREFIX)
+        return self.kind != self.Kind.MESSAGE
 
 
 class TurnUsage(models.Model):

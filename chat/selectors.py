@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -8,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Q, QuerySet
 
 from .errors import SessionNotFound
-from .models import COPILOT_SYSTEM_PREFIX, ChatMessage, ChatSession, ContextSnapshot, Memory
+from .models import STOPPED_TEXT, ChatMessage, ChatSession, ContextSnapshot, Memory
 
 
 def session_get_for_user(*, session_id: uuid.UUID | str, user: Any) -> ChatSession:
@@ -71,8 +72,214 @@ def message_search_for_user(*, user: Any, query: str, limit: int = 10) -> list[C
             session__user=user,
             role__in=[ChatMessage.Role.USER, ChatMessage.Role.ASSISTANT],
             content__icontains=query,
+            kind=ChatMessage.Kind.MESSAGE,
         )
-        .exclude(content__startswith=COPILOT_SYSTEM_PREFIX)
         .select_related("session")
         .order_by("-created_at", "-pk")[:limit]
     )
+
+
+# ---------------------------------------------------------------- the transcript as AI SDK UIMessages
+
+TOOL_UNFINISHED_TEXT = "The tool did not finish."
+
+
+@dataclass(frozen=True)
+class UIMessagePage:
+    messages: list[dict[str, Any]]
+    has_more: bool
+    oldest_sequence: int | None
+
+
+def _json_or_text(text: str | None) -> Any:
+    if text is None:
+        return ""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _tool_input(call: Any) -> Any:
+    function = call.get("function") if isinstance(call, dict) else None
+    arguments = function.get("arguments") if isinstance(function, dict) else None
+    if isinstance(arguments, str):
+        return _json_or_text(arguments or "{}")
+    return arguments if arguments is not None else {}
+
+
+def _tool_name(call: Any) -> str:
+    function = call.get("function") if isinstance(call, dict) else None
+    return str(function.get("name") or "tool") if isinstance(function, dict) else "tool"
+
+
+def _is_compaction_notice(row: ChatMessage) -> bool:
+    calls = row.tool_calls or []
+    return bool(calls) and not (row.content or "").strip() and all(_tool_name(c) == "context_compaction" for c in calls)
+
+
+class _UIMessageBuilder:
+    """Folds rows into UIMessages: every non-user row of one turn (and a follow-up the
+    turn drained between its rounds) is one assistant message whose id is the turn id —
+    the ``messageId`` of the ``start`` chunk that streamed it."""
+
+    def __init__(self, *, skip_turn_id: str | None) -> None:
+        self.skip_turn_id = skip_turn_id
+        self.out: list[dict[str, Any]] = []
+        self.current: dict[str, Any] | None = None
+        self.current_turn: str | None = None
+        self.tools: dict[str, dict[str, Any]] = {}
+        self.step_open = False  # a round's parts are open: its tool results not in yet
+
+    def add(self, row: ChatMessage) -> None:
+        turn = str(row.turn_id) if row.turn_id else None
+        if row.role == ChatMessage.Role.USER:
+            if self.current is not None and turn is not None and turn == self.current_turn:
+                self._follow_up(row)
+                return
+            self._close()
+            self.out.append(
+                {
+                    "id": row.client_message_id or f"user-{row.sequence}",
+                    "role": "user",
+                    "parts": [{"type": "text", "text": row.content or ""}],
+                    "metadata": {"sequence": row.sequence, "createdAt": row.created_at.isoformat()},
+                }
+            )
+            return
+        if row.role not in (ChatMessage.Role.ASSISTANT, ChatMessage.Role.TOOL, ChatMessage.Role.REASONING):
+            return
+        if self.current is None or turn != self.current_turn:
+            self._open(row, turn)
+        assert self.current is not None
+        if row.role != ChatMessage.Role.TOOL and row.kind == ChatMessage.Kind.MESSAGE and not self.step_open:
+            if _is_compaction_notice(row):  # streamed before the first round, outside any step
+                self._part(row, self.current)
+                return
+            self.current["parts"].append({"type": "step-start"})  # a model round begins, as `start-step` does
+            self.step_open = True
+        elif row.role == ChatMessage.Role.TOOL:
+            self.step_open = False
+        self._part(row, self.current)
+
+    def _open(self, row: ChatMessage, turn: str | None) -> None:
+        self._close()
+        self.current_turn = turn
+        self.current = {
+            "id": turn or f"assistant-{row.sequence}",
+            "role": "assistant",
+            "parts": [],
+            "metadata": {"sequence": row.sequence, "createdAt": row.created_at.isoformat(), "turnId": turn},
+        }
+        self.tools = {}
+        self.step_open = False
+
+    def _part(self, row: ChatMessage, message: dict[str, Any]) -> None:
+        parts: list[dict[str, Any]] = message["parts"]
+        metadata: dict[str, Any] = message["metadata"]
+        content = row.content or ""
+        if row.duration_ms:
+            metadata["durationMs"] = row.duration_ms
+        if row.role == ChatMessage.Role.REASONING:
+            if content.strip():
+                parts.append({"type": "reasoning", "text": content, "state": "done"})
+            return
+        if row.role == ChatMessage.Role.TOOL:
+            tool = self.tools.get(row.tool_call_id)
+            if tool is None:  # a result without its call: still shown
+                tool = {"type": f"tool-{row.name or 'tool'}", "toolCallId": row.tool_call_id or f"tool-{row.sequence}"}
+                tool["input"] = {}
+                parts.append(tool)
+            tool.pop("errorText", None)
+            tool["state"] = "output-available"
+            tool["output"] = _json_or_text(row.content)
+            return
+        if row.kind == ChatMessage.Kind.STOPPED:
+            parts.append({"type": "data-stopped", "data": {"text": STOPPED_TEXT}})
+            metadata["stopped"] = True
+            return
+        if row.kind == ChatMessage.Kind.ERROR_NOTICE:
+            parts.append({"type": "data-notice", "data": {"kind": "error", "text": content}})
+            metadata["error"] = True
+            return
+        if content.strip():
+            parts.append({"type": "text", "text": content, "state": "done"})
+        for call in row.tool_calls or []:
+            call_id = str(call.get("id") or "") if isinstance(call, dict) else ""
+            if not call_id:
+                continue
+            tool = {
+                "type": f"tool-{_tool_name(call)}",
+                "toolCallId": call_id,
+                "state": "output-error",
+                "input": _tool_input(call),
+                "errorText": TOOL_UNFINISHED_TEXT,
+            }
+            parts.append(tool)
+            self.tools[call_id] = tool
+
+    def _follow_up(self, row: ChatMessage) -> None:
+        assert self.current is not None
+        parts: list[dict[str, Any]] = self.current["parts"]
+        last = parts[-1] if parts else None
+        if last is not None and last["type"] == "data-pending-drained":
+            last["data"]["messages"].append(row.content or "")
+            last["data"]["count"] += 1
+        else:
+            parts.append({"type": "data-pending-drained", "data": {"count": 1, "messages": [row.content or ""]}})
+
+    def _close(self) -> None:
+        message, self.current = self.current, None
+        if message is None:
+            return
+        if self.skip_turn_id is not None and message["id"] == self.skip_turn_id:
+            return  # the running turn: its stream (replayed from the start) brings the whole message
+        if all(part["type"] == "step-start" for part in message["parts"]):
+            return
+        self.out.append(message)
+
+    def result(self) -> list[dict[str, Any]]:
+        self._close()
+        return self.out
+
+
+def ui_message_page(
+    *, session: ChatSession, limit: int, before_sequence: int | None = None, running_turn_id: str | None = None
+) -> UIMessagePage:
+    """A page of the transcript as AI SDK ``UIMessage`` dicts, oldest first.
+
+    Paged by rows like `message_page` (``limit`` rows before ``before_sequence``), then
+    widened back to the start of the turn its oldest row belongs to, so no message is
+    cut in two across pages. ``running_turn_id``: the turn still streaming; its
+    assistant message is left out (resuming its stream replays all of it), its user
+    message stays.
+    """
+    page = message_page(session=session, limit=limit, before_sequence=before_sequence)
+    rows = page.messages
+    if rows:
+        first = rows[0]
+        if first.turn_id is not None:
+            start = (
+                ChatMessage.objects.filter(session=session, turn_id=first.turn_id, sequence__lt=first.sequence)
+                .order_by("sequence")
+                .values_list("sequence", flat=True)
+                .first()
+            )
+        elif first.role != ChatMessage.Role.USER:
+            start = (
+                ChatMessage.objects.filter(session=session, role=ChatMessage.Role.USER, sequence__lt=first.sequence)
+                .order_by("-sequence")
+                .values_list("sequence", flat=True)
+                .first()
+            )
+        else:
+            start = None
+        if start is not None:
+            earlier = ChatMessage.objects.filter(session=session, sequence__gte=start, sequence__lt=first.sequence)
+            rows = list(earlier.order_by("sequence")) + rows
+    oldest = rows[0].sequence if rows else None
+    has_more = oldest is not None and ChatMessage.objects.filter(session=session, sequence__lt=oldest).exists()
+    builder = _UIMessageBuilder(skip_turn_id=running_turn_id)
+    for row in rows:
+        builder.add(row)
+    return UIMessagePage(messages=builder.result(), has_more=has_more, oldest_sequence=oldest)

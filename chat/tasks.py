@@ -31,6 +31,14 @@ def generate_title(session_id: str) -> None:
 def run_turn(self: Any, payload: dict[str, Any]) -> None:
     """Run one chat turn; the payload is a `TurnRequest` that `chat.turns.dispatch` built.
 
+    Idempotent, because the broker delivers a task again when the worker that held
+    it died, and (Redis) when it stays unacknowledged past the visibility timeout
+    even though its worker is alive: the turn registry decides. The task runs the
+    turn only while the session's claim names this turn and no live worker has
+    started it; a copy for a turn that is over, superseded or running elsewhere is
+    logged, acknowledged and dropped (`execute_turn` repeats the check under the
+    session's cluster lock, so two copies never both run).
+
     Then, after a turn that completed normally, start the next one if follow-ups
     are still queued (auto-continue; never after a failure or a stop).
     """
@@ -40,10 +48,39 @@ def run_turn(self: Any, payload: dict[str, Any]) -> None:
     from .turns.runtime import execute_turn
 
     request = TurnRequest.from_payload(payload)
+    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
+    reason = turn_task_drop_reason(session_id=request.session_id, turn_id=request.turn_id)
+    if reason is not None:
+        logger.info(
+            "Dropping the task of turn %s (session %s%s): %s",
+            request.turn_id,
+            request.session_id,
+            ", redelivered" if redelivered else "",
+            reason,
+        )
+        return
+    if redelivered:
+        logger.warning("Turn %s of session %s was redelivered; running it here", request.turn_id, request.session_id)
     owner = f"{self.request.hostname}:{self.request.id}"
     outcome = shared_loop.run(execute_turn(request, owner_token=owner))
     if outcome.ran and outcome.error is None and not outcome.stopped:
         turn_auto_continue(session_id=request.session_id)
+
+
+def turn_task_drop_reason(*, session_id: str, turn_id: str) -> str | None:
+    """Why a task for this turn must not run (None when it should): the turn is no
+    longer the session's running one, or a live worker is running it."""
+    from .turns import scripts as rs
+    from .turns.registry import turn_meta_get
+
+    meta = turn_meta_get(session_id)
+    if meta is None or meta.turn_id != turn_id:
+        return "the turn is no longer the session's current one"
+    if not meta.is_running:
+        return f"the turn has already ended ({meta.status})"
+    if meta.started_at is not None and rs.redis_client().exists(rs.alive_key(session_id)):
+        return "a live worker is running it"
+    return None
 
 
 @worker_ready.connect

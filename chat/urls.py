@@ -17,6 +17,7 @@ urlpatterns = [
         method_router("SessionApi", get=apis.SessionGetApi, patch=apis.SessionRenameApi, delete=apis.SessionDeleteApi),
         name="chat-session-detail",
     ),
+    path("sessions/<str:session_id>/ui-messages", apis.UIMessageListApi.as_view(), name="chat-session-ui-messages"),
     path(
         "sessions/<str:session_id>/stream",
         method_router(

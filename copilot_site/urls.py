@@ -5,7 +5,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from copilot_site.core.views import healthz
+from copilot_site.core.views import healthz, metrics_scrape
 
 # Swagger UI comes from its CDN (drf-spectacular's default) and styles its page inline;
 # the split view serves its start-up script as a file, so no inline script is allowed.
@@ -16,6 +16,7 @@ _api_docs = csp_update(
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    path("metrics", metrics_scrape, name="metrics"),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", _api_docs, name="api-docs"),

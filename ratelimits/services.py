@@ -19,7 +19,7 @@ from billing.errors import InsufficientCredits
 from billing.models import Tier
 from billing.selectors import credits_enabled, tier_get_for_user
 from billing.services import account_tier_set, credits_refund, credits_spend
-from copilot_site.core import sql
+from copilot_site.core import metrics, sql
 
 from . import redis_store
 from .errors import (
@@ -90,6 +90,7 @@ def check_turn_allowed(*, user: User, now: datetime | None = None) -> None:
     try:
         rate_limit_check(user=user, daily=limits.daily, weekly=limits.weekly, now=now)
     except RateLimitExceeded as exc:
+        metrics.rate_limit_refused(window=exc.window)
         if exc.window == "daily" and limits.personal_cap_binds:
             raise RateLimitExceeded("daily", exc.resets_at, now=now, personal_cap=True) from None
         raise

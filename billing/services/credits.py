@@ -17,6 +17,7 @@ from django.db import IntegrityError, transaction
 from billing.errors import BillingUnprocessable, InsufficientCredits
 from billing.models import CreditTransaction, CustomerAccount
 from billing.selectors import credit_balance, credits_enabled
+from copilot_site.core import metrics
 
 if TYPE_CHECKING:
     from copilot_site.accounts.models import User
@@ -130,6 +131,7 @@ def credits_spend(
         created_by=None,
         clamp_at_zero=False,
     )
+    metrics.credits_charged(cents=-result.applied_cents)
     return result.balance_cents
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import tiktoken
 from django.conf import settings
 
-from chat.models import COPILOT_SYSTEM_PREFIX, STOPPED_BY_USER_MARKER, ChatMessage
+from chat.models import ChatMessage
 
 from .providers.base import LLMMessage, ToolSchema
 
@@ -81,7 +81,7 @@ def prune_orphan_tool_calls(messages: list[ChatMessage], log_prefix: str | None 
         if row.role == ChatMessage.Role.TOOL and row.tool_call_id:
             resolved.add(row.tool_call_id)
             continue
-        if row.role == ChatMessage.Role.ASSISTANT and row.content == STOPPED_BY_USER_MARKER:
+        if row.role == ChatMessage.Role.ASSISTANT and row.kind == ChatMessage.Kind.STOPPED:
             cut = index
             continue
         if row.role == ChatMessage.Role.ASSISTANT and row.tool_calls:
@@ -123,7 +123,7 @@ def _normalised_call(call: Mapping[str, Any]) -> dict[str, Any]:
 def rows_to_llm_messages(rows: Iterable[ChatMessage]) -> list[LLMMessage]:
     """Stored rows → LLM messages, before merging.
 
-    Dropped: reasoning rows, system-prefix rows, roles the model never sees,
+    Dropped: reasoning rows, notice rows (stopped, error), roles the model never sees,
     tool calls missing an id or name (warning), tool calls with no later tool
     row, tool rows answering no kept call, and assistant rows left empty.
     """
@@ -131,7 +131,7 @@ def rows_to_llm_messages(rows: Iterable[ChatMessage]) -> list[LLMMessage]:
         row
         for row in rows
         if row.role in (ChatMessage.Role.USER, ChatMessage.Role.ASSISTANT, ChatMessage.Role.TOOL)
-        and not (row.content or "").startswith(COPILOT_SYSTEM_PREFIX)
+        and row.kind == ChatMessage.Kind.MESSAGE
     ]
     answered = {row.tool_call_id for row in rows if row.role == ChatMessage.Role.TOOL and row.tool_call_id}
     out: list[LLMMessage] = []

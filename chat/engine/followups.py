@@ -110,7 +110,7 @@ class FollowUpDrain:
         drained = await self._take()
         if not drained:
             return
-        rows = [self.transcript.user_row(message.content, llm_text=turn_start_llm_text(message)) for message in drained]
+        rows = [self._user_row(message, llm_text=turn_start_llm_text(message)) for message in drained]
         try:
             await self.transcript.save()
         except Exception:
@@ -121,7 +121,7 @@ class FollowUpDrain:
         """Persist the round's tool rows together with follow-ups drained now; the saved
         follow-ups go to the model (appended to ``llm_messages``) and to the client."""
         drained = await self._take()
-        rows = [self.transcript.user_row(message.content) for message in drained]
+        rows = [self._user_row(message) for message in drained]
         try:
             await self.transcript.save()
         except Exception:
@@ -136,6 +136,14 @@ class FollowUpDrain:
         llm_messages.append({"role": "user", "content": format_follow_up_block(drained)})
         notice = {"count": len(drained), "messages": [message.content for message in drained]}
         return [DataEvent(name="pending-drained", data=notice)]
+
+    def _user_row(self, message: PendingLike, *, llm_text: str | None = None) -> ChatMessage:
+        """The follow-up's user row, with the client's `client_message_id` when it sent one
+        (a retry of the same message is then recognised, and the database keeps one row)."""
+        row = self.transcript.user_row(message.content, llm_text=llm_text)
+        client_message_id = getattr(message, "client_message_id", None)
+        row.client_message_id = client_message_id if isinstance(client_message_id, str) and client_message_id else None
+        return row
 
     async def _take(self) -> list[PendingLike]:
         if self.drain_pending is None:

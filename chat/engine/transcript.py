@@ -20,8 +20,7 @@ from django.core.exceptions import ValidationError
 
 from chat.errors import SessionNotFound
 from chat.models import (
-    COPILOT_SYSTEM_PREFIX,
-    STOPPED_BY_USER_MARKER,
+    STOPPED_TEXT,
     ChatMessage,
     ChatSession,
     ContextSnapshot,
@@ -52,8 +51,6 @@ if TYPE_CHECKING:
     from copilot_site.accounts.models import User
 
 logger = logging.getLogger(__name__)
-
-ERROR_ROW_PREFIX = f"{COPILOT_SYSTEM_PREFIX} Error: "
 
 
 @dataclass
@@ -173,9 +170,9 @@ class Transcript:
         if partial:
             self.row(ChatMessage.Role.ASSISTANT, partial)
         if stopped:
-            self.row(ChatMessage.Role.ASSISTANT, STOPPED_BY_USER_MARKER)
+            self.row(ChatMessage.Role.ASSISTANT, STOPPED_TEXT, kind=ChatMessage.Kind.STOPPED)
         elif error_text is not None:
-            self.row(ChatMessage.Role.ASSISTANT, ERROR_ROW_PREFIX + error_text)
+            self.row(ChatMessage.Role.ASSISTANT, error_text, kind=ChatMessage.Kind.ERROR_NOTICE)
 
     def finish(self, end: TurnEnd) -> TurnRecorded:
         """The turn's last writes: remaining rows, usage and cost, the context snapshot."""

@@ -30,6 +30,7 @@ from django.conf import settings
 from chat.models import ChatMessage
 from chat.services import usage as usage_services
 from chat.tools import Tool, ToolContext, enabled_tools, execute_tool, tool_schemas
+from copilot_site.core import metrics
 
 from .context import (
     CONTEXT_COMPACTION_OUTPUT,
@@ -134,7 +135,9 @@ class _TurnRunner:
         self.turn_id = request.turn_id
         self.model = resolve_model(request.model)
         self.cancel = hooks.cancel
-        self.message_id = str(uuid.uuid4())
+        # The assistant message's id on the wire is the turn id, so the saved transcript
+        # (`chat.selectors.ui_message_page`) can give each turn's message the same id.
+        self.message_id = str(request.turn_id)
         self.log_prefix = f"[session {self.session_id} turn {self.turn_id}]"
         self.transcript = Transcript(session_id=self.session_id, turn_id=self.turn_id, log_prefix=self.log_prefix)
         self.followups = FollowUpDrain(self.transcript, hooks, log_prefix=self.log_prefix)
@@ -416,6 +419,7 @@ class _TurnRunner:
                     raise ValueError("arguments must be a JSON object")
             except ValueError as exc:  # JSONDecodeError is a ValueError
                 text = f"Invalid JSON arguments for tool '{call.name}': {exc}"
+                metrics.tool_call_count(tool=call.name if call.name in self.tools else "unknown", success=False)
                 yield ToolOutputAvailableEvent(tool_call_id=call.id, output=text, tool_name=call.name, success=False)
             else:
                 yield ToolInputStartEvent(tool_call_id=call.id, tool_name=call.name)
@@ -432,6 +436,9 @@ class _TurnRunner:
                 )
                 yield ToolOutputAvailableEvent(
                     tool_call_id=call.id, output=result.output, tool_name=call.name, success=result.success
+                )
+                metrics.tool_call_count(
+                    tool=call.name if call.name in self.tools else "unknown", success=result.success
                 )
                 text = result.text
             self.transcript.row(ChatMessage.Role.TOOL, text, tool_call_id=call.id, name=call.name)

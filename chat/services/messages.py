@@ -161,6 +161,18 @@ def message_duplicate_of(
             return None
 
 
+def message_client_ids_saved(*, session_id: uuid.UUID | str, client_message_ids: Sequence[str]) -> set[str]:
+    """Which of these `client_message_id`s the session already has a row for (one query).
+
+    The database holds at most one row per (session, client_message_id): a second insert
+    raises IntegrityError (constraint `chat_message_client_id_unique`).
+    """
+    if not client_message_ids:
+        return set()
+    rows = ChatMessage.objects.filter(session__pk=session_id, client_message_id__in=list(client_message_ids))
+    return {found for found in rows.values_list("client_message_id", flat=True) if found}
+
+
 def message_append_user(
     *,
     session_id: uuid.UUID | str,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 from chat.errors import SessionNotFound
-from chat.models import COPILOT_SYSTEM_PREFIX, ChatMessage
+from chat.models import ChatMessage
 from chat.services.messages import messages_save_new
 from chat.services.usage import turn_usage_fail
 from chat.turns.registry import TurnMeta, turn_end_orphaned, turn_meta_get, turn_orphan_error
@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 def turn_record_failure(*, session_id: str, turn_id: str, error: str) -> None:
     """Leave the failure in the transcript (an assistant notice) and on the turn record."""
     notice = ChatMessage(
-        role=ChatMessage.Role.ASSISTANT, content=f"{COPILOT_SYSTEM_PREFIX} Error: {error}", turn_id=turn_id
+        role=ChatMessage.Role.ASSISTANT, kind=ChatMessage.Kind.ERROR_NOTICE, content=error, turn_id=turn_id
     )
     try:
         messages_save_new(session_id=session_id, messages=[notice])

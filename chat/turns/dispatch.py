@@ -26,7 +26,19 @@ from chat.services.turns import reap_if_dead, turn_record_failure, turn_running
 from chat.services.usage import turn_usage_create
 
 from .notify import notify_session
-from .pending import PendingMessage, pending_call_allowed, pending_drain, pending_peek, pending_push, pending_requeue
+from .pending import (
+    PENDING_DUPLICATE_QUEUED,
+    PENDING_DUPLICATE_RUNNING,
+    PENDING_FULL,
+    PENDING_FULL_RETRY_AFTER_S,
+    PendingMessage,
+    pending_call_allowed,
+    pending_drain,
+    pending_peek,
+    pending_push,
+    pending_requeue,
+    pending_unsaved,
+)
 from .registry import mark_session_completed, turn_claim
 
 logger = logging.getLogger(__name__)
@@ -37,6 +49,21 @@ Outcome = Literal["started", "queued", "duplicate"]
 class TooManyQueuedMessages(ChatError):
     status = 429
     code = "too_many_queued"
+
+
+class PendingBufferFull(TooManyQueuedMessages):
+    """The session's follow-up buffer is full: the message is refused, never queued and dropped."""
+
+    code = "pending_full"
+
+    def __init__(self) -> None:
+        limit = int(settings.COPILOT_PENDING_MAX)
+        super().__init__(
+            f"This chat already has {limit} messages waiting for the current reply; "
+            "send this one once the reply has taken them.",
+            extra={"code": "pending_full", "pending_max": limit},
+            headers={"Retry-After": str(PENDING_FULL_RETRY_AFTER_S)},
+        )
 
 
 class ChatUnavailable(ChatError):
@@ -90,7 +117,13 @@ def turn_send(
     if running:
         return _queue(session, user, pending)
     _check_rate_limit(user)
-    turn_id = turn_claim(session_id=session.pk, user_id=user.pk, origin_id=origin_id, origin_name=origin_name)
+    turn_id = turn_claim(
+        session_id=session.pk,
+        user_id=user.pk,
+        origin_id=origin_id,
+        origin_name=origin_name,
+        client_message_id=client_message_id,
+    )
     if turn_id is None:  # another send won the race between our read and our claim
         return _queue(session, user, pending, count_call=False)
     payload = TurnRequest(
@@ -161,6 +194,13 @@ def _queue(session: ChatSession, user: Any, pending: PendingMessage, *, count_ca
             f"per {settings.COPILOT_PENDING_CALL_WINDOW_S}s across all sessions"
         )
     length = pending_push(session.pk, pending)
+    if length == PENDING_FULL:
+        raise PendingBufferFull()
+    if length == PENDING_DUPLICATE_QUEUED:
+        return SendResult("duplicate", turn_in_flight=_in_flight(session.pk))
+    if length == PENDING_DUPLICATE_RUNNING:
+        meta = turn_running(session.pk)
+        return SendResult("duplicate", turn_id=meta.turn_id if meta else None, turn_in_flight=meta is not None)
     return SendResult("queued", buffer_length=length, turn_in_flight=_in_flight(session.pk))
 
 
@@ -181,7 +221,7 @@ def _start(
     stale = pending_drain(session.pk)
     try:
         with transaction.atomic():
-            rows = [*stale, *messages]
+            rows = pending_unsaved(session.pk, [*stale, *messages])
             messages_save_new(
                 session_id=session.pk,
                 messages=[
@@ -215,4 +255,11 @@ def _enqueue(task: Any, session_id: object, turn_id: str, payload: dict[str, Any
         raise ChatUnavailable("Chat service unavailable, please retry.") from exc
 
 
-__all__ = ["ChatUnavailable", "SendResult", "SessionNotFound", "TooManyQueuedMessages", "turn_send"]
+__all__ = [
+    "ChatUnavailable",
+    "PendingBufferFull",
+    "SendResult",
+    "SessionNotFound",
+    "TooManyQueuedMessages",
+    "turn_send",
+]

@@ -16,6 +16,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from chat.services.turns import reap_if_dead
+from copilot_site.core import metrics
 
 from . import scripts as rs
 from .live import DISCONNECT, RESYNC, live_hub
@@ -218,6 +219,7 @@ async def follow_turn(
             live_item = _decode_entry(entry_id, current_turn, data)
             if live_item is None:
                 continue
+            metrics.chunk_relayed(entry_id)
             yield live_item
             if live_item.is_terminal:
                 return

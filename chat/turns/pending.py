@@ -19,6 +19,10 @@ from . import scripts as rs
 logger = logging.getLogger(__name__)
 
 
+# An upper bound for one drain, far above what the buffer can hold.
+PENDING_DRAIN_MAX = 1000
+
+
 @dataclass(frozen=True)
 class PendingMessage:
     content: str
@@ -60,21 +64,64 @@ class PendingMessage:
             return None
 
 
+# What `pending_push` answers instead of a length when it queued nothing.
+PENDING_FULL = rs.PENDING_FULL
+PENDING_DUPLICATE_QUEUED = rs.PENDING_DUPLICATE_QUEUED
+PENDING_DUPLICATE_RUNNING = rs.PENDING_DUPLICATE_RUNNING
+# How long a client told "the buffer is full" should wait: the running turn takes
+# the buffer at its next tool round or at its end.
+PENDING_FULL_RETRY_AFTER_S = 5
+
+
 def pending_push(session_id: object, message: PendingMessage) -> int:
-    """Queue a follow-up (past COPILOT_PENDING_MAX the oldest is dropped); returns the buffer length."""
-    return rs.capped_rpush(
-        rs.pending_key(session_id), message.to_json(), int(settings.COPILOT_PENDING_MAX), rs.PENDING_TTL_S
+    """Queue a follow-up; returns the buffer's new length.
+
+    One atomic step: a full buffer (COPILOT_PENDING_MAX entries) refuses it
+    (PENDING_FULL) and nothing queued is ever dropped; a `client_message_id`
+    already queued, or the running turn's own, is not queued twice
+    (PENDING_DUPLICATE_QUEUED / PENDING_DUPLICATE_RUNNING).
+    """
+    return rs.pending_push_if_room(
+        rs.pending_key(session_id),
+        rs.turn_meta_key(session_id),
+        message.to_json(),
+        int(settings.COPILOT_PENDING_MAX),
+        rs.PENDING_TTL_S,
+        message.client_message_id,
     )
 
 
 def pending_drain(session_id: object) -> list[PendingMessage]:
-    """Take every queued follow-up, oldest first, atomically (LPOP count)."""
+    """Take every queued follow-up, oldest first, atomically (LPOP count).
+
+    Every entry: a re-queue can leave more than COPILOT_PENDING_MAX in the buffer.
+    """
     try:
-        raw = rs.lpop_many(rs.pending_key(session_id), int(settings.COPILOT_PENDING_MAX))
+        raw = rs.lpop_many(rs.pending_key(session_id), PENDING_DRAIN_MAX)
     except redis.RedisError:
         logger.warning("Pending drain failed for %s; treating as empty", session_id)
         return []
-    return [m for m in (PendingMessage.from_raw(r) for r in raw) if m is not None]
+    return pending_unsaved(session_id, [m for m in (PendingMessage.from_raw(r) for r in raw) if m is not None])
+
+
+def pending_unsaved(session_id: object, messages: list[PendingMessage]) -> list[PendingMessage]:
+    """`messages` without the ones whose `client_message_id` is already saved in the session
+    or came earlier in the list: a repeat of a message is never saved twice."""
+    ids = [m.client_message_id for m in messages if m.client_message_id]
+    if not ids:
+        return messages
+    from chat.services.messages import message_client_ids_saved
+
+    seen = message_client_ids_saved(session_id=str(session_id), client_message_ids=ids)
+    kept: list[PendingMessage] = []
+    for message in messages:
+        if message.client_message_id:
+            if message.client_message_id in seen:
+                logger.info("Pending: dropping a repeat of message %s in %s", message.client_message_id, session_id)
+                continue
+            seen.add(message.client_message_id)
+        kept.append(message)
+    return kept
 
 
 def pending_requeue(session_id: object, messages: list[PendingMessage]) -> None:

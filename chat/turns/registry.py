@@ -74,23 +74,26 @@ async def turn_meta_get_async(client: Any, session_id: object) -> TurnMeta | Non
     return TurnMeta.from_hash(await client.hgetall(rs.turn_meta_key(session_id)))
 
 
-def turn_claim(*, session_id: object, user_id: object, origin_id: str, origin_name: str) -> str | None:
-    """Atomically mark the session as running a new turn; the new turn id, or None if one runs."""
+def turn_claim(
+    *, session_id: object, user_id: object, origin_id: str, origin_name: str, client_message_id: str | None = None
+) -> str | None:
+    """Atomically mark the session as running a new turn; the new turn id, or None if one runs.
+
+    The claim records the `client_message_id` of the message that starts the turn, so a
+    copy of that message that loses the claim is recognised when it is queued.
+    """
     turn_id = str(uuid.uuid4())
-    claimed = rs.hash_set_if_not_equal(
-        rs.turn_meta_key(session_id),
-        "status",
-        STATUS_RUNNING,
-        {
-            "status": STATUS_RUNNING,
-            "turn_id": turn_id,
-            "user_id": str(user_id),
-            "created_at": f"{time.time():.6f}",
-            "origin_id": origin_id,
-            "origin_name": origin_name,
-        },
-        rs.TURN_TTL_S,
-    )
+    mapping = {
+        "status": STATUS_RUNNING,
+        "turn_id": turn_id,
+        "user_id": str(user_id),
+        "created_at": f"{time.time():.6f}",
+        "origin_id": origin_id,
+        "origin_name": origin_name,
+    }
+    if client_message_id:
+        mapping["client_message_id"] = client_message_id
+    claimed = rs.hash_set_if_not_equal(rs.turn_meta_key(session_id), "status", STATUS_RUNNING, mapping, rs.TURN_TTL_S)
     return turn_id if claimed else None
 
 

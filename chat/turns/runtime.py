@@ -26,6 +26,8 @@ from django.conf import settings
 from chat.engine.request import TurnHooks, TurnRequest
 from chat.services.turns import turn_fail_orphaned
 from chat.services.usage import turn_usage_fail_over
+from copilot_site.core import metrics
+from copilot_site.core.logs import log_context_turn_set
 
 from . import scripts as rs
 from .loop import GIL_SWITCH_INTERVAL_S, quiet_gc, shared_loop
@@ -53,6 +55,7 @@ class TurnOutcome:
     error: str | None = None
     stopped: bool = False
     ran: bool = False
+    error_code: str = ""  # the engine's code of `error` (its `ErrorEvent.code`)
 
 
 EngineFactory = Callable[[TurnRequest, TurnHooks], AsyncIterator[Any]]
@@ -68,6 +71,7 @@ async def execute_turn(request: TurnRequest, *, owner_token: str, engine: Engine
     """Run one turn end to end. Safe to call twice for the same request (redelivery)."""
     session_id = request.session_id
     turn_id = request.turn_id
+    log_context_turn_set(turn_id=turn_id, session_id=session_id, user_id=request.user_id)
     client = rs.loop_redis()
     outcome = TurnOutcome()
     lock_key = rs.cluster_lock_key(session_id)
@@ -86,12 +90,14 @@ async def execute_turn(request: TurnRequest, *, owner_token: str, engine: Engine
             logger.warning("Turn %s was redelivered after its worker died; failing it", turn_id)
             await sync_to_async(turn_fail_orphaned)(session_id=session_id, turn_id=turn_id, error=WORKER_LOST_ERROR)
             outcome.error = WORKER_LOST_ERROR
+            metrics.turn_ended(failure_reason="worker_lost", stopped=False)
             return outcome
         pipe = client.pipeline(transaction=False)
         pipe.hset(rs.turn_meta_key(session_id), "started_at", f"{time.time():.6f}")
         pipe.set(rs.alive_key(session_id), turn_id, ex=rs.ALIVE_TTL_S)
         await pipe.execute()
-        outcome = await _run_with_guards(client, request, owner_token, engine or _default_engine)
+        outcome = await metrics.turn_observed(_run_with_guards(client, request, owner_token, engine or _default_engine))
+        metrics.turn_ended(failure_reason=_failure_reason(outcome), stopped=outcome.stopped)
         outcome.ran = True
     finally:
         await rs.async_compare_and_delete(client, lock_key, owner_token)
@@ -114,7 +120,7 @@ async def _run_with_guards(client: Any, request: TurnRequest, owner_token: str, 
         cancel=cancel_event, drain_pending=_drain_hook(session_id), requeue_pending=_requeue_hook(session_id)
     )
     stream = engine(request, hooks)
-    publisher = _Publisher(turn_id)
+    publisher = _Publisher(turn_id, arrived_at=request.arrived_at or time.time())
     guard = _TurnGuard(session_id, turn_id, owner_token, cancel_event, outcome)
     try:
         guard.start(time.monotonic() + settings.COPILOT_TURN_TIME_LIMIT_S)
@@ -165,9 +171,26 @@ def _handle(event: Any, publisher: _Publisher, outcome: TurnOutcome) -> bool:
         # Completion publishes `error` then `finish`, after the status change.
         if outcome.error is None:
             outcome.error = str(chunk.get("errorText") or "Error")
+            outcome.error_code = str(getattr(event, "code", "") or "")
         return True
     publisher.publish(chunk)
     return True
+
+
+_TOKEN_TYPES = frozenset({"text-delta", "reasoning-delta"})
+# What the runtime itself ends a turn with; an engine error is reported by its code.
+_RUNTIME_FAILURES = {
+    TIME_LIMIT_ERROR: "time_limit",
+    IDLE_TIMEOUT_ERROR: "idle_timeout",
+    STREAM_LOCKED_ERROR: "stream_locked",
+}
+
+
+def _failure_reason(outcome: TurnOutcome) -> str | None:
+    """The `reason` label of a failed turn (None when it did not fail)."""
+    if outcome.error is None:
+        return None
+    return _RUNTIME_FAILURES.get(outcome.error) or outcome.error_code or "error"
 
 
 class _Publisher:
@@ -177,18 +200,22 @@ class _Publisher:
     mid-block can still close those blocks for listeners (`close_open_blocks`).
     """
 
-    def __init__(self, turn_id: str) -> None:
+    def __init__(self, turn_id: str, *, arrived_at: float) -> None:
         from chat.engine.accumulator import EventAccumulator
 
         self.folded = EventAccumulator()
         self.appender = rs.loop_appender()
         self.turn_id = turn_id
+        self.first_token_due = arrived_at  # 0 once the first token is out (time to first token)
 
     def close_open_blocks(self) -> None:
         for event in self.folded.closing_events():
             self.publish(event.to_wire())
 
     def publish(self, chunk: dict[str, Any]) -> None:
+        if self.first_token_due and chunk.get("type") in _TOKEN_TYPES:
+            metrics.first_token_observe(arrived_at=self.first_token_due)
+            self.first_token_due = 0.0
         self.folded.add_wire(chunk)
         self.appender.append(self.turn_id, json.dumps(chunk, separators=(",", ":")))
 
@@ -310,7 +337,8 @@ class _Supervisor:
                     if flag is not None and flag.decode() == guard.turn_id:
                         guard.on_cancel_flag()
                 await self._refresh_due(client, guards, loop.time())
-            except redis.RedisError:
+            except redis.RedisError as exc:
+                metrics.failure_count(exc)
                 logger.warning("Turn supervisor could not reach Redis; retrying")
             except Exception:
                 logger.exception("Turn supervisor failed a round; retrying")

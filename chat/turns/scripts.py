@@ -412,15 +412,37 @@ def incr_with_ttl(key: str, ttl: int) -> int:
     return int(_script(_INCR_WITH_TTL)(keys=[key], args=[ttl]))
 
 
-def capped_rpush(key: str, value: str, max_len: int, ttl: int) -> int:
-    """RPUSH, keep the newest `max_len`, refresh the TTL; returns the new length."""
-    pipe = redis_client().pipeline(transaction=True)
-    pipe.rpush(key, value)
-    pipe.ltrim(key, -max_len, -1)
-    pipe.expire(key, ttl)
-    pipe.llen(key)
-    *_, length = pipe.execute()
-    return int(length)
+# Queue a follow-up only if it is new and fits: a message whose client_message_id is
+# already queued (or is the running turn's own message, KEYS[2] field
+# `client_message_id`) is not queued again, and a full buffer refuses the push
+# instead of dropping anything. KEYS: buffer, turn meta; ARGV: entry JSON, max
+# length, ttl, client_message_id ('' for none). Returns the new length, -1 when
+# full, -2 when the id is already queued, -3 when it is the running turn's message.
+_PENDING_PUSH = """
+if ARGV[4] ~= '' then
+  if redis.call('HGET', KEYS[2], 'client_message_id') == ARGV[4]
+     and redis.call('HGET', KEYS[2], 'status') == 'running' then return -3 end
+  local entries = redis.call('LRANGE', KEYS[1], 0, -1)
+  for i = 1, #entries do
+    local ok, entry = pcall(cjson.decode, entries[i])
+    if ok and type(entry) == 'table' and entry['client_message_id'] == ARGV[4] then return -2 end
+  end
+end
+if redis.call('LLEN', KEYS[1]) >= tonumber(ARGV[2]) then return -1 end
+local length = redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+return length
+"""
+PENDING_FULL = -1
+PENDING_DUPLICATE_QUEUED = -2
+PENDING_DUPLICATE_RUNNING = -3
+
+
+def pending_push_if_room(
+    key: str, meta_key: str, value: str, max_len: int, ttl: int, client_message_id: str | None
+) -> int:
+    """Run `_PENDING_PUSH` (see there): the new length, or PENDING_FULL / PENDING_DUPLICATE_*."""
+    return int(_script(_PENDING_PUSH)(keys=[key, meta_key], args=[value, max_len, ttl, client_message_id or ""]))
 
 
 def lpop_many(key: str, count: int) -> list[bytes]:

@@ -43,7 +43,7 @@ def error_frame(exc: ApplicationError) -> dict[str, Any]:
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ApplicationError):
         status, body = error_response_body(exc)
-        return Response(body, status=status)
+        return Response(body, status=status, headers=exc.headers or None)
     if isinstance(exc, DjangoValidationError):
         exc = drf_exceptions.ValidationError(getattr(exc, "message_dict", None) or exc.messages)
     return exception_handler(exc, context)

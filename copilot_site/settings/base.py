@@ -80,6 +80,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: every response, redirects and errors included, carries X-Request-ID.
+    "copilot_site.core.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Serves static files (right after SecurityMiddleware, as WhiteNoise asks).
     # https://whitenoise.readthedocs.io/en/stable/django.html
@@ -177,21 +179,52 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_TIMEZONE = "UTC"
-# A worker killed mid-task gets its task redelivered; every task is idempotent.
+# A task is acknowledged only when it has run (acks_late), so a task whose worker
+# dies before finishing it is delivered again; every task is idempotent (a turn's
+# task runs only while the registry names its turn as claimed and not started, see
+# chat.tasks.run_turn).
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-acks-late
 CELERY_TASK_ACKS_LATE = True
+# A prefork child killed mid-task (OOM, kill -9) requeues the task instead of failing it.
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-reject-on-worker-lost
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# A worker reserves only what it can run (concurrency x 1), so few tasks wait on a
+# worker that may die, and none waits behind a busy one while another is idle.
+# https://docs.celeryq.dev/en/stable/userguide/optimizing.html#prefetch-limits
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 COPILOT_TURN_TIME_LIMIT_S = env.int("COPILOT_TURN_TIME_LIMIT_S", default=3600)
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-soft-time-limit
 CELERY_TASK_SOFT_TIME_LIMIT = COPILOT_TURN_TIME_LIMIT_S
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-time-limit
 CELERY_TASK_TIME_LIMIT = COPILOT_TURN_TIME_LIMIT_S + 60
-# The Redis broker redelivers an unacked task after visibility_timeout: keep it
-# above the longest task, or a running turn would be delivered twice.
+# The Redis broker has no consumer connections to watch: a task a worker received
+# and never acknowledged (the worker died) is given to another worker once it has
+# been unacknowledged for `visibility_timeout`, found by a sweep every worker runs
+# every `unacked_restore_interval` x `unacked_restore_throttle` seconds. Both are
+# short so that a turn reserved by a dead worker runs elsewhere within ~20 s
+# instead of waiting for COPILOT_TURN_START_TIMEOUT_S. A task still running when
+# its visibility timeout passes is delivered a second time too: the turn task
+# recognises that its turn is already running (or over) and drops the copy; the
+# registry's claim, not the broker, decides that a turn runs once.
+# `unacked_mutex_expire` bounds how long a worker killed during a sweep blocks the
+# others' sweeps. RabbitMQ ignores these options: it requeues a dead consumer's
+# unacknowledged messages as soon as its connection closes; there the broker's
+# `consumer_timeout` must exceed CELERY_TASK_TIME_LIMIT.
 # https://docs.celeryq.dev/en/stable/getting-started/backends-and-brokers/redis.html#visibility-timeout
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 2 * CELERY_TASK_TIME_LIMIT}
+COPILOT_TASK_VISIBILITY_TIMEOUT_S = env.int("COPILOT_TASK_VISIBILITY_TIMEOUT_S", default=15)
+CELERY_BROKER_TRANSPORT_OPTIONS = (
+    {
+        "visibility_timeout": COPILOT_TASK_VISIBILITY_TIMEOUT_S,
+        "unacked_restore_interval": 5,
+        "unacked_restore_throttle": 1,
+        "unacked_mutex_expire": 10,
+    }
+    if CELERY_BROKER_URL.startswith(("redis://", "rediss://", "unix://", "sentinel://"))
+    else {}
+)
+# A lost broker connection does not cancel running turns: with RabbitMQ their tasks
+# are redelivered, and the copies are dropped while the turn is still running.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = "copilot_default"
 COPILOT_TURN_QUEUE = "copilot_turns"
@@ -458,11 +491,43 @@ COPILOT_TURN_COST_CAP_MICRODOLLARS: dict[str, int] = env.json(
 COPILOT_USAGE_WARNING_PERCENT = env.int("COPILOT_USAGE_WARNING_PERCENT", default=80)
 
 # --- Logging -----------------------------------------------------------------------
+# LOG_FORMAT=json: one JSON object per line (timestamp, level, logger, message,
+# exception, and request_id, user_id, session_id, turn_id where known); "plain" (the
+# default) is for reading in a terminal. The Celery worker logs through this too
+# (copilot_site/celery_app.py). The request id comes from a valid incoming
+# X-Request-ID (or is made) and is sent back in that response header.
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "copilot_site.core.logs.LogContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "copilot_site.core.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_FORMAT == "json" else "plain",
+            "filters": ["context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- Metrics -----------------------------------------------------------------------
+# GET /metrics (Prometheus text format) answers only `Authorization: Bearer <this>`;
+# empty (the default) turns the endpoint off (404). A wrong or missing token is 401.
+COPILOT_METRICS_TOKEN = env.str("COPILOT_METRICS_TOKEN", default="")
+# Where the web and worker processes keep their metric values (prometheus-client's
+# multiprocess mode, see copilot_site/core/metrics.py): one directory that every
+# process of the site can write, emptied by `runstack` at start. Exported to the
+# environment before prometheus-client is imported, which reads it there. Empty:
+# each process keeps its own values and /metrics shows the web process's only.
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default=str(VAR_DIR / "prometheus"))
+if PROMETHEUS_MULTIPROC_DIR:
+    Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = PROMETHEUS_MULTIPROC_DIR
+else:
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)

@@ -45,6 +45,8 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
     os.environ.setdefault(
         "COPILOT_TEST_DB_NAME", str(Path(tempfile.mkdtemp(prefix="copilot-test-db-")) / "test_db.sqlite3")
     )
+    # Metric files of this run's own processes (see copilot_site.core.metrics).
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="copilot-test-metrics-"))
     os.environ["REDIS_URL"] = _with_db(base, APP_DB)
     if not os.environ.get("CELERY_BROKER_URL"):
         os.environ["CELERY_BROKER_URL"] = _with_db(base, BROKER_DB)

@@ -7,7 +7,9 @@
 //        {kind: "tool", id, name, input, output, state: "input"|"running"|"done"|"incomplete"},
 //        {kind: "notice", text, tone: "info"|"error"}, {kind: "error", text, code}.
 
-export const SYSTEM_PREFIX = "[__COPILOT_SYSTEM__]";
+// A row's kind: "message" (the model's words), or a notice the server wrote: "stopped"
+// (the user stopped the turn) or "error_notice" (the turn failed; content is the reason).
+export const STOPPED_TEXT = "Stopped";
 
 function parseJson(text) {
   if (typeof text !== "string") return text;
@@ -60,9 +62,10 @@ export function rowsToBubbles(rows) {
       continue;
     }
     if (row.role === "assistant") {
-      if (content.startsWith(SYSTEM_PREFIX)) {
-        const text = content.slice(SYSTEM_PREFIX.length).trim();
-        current.parts.push({ kind: "notice", text, tone: /^error\b/i.test(text) ? "error" : "info" });
+      if (row.kind === "stopped") {
+        current.parts.push({ kind: "notice", text: STOPPED_TEXT, tone: "info" });
+      } else if (row.kind === "error_notice") {
+        current.parts.push({ kind: "notice", text: content, tone: "error" });
       } else if (content.trim()) {
         current.parts.push({ kind: "text", id: `t${row.sequence}`, text: content, done: true });
       }

@@ -136,7 +136,7 @@ def test_rows_become_bubbles_with_empty_user_rows_kept(page: Any) -> None:
                          "function": {"name": "calculator", "arguments": "{\"expression\": \"1+1\"}"}}]},
         {"sequence": 4, "role": "tool", "content": "{\"result\": 2}", "tool_call_id": "c1", "name": "calculator",
          "created_at": "2026-01-01T00:00:02Z"},
-        {"sequence": 5, "role": "assistant", "content": "[__COPILOT_SYSTEM__] Execution stopped by user",
+        {"sequence": 5, "role": "assistant", "kind": "stopped", "content": "Stopped",
          "created_at": "2026-01-01T00:00:04Z"},
         {"sequence": 6, "role": "user", "content": None, "created_at": "2026-01-01T00:00:05Z"},
     ]  # fmt: skip
@@ -160,7 +160,7 @@ def test_rows_become_bubbles_with_empty_user_rows_kept(page: Any) -> None:
                 ["reasoning", "thinking"],
                 ["text", "calling"],
                 ["tool", "calculator", "done", {"expression": "1+1"}],
-                ["notice", "Execution stopped by user"],
+                ["notice", "Stopped"],
             ],
         ],
         ["user", ""],

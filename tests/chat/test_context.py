@@ -19,7 +19,7 @@ from chat.engine.context import (
     system_prompt,
 )
 from chat.engine.followups import PendingFollowUp, format_follow_up_block, turn_start_llm_text
-from chat.models import STOPPED_BY_USER_MARKER, ChatMessage
+from chat.models import STOPPED_TEXT, ChatMessage
 
 
 def call(call_id: str, name: str = "calculator", arguments: str = "{}") -> dict[str, Any]:
@@ -39,7 +39,7 @@ def tool(call_id: str, content: str = "out", sequence: int | None = None) -> Cha
 
 
 def marker() -> ChatMessage:
-    return ChatMessage(role="assistant", content=STOPPED_BY_USER_MARKER)
+    return ChatMessage(role="assistant", content=STOPPED_TEXT, kind=ChatMessage.Kind.STOPPED)
 
 
 # ---------------------------------------------------------------- pruning
@@ -91,7 +91,7 @@ def test_filtering_drops_reasoning_notices_and_unresolved_calls_anywhere() -> No
         tool("stray", "not answering anything"),
         assistant("", calls=[call("b")]),  # never answered: the row disappears
         marker(),
-        ChatMessage(role="assistant", content="[__COPILOT_SYSTEM__] Error: boom"),
+        ChatMessage(role="assistant", content="boom", kind=ChatMessage.Kind.ERROR_NOTICE),
         ChatMessage(role="system", content="not for the model"),
         user("q2"),
     ]

@@ -113,18 +113,30 @@ def test_the_31st_queued_send_in_a_minute_is_refused_and_not_queued(alice: Any, 
     from chat.turns.pending import pending_peek
     from chat.turns.registry import turn_claim
 
-    session = ChatSession.objects.create(user=alice)
-    turn_claim(session_id=session.pk, user_id=alice.pk, origin_id="chat_stream", origin_name="chat")
-    url = f"/api/chat/sessions/{session.id}/stream"
+    # (four chats: one chat's buffer holds ten, the limit counts across every chat)
+    sessions = [ChatSession.objects.create(user=alice) for _ in range(4)]
+    for session in sessions:
+        turn_claim(session_id=session.pk, user_id=alice.pk, origin_id="chat_stream", origin_name="chat")
     # when
     answers = [
-        alice_client.post(url, {"message": f"m{i}"}, format="json", HTTP_ACCEPT="application/json") for i in range(31)
+        alice_client.post(
+            f"/api/chat/sessions/{sessions[i // 10].id}/stream",
+            {"message": f"m{i}"},
+            format="json",
+            HTTP_ACCEPT="application/json",  # a JSON-only client: queued sends answer 202 JSON
+        )
+        for i in range(31)
     ]
-    # then: thirty are queued (the buffer keeps the newest ten), the 31st is refused
+    # then: thirty are queued, the 31st is refused
     assert [a.status_code for a in answers] == [202] * 30 + [429]
     assert answers[29].json() == {"buffer_length": 10, "max_buffer_length": 10, "turn_in_flight": True}
     assert answers[30].json() == {
         "detail": "Too many queued message requests this minute: limit is 30 per 60s across all sessions"
     }
-    assert [m.content for m in pending_peek(session.pk)] == [f"m{i}" for i in range(20, 30)]
+    assert [[m.content for m in pending_peek(s.pk)] for s in sessions] == [
+        [f"m{i}" for i in range(0, 10)],
+        [f"m{i}" for i in range(10, 20)],
+        [f"m{i}" for i in range(20, 30)],
+        [],
+    ]
     assert 0 < rs.redis_client().ttl(rs.pending_calls_key(alice.pk)) <= 60

@@ -22,7 +22,14 @@ from chat.models import ChatMessage, ChatSession, TurnUsage
 from chat.services.messages import message_append_user
 from copilot_site.testing.llm_script import FakeLLMServer
 
-ERROR_PREFIX = "[__COPILOT_SYSTEM__] Error: "
+# A notice row as `stored` lists it: role, content, kind.
+STOPPED_ROW = ("assistant", "Stopped", "stopped")
+
+
+def error_row(text: str) -> tuple[str, str, str]:
+    return ("assistant", text, "error_notice")
+
+
 CALC = {"name": "calculator", "arguments": {"expression": "2+3"}, "id": "call_calc"}
 CLOCK = {"name": "get_current_time", "arguments": {}, "id": "call_clock"}
 
@@ -108,6 +115,8 @@ def stored(session: ChatSession) -> list[tuple[Any, ...]]:
         elif row.tool_calls:
             calls = [(c["id"], c["function"]["name"], c["function"]["arguments"]) for c in row.tool_calls]
             out.append((row.role, row.content, calls))
+        elif row.kind != ChatMessage.Kind.MESSAGE:
+            out.append((row.role, row.content, row.kind))
         else:
             out.append((row.role, row.content))
     return out

@@ -16,8 +16,8 @@ from tests.chat.conftest import fake
 from tests.chat.engine.helpers import (
     CALC,
     CLOCK,
-    ERROR_PREFIX,
     block_ids_are_consistent,
+    error_row,
     request_messages,
     run,
     shape,
@@ -180,7 +180,7 @@ async def test_thirty_rounds_of_tool_calls_end_with_the_round_limit_error(
     assert shape(events)[-4:] == [("data-usage",), ("data-error", "tool_round_limit"), ("error", text), ("finish",)]
     rows = await stored(session)
     assert len(rows) == 1 + 30 * 2 + 1
-    assert rows[-1] == ("assistant", ERROR_PREFIX + text)
+    assert rows[-1] == error_row(text)
     assert len(llm.requests) == 30
     usage = await turn_usage(session)
     assert (usage.outcome, usage.error) == (TurnUsage.Outcome.FAILED, text)

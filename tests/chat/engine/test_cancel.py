@@ -11,13 +11,14 @@ from asgiref.sync import sync_to_async
 
 from chat.engine.accumulator import EventAccumulator
 from chat.engine.events import StreamEvent
-from chat.models import STOPPED_BY_USER_MARKER, ChatSession, TurnUsage
+from chat.models import ChatSession, TurnUsage
 from chat.services.messages import message_append_user
 from chat.tools.builtin.clock import GetCurrentTime
 from copilot_site.testing.llm_script import FakeLLMServer
 from tests.chat.conftest import fake
 from tests.chat.engine.helpers import (
     CLOCK,
+    STOPPED_ROW,
     shape,
     start_turn,
     stored,
@@ -50,7 +51,7 @@ async def test_aclose_mid_stream_persists_the_partial_answer_and_the_stop_marker
         ("user", message),
         ("reasoning", "thinking"),
         ("assistant", "abcd"),
-        ("assistant", STOPPED_BY_USER_MARKER),
+        STOPPED_ROW,
     ]
     usage = await turn_usage(session)
     assert usage.outcome == TurnUsage.Outcome.CANCELLED
@@ -69,7 +70,7 @@ async def test_aclose_mid_reasoning_keeps_the_partial_reasoning_row(llm: FakeLLM
             break
     await stream.aclose()
     # then
-    assert await stored(session) == [("user", message), ("reasoning", "ab"), ("assistant", STOPPED_BY_USER_MARKER)]
+    assert await stored(session) == [("user", message), ("reasoning", "ab"), STOPPED_ROW]
 
 
 @pytest.mark.asyncio
@@ -125,6 +126,6 @@ async def test_cancel_event_stops_a_running_tool_and_ends_the_turn_cleanly(
     assert (await stored(session))[1:] == [
         ("assistant", "", [("call_clock", "get_current_time", "{}")]),
         ("tool", "call_clock", text),
-        ("assistant", STOPPED_BY_USER_MARKER),
+        STOPPED_ROW,
     ]
     assert len(llm.requests) == 1

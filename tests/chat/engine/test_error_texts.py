@@ -11,7 +11,7 @@ from chat.engine.failures import FAILURE_TEXTS
 from chat.models import ChatSession
 from copilot_site.testing.llm_script import FakeLLMServer
 from tests.chat.conftest import fake
-from tests.chat.engine.helpers import ERROR_PREFIX, run, shape, stored
+from tests.chat.engine.helpers import error_row, run, shape, stored
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("title_task_delay")]
 
@@ -30,7 +30,7 @@ async def test_a_dropped_upstream_connection_reads_as_a_plain_sentence(
         events = await run(session, message)
     # then
     assert shape(events)[-3:] == [("data-error", "provider_disconnected"), ("error", DROPPED), ("finish",)]
-    assert await stored(session) == [("user", message), ("assistant", "abcd"), ("assistant", ERROR_PREFIX + DROPPED)]
+    assert await stored(session) == [("user", message), ("assistant", "abcd"), error_row(DROPPED)]
     wire = repr([e.to_wire() for e in events]) + repr(await stored(session))
     assert RAW_DROP not in wire and "incomplete chunked read" not in wire
     failures = [r for r in caplog.records if r.name == "chat.engine.turn" and "Turn failed" in r.getMessage()]
@@ -64,7 +64,7 @@ async def test_each_provider_failure_class_has_its_code_and_sentence(
         events = await run(session, fake(script))
     # then
     assert shape(events)[-3:] == [("data-error", code), ("error", FAILURE_TEXTS[code]), ("finish",)]
-    assert (await stored(session))[-1] == ("assistant", ERROR_PREFIX + FAILURE_TEXTS[code])
+    assert (await stored(session))[-1] == error_row(FAILURE_TEXTS[code])
     raw = str(script["error_message"])
     written = [row for row in await stored(session) if row[0] != "user"]  # the user row holds the script
     assert raw not in repr([e.to_wire() for e in events]) + repr(written)

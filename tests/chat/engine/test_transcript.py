@@ -11,13 +11,14 @@ from unittest import mock
 import pytest
 from asgiref.sync import sync_to_async
 
-from chat.models import STOPPED_BY_USER_MARKER, ChatMessage, ChatSession
+from chat.models import ChatMessage, ChatSession
 from chat.services.messages import message_append_user
 from chat.tools.builtin.clock import GetCurrentTime
 from copilot_site.testing.llm_script import FakeLLMServer
 from tests.chat.conftest import fake
 from tests.chat.engine.helpers import (
-    ERROR_PREFIX,
+    STOPPED_ROW,
+    error_row,
     request_messages,
     run,
     sequences,
@@ -58,8 +59,9 @@ async def test_stop_mid_tool_then_next_message_prunes_the_orphans(
         ("user", "what time is it?"),
         ("reasoning", mock.ANY),
         ("assistant", ""),
-        ("assistant", STOPPED_BY_USER_MARKER),
+        STOPPED_ROW[:2],
     ]
+    assert first_turn[-1] == STOPPED_ROW
     # when: the next message starts a turn
     second = fake({"text": "Fresh start"})
     with caplog.at_level(logging.INFO, logger="chat.engine.context"):
@@ -79,7 +81,7 @@ async def test_stop_mid_tool_then_next_message_prunes_the_orphans(
     sent = request_messages(llm)
     assert [m["role"] for m in sent] == ["system", "user", "assistant", "user"]
     assert all("tool_calls" not in m for m in sent)
-    assert STOPPED_BY_USER_MARKER not in json.dumps(sent)
+    assert "Stopped" not in json.dumps(sent)
 
 
 @pytest.mark.asyncio
@@ -92,12 +94,14 @@ async def test_reasoning_and_system_rows_never_reach_a_later_turn(llm: FakeLLMSe
             ("reasoning", "secret thoughts"),
             ("assistant", "First answer"),
             ("user", "q2"),
-            ("assistant", ERROR_PREFIX + "boom"),
+            error_row("boom"),
             ("user", "q3"),
-            ("assistant", STOPPED_BY_USER_MARKER),
+            STOPPED_ROW,
         ]
-        for sequence, (role, content) in enumerate(contents):
-            ChatMessage.objects.create(session=session, sequence=sequence, role=role, content=content)
+        for sequence, (role, content, *kind) in enumerate(contents):
+            ChatMessage.objects.create(
+                session=session, sequence=sequence, role=role, content=content, kind=kind[0] if kind else "message"
+            )
 
     await seed()
     message = fake({"text": "Third"})

@@ -14,7 +14,7 @@ from copilot_site.testing.llm_script import FakeLLMServer
 from tests.chat.conftest import fake
 from tests.chat.engine.helpers import (
     CALC,
-    ERROR_PREFIX,
+    error_row,
     run,
     shape,
     stored,
@@ -114,7 +114,7 @@ async def test_failed_turn_without_output_charges_nothing(llm: FakeLLMServer, se
     record.assert_not_called()
     row = await turn_usage(session)
     assert (row.outcome, row.total_tokens, row.cost_microdollars, row.tokens_estimated) == ("failed", 0, None, False)
-    assert await stored(session) == [("user", message), ("assistant", ERROR_PREFIX + error)]
+    assert await stored(session) == [("user", message), error_row(error)]
 
 
 @pytest.mark.asyncio
@@ -139,7 +139,7 @@ async def test_a_runaway_turn_stops_at_the_per_turn_cost_cap_and_records_what_it
     usage = await turn_usage(session)
     assert (usage.outcome, usage.cost_microdollars) == (TurnUsage.Outcome.FAILED, 3_000)
     assert record.call_args_list == [mock.call(user=session.user, microdollars=3_000)]
-    assert (await stored(session))[-1] == ("assistant", ERROR_PREFIX + TURN_COST_CAP_TEXT)
+    assert (await stored(session))[-1] == error_row(TURN_COST_CAP_TEXT)
 
 
 @pytest.mark.asyncio

@@ -14,7 +14,16 @@ from django.conf import settings
 
 from chat.turns import scripts as rs
 from chat.turns.follow import follow_turn
-from chat.turns.pending import PendingMessage, pending_drain, pending_peek, pending_push, pending_requeue
+from chat.turns.pending import (
+    PENDING_DUPLICATE_QUEUED,
+    PENDING_DUPLICATE_RUNNING,
+    PENDING_FULL,
+    PendingMessage,
+    pending_drain,
+    pending_peek,
+    pending_push,
+    pending_requeue,
+)
 from chat.turns.registry import mark_session_completed, turn_cancel_request, turn_claim, turn_meta_get
 from tests.chat.turns.helpers import publish_chunk
 
@@ -89,15 +98,44 @@ def test_a_stale_owner_cannot_release_a_successors_lock(r: redis.Redis[bytes]) -
     assert r.exists(key) == 0
 
 
-def test_pending_buffer_keeps_the_newest_ten(r: redis.Redis[bytes]) -> None:
+def test_a_full_pending_buffer_refuses_the_push_and_keeps_the_first_ten(r: redis.Redis[bytes]) -> None:
     # when
     lengths = [pending_push(SID, PendingMessage(content=f"m{i}")) for i in range(13)]
-    # then
-    assert lengths == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 10, 10, 10]
-    assert [m.content for m in pending_peek(SID)] == [f"m{i}" for i in range(3, 13)]
+    # then: the three that do not fit are refused; nothing queued is dropped
+    assert lengths == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, PENDING_FULL, PENDING_FULL, PENDING_FULL]
+    assert [m.content for m in pending_peek(SID)] == [f"m{i}" for i in range(10)]
     assert 0 < r.ttl(rs.pending_key(SID)) <= 3600
-    assert [m.content for m in pending_drain(SID)] == [f"m{i}" for i in range(3, 13)]
+    assert [m.content for m in pending_drain(SID)] == [f"m{i}" for i in range(10)]
     assert pending_drain(SID) == []
+    # and once drained the buffer takes messages again
+    assert pending_push(SID, PendingMessage(content="m13")) == 1
+
+
+def test_a_client_message_id_is_queued_once(r: redis.Redis[bytes]) -> None:
+    # given
+    assert pending_push(SID, PendingMessage(content="a", client_message_id="c-1")) == 1
+    assert pending_push(SID, PendingMessage(content="b")) == 2
+    # when / then: the same id again, with any text, is not queued; other ids and no id are
+    assert pending_push(SID, PendingMessage(content="a again", client_message_id="c-1")) == PENDING_DUPLICATE_QUEUED
+    assert pending_push(SID, PendingMessage(content="b")) == 3
+    assert pending_push(SID, PendingMessage(content="c", client_message_id="c-2")) == 4
+    assert [(m.content, m.client_message_id) for m in pending_peek(SID)] == [
+        ("a", "c-1"), ("b", None), ("b", None), ("c", "c-2")
+    ]  # fmt: skip
+
+
+def test_the_running_turns_own_client_message_id_is_not_queued(r: redis.Redis[bytes]) -> None:
+    # given: a turn claimed for the message with id c-1
+    turn_id = turn_claim(
+        session_id=SID, user_id=7, origin_id="chat_stream", origin_name="chat", client_message_id="c-1"
+    )
+    assert turn_id is not None
+    # when / then
+    assert pending_push(SID, PendingMessage(content="x", client_message_id="c-1")) == PENDING_DUPLICATE_RUNNING
+    assert pending_peek(SID) == []
+    # and once that turn has ended, the id is no longer the running turn's
+    assert mark_session_completed(SID, turn_id=turn_id) is True
+    assert pending_push(SID, PendingMessage(content="x", client_message_id="c-1")) == 1
 
 
 def test_pending_peek_does_not_consume_and_malformed_entries_are_skipped(r: redis.Redis[bytes]) -> None:

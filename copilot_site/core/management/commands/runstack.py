@@ -24,6 +24,20 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
 from copilot_site.core.embedded_redis import start_redis, stop_process, wait_for_redis
+from copilot_site.core.metrics import multiprocess_dir_clear
+
+
+def worker_command(*, concurrency: int) -> list[str]:
+    """The Celery worker command of production (the README documents it; runstack runs it).
+
+    The `threads` pool: a turn mostly waits on the network, so one process holds many
+    live turns on its one event loop. Celery's default (prefork) would run only as many
+    turns at a time as the machine has cores.
+    """
+    return [
+        "celery", "-A", "copilot_site", "worker", "--loglevel=INFO", "--pool=threads",
+        f"--concurrency={concurrency}", "--hostname=copilot@%h",
+    ]  # fmt: skip
 
 
 @dataclass
@@ -99,18 +113,14 @@ class Command(BaseCommand):
                 call_command("migrate", interactive=False, verbosity=0)
             if not options["no_demo_user"]:
                 call_command("ensure_demo_user", stdout=self.stdout)
+            multiprocess_dir_clear()  # the metric files of a previous run's processes
             if settings.COPILOT_DEMO_MODEL:
                 stack.start(
                     "demo-llm",
                     [python, manage, "demo_llm", "--host", "127.0.0.1", "--port", str(settings.COPILOT_DEMO_LLM_PORT)],
                     env,
                 )
-            stack.start(
-                "worker",
-                [python, "-m", "celery", "-A", "copilot_site", "worker", "--loglevel=INFO", "--pool=threads",
-                 f"--concurrency={settings.COPILOT_WORKER_CONCURRENCY}", "--hostname=copilot@%h"],
-                env,
-            )  # fmt: skip
+            stack.start("worker", [python, "-m", *worker_command(concurrency=settings.COPILOT_WORKER_CONCURRENCY)], env)
             stack.start(
                 "web", [python, "-m", "daphne", "-b", host, "-p", str(port), "copilot_site.asgi:application"], env
             )
