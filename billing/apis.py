@@ -11,7 +11,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from copilot_site.accounts.request_user import authenticated_user
+from copilot_site.core.openapi import api_errors
 from copilot_site.core.pagination import OffsetField
+from copilot_site.core.serializers import StrictCharField
 
 from .models import Tier
 from .selectors import SubscriptionStatus, credit_balance, credit_transactions, credits_enabled, subscription_status
@@ -57,7 +59,7 @@ class CreditsApi(APIView):
         limit = serializers.IntegerField()
         offset = serializers.IntegerField()
 
-    @extend_schema(parameters=[FilterSerializer], responses={200: OutputSerializer})
+    @extend_schema(parameters=[FilterSerializer], responses={200: OutputSerializer, **api_errors(400)})
     def get(self, request: Request) -> Response:
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
@@ -78,14 +80,16 @@ class CreditTopUpApi(APIView):
     @extend_schema_serializer(component_name="CreditTopUpInput")
     class InputSerializer(serializers.Serializer[Any]):
         amount = serializers.IntegerField(min_value=1, help_text="Cents of credit to buy.")
-        success_url = serializers.CharField(**_URL_FIELD)
-        cancel_url = serializers.CharField(**_URL_FIELD)
+        success_url = StrictCharField(**_URL_FIELD)
+        cancel_url = StrictCharField(**_URL_FIELD)
 
     @extend_schema_serializer(component_name="CreditTopUp")
     class OutputSerializer(serializers.Serializer[Any]):
         url = serializers.CharField()
 
-    @extend_schema(request=InputSerializer, responses={200: OutputSerializer})
+    @extend_schema(
+        request=InputSerializer, responses={200: OutputSerializer, **api_errors(400, 403, 413, 422, 502, 503)}
+    )
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -104,14 +108,17 @@ class SubscriptionApi(APIView):
     @extend_schema_serializer(component_name="SubscriptionChangeInput")
     class InputSerializer(serializers.Serializer[Any]):
         tier = serializers.ChoiceField(choices=[Tier.FREE, Tier.PRO, Tier.BUSINESS])
-        success_url = serializers.CharField(required=False, allow_blank=True, default="", **_URL_FIELD)
-        cancel_url = serializers.CharField(required=False, allow_blank=True, default="", **_URL_FIELD)
+        success_url = StrictCharField(required=False, allow_blank=True, default="", **_URL_FIELD)
+        cancel_url = StrictCharField(required=False, allow_blank=True, default="", **_URL_FIELD)
 
-    @extend_schema(responses={200: SubscriptionStatusOutputSerializer})
+    @extend_schema(responses={200: SubscriptionStatusOutputSerializer, **api_errors()})
     def get(self, request: Request) -> Response:
         return Response(SubscriptionStatusOutputSerializer(subscription_status(user=authenticated_user(request))).data)
 
-    @extend_schema(request=InputSerializer, responses={200: SubscriptionStatusOutputSerializer})
+    @extend_schema(
+        request=InputSerializer,
+        responses={200: SubscriptionStatusOutputSerializer, **api_errors(400, 403, 413, 422, 502, 503)},
+    )
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

@@ -11,12 +11,14 @@ from typing import Any
 
 from django.conf import settings
 from django.http import StreamingHttpResponse
-from drf_spectacular.utils import extend_schema, extend_schema_serializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from copilot_site.core.openapi import api_errors
 from copilot_site.core.pagination import OffsetField
 from copilot_site.core.serializers import StrictCharField, UnknownKeysRefusedMixin
 
@@ -32,6 +34,7 @@ from .turns.scripts import turn_statuses
 from .turns.sse import StreamContentNegotiation, followup_sse_response, sse_response, stream_mark
 
 
+@extend_schema_serializer(component_name="Session")
 class SessionOutputSerializer(serializers.Serializer[ChatSession]):
     id = serializers.UUIDField()
     title = serializers.CharField(allow_null=True)
@@ -44,6 +47,7 @@ class SessionOutputSerializer(serializers.Serializer[ChatSession]):
         return statuses.get(str(obj.pk), False)
 
 
+@extend_schema_serializer(component_name="Message")
 class MessageOutputSerializer(serializers.Serializer[ChatMessage]):
     sequence = serializers.IntegerField()
     role = serializers.CharField()
@@ -57,11 +61,33 @@ class MessageOutputSerializer(serializers.Serializer[ChatMessage]):
     created_at = serializers.DateTimeField()
 
 
+@extend_schema_serializer(component_name="PageContext")
 class ContextSerializer(serializers.Serializer[Any]):
     """Page context; unknown keys are accepted and dropped."""
 
     url = StrictCharField(max_length=2000, required=False, allow_blank=True)
     content = StrictCharField(max_length=32000, required=False, allow_blank=True)
+
+
+@extend_schema_serializer(component_name="SessionList")
+class SessionListOutputSerializer(serializers.Serializer[Any]):
+    sessions = SessionOutputSerializer(many=True)
+    total = serializers.IntegerField()
+
+
+@extend_schema_serializer(component_name="ActiveTurn")
+class ActiveTurnOutputSerializer(serializers.Serializer[Any]):
+    turn_id = serializers.CharField()
+    started_at = serializers.DateTimeField()
+
+
+@extend_schema_serializer(component_name="SessionDetail")
+class SessionDetailOutputSerializer(serializers.Serializer[Any]):
+    session = SessionOutputSerializer()
+    messages = MessageOutputSerializer(many=True)
+    has_more = serializers.BooleanField()
+    oldest_sequence = serializers.IntegerField(allow_null=True)
+    active_turn = ActiveTurnOutputSerializer(allow_null=True, help_text="The running turn; null on older pages.")
 
 
 def _session_data(session: ChatSession) -> dict[str, Any]:
@@ -76,7 +102,11 @@ class SessionListApi(APIView):
         limit = serializers.IntegerField(min_value=1, max_value=100, default=50)
         offset = OffsetField()
 
-    @extend_schema(parameters=[FilterSerializer])
+    @extend_schema(
+        operation_id="chat_sessions_list",
+        parameters=[FilterSerializer],
+        responses={200: SessionListOutputSerializer, **api_errors(400)},
+    )
     def get(self, request: Request) -> Response:
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
@@ -89,10 +119,13 @@ class SessionListApi(APIView):
 
 
 class SessionCreateApi(APIView):
+    @extend_schema_serializer(component_name="SessionCreateInput")
     class InputSerializer(UnknownKeysRefusedMixin, serializers.Serializer[Any]):
+        """An optional title; any other key is refused (400)."""
+
         title = StrictCharField(required=False, allow_blank=True, max_length=200)
 
-    @extend_schema(request=InputSerializer, responses={201: SessionOutputSerializer})
+    @extend_schema(request=InputSerializer, responses={201: SessionOutputSerializer, **api_errors(400, 403, 413)})
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -105,7 +138,9 @@ class SessionGetApi(APIView):
         limit = serializers.IntegerField(min_value=1, max_value=200, default=50)
         before_sequence = serializers.IntegerField(min_value=0, required=False)
 
-    @extend_schema(parameters=[FilterSerializer])
+    @extend_schema(
+        parameters=[FilterSerializer], responses={200: SessionDetailOutputSerializer, **api_errors(400, 404)}
+    )
     def get(self, request: Request, session_id: str) -> Response:
         """The session, a page of its messages and, on the newest page, its running turn."""
         filters = self.FilterSerializer(data=request.query_params)
@@ -137,7 +172,7 @@ class SessionRenameApi(APIView):
                 raise serializers.ValidationError("Title must not be blank")
             return value
 
-    @extend_schema(request=InputSerializer, responses={200: SessionOutputSerializer})
+    @extend_schema(request=InputSerializer, responses={200: SessionOutputSerializer, **api_errors(400, 403, 404, 413)})
     def patch(self, request: Request, session_id: str) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -146,11 +181,13 @@ class SessionRenameApi(APIView):
 
 
 class SessionDeleteApi(APIView):
+    @extend_schema(responses={204: None, **api_errors(403, 404)})
     def delete(self, request: Request, session_id: str) -> Response:
         session_delete(session_id=session_id, user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+@extend_schema_serializer(component_name="UIMessage")
 class UIMessageOutputSerializer(serializers.Serializer[Any]):
     """An AI SDK ``UIMessage``."""
 
@@ -160,11 +197,7 @@ class UIMessageOutputSerializer(serializers.Serializer[Any]):
     metadata = serializers.DictField()
 
 
-class ActiveTurnOutputSerializer(serializers.Serializer[Any]):
-    turn_id = serializers.CharField()
-    started_at = serializers.DateTimeField()
-
-
+@extend_schema_serializer(component_name="UIMessagePage")
 class UIMessagePageOutputSerializer(serializers.Serializer[Any]):
     session = SessionOutputSerializer()
     messages = UIMessageOutputSerializer(many=True)
@@ -187,7 +220,9 @@ class UIMessageListApi(APIView):
         limit = serializers.IntegerField(min_value=1, max_value=200, default=50)
         before_sequence = serializers.IntegerField(min_value=0, required=False)
 
-    @extend_schema(parameters=[FilterSerializer], responses={200: UIMessagePageOutputSerializer})
+    @extend_schema(
+        parameters=[FilterSerializer], responses={200: UIMessagePageOutputSerializer, **api_errors(400, 404)}
+    )
     def get(self, request: Request, session_id: str) -> Response:
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
@@ -218,7 +253,44 @@ class UIMessageListApi(APIView):
 # --- turns ----------------------------------------------------------------------------------------
 
 
+@extend_schema_serializer(component_name="StreamEvent")
+class StreamEventSerializer(serializers.Serializer[Any]):
+    """One server-sent event of a turn's stream (heartbeats are `: heartbeat` comments, not events)."""
+
+    id = serializers.CharField(
+        required=False, help_text="The event id: send the last one back as `Last-Event-ID` (or `after`) to resume."
+    )
+    event = serializers.CharField(required=False, help_text="Always the default, `message`.")
+    # Schema only (never instantiated); DRF's metaclass moves declared fields off the
+    # class, so this does not shadow `Serializer.data`.
+    data = serializers.CharField(  # type: ignore[assignment]
+        help_text="A UI message stream chunk as JSON, or `[DONE]` after the last one."
+    )
+
+
+_SSE_RESPONSE = OpenApiResponse(
+    StreamEventSerializer,
+    description="The turn as server-sent events in the AI SDK UI message stream protocol v1 "
+    "(`x-vercel-ai-ui-message-stream: v1`), each event as described: `id:` + `data: <chunk JSON>` per "
+    "chunk, `: heartbeat` comments, `data: [DONE]` at the end.",
+)
+
+
+@extend_schema_serializer(component_name="MessageQueued")
+class QueuedOutputSerializer(serializers.Serializer[Any]):
+    buffer_length = serializers.IntegerField()
+    max_buffer_length = serializers.IntegerField()
+    turn_in_flight = serializers.BooleanField()
+
+
+class StreamResumeSerializer(serializers.Serializer[Any]):
+    after = serializers.CharField(
+        required=False, help_text="The last event id received, for clients that cannot set `Last-Event-ID`."
+    )
+
+
 class TurnSendApi(APIView):
+    @extend_schema_serializer(component_name="MessageSendInput")
     class InputSerializer(serializers.Serializer[Any]):
         message = StrictCharField(trim_whitespace=False)  # length: COPILOT_MESSAGE_MAX_CHARS, in validate_message
         client_message_id = StrictCharField(max_length=100, required=False, allow_null=True)
@@ -243,7 +315,18 @@ class TurnSendApi(APIView):
 
     content_negotiation_class = StreamContentNegotiation
 
-    @extend_schema(request=InputSerializer, responses={200: None, 202: None})
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            (200, "text/event-stream"): _SSE_RESPONSE,
+            202: OpenApiResponse(
+                QueuedOutputSerializer,
+                description="A turn is running: the message was queued as a follow-up (a client that accepts "
+                "JSON and not `text/event-stream`; any other gets 200 with the follow-up's stream).",
+            ),
+            **api_errors(400, 403, 404, 413, 503),
+        },
+    )
     def post(self, request: Request, session_id: str) -> Response | StreamingHttpResponse:
         """Send a message. A new turn answers 200 with its stream (SSE). A follow-up sent while a
         turn runs is queued; a client that accepts `text/event-stream` (no `Accept`, `*/*`,
@@ -283,7 +366,22 @@ class TurnSendApi(APIView):
 class TurnStreamApi(APIView):
     content_negotiation_class = StreamContentNegotiation
 
-    @extend_schema(responses={200: None, 204: None})
+    @extend_schema(
+        parameters=[
+            StreamResumeSerializer,
+            OpenApiParameter(
+                "Last-Event-ID",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                description="The last event id received: the stream resumes after it (wins over `after`).",
+            ),
+        ],
+        responses={
+            (200, "text/event-stream"): _SSE_RESPONSE,
+            204: OpenApiResponse(description="No turn is running."),
+            **api_errors(404),
+        },
+    )
     def get(self, request: Request, session_id: str) -> Response | StreamingHttpResponse:
         """Re-attach to the running turn's stream (from ``Last-Event-ID`` or ``after``); 204 when none runs."""
         session = session_get_for_user(session_id=session_id, user=request.user)
@@ -295,7 +393,7 @@ class TurnStreamApi(APIView):
 
 
 class TurnListenersDisconnectApi(APIView):
-    @extend_schema(responses={204: None})
+    @extend_schema(responses={204: None, **api_errors(403, 404)})
     def delete(self, request: Request, session_id: str) -> Response:
         """Close every SSE and WebSocket listener of the session's turn; the turn keeps running.
 
@@ -307,12 +405,24 @@ class TurnListenersDisconnectApi(APIView):
 
 
 class TurnCancelApi(APIView):
+    @extend_schema_serializer(component_name="TurnCancel")
+    class OutputSerializer(serializers.Serializer[Any]):
+        cancelled = serializers.BooleanField()
+        reason = serializers.CharField(allow_null=True, help_text="`no_active_session` when nothing was running.")
+
+    @extend_schema(request=None, responses={200: OutputSerializer, **api_errors(403, 404)})
     def post(self, request: Request, session_id: str) -> Response:
         session = session_get_for_user(session_id=session_id, user=request.user)
         return Response(turn_cancel_request(session.pk))
 
 
 class PendingListApi(APIView):
+    @extend_schema_serializer(component_name="PendingMessages")
+    class OutputSerializer(serializers.Serializer[Any]):
+        messages = serializers.ListField(child=serializers.CharField())
+        count = serializers.IntegerField()
+
+    @extend_schema(responses={200: OutputSerializer, **api_errors(404)})
     def get(self, request: Request, session_id: str) -> Response:
         """The messages queued behind the running turn, oldest first."""
         session = session_get_for_user(session_id=session_id, user=request.user)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
@@ -17,22 +17,26 @@ from rest_framework.views import APIView
 
 from billing.models import Tier
 from copilot_site.accounts.request_user import authenticated_user
+from copilot_site.core.openapi import api_errors
 
 from .selectors import rate_limit_staff_view, usage_public, user_get_by_reference
 from .services import personal_cap_set, usage_reset_by_staff, usage_reset_paid, user_tier_set
 
 
+@extend_schema_serializer(component_name="UsageWindow")
 class UsageWindowOutputSerializer(serializers.Serializer[Any]):
     percent_used = serializers.FloatField()
     resets_at = serializers.DateTimeField()
     projected_exhaustion_at = serializers.DateTimeField(allow_null=True)
 
 
+@extend_schema_serializer(component_name="PersonalCap")
 class PersonalCapOutputSerializer(serializers.Serializer[Any]):
     daily_cap_microdollars = serializers.IntegerField()
     reached = serializers.BooleanField()
 
 
+@extend_schema_serializer(component_name="Usage")
 class UsageOutputSerializer(serializers.Serializer[Any]):
     daily = UsageWindowOutputSerializer(allow_null=True)
     weekly = UsageWindowOutputSerializer(allow_null=True)
@@ -43,33 +47,36 @@ class UsageOutputSerializer(serializers.Serializer[Any]):
 
 
 class UsageGetApi(APIView):
-    @extend_schema(responses={200: UsageOutputSerializer})
+    @extend_schema(responses={200: UsageOutputSerializer, **api_errors()})
     def get(self, request: Request) -> Response:
         return Response(UsageOutputSerializer(usage_public(user=authenticated_user(request))).data)
 
 
 class UsageResetApi(APIView):
+    @extend_schema_serializer(component_name="UsageReset")
     class OutputSerializer(serializers.Serializer[Any]):
         success = serializers.BooleanField()
         credits_charged = serializers.IntegerField()
         remaining_balance = serializers.IntegerField()
         usage = UsageOutputSerializer()
 
-    @extend_schema(request=None, responses={200: OutputSerializer})
+    @extend_schema(request=None, responses={200: OutputSerializer, **api_errors(400, 402, 403, 503)})
     def post(self, request: Request) -> Response:
         result = usage_reset_paid(user=authenticated_user(request))
         return Response(self.OutputSerializer(result).data)
 
 
 class PersonalCapSetApi(APIView):
+    @extend_schema_serializer(component_name="PersonalCapSetInput")
     class InputSerializer(serializers.Serializer[Any]):
         daily_cap_microdollars = serializers.IntegerField(min_value=1, allow_null=True)
 
+    @extend_schema_serializer(component_name="PersonalCapSet")
     class OutputSerializer(serializers.Serializer[Any]):
         personal_daily_cap_microdollars = serializers.IntegerField(allow_null=True)
         usage = UsageOutputSerializer()
 
-    @extend_schema(request=InputSerializer, responses={200: OutputSerializer})
+    @extend_schema(request=InputSerializer, responses={200: OutputSerializer, **api_errors(400, 403, 413)})
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -83,6 +90,7 @@ class PersonalCapSetApi(APIView):
         return Response(self.OutputSerializer(data).data)
 
 
+@extend_schema_serializer(component_name="StaffRateLimitOverride")
 class StaffOverrideOutputSerializer(serializers.Serializer[Any]):
     daily_limit_microdollars = serializers.IntegerField(allow_null=True)
     weekly_limit_microdollars = serializers.IntegerField(allow_null=True)
@@ -90,6 +98,7 @@ class StaffOverrideOutputSerializer(serializers.Serializer[Any]):
     updated_at = serializers.DateTimeField()
 
 
+@extend_schema_serializer(component_name="StaffRateLimit")
 class StaffRateLimitOutputSerializer(serializers.Serializer[Any]):
     user_id = serializers.IntegerField()
     user_email = serializers.CharField()
@@ -107,7 +116,7 @@ class StaffRateLimitOutputSerializer(serializers.Serializer[Any]):
 class StaffRateLimitGetApi(APIView):
     permission_classes = [IsAdminUser]
 
-    @extend_schema(responses={200: StaffRateLimitOutputSerializer})
+    @extend_schema(responses={200: StaffRateLimitOutputSerializer, **api_errors(403, 404)})
     def get(self, request: Request, user_ref: str) -> Response:
         user = user_get_by_reference(reference=user_ref)
         return Response(StaffRateLimitOutputSerializer(rate_limit_staff_view(user=user)).data)
@@ -116,11 +125,14 @@ class StaffRateLimitGetApi(APIView):
 class StaffRateLimitResetApi(APIView):
     permission_classes = [IsAdminUser]
 
+    @extend_schema_serializer(component_name="StaffRateLimitResetInput")
     class InputSerializer(serializers.Serializer[Any]):
         reset_weekly = serializers.BooleanField(default=False)
         reason = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
 
-    @extend_schema(request=InputSerializer, responses={200: StaffRateLimitOutputSerializer})
+    @extend_schema(
+        request=InputSerializer, responses={200: StaffRateLimitOutputSerializer, **api_errors(400, 403, 404, 413, 500)}
+    )
     def post(self, request: Request, user_ref: str) -> Response:
         user = user_get_by_reference(reference=user_ref)
         serializer = self.InputSerializer(data=request.data)
@@ -137,11 +149,14 @@ class StaffRateLimitResetApi(APIView):
 class StaffTierSetApi(APIView):
     permission_classes = [IsAdminUser]
 
+    @extend_schema_serializer(component_name="StaffTierSetInput")
     class InputSerializer(serializers.Serializer[Any]):
         tier = serializers.ChoiceField(choices=Tier.choices)
         reason = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
 
-    @extend_schema(request=InputSerializer, responses={200: StaffRateLimitOutputSerializer})
+    @extend_schema(
+        request=InputSerializer, responses={200: StaffRateLimitOutputSerializer, **api_errors(400, 403, 404, 413)}
+    )
     def post(self, request: Request, user_ref: str) -> Response:
         user = user_get_by_reference(reference=user_ref)
         serializer = self.InputSerializer(data=request.data)

@@ -425,9 +425,12 @@ def usage_warning_get(*, user: User, now: datetime | None = None) -> UsageWarnin
 
 
 def user_get_by_reference(*, reference: str) -> User:
-    """A user by primary key (digits) or email (case-insensitive); UserNotFound otherwise."""
+    """A user by primary key (ASCII digits) or email (case-insensitive); UserNotFound otherwise.
+
+    `str.isdigit` alone also accepts digits `int` refuses (`²`), hence the ASCII check.
+    """
     users = get_user_model().objects.all()
-    user = users.filter(pk=int(reference)).first() if reference.isdigit() else None
+    user = users.filter(pk=int(reference)).first() if reference.isascii() and reference.isdigit() else None
     if user is None:
         user = users.filter(email__iexact=reference).first() if reference else None
     if user is None:

@@ -104,17 +104,19 @@ def turn_listeners_disconnect(session_id: object) -> int:
 _LOG_PAGE = 500
 
 
+_ENTRY_PART_MAX = 2**64 - 1  # Redis refuses a stream id whose parts are past 64 bits
+
+
 def _entry_key(entry_id: str) -> tuple[int, int] | None:
     """A stream entry id (``"<ms>-<seq>"`` or ``"<ms>"``) as a comparable pair; None if it is not one.
     Runs for every relayed chunk: string tests, no regular expression."""
     ms, dash, seq = entry_id.partition("-")
     if not (ms.isascii() and ms.isdigit()):
         return None
-    if not dash:
-        return int(ms), 0
-    if not (seq.isascii() and seq.isdigit()):
+    if dash and not (seq.isascii() and seq.isdigit()):
         return None
-    return int(ms), int(seq)
+    key = int(ms), int(seq) if dash else 0
+    return key if max(key) <= _ENTRY_PART_MAX else None
 
 
 class _Position:

@@ -9,7 +9,12 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 
 class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
     target_class = "copilot_site.accounts.authentication.ApiKeyAuthentication"
-    name = "apiKey"
+    name = "bearerAuth"
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
-        return {"type": "http", "scheme": "bearer", "description": "An API key from the account page (cpk_…)."}
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "API key",
+            "description": "`Authorization: Bearer <key>` with an API key made on the account page (`cpk_…`).",
+        }

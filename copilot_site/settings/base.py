@@ -366,6 +366,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Chat sessions, streamed agent turns, usage, credits and subscriptions.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # A PATCH body here is validated whole (its required fields stay required).
+    "COMPONENT_SPLIT_PATCH": False,
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "billing.schema.stripe_webhook_path"],
 }
 
 # --- Internationalisation and static files --------------------------------------

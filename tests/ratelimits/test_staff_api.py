@@ -154,3 +154,13 @@ def test_an_invalid_tier_answers_400(alice: Any, staff_client: APIClient, payloa
     assert response.status_code == 400
     assert CustomerAccount.objects.filter(user=alice).exclude(tier="FREE").count() == 0
     assert RateLimitAuditEntry.objects.count() == 0
+
+
+@pytest.mark.parametrize("reference", ["²", "١٢", "99999999999999999999999"])
+def test_a_reference_of_non_ascii_or_huge_digits_answers_404_not_500(
+    alice: Any, staff_client: APIClient, reference: str
+) -> None:
+    # `"²".isdigit()` is true but `int("²")` raises: the schema-driven fuzz's class of 500.
+    response = staff_client.get(f"/api/admin/users/{reference}/rate-limit")
+    assert (response.status_code, response.json()) == (404, {"detail": "User not found."})
+    assert RateLimitAuditEntry.objects.count() == 0
