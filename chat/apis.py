@@ -18,9 +18,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from copilot_site.accounts.request_user import authenticated_user
 from copilot_site.core.openapi import api_errors
 from copilot_site.core.pagination import OffsetField
 from copilot_site.core.serializers import StrictCharField, UnknownKeysRefusedMixin
+from ratelimits import user_caps
 
 from .models import ChatMessage, ChatSession
 from .selectors import message_page, session_get_for_user, session_list, ui_message_page
@@ -129,7 +131,9 @@ class SessionCreateApi(APIView):
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        session = session_create(user=request.user, title=serializer.validated_data.get("title") or None)
+        user = authenticated_user(request)
+        user_caps.user_session_create_check(user=user)
+        session = session_create(user=user, title=serializer.validated_data.get("title") or None)
         return Response(_session_data(session), status=status.HTTP_201_CREATED)
 
 

@@ -45,6 +45,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
+from copilot_site.accounts.sockets import SocketCredential, auth_group, credential_is_valid, socket_credential
 from copilot_site.core.errors import ApplicationError
 from copilot_site.core.exceptions import error_frame
 from copilot_site.core.parsers import JsonBodyRejected, json_loads_bounded
@@ -71,6 +72,11 @@ def _owns_session(session_id: str, user: Any) -> bool:
     except SessionNotFound:
         return False
     return True
+
+
+@database_sync_to_async  # type: ignore[untyped-decorator]
+def _credential_valid(credential: SocketCredential, user: Any) -> bool:
+    return credential_is_valid(credential, user)
 
 
 @database_sync_to_async  # type: ignore[untyped-decorator]
@@ -126,6 +132,8 @@ class _TurnRelay(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     groups_joined: tuple[str, ...] = ()
     following: str | None = None
     follow_task: asyncio.Task[None] | None = None
+    credential: SocketCredential | None = None
+    auth_group_name: str | None = None
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
         """Decode a client frame. A frame that is not JSON text (binary, empty, malformed,
@@ -160,7 +168,27 @@ class _TurnRelay(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return None
+        self.credential = socket_credential(self.scope)
+        if self.credential is not None:
+            self.auth_group_name = auth_group(self.credential)
+            await self.channel_layer.group_add(self.auth_group_name, self.channel_name)
         return user
+
+    async def _credential_ended(self) -> bool:
+        """Re-check the socket's key or session before acting on a frame; when it has been
+        revoked or logged out, say so and close with 4401 (the frame is not acted on)."""
+        if self.credential is None or await _credential_valid(self.credential, self.scope["user"]):
+            return False
+        await self.auth_revoked({})
+        return True
+
+    async def auth_revoked(self, event: dict[str, Any]) -> None:
+        """Group message: the socket's API key was revoked or its session logged out."""
+        await self._send_quietly(
+            {"type": "error", "code": "unauthenticated", "message": "Your sign-in ended; sign in again."}
+        )
+        await self._stop_following()
+        await self.close(code=CLOSE_UNAUTHENTICATED)
 
     async def _join(self, *groups: str) -> None:
         self.groups_joined = groups
@@ -169,6 +197,8 @@ class _TurnRelay(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
 
     async def disconnect(self, code: int) -> None:
         await self._stop_following()
+        if self.auth_group_name is not None:
+            await self.channel_layer.group_discard(self.auth_group_name, self.channel_name)
         for group in self.groups_joined:
             await self.channel_layer.group_discard(group, self.channel_name)
 
@@ -228,6 +258,8 @@ class ChatConsumer(_TurnRelay):
         await self.send_json({"type": "ready", "session_id": self.session_id})
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        if await self._credential_ended():
+            return
         problem = validate_client_frame(content)
         if problem is not None:
             await self._error("invalid_frame", problem)
@@ -298,6 +330,8 @@ class SubscribeConsumer(_TurnRelay):
         await self.send_json({"type": "error", "errorText": problem})
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        if await self._credential_ended():
+            return
         problem = validate_subscribe_frame(content)
         if problem is not None:
             await self.send_json({"type": "error", "errorText": problem})

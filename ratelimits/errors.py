@@ -116,3 +116,31 @@ class UsageResetFailed(RateLimitError):
 
     def __init__(self) -> None:
         super().__init__("Failed to reset usage")
+
+
+class UserCapExceeded(RateLimitError):
+    """A per-user abuse cap refused the request: HTTP 429 ``{detail, code}`` with
+    ``Retry-After: retry_after`` (seconds); on the WebSocket an ``error`` frame with the code."""
+
+    status = 429
+    code = "user_cap"
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail, extra={"code": self.code}, headers={"Retry-After": str(retry_after)})
+        self.retry_after = retry_after
+
+
+class TooManyRunningTurns(UserCapExceeded):
+    code = "too_many_running_turns"
+
+
+class TooManyTurnsInFlight(UserCapExceeded):
+    code = "too_many_turns_in_flight"
+
+
+class TooManySends(UserCapExceeded):
+    code = "too_many_sends"
+
+
+class TooManySessions(UserCapExceeded):
+    code = "too_many_sessions"

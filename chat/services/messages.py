@@ -16,6 +16,7 @@ from chat.models import ChatMessage, ChatSession
 from copilot_site.core import sql
 
 if TYPE_CHECKING:
+    from chat.turns.pending import PendingMessage
     from copilot_site.accounts.models import User
 
 logger = logging.getLogger(__name__)
@@ -205,3 +206,21 @@ def message_append_user(
             _forget_insert([row])
             return None
         return row
+
+
+def pending_unsaved(session_id: object, messages: list[PendingMessage]) -> list[PendingMessage]:
+    """`messages` without the ones whose `client_message_id` is already saved in the session
+    or came earlier in the list: a repeat of a message is never saved twice."""
+    ids = [m.client_message_id for m in messages if m.client_message_id]
+    if not ids:
+        return messages
+    seen = message_client_ids_saved(session_id=str(session_id), client_message_ids=ids)
+    kept: list[PendingMessage] = []
+    for message in messages:
+        if message.client_message_id:
+            if message.client_message_id in seen:
+                logger.info("Pending: dropping a repeat of message %s in %s", message.client_message_id, session_id)
+                continue
+            seen.add(message.client_message_id)
+        kept.append(message)
+    return kept

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -21,9 +22,10 @@ from django.db import DatabaseError, transaction
 from chat.engine.request import TurnRequest
 from chat.errors import ChatError, SessionNotFound
 from chat.models import ChatMessage, ChatSession
-from chat.services.messages import message_duplicate_of, messages_save_new
+from chat.services.messages import message_duplicate_of, messages_save_new, pending_unsaved
 from chat.services.turns import reap_if_dead, turn_record_failure, turn_running
 from chat.services.usage import turn_usage_create
+from ratelimits import user_caps
 
 from .notify import notify_session
 from .pending import (
@@ -37,7 +39,6 @@ from .pending import (
     pending_peek,
     pending_push,
     pending_requeue,
-    pending_unsaved,
 )
 from .registry import mark_session_completed, turn_claim
 
@@ -114,16 +115,12 @@ def turn_send(
         client_message_id=client_message_id,
         next_turn=next_turn,
     )
+    user_caps.user_send_check(user=user)
     if running:
+        user_caps.turn_queue_check(user=user, queued=_user_queued(user))
         return _queue(session, user, pending)
     _check_rate_limit(user)
-    turn_id = turn_claim(
-        session_id=session.pk,
-        user_id=user.pk,
-        origin_id=origin_id,
-        origin_name=origin_name,
-        client_message_id=client_message_id,
-    )
+    turn_id = _claim_within_caps(session, user, origin_id, origin_name, client_message_id)
     if turn_id is None:  # another send won the race between our read and our claim
         return _queue(session, user, pending, count_call=False)
     payload = TurnRequest(
@@ -152,12 +149,38 @@ def turn_auto_continue(*, session_id: str) -> str | None:
     )
     if turn_id is None:
         return None  # a new send claimed it; that turn drains the buffer itself
+    user_caps.turn_slot_hold(user_id=session.user_id, session_id=session.pk, turn_id=turn_id)
     now = time.time()
     payload = TurnRequest(
         session_id=str(session.pk), turn_id=turn_id, user_id=session.user_id, arrived_at=now, claimed_at=now
     ).to_payload()
     _start(session, session.user, turn_id, [], payload)
     return turn_id
+
+
+def _user_queued(user: Any) -> int:
+    """The user's follow-ups waiting in the buffers of their running turns' sessions."""
+    return sum(len(pending_peek(sid)) for sid in user_caps.running_sessions(user_id=user.pk))
+
+
+def _claim_within_caps(
+    session: ChatSession, user: Any, origin_id: str, origin_name: str, client_message_id: str | None
+) -> str | None:
+    """Take one of the user's running-turn slots (429 when full), then claim the session;
+    the slot is given back when another send claimed it first."""
+    turn_id = str(uuid.uuid4())
+    user_caps.turn_slot_reserve(user=user, session_id=session.pk, turn_id=turn_id, queued=_user_queued(user))
+    claimed = turn_claim(
+        session_id=session.pk,
+        user_id=user.pk,
+        origin_id=origin_id,
+        origin_name=origin_name,
+        client_message_id=client_message_id,
+        turn_id=turn_id,
+    )
+    if claimed is None:
+        user_caps.turn_slot_release(user_id=user.pk, session_id=session.pk, turn_id=turn_id)
+    return claimed
 
 
 def _session_for(user: Any, session_id: object) -> ChatSession:

@@ -94,34 +94,15 @@ def pending_push(session_id: object, message: PendingMessage) -> int:
 def pending_drain(session_id: object) -> list[PendingMessage]:
     """Take every queued follow-up, oldest first, atomically (LPOP count).
 
-    Every entry: a re-queue can leave more than COPILOT_PENDING_MAX in the buffer.
+    Every entry: a re-queue can leave more than COPILOT_PENDING_MAX in the buffer. Repeats of
+    saved messages are the caller's to drop (`chat.services.messages.pending_unsaved`).
     """
     try:
         raw = rs.lpop_many(rs.pending_key(session_id), PENDING_DRAIN_MAX)
     except redis.RedisError:
         logger.warning("Pending drain failed for %s; treating as empty", session_id)
         return []
-    return pending_unsaved(session_id, [m for m in (PendingMessage.from_raw(r) for r in raw) if m is not None])
-
-
-def pending_unsaved(session_id: object, messages: list[PendingMessage]) -> list[PendingMessage]:
-    """`messages` without the ones whose `client_message_id` is already saved in the session
-    or came earlier in the list: a repeat of a message is never saved twice."""
-    ids = [m.client_message_id for m in messages if m.client_message_id]
-    if not ids:
-        return messages
-    from chat.services.messages import message_client_ids_saved
-
-    seen = message_client_ids_saved(session_id=str(session_id), client_message_ids=ids)
-    kept: list[PendingMessage] = []
-    for message in messages:
-        if message.client_message_id:
-            if message.client_message_id in seen:
-                logger.info("Pending: dropping a repeat of message %s in %s", message.client_message_id, session_id)
-                continue
-            seen.add(message.client_message_id)
-        kept.append(message)
-    return kept
+    return [m for m in (PendingMessage.from_raw(r) for r in raw) if m is not None]
 
 
 def pending_requeue(session_id: object, messages: list[PendingMessage]) -> None:

@@ -19,6 +19,8 @@ from typing import Any
 import redis
 from django.conf import settings
 
+from ratelimits import user_caps
+
 from . import scripts as rs
 from .notify import completion_notice, notify_user, notify_user_async
 
@@ -75,14 +77,21 @@ async def turn_meta_get_async(client: Any, session_id: object) -> TurnMeta | Non
 
 
 def turn_claim(
-    *, session_id: object, user_id: object, origin_id: str, origin_name: str, client_message_id: str | None = None
+    *,
+    session_id: object,
+    user_id: object,
+    origin_id: str,
+    origin_name: str,
+    client_message_id: str | None = None,
+    turn_id: str | None = None,
 ) -> str | None:
     """Atomically mark the session as running a new turn; the new turn id, or None if one runs.
 
     The claim records the `client_message_id` of the message that starts the turn, so a
-    copy of that message that loses the claim is recognised when it is queued.
+    copy of that message that loses the claim is recognised when it is queued. `turn_id`
+    is the id reserved beforehand (the user's running-turn slot), else a new one.
     """
-    turn_id = str(uuid.uuid4())
+    turn_id = turn_id or str(uuid.uuid4())
     mapping = {
         "status": STATUS_RUNNING,
         "turn_id": turn_id,
@@ -116,6 +125,7 @@ def mark_session_completed(session_id: object, *, error_message: str | None = No
     status, chunks = _completion(error_message)
     if not rs.complete_turn(session_id, meta.turn_id, status, chunks):
         return False
+    user_caps.turn_slot_release(user_id=meta.user_id, session_id=session_id, turn_id=meta.turn_id)
     notify_user(meta.user_id, completion_notice(session_id, status))
     return True
 
@@ -128,6 +138,7 @@ async def mark_session_completed_async(
     status, chunks = _completion(error_message)
     if not await rs.async_complete_turn(client, session_id, turn_id, status, chunks):
         return False
+    await user_caps.turn_slot_release_async(client, user_id=user_id, session_id=session_id, turn_id=turn_id)
     await notify_user_async(user_id, completion_notice(session_id, status))
     return True
 

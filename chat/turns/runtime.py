@@ -24,6 +24,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from chat.engine.request import TurnHooks, TurnRequest
+from chat.services.messages import pending_unsaved
 from chat.services.turns import turn_fail_orphaned
 from chat.services.usage import turn_usage_fail_over
 from copilot_site.core import metrics
@@ -389,7 +390,7 @@ def _drain_hook(session_id: str) -> Callable[[], Awaitable[list[PendingMessage]]
     async def drain() -> list[PendingMessage]:
         nonlocal calls
         calls += 1
-        drained = await sync_to_async(pending_drain, thread_sensitive=False)(session_id)
+        drained = await sync_to_async(_drain_unsaved, thread_sensitive=False)(session_id)
         if calls == 1:
             return drained
         now = [m for m in drained if not m.next_turn]
@@ -399,6 +400,11 @@ def _drain_hook(session_id: str) -> Callable[[], Awaitable[list[PendingMessage]]
         return now
 
     return drain
+
+
+def _drain_unsaved(session_id: str) -> list[PendingMessage]:
+    """Every queued follow-up but repeats of messages already saved (a retried send)."""
+    return pending_unsaved(session_id, pending_drain(session_id))
 
 
 def _requeue_hook(session_id: str) -> Callable[[list[PendingMessage]], Awaitable[None]]:

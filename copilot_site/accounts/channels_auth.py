@@ -1,5 +1,9 @@
 """WebSocket authentication: the session cookie, or `Authorization: Bearer <api key>`;
-and the Origin check that guards the cookie."""
+and the Origin check that guards the cookie.
+
+A socket authenticated by a key carries `scope["auth_credential"]` (the key's id),
+so the consumer can watch that key (see `sockets`).
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,9 @@ from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
 from .authentication import bearer_token
+from .models import ApiKey
 from .selectors import api_key_get_active
+from .sockets import SocketCredential
 from .throttle import api_key_failure_record, api_key_failure_retry_after
 
 # Closing before the handshake is accepted makes daphne answer the upgrade with 403.
@@ -25,9 +31,8 @@ WS_THROTTLED_CLOSE_CODE = 4429
 
 
 @database_sync_to_async  # type: ignore[untyped-decorator]
-def _user_for_key(raw_key: str) -> Any:
-    key = api_key_get_active(raw_key=raw_key)
-    return key.user if key is not None else None
+def _key_for(raw_key: str) -> ApiKey | None:
+    return api_key_get_active(raw_key=raw_key)
 
 
 class ApiKeyAuthMiddleware(BaseMiddleware):  # type: ignore[misc]
@@ -48,10 +53,12 @@ class ApiKeyAuthMiddleware(BaseMiddleware):  # type: ignore[misc]
             client_ip = str((scope.get("client") or [""])[0] or "")
             if await sync_to_async(api_key_failure_retry_after)(client_ip=client_ip) is not None:
                 return await _refuse_handshake(receive, send)
-            user = await _user_for_key(token)
-            if user is None:
+            key = await _key_for(token)
+            if key is None:
                 await sync_to_async(api_key_failure_record)(client_ip=client_ip)
-            scope = dict(scope, user=user if user is not None else AnonymousUser())
+                scope = dict(scope, user=AnonymousUser())
+            else:
+                scope = dict(scope, user=key.user, auth_credential=SocketCredential(api_key_id=key.pk))
         return await super().__call__(scope, receive, send)
 
 

@@ -16,7 +16,7 @@ from django.views.decorators.http import require_POST
 from .forms import ApiKeyCreateForm, SignupForm
 from .models import User
 from .selectors import api_key_list
-from .services import api_key_create, api_key_revoke
+from .services import ApiKeyLimitReached, api_key_create, api_key_revoke
 from .throttle import signup_refusal_record, signup_refusal_retry_after
 
 
@@ -93,7 +93,14 @@ def api_key_create_view(request: HttpRequest) -> HttpResponse:
     form = ApiKeyCreateForm(request.POST)
     if not form.is_valid():
         return render(request, "accounts/account.html", _account_context(request.user, key_form=form), status=400)
-    key, raw = api_key_create(user=request.user, name=form.cleaned_data["name"] or "API key")
+    try:
+        key, raw = api_key_create(user=request.user, name=form.cleaned_data["name"] or "API key")
+    except ApiKeyLimitReached as exc:
+        response = render(
+            request, "accounts/account.html", _account_context(request.user, key_error=exc.detail), status=429
+        )
+        response["Retry-After"] = str(exc.retry_after)
+        return response
     # Rendered, not redirected: the raw key must never be stored, not even in the session.
     return render(request, "accounts/account.html", _account_context(request.user, new_key=raw, new_key_name=key.name))
 

@@ -253,6 +253,16 @@ COPILOT_PENDING_CALL_LIMIT = env.int("COPILOT_PENDING_CALL_LIMIT", default=30)
 COPILOT_PENDING_CALL_WINDOW_S = env.int("COPILOT_PENDING_CALL_WINDOW_S", default=60)
 COPILOT_MESSAGE_MAX_CHARS = env.int("COPILOT_MESSAGE_MAX_CHARS", default=32000)
 
+# --- Per-user abuse caps (ratelimits.user_caps) ------------------------------------------
+# The FREE values; a tier multiplies them like its spend limits (PRO ×5, BUSINESS ×20,
+# ENTERPRISE ×60). 0 = no cap. A refusal is 429 {detail, code} with Retry-After.
+COPILOT_USER_MAX_RUNNING_TURNS = env.int("COPILOT_USER_MAX_RUNNING_TURNS", default=5)
+COPILOT_USER_MAX_IN_FLIGHT_TURNS = env.int("COPILOT_USER_MAX_IN_FLIGHT_TURNS", default=15)
+COPILOT_USER_SENDS_PER_MINUTE = env.int("COPILOT_USER_SENDS_PER_MINUTE", default=60)
+COPILOT_USER_SESSIONS_PER_MINUTE = env.int("COPILOT_USER_SESSIONS_PER_MINUTE", default=20)
+# Active (unrevoked) API keys per user; not scaled by tier.
+COPILOT_USER_MAX_API_KEYS = env.int("COPILOT_USER_MAX_API_KEYS", default=10)
+
 # --- Web process transport patches (copilot_site.core.transport_patches) --------------
 # Twisted's TCP connections send a write at once when nothing is buffered, not on the next loop pass.
 COPILOT_TWISTED_WRITE_PATCH = env.bool("COPILOT_TWISTED_WRITE_PATCH", default=True)

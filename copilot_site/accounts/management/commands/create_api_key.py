@@ -5,7 +5,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from copilot_site.accounts.services import api_key_create
+from copilot_site.accounts.services import ApiKeyLimitReached, api_key_create
 
 
 class Command(BaseCommand):
@@ -20,5 +20,8 @@ class Command(BaseCommand):
             user = get_user_model().objects.get(username=options["username"])
         except get_user_model().DoesNotExist as exc:
             raise CommandError(f"No user named {options['username']!r}.") from exc
-        _, raw = api_key_create(user=user, name=options["name"])
+        try:
+            _, raw = api_key_create(user=user, name=options["name"])
+        except ApiKeyLimitReached as exc:
+            raise CommandError(exc.detail) from exc
         self.stdout.write(raw)
