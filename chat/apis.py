@@ -33,7 +33,7 @@ from .turns.follow import turn_listeners_disconnect
 from .turns.pending import pending_peek
 from .turns.registry import iso_from_unix, turn_cancel_request
 from .turns.scripts import turn_statuses
-from .turns.sse import sse_response
+from .turns.sse import StreamContentNegotiation, followup_sse_response, sse_response, stream_mark
 
 
 @extend_schema_serializer(component_name="Session")
@@ -317,22 +317,33 @@ class TurnSendApi(APIView):
                 raise serializers.ValidationError("File attachments are not supported yet.")
             return value
 
+    content_negotiation_class = StreamContentNegotiation
+
     @extend_schema(
         request=InputSerializer,
         responses={
             (200, "text/event-stream"): _SSE_RESPONSE,
             202: OpenApiResponse(
-                QueuedOutputSerializer, description="A turn is running: the message was queued as a follow-up."
+                QueuedOutputSerializer,
+                description="A turn is running: the message was queued as a follow-up (a client that accepts "
+                "JSON and not `text/event-stream`; any other gets 200 with the follow-up's stream).",
             ),
             **api_errors(400, 403, 404, 413, 503),
         },
     )
     def post(self, request: Request, session_id: str) -> Response | StreamingHttpResponse:
-        """Send a message and stream the turn it starts (SSE); 202 when it is queued behind a running turn."""
+        """Send a message. A new turn answers 200 with its stream (SSE). A follow-up sent while a
+        turn runs is queued; a client that accepts `text/event-stream` (no `Accept`, `*/*`,
+        any q > 0) gets 200 with `followup_body`'s stream (`data-queued`, then the session's
+        turns from now until the follow-up is answered), one that accepts only JSON gets 202
+        `{buffer_length, max_buffer_length, turn_in_flight}`."""
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         context = data.get("context") or None
+        wants_stream = getattr(request, "accepts_event_stream", True)
+        # Read before the send queues anything: the follow-up's stream relays what comes after.
+        mark = stream_mark(session_id) if wants_stream else None
         result = turn_send(
             user=request.user,
             session_id=session_id,
@@ -343,12 +354,22 @@ class TurnSendApi(APIView):
             model=data.get("model"),
             next_turn=data["delivery"] == "next_turn",
         )
+        if result.outcome == "queued" and wants_stream:
+            return followup_sse_response(
+                session_id,
+                mark=mark,
+                position=result.buffer_length,
+                message=data["message"],
+                client_message_id=data.get("client_message_id"),
+            )
         if result.outcome == "queued":
             return Response(result.queued_body(), status=status.HTTP_202_ACCEPTED)
         return sse_response(session_id, turn_id=result.turn_id or None)
 
 
 class TurnStreamApi(APIView):
+    content_negotiation_class = StreamContentNegotiation
+
     @extend_schema(
         parameters=[
             StreamResumeSerializer,

@@ -138,13 +138,29 @@ class _TurnRelay(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     auth_group_name: str | None = None
     relay_frame_text: Callable[[StreamItem], str] | None = None
 
-    @classmethod
-    async def decode_json(cls, text_data: str) -> Any:
-        """A frame over the size or depth cap decodes to None, answered as an invalid frame."""
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
+        """Decode a client frame. A frame that is not JSON text (binary, empty, malformed,
+        over COPILOT_WS_MAX_FRAME_BYTES or nested past COPILOT_API_MAX_JSON_DEPTH) is
+        answered with an error frame and the socket stays open."""
+        if not text_data:
+            await self._invalid_frame("A frame must be JSON text.")
+            return
+        limit = settings.COPILOT_WS_MAX_FRAME_BYTES
+        if len(text_data) > limit or len(text_data.encode("utf-8", errors="surrogatepass")) > limit:
+            await self._invalid_frame(f"The frame is larger than {limit} bytes.")
+            return
         try:
-            return json_loads_bounded(text_data)
-        except JsonBodyRejected:
-            return None
+            content = json_loads_bounded(text_data)
+        except JsonBodyRejected as exc:
+            await self._invalid_frame(str(exc).replace("request body", "frame"))
+            return
+        except ValueError:
+            await self._invalid_frame("A frame must be JSON text.")
+            return
+        await self.receive_json(content, **kwargs)
+
+    async def _invalid_frame(self, problem: str) -> None:
+        await self.send_json({"type": "error", "code": "invalid_frame", "message": problem})
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         """The channel layer's own Redis connection failing ends channels' receive loop:
@@ -355,6 +371,9 @@ class SubscribeConsumer(_TurnRelay):
             return
         await self._join(user_group(user.pk))
         await self.send_json({"type": "ready"})
+
+    async def _invalid_frame(self, problem: str) -> None:
+        await self.send_json({"type": "error", "errorText": problem})
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if await self._credential_ended():

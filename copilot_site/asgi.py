@@ -18,15 +18,17 @@ django_asgi_app = get_asgi_application()
 sys.setswitchinterval(0.0005)
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from chat.routing import websocket_urlpatterns  # noqa: E402
-from copilot_site.accounts.channels_auth import ApiKeyOrSessionAuthMiddlewareStack  # noqa: E402
+from copilot_site.accounts.channels_auth import (  # noqa: E402
+    ApiKeyOrSessionAuthMiddlewareStack,
+    WebSocketOriginValidator,
+)
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(ApiKeyOrSessionAuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": WebSocketOriginValidator(ApiKeyOrSessionAuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
 

@@ -66,6 +66,7 @@ from .events import (
     ToolInputStartEvent,
     ToolOutputAvailableEvent,
 )
+from .failures import failure_text
 from .followups import FollowUpDrain
 from .providers import (
     AssistantExtraDelta,
@@ -302,8 +303,11 @@ class _TurnRunner:
             self.error_text = f"Exceeded {rounds} tool-call rounds without a final response."
             self.error_code = ERROR_TOOL_ROUND_LIMIT
         else:
-            logger.warning("%s Turn failed", self.log_prefix, exc_info=exc)
-            self.error_text, self.error_code = str(exc) or type(exc).__name__, ERROR_LLM
+            # The raw exception text is for the logs; the user reads the failure class's sentence.
+            self.error_code, self.error_text = failure_text(exc)
+            logger.warning(
+                "%s Turn failed (%s): %s: %s", self.log_prefix, self.error_code, type(exc).__name__, exc, exc_info=exc
+            )
 
     def _closing_events(self) -> list[StreamEvent]:
         """After the last write: usage, the 80 % warning, the error, finish."""

@@ -6,14 +6,25 @@ Each chunk is `id: <event id>` + `data: <json>` + a blank line; heartbeats are
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
+import time
+import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
 
+from django.conf import settings
 from django.http import StreamingHttpResponse
+from rest_framework.exceptions import NotAcceptable
+from rest_framework.negotiation import BaseContentNegotiation, DefaultContentNegotiation
+from rest_framework.request import Request
 
+from . import scripts as rs
 from .follow import ListenerDisconnected, StreamItem, follow_turn
+from .registry import turn_meta_get_async
 
 logger = logging.getLogger(__name__)
 
@@ -62,9 +73,214 @@ async def sse_body(session_id: str, *, after: str | None = None, turn_id: str | 
 
 
 def sse_response(session_id: str, *, after: str | None = None, turn_id: str | None = None) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(
-        sse_body(session_id, after=after, turn_id=turn_id), content_type="text/event-stream"
-    )
+    return _streaming(sse_body(session_id, after=after, turn_id=turn_id))
+
+
+def _streaming(body: AsyncIterator[bytes]) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(body, content_type="text/event-stream")
     for name, value in SSE_HEADERS.items():
         response[name] = value
     return response
+
+
+# ---------------------------------------------------------------- content negotiation
+
+STREAM_MEDIA_TYPE = "text/event-stream"
+JSON_MEDIA_TYPE = "application/json"
+
+
+def _accept_ranges(header: str) -> list[tuple[str, str, float]]:
+    """`Accept` as (type, subtype, q) triples; a malformed q counts as 0, a malformed range is skipped."""
+    ranges: list[tuple[str, str, float]] = []
+    for part in header.split(","):
+        media, *params = (piece.strip() for piece in part.split(";"))
+        main, slash, sub = media.lower().partition("/")
+        if not slash or not main or not sub:
+            continue
+        q = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(value.strip())
+                except ValueError:
+                    q = 0.0
+        ranges.append((main, sub, q))
+    return ranges
+
+
+def _quality(ranges: list[tuple[str, str, float]], media_type: str) -> float:
+    """The q a media type gets: from the most specific range that matches it (exact, `type/*`, `*/*`)."""
+    main, _, sub = media_type.partition("/")
+    best: tuple[int, float] | None = None
+    for r_main, r_sub, q in ranges:
+        if (r_main, r_sub) == (main, sub):
+            specificity = 2
+        elif r_main == main and r_sub == "*":
+            specificity = 1
+        elif (r_main, r_sub) == ("*", "*"):
+            specificity = 0
+        else:
+            continue
+        if best is None or specificity > best[0]:
+            best = (specificity, q)
+    return best[1] if best is not None else 0.0
+
+
+def accept_choice(header: str | None) -> str | None:
+    """What a stream endpoint answers a request with this `Accept`: `"stream"` when the
+    client accepts `text/event-stream` at all (no header, `*/*`, `text/*`, or any q > 0,
+    whatever it prefers), `"json"` when it accepts `application/json` but not the stream,
+    None when it accepts neither (406)."""
+    if header is None or not header.strip():
+        return "stream"
+    ranges = _accept_ranges(header)
+    if not ranges:
+        return "stream"
+    if _quality(ranges, STREAM_MEDIA_TYPE) > 0:
+        return "stream"
+    if _quality(ranges, JSON_MEDIA_TYPE) > 0:
+        return "json"
+    return None
+
+
+class StreamContentNegotiation(BaseContentNegotiation):
+    """Content negotiation of the stream endpoints, whose success is an SSE body the view
+    builds itself, and whose other answers (errors, 202, 204) are JSON.
+
+    DRF's default negotiation only knows the view's renderers (JSON), so it refused
+    `Accept: text/event-stream` with 406, and it ignores q-values. This one records the
+    choice on the request (`request.accepts_event_stream`) for the view and renders every
+    `Response` as JSON; only an `Accept` that allows neither the stream nor JSON is 406.
+    """
+
+    def select_parser(self, request: Request, parsers: Any) -> Any:
+        return DefaultContentNegotiation().select_parser(request, parsers)
+
+    def select_renderer(self, request: Request, renderers: Any, format_suffix: str | None = None) -> Any:
+        choice = accept_choice(request.META.get("HTTP_ACCEPT"))
+        if choice is None:
+            raise NotAcceptable(available_renderers=renderers)
+        request.accepts_event_stream = choice == "stream"  # type: ignore[attr-defined]
+        json_renderer = next((r for r in renderers if r.media_type == JSON_MEDIA_TYPE), renderers[0])
+        return json_renderer, json_renderer.media_type
+
+
+# ---------------------------------------------------------------- follow-ups as a stream
+
+# How long a follow-up's stream waits, after a turn ends, for the turn that answers a
+# message still queued (auto-continue claims it within moments).
+FOLLOWUP_NEXT_TURN_WAIT_S = 10.0
+_FOLLOWUP_POLL_S = 0.05
+
+
+@dataclass(frozen=True)
+class StreamMark:
+    """Where a session's running turn's log ended at a moment: its turn id and last entry id."""
+
+    turn_id: str
+    after: str | None
+
+
+def stream_mark(session_id: str) -> StreamMark | None:
+    """The running turn and its log's last entry, read before a follow-up is queued so its
+    stream relays everything that follows; None when no turn runs."""
+    from chat.services.turns import turn_running
+
+    key = _session_key(session_id)
+    if key is None:
+        return None
+    meta = turn_running(key)
+    if meta is None:
+        return None
+    last = rs.redis_client().xrevrange(rs.turn_stream_key(meta.turn_id), count=1)
+    after = last[0][0] if last else None
+    return StreamMark(meta.turn_id, after.decode() if isinstance(after, bytes) else after)
+
+
+def _session_key(session_id: object) -> str | None:
+    try:
+        return str(uuid.UUID(str(session_id)))
+    except ValueError:
+        return None
+
+
+async def _still_queued(client: Any, session_id: str, message: str, client_message_id: str | None) -> bool:
+    from .pending import PendingMessage
+
+    for raw in await client.lrange(rs.pending_key(session_id), 0, -1):
+        queued = PendingMessage.from_raw(raw)
+        if queued is None:
+            continue
+        if (queued.client_message_id == client_message_id) if client_message_id else (queued.content == message):
+            return True
+    return False
+
+
+async def followup_body(
+    session_id: str,
+    *,
+    mark: StreamMark | None,
+    position: int,
+    message: str,
+    client_message_id: str | None,
+) -> AsyncIterator[bytes]:
+    """The SSE body answering a follow-up queued while a turn runs.
+
+    It starts with `data-queued` (`{"position": <buffer length>, "client_message_id": …}`),
+    then relays the running turn from the moment the follow-up was queued (`mark`: nothing
+    the client already saw is sent again), then each turn the session runs after it, in
+    order, until no turn runs and the follow-up is no longer queued: the turn that answers
+    it is always included, whether the running turn takes the follow-up at a tool-round
+    boundary or auto-continue starts a new turn for it. A turn's `start` is relayed, its
+    `finish` only for the last turn, so the stream reads as one assistant message; it ends
+    with that `finish` and `[DONE]`. Heartbeats keep it open while it waits for the next
+    turn (at most FOLLOWUP_NEXT_TURN_WAIT_S).
+    """
+    client = rs.loop_redis()
+    queued = {"type": "data-queued", "data": {"position": position, "client_message_id": client_message_id}}
+    yield sse_frame(StreamItem(None, mark.turn_id if mark else "", queued))
+    seen: set[str] = set()
+    turn_id, after = (mark.turn_id, mark.after) if mark else (None, None)
+    finish: StreamItem | None = None
+    heartbeat_s = float(settings.COPILOT_SSE_HEARTBEAT_S)
+    try:
+        while True:
+            if turn_id is not None:
+                seen.add(turn_id)
+                async with contextlib.aclosing(follow_turn(session_id, after=after, turn_id=turn_id)) as items:
+                    async for item in items:
+                        if item.is_terminal:
+                            finish = item
+                            break
+                        yield sse_frame(item)
+            turn_id, after = None, None
+            deadline = time.monotonic() + FOLLOWUP_NEXT_TURN_WAIT_S
+            quiet_since = time.monotonic()
+            while turn_id is None:
+                meta = await turn_meta_get_async(client, session_id)
+                if meta is not None and meta.turn_id not in seen:
+                    turn_id = meta.turn_id
+                elif time.monotonic() > deadline or not await _still_queued(
+                    client, session_id, message, client_message_id
+                ):
+                    break
+                else:
+                    if time.monotonic() - quiet_since >= heartbeat_s:
+                        yield b": heartbeat\n\n"
+                        quiet_since = time.monotonic()
+                    await asyncio.sleep(_FOLLOWUP_POLL_S)
+            if turn_id is None:
+                break
+    except ListenerDisconnected:
+        return
+    yield sse_frame(finish or StreamItem(None, "", {"type": "finish"}))
+    yield b"data: [DONE]\n\n"
+
+
+def followup_sse_response(
+    session_id: str, *, mark: StreamMark | None, position: int, message: str, client_message_id: str | None
+) -> StreamingHttpResponse:
+    key = _session_key(session_id) or str(session_id)
+    body = followup_body(key, mark=mark, position=position, message=message, client_message_id=client_message_id)
+    return _streaming(body)

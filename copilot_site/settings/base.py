@@ -362,6 +362,10 @@ REST_FRAMEWORK: dict[str, Any] = {
 }
 # A JSON body (API request, Stripe webhook, WebSocket frame) over this many bytes is refused (413).
 COPILOT_API_MAX_BODY_BYTES = env.int("COPILOT_API_MAX_BODY_BYTES", default=1024 * 1024)
+# A WebSocket text frame over this many bytes is answered with an error frame (the socket stays
+# open). Keep it below the server's own frame limit (daphne: 1 MiB), past which daphne closes
+# the socket with 1009 before the application sees the frame.
+COPILOT_WS_MAX_FRAME_BYTES = env.int("COPILOT_WS_MAX_FRAME_BYTES", default=512 * 1024)
 # JSON whose arrays/objects nest deeper than this is refused (400) before it is decoded.
 COPILOT_API_MAX_JSON_DEPTH = env.int("COPILOT_API_MAX_JSON_DEPTH", default=32)
 # The largest `offset` a paginated endpoint accepts (400 above it).

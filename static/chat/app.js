@@ -633,10 +633,12 @@ async function send(text, delivery = "now") {
   const controller = new AbortController();
   let response;
   try {
+    // JSON only: a queued follow-up answers 202 JSON (the page already follows the running
+    // turn); a message that starts a turn answers with its stream whatever the Accept.
     response = await fetch(`/api/chat/sessions/${state.sessionId}/stream`, {
       method: "POST",
       credentials: "same-origin",
-      headers: { "Content-Type": "application/json", Accept: "text/event-stream, application/json", "X-CSRFToken": csrfToken() },
+      headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRFToken": csrfToken() },
       body: JSON.stringify(payload),
       signal: controller.signal,
     });

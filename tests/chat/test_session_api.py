@@ -119,7 +119,12 @@ def test_the_31st_queued_send_in_a_minute_is_refused_and_not_queued(alice: Any, 
         turn_claim(session_id=session.pk, user_id=alice.pk, origin_id="chat_stream", origin_name="chat")
     # when
     answers = [
-        alice_client.post(f"/api/chat/sessions/{sessions[i // 10].id}/stream", {"message": f"m{i}"}, format="json")
+        alice_client.post(
+            f"/api/chat/sessions/{sessions[i // 10].id}/stream",
+            {"message": f"m{i}"},
+            format="json",
+            HTTP_ACCEPT="application/json",  # a JSON-only client: queued sends answer 202 JSON
+        )
         for i in range(31)
     ]
     # then: thirty are queued, the 31st is refused

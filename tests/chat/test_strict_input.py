@@ -36,7 +36,10 @@ def session(alice: Any) -> ChatSession:
 
 
 def stream(client: APIClient, session: ChatSession, body: dict[str, Any]) -> Any:
-    return client.post(f"/api/chat/sessions/{session.pk}/stream", data=body, format="json")
+    # A JSON-only client: a queued send answers 202 JSON (a stream client gets the follow-up's stream).
+    return client.post(
+        f"/api/chat/sessions/{session.pk}/stream", data=body, format="json", HTTP_ACCEPT="application/json"
+    )
 
 
 # ---------------------------------------------------------------- strings must be strings

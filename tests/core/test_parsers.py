@@ -244,6 +244,6 @@ def test_deep_websocket_frame_is_an_invalid_frame_and_starts_nothing(
     # then
     assert frames == [
         {"type": "ready", "session_id": "s"},
-        {"type": "error", "code": "invalid_frame", "message": "A frame must be a JSON object."},
+        {"type": "error", "code": "invalid_frame", "message": "The JSON is nested deeper than 32 levels."},
     ]
     assert sends == []

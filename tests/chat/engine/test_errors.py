@@ -7,6 +7,7 @@ from unittest import mock
 
 import pytest
 
+from chat.engine.failures import FAILURE_TEXTS
 from chat.models import ChatSession
 from copilot_site.testing.llm_script import FakeLLMServer
 from tests.chat.conftest import fake
@@ -17,6 +18,9 @@ from tests.chat.engine.helpers import (
     stored,
     turn_usage,
 )
+
+# The provider's own error text ("Upstream provider error") goes to the logs; the user reads this.
+GENERIC = FAILURE_TEXTS["llm_error"]
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("title_task_delay")]
 
@@ -32,13 +36,13 @@ async def test_provider_error_after_reasoning_closes_the_block_before_the_step(
     # then
     assert shape(events) == [
         ("start",), ("start-step",), ("reasoning-start",), ("reasoning-delta", "abcd"), ("reasoning-end",),
-        ("finish-step",), ("data-usage",), ("data-error", "llm_error"), ("error", "Upstream provider error"),
+        ("finish-step",), ("data-usage",), ("data-error", "llm_error"), ("error", GENERIC),
         ("finish",),
     ]  # fmt: skip
     assert await stored(session) == [
         ("user", message),
         ("reasoning", "abcd"),
-        error_row("Upstream provider error"),
+        error_row(GENERIC),
     ]
 
 
@@ -51,13 +55,13 @@ async def test_provider_error_mid_text_persists_the_partial_answer(llm: FakeLLMS
     # then
     assert shape(events) == [
         ("start",), ("start-step",), ("text-start",), ("text-delta", "Part"), ("text-delta", "ial "), ("text-end",),
-        ("finish-step",), ("data-usage",), ("data-error", "llm_error"), ("error", "Upstream provider error"),
+        ("finish-step",), ("data-usage",), ("data-error", "llm_error"), ("error", GENERIC),
         ("finish",),
     ]  # fmt: skip
     assert await stored(session) == [
         ("user", message),
         ("assistant", "Partial "),
-        error_row("Upstream provider error"),
+        error_row(GENERIC),
     ]
     usage = await turn_usage(session)
     assert (usage.outcome, usage.tokens_estimated, usage.completion_tokens) == ("failed", True, 2)

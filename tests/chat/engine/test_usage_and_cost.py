@@ -106,9 +106,10 @@ async def test_failed_turn_without_output_charges_nothing(llm: FakeLLMServer, se
     with mock.patch("ratelimits.services.record_cost_usage") as record:
         events = await run(session, message)
     # then
-    error = "Error code: 500 - {'error': {'message': 'upstream down', 'type': 'server_error', 'code': 500}}"
+    error = "The model provider is having problems right now. Try again in a few minutes."
     assert shape(events) == [
-        ("start",), ("start-step",), ("finish-step",), ("data-error", "llm_error"), ("error", error), ("finish",),
+        ("start",), ("start-step",), ("finish-step",), ("data-error", "provider_unavailable"), ("error", error),
+        ("finish",),
     ]  # fmt: skip
     record.assert_not_called()
     row = await turn_usage(session)

@@ -26,6 +26,9 @@ SSE_HEADERS = {
     "x-vercel-ai-ui-message-stream": "v1",
 }
 
+# A client that accepts JSON and not the stream: a queued follow-up answers 202 JSON.
+JSON_ONLY = {"Accept": "application/json"}
+
 
 def _stream_url(base: str, p: Person) -> str:
     return f"{base}/api/chat/sessions/{p.session.id}/stream"
@@ -315,7 +318,10 @@ def test_followups_sent_during_a_tool_reach_the_next_round_in_stored_order(
     wait_until(lambda: ChatMessage.objects.filter(session=alice.session, role="tool").exists() or _tool_running(alice))
     # when
     queued = httpx.post(
-        _stream_url(stack, alice), headers=alice.headers, json={"message": "also check the title"}, timeout=10
+        _stream_url(stack, alice),
+        headers=JSON_ONLY | alice.headers,
+        json={"message": "also check the title"},
+        timeout=10,
     )
     reader.join(timeout=60)
     # then
@@ -365,7 +371,7 @@ def test_twenty_concurrent_sends_start_exactly_one_turn(stack: str) -> None:
         body = {"message": f"msg {i} {script}"}
         with (
             httpx.Client(timeout=30) as client,
-            client.stream("POST", _stream_url(stack, alice), headers=alice.headers, json=body) as response,
+            client.stream("POST", _stream_url(stack, alice), headers=JSON_ONLY | alice.headers, json=body) as response,
         ):
             statuses[i] = response.status_code
 
@@ -415,7 +421,7 @@ def test_next_turn_followup_waits_for_the_turn_to_end_then_auto_continues(
     # when: a follow-up meant for the next turn
     queued = httpx.post(
         _stream_url(stack, alice),
-        headers=alice.headers,
+        headers=JSON_ONLY | alice.headers,
         json={"message": "later please", "delivery": "next_turn"},
         timeout=10,
     )
