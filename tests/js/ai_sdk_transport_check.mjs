@@ -7,13 +7,17 @@
 //   and waits until the module's cancel request has been answered:
 //   {types, text, abortedAt, cancel: {status, body}} (abortedAt: epoch ms);
 // - mode "reconnect": `reconnectToStream` (what `useChat({resume: true})` calls):
-//   {none: true} when no turn runs, else {types, text, message}.
+//   {none: true} when no turn runs, else {types, text, message};
+// - mode "replace-resume": starts a reconnect and, at once, aborts it and starts another one,
+//   as the SDK's Chat does when a resume replaces a running one; reads the second to its end.
+// With `stock: true` the transport keeps the API's URLs and body but the plain fetch.
+// Every result carries cancelCount: the cancel requests sent.
 import { DefaultChatTransport, readUIMessageStream } from "ai";
 import { copilotTransportOptions } from "../../static/copilot/ai-sdk.js";
 
 let input = "";
 for await (const chunk of process.stdin) input += chunk;
-const { baseUrl, sessionId, key, mode, text, messageId } = JSON.parse(input);
+const { baseUrl, sessionId, key, mode, text, messageId, stock } = JSON.parse(input);
 const headers = { Authorization: `Bearer ${key}` };
 
 const cancels = [];
@@ -25,9 +29,9 @@ function recordingFetch(url, init) {
   return response;
 }
 
-const transport = new DefaultChatTransport(
-  copilotTransportOptions({ sessionId, headers, baseUrl, fetch: recordingFetch }),
-);
+const options = copilotTransportOptions({ sessionId, headers, baseUrl, fetch: recordingFetch });
+if (stock) options.fetch = recordingFetch; // the stock fetch: stop() only aborts the request
+const transport = new DefaultChatTransport(options);
 
 function userMessages() {
   return [{ id: messageId, role: "user", parts: [{ type: "text", text }] }];
@@ -94,6 +98,16 @@ async function main() {
     const stream = await transport.reconnectToStream({ chatId: sessionId });
     if (stream == null) return { none: true, cancelCount: cancels.length };
     return { ...(await readAll(stream)), cancelCount: cancels.length };
+  }
+  if (mode === "replace-resume") {
+    const replaced = new AbortController();
+    const first = transport.reconnectToStream({ chatId: sessionId, abortSignal: replaced.signal });
+    replaced.abort();
+    const second = transport.reconnectToStream({ chatId: sessionId, abortSignal: new AbortController().signal });
+    await first.then((s) => s?.cancel()).catch(() => {});
+    const stream = await second;
+    if (stream == null) return { none: true };
+    return await readAll(stream);
   }
   throw new Error(`unknown mode ${mode}`);
 }

@@ -126,3 +126,41 @@ def test_reconnect_replays_the_running_turn_and_none_when_idle(stack: str) -> No
     assert resumed["cancelCount"] == 0
     assert after == {"none": True, "cancelCount": 0}
     assert list(TurnUsage.objects.filter(session=alice.session).values_list("outcome", flat=True)) == ["completed"]
+
+
+def test_a_client_that_only_aborts_leaves_the_turn_running_to_its_end(stack: str) -> None:
+    # given: the stock fetch (no cancel on abort), a slow answer
+    alice = person("alice")
+    full = "c" * 60
+    text = "slow " + fake({"text": full, "chunk_size": 2, "delay_ms": 40})
+    # when: aborted after the first text delta, as the stock `stop()` does (or a closed tab)
+    result = _node(stack, alice, "stop", text=text, messageId="msg-abort", stock=True)
+    wait_until(lambda: TurnUsage.objects.filter(session=alice.session).exclude(outcome="running").exists())
+    # then: no cancel; the turn ran to its end and saved the whole answer
+    assert (result["cancelCount"], result["cancel"]) == (0, None)
+    assert len(result["text"]) < len(full)
+    assert list(TurnUsage.objects.filter(session=alice.session).values_list("outcome", flat=True)) == ["completed"]
+    assert _rows(alice) == [("user", "message", text), ("assistant", "message", full)]
+
+
+def test_a_resume_the_sdk_replaces_with_a_newer_one_cancels_nothing(stack: str) -> None:
+    # given: a slow turn streaming to another client
+    alice = person("alice")
+    full = "d" * 60
+    text = "go " + fake({"text": full, "chunk_size": 3, "delay_ms": 40})
+    first = SseResult(0, {})
+    reader = threading.Thread(
+        target=read_sse,
+        args=("POST", f"{stack}/api/chat/sessions/{alice.session.id}/stream"),
+        kwargs={"headers": alice.headers, "json_body": {"message": text}, "into": first},
+    )
+    reader.start()
+    wait_until(lambda: first.text() != "")
+    # when: a resume aborted by the one that replaces it
+    resumed = _node(stack, alice, "replace-resume")
+    reader.join(timeout=60)
+    # then: the newer resume reads the turn to its end; the turn was not cancelled
+    assert resumed["cancelCount"] == 0
+    assert resumed["text"] == full == first.text()
+    assert list(TurnUsage.objects.filter(session=alice.session).values_list("outcome", flat=True)) == ["completed"]
+    assert _rows(alice) == [("user", "message", text), ("assistant", "message", full)]
