@@ -240,7 +240,8 @@ def _spend_read_or_rebuild(user_id: int, now: datetime) -> tuple[int, int]:
     except DatabaseError:
         logger.warning("Could not read the recorded spend of user %s; not rebuilding", user_id, exc_info=True)
         return daily, weekly
-    if redis_store.spend_windows_rebuild(user_id, now, daily=recorded_daily, weekly=recorded_weekly):
+    rebuilt = redis_store.spend_windows_rebuild(user_id, now, daily=recorded_daily, weekly=recorded_weekly)
+    if rebuilt and (recorded_daily or recorded_weekly):  # a user with no spend this week is not news
         logger.info("Rebuilt the spend windows of user %s from the database", user_id)
     return redis_store.read_spend(user_id, now)
 
