@@ -13,6 +13,7 @@ from rest_framework.test import APIClient
 
 from chat.models import ChatSession
 from copilot_site.accounts.models import ApiKey
+from tests.accounts.ws import ws_close_code
 
 
 def _create_key(username: str) -> str:
@@ -138,15 +139,6 @@ async def _ws_first_frame(url: str, headers: dict[str, str]) -> Any:
         return json.loads(await asyncio.wait_for(ws.recv(), timeout=10))
 
 
-async def _ws_close_code(url: str, headers: dict[str, str]) -> int | None:
-    try:
-        async with websockets.connect(url, additional_headers=headers, open_timeout=10) as ws:
-            await asyncio.wait_for(ws.recv(), timeout=10)
-    except websockets.ConnectionClosed as exc:
-        return exc.rcvd.code if exc.rcvd else None
-    return None
-
-
 @pytest.mark.e2e
 @pytest.mark.django_db(transaction=True)
 def test_websocket_accepts_api_key_and_session_cookie_and_rejects_revoked(daphne_server: str) -> None:
@@ -170,12 +162,12 @@ def test_websocket_accepts_api_key_and_session_cookie_and_rejects_revoked(daphne
     assert frame == {"type": "ready", "session_id": str(session.id)}
     # when / then: revoked key, no credentials, someone else's session
     ApiKey.objects.filter(user=alice).update(revoked_at="2026-01-01T00:00:00Z")
-    assert asyncio.run(_ws_close_code(ws_url, {**origin, "Authorization": f"Bearer {raw}"})) == 4401
-    assert asyncio.run(_ws_close_code(ws_url, origin)) == 4401
+    assert asyncio.run(ws_close_code(ws_url, {**origin, "Authorization": f"Bearer {raw}"})) == 4401
+    assert asyncio.run(ws_close_code(ws_url, origin)) == 4401
     charlie = UserFactory(username="charlie")
     foreign = ChatSession.objects.create(user=charlie)
     foreign_url = daphne_server.replace("http://", "ws://") + f"/ws/chat/{foreign.id}/"
-    assert asyncio.run(_ws_close_code(foreign_url, {**origin, "Cookie": cookie})) == 4404
+    assert asyncio.run(ws_close_code(foreign_url, {**origin, "Cookie": cookie})) == 4404
     # and: sockets only read the session, they never write one
     from django.contrib.sessions.models import Session
 
@@ -183,6 +175,6 @@ def test_websocket_accepts_api_key_and_session_cookie_and_rejects_revoked(daphne
     # when / then: a cookie whose session was signed out, and a made-up one
     web.logout()
     assert Session.objects.count() == 0
-    assert asyncio.run(_ws_close_code(ws_url, {**origin, "Cookie": cookie})) == 4401
-    assert asyncio.run(_ws_close_code(ws_url, {**origin, "Cookie": "sessionid=made-up"})) == 4401
+    assert asyncio.run(ws_close_code(ws_url, {**origin, "Cookie": cookie})) == 4401
+    assert asyncio.run(ws_close_code(ws_url, {**origin, "Cookie": "sessionid=made-up"})) == 4401
     assert Session.objects.count() == 0

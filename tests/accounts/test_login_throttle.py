@@ -16,6 +16,7 @@ from rest_framework.test import APIClient
 
 from chat.models import ChatSession
 from copilot_site.accounts.services import api_key_create
+from tests.accounts.ws import ws_close_code
 
 pytestmark = pytest.mark.django_db
 
@@ -203,15 +204,6 @@ async def _ws_handshake_status(url: str, headers: dict[str, str]) -> int:
         return exc.response.status_code
 
 
-async def _ws_close_code(url: str, headers: dict[str, str]) -> int | None:
-    try:
-        async with websockets.connect(url, additional_headers=headers, open_timeout=10) as ws:
-            await asyncio.wait_for(ws.recv(), timeout=10)
-    except websockets.ConnectionClosed as exc:
-        return exc.rcvd.code if exc.rcvd else None
-    return None
-
-
 @pytest.mark.e2e
 @pytest.mark.django_db(transaction=True)
 def test_websocket_bad_keys_count_and_a_locked_out_address_has_its_handshake_refused(daphne_server: str) -> None:
@@ -227,7 +219,7 @@ def test_websocket_bad_keys_count_and_a_locked_out_address_has_its_handshake_ref
     # when: 19 failures over HTTP and one over the socket, all from 127.0.0.1
     for n in range(19):
         assert _bearer(client, f"cpk_guess{n}", ip="127.0.0.1").status_code == 401
-    assert asyncio.run(_ws_close_code(ws_url, {**origin, "Authorization": "Bearer cpk_guess"})) == 4401
+    assert asyncio.run(ws_close_code(ws_url, {**origin, "Authorization": "Bearer cpk_guess"})) == 4401
     # then: the valid key is refused on both
     assert asyncio.run(_ws_handshake_status(ws_url, {**origin, "Authorization": f"Bearer {raw}"})) == 403
     assert _bearer(client, raw, ip="127.0.0.1").status_code == 429

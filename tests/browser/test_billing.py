@@ -18,6 +18,7 @@ from playwright.sync_api import expect
 from billing.models import CustomerAccount, Tier
 from copilot_site.core.embedded_redis import free_port
 from copilot_site.testing.fake_stripe import FakeStripeServer
+from copilot_site.testing.payments_env import payments_env
 from copilot_site.testing.processes import start_daphne
 from tests.browser.conftest import PHONE, Pages, screenshot, wait_until, worker_settled
 from tests.conftest import ARTIFACTS
@@ -43,18 +44,7 @@ def billing_site(live_env: dict[str, str]) -> Iterator[BillingSite]:
     base_url = f"http://127.0.0.1:{port}"
     stripe = FakeStripeServer(webhook_url=f"{base_url}/api/billing/stripe/webhook", webhook_secret=WEBHOOK_SECRET)
     stripe.start()
-    env = {
-        **live_env,
-        "STRIPE_SECRET_KEY": "sk_test_x",
-        "STRIPE_API_BASE": stripe.base_url,
-        "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
-        "STRIPE_PRICE_PRO": stripe.state.seed_price("pro", 2000),
-        "STRIPE_PRICE_BUSINESS": stripe.state.seed_price("business", 10000),
-        "STRIPE_MAX_NETWORK_RETRIES": "0",
-        "ENABLE_PLATFORM_PAYMENT": "true",
-        "ENABLE_CREDIT": "true",
-        "FRONTEND_BASE_URL": base_url,
-    }
+    env = payments_env(live_env, base_url=base_url, stripe=stripe, secret=WEBHOOK_SECRET)
     server, _ = start_daphne(env, ARTIFACTS / "logs", port=port)
     yield BillingSite(base_url, stripe)
     server.stop()

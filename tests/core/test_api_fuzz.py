@@ -37,6 +37,7 @@ from chat.models import ChatSession
 from copilot_site.accounts.services import api_key_create
 from copilot_site.core.embedded_redis import free_port
 from copilot_site.testing.fake_stripe import FakeStripeServer
+from copilot_site.testing.payments_env import payments_env
 from copilot_site.testing.processes import ManagedProcess, start_daphne
 from tests.conftest import ARTIFACTS
 from tests.core.test_openapi import STATUSES
@@ -90,18 +91,7 @@ def fuzz_site(live_env: dict[str, str], celery_worker: ManagedProcess) -> Iterat
     base_url = f"http://127.0.0.1:{port}"
     stripe = FakeStripeServer(webhook_url=f"{base_url}/api/billing/stripe/webhook", webhook_secret=WEBHOOK_SECRET)
     stripe.start()
-    env = {
-        **live_env,
-        "STRIPE_SECRET_KEY": "sk_test_fuzz",
-        "STRIPE_API_BASE": stripe.base_url,
-        "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
-        "STRIPE_PRICE_PRO": stripe.state.seed_price("pro", 2000),
-        "STRIPE_PRICE_BUSINESS": stripe.state.seed_price("business", 10000),
-        "STRIPE_MAX_NETWORK_RETRIES": "0",
-        "ENABLE_PLATFORM_PAYMENT": "true",
-        "ENABLE_CREDIT": "true",
-        "FRONTEND_BASE_URL": base_url,
-    }
+    env = payments_env(live_env, base_url=base_url, stripe=stripe, secret=WEBHOOK_SECRET)
     server, _ = start_daphne(env, ARTIFACTS / "logs", port=port)
     yield base_url
     server.stop()
