@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from chat.errors import SessionNotFound
@@ -172,40 +172,6 @@ def message_client_ids_saved(*, session_id: uuid.UUID | str, client_message_ids:
         return set()
     rows = ChatMessage.objects.filter(session__pk=session_id, client_message_id__in=list(client_message_ids))
     return {found for found in rows.values_list("client_message_id", flat=True) if found}
-
-
-def message_append_user(
-    *,
-    session_id: uuid.UUID | str,
-    content: str,
-    client_message_id: str | None = None,
-    turn_id: uuid.UUID | str | None = None,
-    user: User | None = None,
-) -> ChatMessage | None:
-    """Append the user's message unless it is a duplicate (`message_duplicate_of`); None when
-    nothing was written. With ``user`` the session must be theirs (SessionNotFound otherwise).
-    """
-    with transaction.atomic():
-        session = _lock_session(session_id, user)
-        if (
-            message_duplicate_of(session_id=session.pk, content=content, client_message_id=client_message_id)
-            is not None
-        ):
-            return None
-        row = ChatMessage(
-            role=ChatMessage.Role.USER,
-            content=content,
-            client_message_id=client_message_id or None,
-            turn_id=turn_id,
-        )
-        try:
-            with transaction.atomic():
-                _insert_new_rows(session, [row])
-        except IntegrityError:
-            # The same client_message_id won a race (only possible without row locks).
-            _forget_insert([row])
-            return None
-        return row
 
 
 def pending_unsaved(session_id: object, messages: list[PendingMessage]) -> list[PendingMessage]:

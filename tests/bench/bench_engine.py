@@ -108,7 +108,7 @@ async def _sdk_run(base_url: str, body: dict[str, Any]) -> tuple[float, float, i
 
 def _new_session(user: Any, message: str) -> str:
     from chat.models import ChatSession
-    from chat.services.messages import message_append_user
+    from tests.chat.engine.helpers import message_append_user
 
     session = ChatSession.objects.create(user=user, title="bench")
     message_append_user(session_id=session.pk, content=message)

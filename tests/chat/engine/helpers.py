@@ -14,13 +14,33 @@ import uuid
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.db import transaction
 
 from chat.engine.events import StreamEvent
 from chat.engine.request import TurnHooks, TurnRequest
 from chat.engine.turn import run_turn
 from chat.models import ChatMessage, ChatSession, TurnUsage
-from chat.services.messages import message_append_user
+from chat.selectors import session_get_for_user
+from chat.services.messages import message_duplicate_of, messages_save_new
 from copilot_site.testing.llm_script import FakeLLMServer
+
+
+def message_append_user(
+    *, session_id: uuid.UUID | str, content: str, client_message_id: str | None = None, user: Any = None
+) -> ChatMessage | None:
+    """Save a user message the way dispatch does before it starts a turn: the duplicate rule
+    (`message_duplicate_of`), then `messages_save_new`; None when it was a repeat. With
+    `user` the session must be theirs (SessionNotFound otherwise)."""
+    if user is not None:
+        session_get_for_user(session_id=session_id, user=user)
+    with transaction.atomic():
+        repeat = message_duplicate_of(session_id=session_id, content=content, client_message_id=client_message_id)
+        if repeat is not None:  # '' names a repeat with no turn yet
+            return None
+        row = ChatMessage(role=ChatMessage.Role.USER, content=content, client_message_id=client_message_id or None)
+        messages_save_new(session_id=session_id, messages=[row])
+        return row
+
 
 # A notice row as `stored` lists it: role, content, kind.
 STOPPED_ROW = ("assistant", "Stopped", "stopped")

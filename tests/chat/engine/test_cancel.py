@@ -12,13 +12,13 @@ from asgiref.sync import sync_to_async
 from chat.engine.accumulator import EventAccumulator
 from chat.engine.events import StreamEvent
 from chat.models import ChatSession, TurnUsage
-from chat.services.messages import message_append_user
 from chat.tools.builtin.clock import GetCurrentTime
 from copilot_site.testing.llm_script import FakeLLMServer
 from tests.chat.conftest import fake
 from tests.chat.engine.helpers import (
     CLOCK,
     STOPPED_ROW,
+    message_append_user,
     shape,
     start_turn,
     stored,

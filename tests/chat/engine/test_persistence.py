@@ -10,11 +10,12 @@ from django.db import transaction
 
 from chat.errors import SessionNotFound
 from chat.models import ChatMessage, ChatSession
-from chat.services.messages import message_append_user, messages_save_new
+from chat.services.messages import messages_save_new
 from chat.services.titles import clean_title, session_title_set_if_empty
 from chat.tasks import generate_title
 from copilot_site.testing.llm_script import FakeLLMServer
 from tests.chat.conftest import fake
+from tests.chat.engine.helpers import message_append_user
 
 
 @pytest.fixture

@@ -12,13 +12,13 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from chat.models import ChatMessage, ChatSession
-from chat.services.messages import message_append_user
 from chat.tools.builtin.clock import GetCurrentTime
 from copilot_site.testing.llm_script import FakeLLMServer
 from tests.chat.conftest import fake
 from tests.chat.engine.helpers import (
     STOPPED_ROW,
     error_row,
+    message_append_user,
     request_messages,
     run,
     sequences,
