@@ -112,7 +112,7 @@ class SessionListApi(APIView):
     def get(self, request: Request) -> Response:
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        sessions = session_list(user=request.user)
+        sessions = session_list(user=authenticated_user(request))
         limit, offset = filters.validated_data["limit"], filters.validated_data["offset"]
         page = list(sessions[offset : offset + limit])
         context = {"turn_statuses": turn_statuses(s.pk for s in page)}
@@ -149,7 +149,7 @@ class SessionGetApi(APIView):
         """The session, a page of its messages and, on the newest page, its running turn."""
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        session = session_get_for_user(session_id=session_id, user=request.user)
+        session = session_get_for_user(session_id=session_id, user=authenticated_user(request))
         before_sequence = filters.validated_data.get("before_sequence")
         page = message_page(session=session, limit=filters.validated_data["limit"], before_sequence=before_sequence)
         active = turn_running(session.pk, reap=True) if before_sequence is None else None
@@ -180,14 +180,16 @@ class SessionRenameApi(APIView):
     def patch(self, request: Request, session_id: str) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        session = session_rename(session_id=session_id, user=request.user, title=serializer.validated_data["title"])
+        session = session_rename(
+            session_id=session_id, user=authenticated_user(request), title=serializer.validated_data["title"]
+        )
         return Response(_session_data(session))
 
 
 class SessionDeleteApi(APIView):
     @extend_schema(responses={204: None, **api_errors(403, 404)})
     def delete(self, request: Request, session_id: str) -> Response:
-        session_delete(session_id=session_id, user=request.user)
+        session_delete(session_id=session_id, user=authenticated_user(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -230,7 +232,7 @@ class UIMessageListApi(APIView):
     def get(self, request: Request, session_id: str) -> Response:
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        session = session_get_for_user(session_id=session_id, user=request.user)
+        session = session_get_for_user(session_id=session_id, user=authenticated_user(request))
         before_sequence = filters.validated_data.get("before_sequence")
         active = turn_running(session.pk, reap=True)
         page = ui_message_page(
@@ -345,7 +347,7 @@ class TurnSendApi(APIView):
         # Read before the send queues anything: the follow-up's stream relays what comes after.
         mark = stream_mark(session_id) if wants_stream else None
         result = turn_send(
-            user=request.user,
+            user=authenticated_user(request),
             session_id=session_id,
             message=data["message"],
             client_message_id=data.get("client_message_id"),
@@ -388,7 +390,7 @@ class TurnStreamApi(APIView):
     )
     def get(self, request: Request, session_id: str) -> Response | StreamingHttpResponse:
         """Re-attach to the running turn's stream (from ``Last-Event-ID`` or ``after``); 204 when none runs."""
-        session = session_get_for_user(session_id=session_id, user=request.user)
+        session = session_get_for_user(session_id=session_id, user=authenticated_user(request))
         meta = turn_running(session.pk, reap=True)
         if meta is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
@@ -403,7 +405,7 @@ class TurnListenersDisconnectApi(APIView):
 
         SSE responses end; WebSockets close with 4000 (a client that reconnects re-attaches).
         """
-        session = session_get_for_user(session_id=session_id, user=request.user)
+        session = session_get_for_user(session_id=session_id, user=authenticated_user(request))
         turn_listeners_disconnect(session.pk)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -416,7 +418,7 @@ class TurnCancelApi(APIView):
 
     @extend_schema(request=None, responses={200: OutputSerializer, **api_errors(403, 404)})
     def post(self, request: Request, session_id: str) -> Response:
-        session = session_get_for_user(session_id=session_id, user=request.user)
+        session = session_get_for_user(session_id=session_id, user=authenticated_user(request))
         return Response(turn_cancel_request(session.pk))
 
 
@@ -429,6 +431,6 @@ class PendingListApi(APIView):
     @extend_schema(responses={200: OutputSerializer, **api_errors(404)})
     def get(self, request: Request, session_id: str) -> Response:
         """The messages queued behind the running turn, oldest first."""
-        session = session_get_for_user(session_id=session_id, user=request.user)
+        session = session_get_for_user(session_id=session_id, user=authenticated_user(request))
         messages = [m.content for m in pending_peek(session.pk)]
         return Response({"messages": messages, "count": len(messages)})

@@ -39,7 +39,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
@@ -59,6 +59,9 @@ from .turns.follow import ListenerDisconnected, StreamItem, follow_turn
 from .turns.notify import session_group, user_group
 from .turns.sse import sse_data
 
+if TYPE_CHECKING:
+    from copilot_site.accounts.models import User
+
 logger = logging.getLogger(__name__)
 
 CLOSE_UNAUTHENTICATED = 4401
@@ -68,7 +71,7 @@ CLOSE_NORMAL = 1000  # after an outage's error frame: the client reconnects once
 
 
 @database_sync_to_async  # type: ignore[untyped-decorator]
-def _owns_session(session_id: str, user: Any) -> bool:
+def _owns_session(session_id: str, user: User) -> bool:
     try:
         session_get_for_user(session_id=session_id, user=user)
     except SessionNotFound:
@@ -77,12 +80,12 @@ def _owns_session(session_id: str, user: Any) -> bool:
 
 
 @database_sync_to_async  # type: ignore[untyped-decorator]
-def _credential_valid(credential: SocketCredential, user: Any) -> bool:
+def _credential_valid(credential: SocketCredential, user: User) -> bool:
     return credential_is_valid(credential, user)
 
 
 @database_sync_to_async  # type: ignore[untyped-decorator]
-def _send(user: Any, session_id: str, content: dict[str, Any]) -> Any:
+def _send(user: User, session_id: str, content: dict[str, Any]) -> Any:
     from .turns.dispatch import turn_send
 
     return turn_send(

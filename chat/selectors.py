@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError
 from django.db.models import Q, QuerySet
@@ -11,8 +11,11 @@ from django.db.models import Q, QuerySet
 from .errors import SessionNotFound
 from .models import STOPPED_TEXT, ChatMessage, ChatSession, ContextSnapshot, Memory
 
+if TYPE_CHECKING:
+    from copilot_site.accounts.models import User
 
-def session_get_for_user(*, session_id: uuid.UUID | str, user: Any) -> ChatSession:
+
+def session_get_for_user(*, session_id: uuid.UUID | str, user: User) -> ChatSession:
     """The user's session, or SessionNotFound — identical for missing and foreign ids."""
     try:
         return ChatSession.objects.get(pk=session_id, user=user)
@@ -20,7 +23,7 @@ def session_get_for_user(*, session_id: uuid.UUID | str, user: Any) -> ChatSessi
         raise SessionNotFound(session_id) from exc
 
 
-def session_list(*, user: Any) -> QuerySet[ChatSession]:
+def session_list(*, user: User) -> QuerySet[ChatSession]:
     return ChatSession.objects.filter(user=user).order_by("-updated_at")
 
 
@@ -53,7 +56,7 @@ def context_snapshot_get(*, session_id: uuid.UUID | str) -> ContextSnapshot | No
     return ContextSnapshot.objects.filter(session__pk=session_id).first()
 
 
-def memory_search(*, user: Any, query: str = "", limit: int = 20) -> list[Memory]:
+def memory_search(*, user: User, query: str = "", limit: int = 20) -> list[Memory]:
     """The user's memories, newest first; with a query, those containing any of its words."""
     rows = Memory.objects.filter(user=user)
     words = [word for word in query.split() if len(word) > 1][:10]
@@ -65,7 +68,7 @@ def memory_search(*, user: Any, query: str = "", limit: int = 20) -> list[Memory
     return list(rows.order_by("-created_at", "-pk")[:limit])
 
 
-def message_search_for_user(*, user: Any, query: str, limit: int = 10) -> list[ChatMessage]:
+def message_search_for_user(*, user: User, query: str, limit: int = 10) -> list[ChatMessage]:
     """The user's own user/assistant rows containing ``query`` (system notices excluded), newest first."""
     return list(
         ChatMessage.objects.filter(

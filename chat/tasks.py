@@ -8,6 +8,9 @@ from typing import Any
 
 from celery import shared_task
 from celery.signals import worker_ready
+from django.dispatch import receiver
+
+from chat.signals import session_first_message_saved
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +28,12 @@ def generate_title(session_id: str) -> None:
         session_title_generate(session_id=session_id)
     except Exception:
         logger.warning("Title generation failed for session %s", session_id, exc_info=True)
+
+
+@receiver(session_first_message_saved, dispatch_uid="chat.tasks.title_enqueue")
+def _title_enqueue(sender: object, session_id: str, **kwargs: Any) -> None:
+    """A session's first user message was saved (after commit): name the session."""
+    generate_title.delay(session_id)
 
 
 @shared_task(name="chat.run_turn", bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)

@@ -10,6 +10,8 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from copilot_site.accounts.request_user import authenticated_user
+
 from .errors import SessionNotFound
 from .models import ChatSession
 from .selectors import session_get_for_user
@@ -18,7 +20,7 @@ from .selectors import session_get_for_user
 def _get_session_for_user(request: HttpRequest, session_id: str) -> ChatSession:
     """The user's session, or 404 — the same for a missing id and for someone else's."""
     try:
-        return session_get_for_user(session_id=session_id, user=request.user)
+        return session_get_for_user(session_id=session_id, user=authenticated_user(request))
     except SessionNotFound as exc:
         raise Http404("No such chat.") from exc
 

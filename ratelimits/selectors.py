@@ -205,7 +205,7 @@ def user_tier_get(*, user: User) -> str:
     return _tier_info(user, cache_get_many([tier_key(user.pk)])).tier
 
 
-def turn_cost_cap_microdollars(*, user: User) -> int:
+def turn_cost_cap_get(*, user: User) -> int:
     """The engine's per-turn cost cap for this user (0 = none), by the tier whose limits apply."""
     tier = limits_resolve(user=user).limits_tier
     caps: dict[str, Any] = settings.COPILOT_TURN_COST_CAP_MICRODOLLARS
@@ -446,7 +446,7 @@ def usage_warnings(status: UsageStatus) -> list[UsageWarning]:
 
 def usage_warning_get(*, user: User, now: datetime | None = None) -> UsageWarning | None:
     """The first window at or over the warning percentage (daily before weekly) with its exhaustion estimate, or None.
-    Stateless: see ``services.consume_usage_warning`` for the once-per-window variant."""
+    Stateless: see ``services.usage_warning_consume`` for the once-per-window variant."""
     warnings = usage_warnings(usage_status(user=user, now=now))
     return warnings[0] if warnings else None
 

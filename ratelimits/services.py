@@ -54,7 +54,7 @@ REFUND_REASON = "Refund for failed copilot rate-limit reset"
 # --- spend ------------------------------------------------------------------------------
 
 
-def record_cost_usage(*, user: User, microdollars: int, now: datetime | None = None) -> None:
+def usage_record(*, user: User, microdollars: int, now: datetime | None = None) -> None:
     """Add a turn's real cost to the user's daily and weekly counters (one MULTI, each with its TTL).
 
     A cost ≤ 0 touches nothing. Redis errors are logged and swallowed (the turn
@@ -83,7 +83,7 @@ def _daily_spend_add(*, user_id: int, day: date, microdollars: int) -> None:
 # --- the pre-turn check ------------------------------------------------------------------
 
 
-def check_turn_allowed(*, user: User, now: datetime | None = None) -> None:
+def turn_allowed_check(*, user: User, now: datetime | None = None) -> None:
     """The transport's hook before starting a turn: returns, or raises RateLimitExceeded
     (HTTP 429 ``{detail, window, resets_at}``; WebSocket ``rate_limited``)."""
     limits = limits_resolve(user=user)
@@ -99,7 +99,7 @@ def check_turn_allowed(*, user: User, now: datetime | None = None) -> None:
 # --- the usage warning (at COPILOT_USAGE_WARNING_PERCENT of a window) ------------------
 
 
-def consume_usage_warning(*, user: User, now: datetime | None = None) -> UsageWarning | None:
+def usage_warning_consume(*, user: User, now: datetime | None = None) -> UsageWarning | None:
     """For the transport at the end of a turn: the `data-usage-warning` payload the first
     time a window crosses the warning percentage, None otherwise (and on any Redis error).
 

@@ -8,11 +8,10 @@ error body) goes to the logs only: it is not written for users and may carry int
 from __future__ import annotations
 
 import asyncio
+import sys
 
-import anthropic
 import httpcore
 import httpx
-import openai
 
 from chat.errors import ChatError
 
@@ -35,33 +34,30 @@ FAILURE_TEXTS = {
     ERROR_LLM: "Something went wrong while the answer was being written. Try again.",
 }
 
-_TIMEOUTS = (
-    openai.APITimeoutError,
-    anthropic.APITimeoutError,
-    httpx.TimeoutException,
-    httpcore.TimeoutException,
-    asyncio.TimeoutError,
-    TimeoutError,
-)
-_DISCONNECTS = (
-    openai.APIConnectionError,
-    anthropic.APIConnectionError,
-    httpx.TransportError,
-    httpcore.NetworkError,
-    httpcore.RemoteProtocolError,
-    ConnectionError,
-)
-_STATUS_ERRORS = (openai.APIStatusError, anthropic.APIStatusError)
+# The provider SDKs' own error classes, from the SDKs this process has imported: an
+# exception of an SDK exists only once that SDK is loaded, so the mapping never
+# imports one (a worker that runs only OpenAI-compatible turns never loads anthropic).
+_PROVIDER_SDKS = ("openai", "anthropic")
+
+
+def _sdk_errors(name: str) -> tuple[type[BaseException], ...]:
+    loaded = (sys.modules.get(sdk) for sdk in _PROVIDER_SDKS)
+    return tuple(getattr(module, name) for module in loaded if module is not None)
+
+
+_TIMEOUTS = (httpx.TimeoutException, httpcore.TimeoutException, asyncio.TimeoutError, TimeoutError)
+_DISCONNECTS = (httpx.TransportError, httpcore.NetworkError, httpcore.RemoteProtocolError, ConnectionError)
 
 
 def failure_code(exc: BaseException) -> str:
     """The machine code of a failure (`data-error`'s `code`)."""
-    if isinstance(exc, _TIMEOUTS):  # before _DISCONNECTS: the SDKs' timeouts are connection errors
+    # timeouts before disconnects: the SDKs' timeouts are connection errors
+    if isinstance(exc, (*_sdk_errors("APITimeoutError"), *_TIMEOUTS)):
         return ERROR_PROVIDER_TIMEOUT
-    if isinstance(exc, _DISCONNECTS):
+    if isinstance(exc, (*_sdk_errors("APIConnectionError"), *_DISCONNECTS)):
         return ERROR_PROVIDER_DISCONNECTED
-    if isinstance(exc, _STATUS_ERRORS):
-        status = exc.status_code
+    if isinstance(exc, _sdk_errors("APIStatusError")):
+        status = int(getattr(exc, "status_code", 0))
         if status == 429:
             return ERROR_PROVIDER_RATE_LIMITED
         if status in (401, 403):

@@ -286,7 +286,7 @@ def _usage_warning(user: User | None) -> dict[str, Any] | None:
     """The `data-usage-warning` payload when this turn's spend pushed a window past 80 %."""
     if user is None:
         return None
-    from ratelimits.services import consume_usage_warning
+    from ratelimits.services import usage_warning_consume
 
-    warning = consume_usage_warning(user=user)
+    warning = usage_warning_consume(user=user)
     return dict(warning) if warning is not None else None

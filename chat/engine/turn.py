@@ -350,9 +350,9 @@ class _TurnRunner:
             model=self.model,
             provider=self.provider_name,
         )
-        from ratelimits.selectors import turn_cost_cap_microdollars
+        from ratelimits.selectors import turn_cost_cap_get
 
-        return session.user, turn_cost_cap_microdollars(user=session.user)
+        return session.user, turn_cost_cap_get(user=session.user)
 
     async def _prepare_context(self) -> list[StreamEvent]:
         messages, start = self.transcript.messages, self.transcript.current_start

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from chat.errors import SessionNotFound
 from chat.models import ChatMessage, ChatSession
+from chat.signals import session_first_message_saved
 from copilot_site.core import sql
 
 if TYPE_CHECKING:
@@ -78,7 +79,8 @@ def _insert_new_rows(session: ChatSession | uuid.UUID | str, messages: Sequence[
 def _title_enqueue_on_commit(session: ChatSession | uuid.UUID | str) -> None:
     """An untitled session's first rows hold its first user message: once the
     transaction that saved them commits, the title task is enqueued (never for a
-    rolled-back save, never again for later messages)."""
+    rolled-back save, never again for later messages): the service announces it
+    (`chat.signals.session_first_message_saved`) and `chat.tasks` enqueues."""
     session_id: uuid.UUID | str = session.pk if isinstance(session, ChatSession) else session
     if isinstance(session, ChatSession):
         title = session.title
@@ -87,15 +89,13 @@ def _title_enqueue_on_commit(session: ChatSession | uuid.UUID | str) -> None:
     if title:
         return
 
-    def enqueue() -> None:
-        from chat.tasks import generate_title  # at call time: the tasks sit above the services
-
+    def announce() -> None:
         try:
-            generate_title.delay(str(session_id))
+            session_first_message_saved.send(sender=ChatSession, session_id=str(session_id))
         except Exception:
             logger.warning("Could not enqueue title generation for session %s", session_id, exc_info=True)
 
-    transaction.on_commit(enqueue)
+    transaction.on_commit(announce)
 
 
 def _forget_insert(rows: Sequence[ChatMessage]) -> None:

@@ -1,20 +1,23 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING
 
 from django.db import transaction
 
 from chat.models import ChatSession
 from chat.selectors import session_get_for_user
 
+if TYPE_CHECKING:
+    from copilot_site.accounts.models import User
 
-def session_create(*, user: Any, title: str | None = None) -> ChatSession:
+
+def session_create(*, user: User, title: str | None = None) -> ChatSession:
     return ChatSession.objects.create(user=user, title=title)
 
 
 @transaction.atomic
-def session_rename(*, session_id: uuid.UUID | str, user: Any, title: str) -> ChatSession:
+def session_rename(*, session_id: uuid.UUID | str, user: User, title: str) -> ChatSession:
     session = session_get_for_user(session_id=session_id, user=user)
     session.title = title.strip()[:200]
     session.save(update_fields=["title", "updated_at"])
@@ -22,7 +25,7 @@ def session_rename(*, session_id: uuid.UUID | str, user: Any, title: str) -> Cha
 
 
 @transaction.atomic
-def session_delete(*, session_id: uuid.UUID | str, user: Any) -> None:
+def session_delete(*, session_id: uuid.UUID | str, user: User) -> None:
     """Delete a session: stop its running turn, then the rows, then its Redis state.
 
     The Redis cleanup runs only after the database confirms the delete, so a failed

@@ -77,7 +77,7 @@ def turn_usage_finish(
     """Complete the turn's row, add it to the session totals, record the spend; returns total tokens.
 
     Counts are clamped to ≥ 0. Estimated tokens are shown but never charged. The
-    spend counter is fed only with a known, positive cost (``record_cost_usage``
+    spend counter is fed only with a known, positive cost (``usage_record``
     handles Redis errors itself; anything else propagates).
     """
     prompt, completion = max(0, prompt_tokens), max(0, completion_tokens)
@@ -125,5 +125,5 @@ def turn_usage_finish(
         None if charged is None else charged / 1_000_000,
     )
     if user is not None and charged is not None and charged > 0:
-        ratelimit_services.record_cost_usage(user=user, microdollars=charged)
+        ratelimit_services.usage_record(user=user, microdollars=charged)
     return total

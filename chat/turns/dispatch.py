@@ -14,7 +14,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
@@ -41,6 +41,9 @@ from .pending import (
     pending_requeue,
 )
 from .registry import mark_session_completed, turn_claim
+
+if TYPE_CHECKING:
+    from copilot_site.accounts.models import User
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +92,7 @@ class SendResult:
 
 def turn_send(
     *,
-    user: Any,
+    user: User,
     session_id: object,
     message: str,
     client_message_id: str | None = None,
@@ -158,13 +161,13 @@ def turn_auto_continue(*, session_id: str) -> str | None:
     return turn_id
 
 
-def _user_queued(user: Any) -> int:
+def _user_queued(user: User) -> int:
     """The user's follow-ups waiting in the buffers of their running turns' sessions."""
     return sum(len(pending_peek(sid)) for sid in user_caps.running_sessions(user_id=user.pk))
 
 
 def _claim_within_caps(
-    session: ChatSession, user: Any, origin_id: str, origin_name: str, client_message_id: str | None
+    session: ChatSession, user: User, origin_id: str, origin_name: str, client_message_id: str | None
 ) -> str | None:
     """Take one of the user's running-turn slots (429 when full), then claim the session;
     the slot is given back when another send claimed it first."""
@@ -183,7 +186,7 @@ def _claim_within_caps(
     return claimed
 
 
-def _session_for(user: Any, session_id: object) -> ChatSession:
+def _session_for(user: User, session_id: object) -> ChatSession:
     from chat.selectors import session_get_for_user
 
     return session_get_for_user(session_id=str(session_id), user=user)
@@ -210,7 +213,7 @@ def _duplicate_turn(session: ChatSession, message: str, client_message_id: str |
     return None
 
 
-def _queue(session: ChatSession, user: Any, pending: PendingMessage, *, count_call: bool = True) -> SendResult:
+def _queue(session: ChatSession, user: User, pending: PendingMessage, *, count_call: bool = True) -> SendResult:
     if count_call and not pending_call_allowed(user.pk):
         raise TooManyQueuedMessages(
             f"Too many queued message requests this minute: limit is {settings.COPILOT_PENDING_CALL_LIMIT} "
@@ -227,16 +230,16 @@ def _queue(session: ChatSession, user: Any, pending: PendingMessage, *, count_ca
     return SendResult("queued", buffer_length=length, turn_in_flight=_in_flight(session.pk))
 
 
-def _check_rate_limit(user: Any) -> None:
+def _check_rate_limit(user: User) -> None:
     from ratelimits import services as ratelimit_services
 
-    check = getattr(ratelimit_services, "check_turn_allowed", None)
+    check = getattr(ratelimit_services, "turn_allowed_check", None)
     if check is not None:
         check(user=user)
 
 
 def _start(
-    session: ChatSession, user: Any, turn_id: str, messages: list[PendingMessage], payload: dict[str, Any]
+    session: ChatSession, user: User, turn_id: str, messages: list[PendingMessage], payload: dict[str, Any]
 ) -> None:
     from chat.tasks import run_turn as run_turn_task
 

@@ -159,8 +159,8 @@ def _bench(args: argparse.Namespace, workdir: Path, redis_port: int) -> int:
         # reading it back for the end-of-turn usage warning) is part of the engine.
         with (
             mock.patch("chat.tasks.generate_title.delay"),
-            mock.patch("ratelimits.services.record_cost_usage"),
-            mock.patch("ratelimits.services.consume_usage_warning", return_value=None),
+            mock.patch("ratelimits.services.usage_record"),
+            mock.patch("ratelimits.services.usage_warning_consume", return_value=None),
         ):
             # Warm-up (imports, tiktoken, connection setup), and the exact request the engine sends.
             uvloop.run(_engine_run(_new_session(user, message), user.pk))

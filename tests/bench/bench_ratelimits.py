@@ -3,7 +3,7 @@
 One process: an embedded redis-server on a free loopback port, a temporary SQLite
 database migrated in-process, and 10,000 users spread over the tiers (1 % with an
 override, 1 % with a personal cap, spend preloaded into Redis). It times the
-pre-turn check (``check_turn_allowed``) for every user twice, cold (limits read
+pre-turn check (``turn_allowed_check``) for every user twice, cold (limits read
 from the database, then cached) and warm, and the counter read alone
 (``rate_limit_check`` with known limits). Round trips are counted by wrapping
 redis-py's ``Connection.send_packed_command`` (one call = one request/response
@@ -149,7 +149,7 @@ def main() -> None:
         _setup(workdir, f"redis://127.0.0.1:{port}/0")
         from ratelimits.errors import RateLimitExceeded
         from ratelimits.selectors import limits_resolve, rate_limit_check
-        from ratelimits.services import check_turn_allowed
+        from ratelimits.services import turn_allowed_check
 
         rng = random.Random(6)  # noqa: S311 - reproducible data, not security
         people = _populate(args.users, rng)
@@ -158,7 +158,7 @@ def main() -> None:
 
         def turn_check(user: Any) -> None:
             try:
-                check_turn_allowed(user=user)
+                turn_allowed_check(user=user)
             except RateLimitExceeded:
                 blocked[0] += 1
 
@@ -170,9 +170,9 @@ def main() -> None:
                 rate_limit_check(user=user, daily=user_limits.daily, weekly=user_limits.weekly)
 
         print(f"ratelimits: {len(people)} users, embedded redis-server on 127.0.0.1:{port}, SQLite")
-        _report("check_turn_allowed, cold cache (DB + cache)", len(people), _timed(people, turn_check))
+        _report("turn_allowed_check, cold cache (DB + cache)", len(people), _timed(people, turn_check))
         blocked[0] = 0
-        _report("check_turn_allowed, warm cache", len(people), _timed(people, turn_check))
+        _report("turn_allowed_check, warm cache", len(people), _timed(people, turn_check))
         print(f"  {blocked[0]} of {len(people)} checks refused (over a limit)")
         limits.update((user.pk, limits_resolve(user=user)) for user in people)
         _report("rate_limit_check (counters only)", len(people), _timed(people, counters_only))

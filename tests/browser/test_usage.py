@@ -9,7 +9,7 @@ from playwright.sync_api import expect
 
 from billing.services import credits_grant
 from ratelimits.models import TierLimit
-from ratelimits.services import record_cost_usage
+from ratelimits.services import usage_record
 from tests.browser.conftest import PHONE, Pages, fake, screenshot
 from tests.factories import UserFactory
 
@@ -23,7 +23,7 @@ def test_hitting_the_daily_limit_shows_the_limit_message_and_full_bars(pages: Pa
     # given: tiny FREE limits, today's already spent, and credits for a paid reset
     TierLimit.objects.create(tier="FREE", daily_limit_microdollars=1000, weekly_limit_microdollars=4000)
     alice = UserFactory(username="alice")
-    record_cost_usage(user=alice, microdollars=1000)
+    usage_record(user=alice, microdollars=1000)
     credits_grant(user=alice, amount_cents=1000, idempotency_key="test-grant", reason="test")
     page = pages.open("/copilot", alice)
     # then: the header shows the daily bar full and the weekly one at a quarter
@@ -63,7 +63,7 @@ def test_usage_bars_warn_from_80_percent_on_a_phone_in_dark_mode(pages: Pages) -
     # given
     TierLimit.objects.create(tier="FREE", daily_limit_microdollars=1000, weekly_limit_microdollars=10_000)
     bob = UserFactory(username="bob")
-    record_cost_usage(user=bob, microdollars=850)
+    usage_record(user=bob, microdollars=850)
     # when
     page = pages.open("/copilot", bob, viewport=PHONE, color_scheme="dark")
     # then

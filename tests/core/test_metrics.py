@@ -173,7 +173,7 @@ def test_two_completed_turns_and_one_failed_turn_are_counted_exactly(
 def test_refusals_charges_webhooks_and_failures_of_this_process_reach_the_scrape(metrics_server: str) -> None:
     """The test process is one more process of the directory: what it counts, the scrape shows."""
     from ratelimits.models import TierLimit
-    from ratelimits.services import check_turn_allowed, record_cost_usage
+    from ratelimits.services import turn_allowed_check, usage_record
 
     names: list[tuple[str, dict[str, str]]] = [
         ("copilot_rate_limit_refusals_total", {"window": "daily"}),
@@ -191,9 +191,9 @@ def test_refusals_charges_webhooks_and_failures_of_this_process_reach_the_scrape
         tier="FREE", defaults={"daily_limit_microdollars": 10_000, "weekly_limit_microdollars": 5_000_000}
     )
     user = UserFactory(username="metrics-user")
-    record_cost_usage(user=user, microdollars=10_000)
+    usage_record(user=user, microdollars=10_000)
     with pytest.raises(RateLimitExceeded):
-        check_turn_allowed(user=user)
+        turn_allowed_check(user=user)
     # a 7-cent charge, then its replay (charges nothing)
     credits_grant(user=user, amount_cents=100, reason="test", idempotency_key="metrics-grant")
     credits_spend(user=user, amount_cents=7, idempotency_key="metrics-spend", reason="test")

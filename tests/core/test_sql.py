@@ -17,7 +17,7 @@ from chat.services.messages import messages_save_new
 from chat.services.usage import turn_usage_finish
 from copilot_site.core import sql
 from ratelimits.models import DailySpend
-from ratelimits.services import record_cost_usage
+from ratelimits.services import usage_record
 
 
 @pytest.fixture
@@ -139,6 +139,6 @@ def test_turn_end_writes_are_five_statements(session: ChatSession, alice: Any) -
 
 def test_spend_history_is_one_statement(alice: Any) -> None:
     with CaptureQueriesContext(connection) as queries:
-        record_cost_usage(user=alice, microdollars=500)
+        usage_record(user=alice, microdollars=500)
     assert _statements(queries) == ["INSERT"]
     assert DailySpend.objects.get(user=alice).microdollars == 500

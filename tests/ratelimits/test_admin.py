@@ -12,7 +12,7 @@ from django.test import Client
 from billing.models import CustomerAccount
 from ratelimits import redis_store
 from ratelimits.models import DailySpend, RateLimitAuditEntry, TierLimit, UserLimitOverride
-from ratelimits.services import record_cost_usage, usage_reset_by_staff
+from ratelimits.services import usage_record, usage_reset_by_staff
 
 from .helpers import FRIDAY, spend
 
@@ -38,7 +38,7 @@ def usage_url(user: Any, action: str = "") -> str:
     ],
 )
 def test_admin_pages_render(admin_client: Client, alice: Any, path: str) -> None:
-    record_cost_usage(user=alice, microdollars=1000)
+    usage_record(user=alice, microdollars=1000)
     UserLimitOverride.objects.create(user=alice, daily_limit_microdollars=5, reason="test")
     assert admin_client.get(path).status_code == 200
 
@@ -48,7 +48,7 @@ def test_the_usage_page_shows_dollars_limits_and_the_30_day_chart(
 ) -> None:
     # given
     set_override(alice, daily=None, weekly=8_000_000)
-    record_cost_usage(user=alice, microdollars=1_234_567)
+    usage_record(user=alice, microdollars=1_234_567)
     DailySpend.objects.create(user=alice, date=FRIDAY.date().replace(day=1), microdollars=250_000, turn_count=3)
     # when
     response = admin_client.get(usage_url(alice))

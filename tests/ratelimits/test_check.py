@@ -15,7 +15,7 @@ from copilot_site.core.exceptions import api_exception_handler
 from ratelimits.errors import RateLimitExceeded
 from ratelimits.health import fail_open_stats
 from ratelimits.selectors import rate_limit_check
-from ratelimits.services import check_turn_allowed
+from ratelimits.services import turn_allowed_check
 
 from .helpers import FRIDAY, spend
 
@@ -28,7 +28,7 @@ def test_spend_exactly_at_the_daily_limit_blocks(alice: Any, set_override: Calla
     spend(alice, daily=1000)
     # when
     with pytest.raises(RateLimitExceeded) as raised:
-        check_turn_allowed(user=alice)
+        turn_allowed_check(user=alice)
     # then
     assert raised.value.window == "daily"
     assert raised.value.resets_at == datetime(2026, 4, 4, tzinfo=UTC)
@@ -39,14 +39,14 @@ def test_spend_exactly_at_the_daily_limit_blocks(alice: Any, set_override: Calla
 def test_spend_just_below_the_limit_is_allowed(alice: Any, set_override: Callable[..., Any]) -> None:
     set_override(alice, daily=1000, weekly=5000)
     spend(alice, daily=999, weekly=999)
-    check_turn_allowed(user=alice)  # no exception
+    turn_allowed_check(user=alice)  # no exception
 
 
 def test_daily_is_checked_before_weekly(alice: Any, set_override: Callable[..., Any]) -> None:
     set_override(alice, daily=1000, weekly=2000)
     spend(alice, daily=5000, weekly=5000)
     with pytest.raises(RateLimitExceeded) as raised:
-        check_turn_allowed(user=alice)
+        turn_allowed_check(user=alice)
     assert raised.value.window == "daily"
 
 
@@ -54,7 +54,7 @@ def test_the_weekly_limit_blocks_until_monday(alice: Any, set_override: Callable
     set_override(alice, daily=1000, weekly=2000)
     spend(alice, daily=10, weekly=2000)
     with pytest.raises(RateLimitExceeded) as raised:
-        check_turn_allowed(user=alice)
+        turn_allowed_check(user=alice)
     assert (raised.value.window, raised.value.resets_at) == ("weekly", datetime(2026, 4, 6, tzinfo=UTC))
     assert raised.value.detail == "You've reached your weekly usage limit. Resets in 56h 30m."
 
@@ -64,7 +64,7 @@ def test_limits_of_zero_make_no_redis_call(alice: Any, set_override: Callable[..
     set_override(alice, daily=0, weekly=0)
     # when
     with mock.patch("ratelimits.redis_store.read_spend", side_effect=AssertionError("Redis was called")) as read:
-        check_turn_allowed(user=alice)
+        turn_allowed_check(user=alice)
         rate_limit_check(user=alice, daily=0, weekly=0)
     # then
     read.assert_not_called()
@@ -74,7 +74,7 @@ def test_a_zero_daily_limit_still_enforces_the_weekly_one(alice: Any, set_overri
     set_override(alice, daily=0, weekly=100)
     spend(alice, daily=10**9, weekly=100)
     with pytest.raises(RateLimitExceeded) as raised:
-        check_turn_allowed(user=alice)
+        turn_allowed_check(user=alice)
     assert raised.value.window == "weekly"
 
 
@@ -87,7 +87,7 @@ def test_an_override_beats_the_tier(
     spend(alice, daily=10_000, weekly=10_000)
     # when / then
     with pytest.raises(RateLimitExceeded):
-        check_turn_allowed(user=alice)
+        turn_allowed_check(user=alice)
 
 
 def test_a_tier_change_takes_effect_at_once(alice: Any, staff: Any, django_capture_on_commit_callbacks: Any) -> None:
@@ -96,12 +96,12 @@ def test_a_tier_change_takes_effect_at_once(alice: Any, staff: Any, django_captu
     # given: FREE, at its $1 limit, and the tier is cached by the refused check
     spend(alice, daily=1_000_000, weekly=1_000_000)
     with pytest.raises(RateLimitExceeded):
-        check_turn_allowed(user=alice)
+        turn_allowed_check(user=alice)
     # when
     with django_capture_on_commit_callbacks(execute=True), mock.patch("billing.tasks.subscription_drift_check.delay"):
         user_tier_set(user=alice, tier=Tier.PRO, actor=staff, reason="upgrade")
     # then
-    check_turn_allowed(user=alice)
+    turn_allowed_check(user=alice)
 
 
 def test_redis_down_lets_the_turn_through_and_counts_it(
@@ -112,7 +112,7 @@ def test_redis_down_lets_the_turn_through_and_counts_it(
     before = fail_open_stats().count
     # when
     with caplog.at_level(logging.WARNING, logger="ratelimits"):
-        check_turn_allowed(user=alice)
+        turn_allowed_check(user=alice)
     # then
     assert "Redis unavailable for rate limit check, allowing request" in caplog.messages
     assert fail_open_stats().count == before + 1
@@ -126,7 +126,7 @@ def test_a_personal_cap_blocks_with_its_own_text(alice: Any, django_capture_on_c
         PersonalSpendCap.objects.create(user=alice, daily_cap_microdollars=300_000)
     spend(alice, daily=300_000, weekly=300_000)
     with pytest.raises(RateLimitExceeded) as raised:
-        check_turn_allowed(user=alice)
+        turn_allowed_check(user=alice)
     assert raised.value.detail == "You've reached the personal daily spending cap you set. Resets in 8h 30m."
     assert raised.value.extra == {"window": "daily", "resets_at": "2026-04-04T00:00:00Z", "personal_cap": True}
 

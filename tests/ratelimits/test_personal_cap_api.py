@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 
 from ratelimits.errors import RateLimitExceeded
 from ratelimits.models import PersonalSpendCap, RateLimitAuditEntry
-from ratelimits.services import check_turn_allowed
+from ratelimits.services import turn_allowed_check
 
 from .helpers import spend
 
@@ -24,7 +24,7 @@ def test_setting_a_cap_applies_it_at_once(
 ) -> None:
     # given: $0.40 spent today, under the FREE $1 limit
     spend(alice, daily=400_000, weekly=400_000)
-    check_turn_allowed(user=alice)
+    turn_allowed_check(user=alice)
     # when
     with django_capture_on_commit_callbacks(execute=True):
         response = alice_client.post(URL, {"daily_cap_microdollars": 400_000}, format="json")
@@ -35,7 +35,7 @@ def test_setting_a_cap_applies_it_at_once(
     assert usage["personal_cap"] == {"daily_cap_microdollars": 400_000, "reached": True}
     assert usage["daily"]["percent_used"] == 40.0  # against the plan, not the cap
     with pytest.raises(RateLimitExceeded):
-        check_turn_allowed(user=alice)
+        turn_allowed_check(user=alice)
     entry = RateLimitAuditEntry.objects.get(user=alice)
     assert (entry.action, entry.actor, entry.details) == (
         "SET_PERSONAL_CAP",

@@ -13,7 +13,7 @@ import redis
 import time_machine
 
 from ratelimits import redis_store
-from ratelimits.services import record_cost_usage
+from ratelimits.services import usage_record
 
 from .helpers import FRIDAY
 
@@ -75,7 +75,7 @@ def test_recording_at_235959_expires_the_daily_key_in_one_second(alice: Any, sto
     now = datetime(2026, 4, 3, 23, 59, 59, tzinfo=UTC)
     # when
     with time_machine.travel(now, tick=False):
-        record_cost_usage(user=alice, microdollars=700)
+        usage_record(user=alice, microdollars=700)
     # then
     daily = f"copilot:cost:daily:{alice.pk}:2026-04-03"
     weekly = f"copilot:cost:weekly:{alice.pk}:2026-W14"
@@ -90,7 +90,7 @@ def test_recording_on_sunday_235959_expires_both_keys_in_one_second(alice: Any, 
     now = datetime(2026, 4, 5, 23, 59, 59, tzinfo=UTC)
     # when
     with time_machine.travel(now, tick=False):
-        record_cost_usage(user=alice, microdollars=5)
+        usage_record(user=alice, microdollars=5)
     # then
     assert store.ttl(f"copilot:cost:daily:{alice.pk}:2026-04-05") == 1
     assert store.ttl(f"copilot:cost:weekly:{alice.pk}:2026-W14") == 1

@@ -16,7 +16,7 @@ from ratelimits import redis_store
 from ratelimits.errors import RateLimitExceeded
 from ratelimits.models import DailySpend
 from ratelimits.selectors import rate_limit_check
-from ratelimits.services import record_cost_usage, usage_reset_by_staff
+from ratelimits.services import usage_record, usage_reset_by_staff
 
 pytestmark = pytest.mark.django_db
 
@@ -32,8 +32,8 @@ def _redis_comes_back_empty() -> None:
 
 def test_the_next_check_after_redis_lost_everything_sees_the_recorded_spend(alice: Any) -> None:
     # given: spend recorded on Monday and today
-    record_cost_usage(user=alice, microdollars=5_000, now=MONDAY)
-    record_cost_usage(user=alice, microdollars=12_024, now=FRIDAY)
+    usage_record(user=alice, microdollars=5_000, now=MONDAY)
+    usage_record(user=alice, microdollars=12_024, now=FRIDAY)
     assert redis_store.read_spend(alice.pk, FRIDAY) == (12_024, 17_024)
     # when: Redis restarts without its data
     _redis_comes_back_empty()
@@ -50,7 +50,7 @@ def test_the_next_check_after_redis_lost_everything_sees_the_recorded_spend(alic
 
 
 def test_the_rebuilt_windows_expire_with_their_windows(alice: Any) -> None:
-    record_cost_usage(user=alice, microdollars=700, now=FRIDAY)
+    usage_record(user=alice, microdollars=700, now=FRIDAY)
     _redis_comes_back_empty()
     rate_limit_check(user=alice, now=FRIDAY, **NO_LIMIT_HIT)
     client = redis.Redis.from_url(settings.REDIS_URL)
@@ -59,9 +59,9 @@ def test_the_rebuilt_windows_expire_with_their_windows(alice: Any) -> None:
 
 
 def test_spend_recorded_after_the_loss_and_before_the_check_is_counted_once(alice: Any) -> None:
-    record_cost_usage(user=alice, microdollars=500, now=FRIDAY)
+    usage_record(user=alice, microdollars=500, now=FRIDAY)
     _redis_comes_back_empty()
-    record_cost_usage(user=alice, microdollars=300, now=FRIDAY)  # in Redis and in the database
+    usage_record(user=alice, microdollars=300, now=FRIDAY)  # in Redis and in the database
     rate_limit_check(user=alice, now=FRIDAY, **NO_LIMIT_HIT)
     assert redis_store.read_spend(alice.pk, FRIDAY) == (800, 800)
     rate_limit_check(user=alice, now=FRIDAY, **NO_LIMIT_HIT)  # known now: no second rebuild
@@ -75,7 +75,7 @@ def test_a_user_without_any_recorded_spend_starts_at_zero(alice: Any) -> None:
 
 
 def test_a_staff_reset_is_not_undone_by_a_rebuild(alice: Any, staff: Any) -> None:
-    record_cost_usage(user=alice, microdollars=900, now=FRIDAY)
+    usage_record(user=alice, microdollars=900, now=FRIDAY)
     rate_limit_check(user=alice, now=FRIDAY, **NO_LIMIT_HIT)
     usage_reset_by_staff(user=alice, actor=staff, include_weekly=True, now=FRIDAY)
     rate_limit_check(user=alice, now=FRIDAY, **NO_LIMIT_HIT)
@@ -84,7 +84,7 @@ def test_a_staff_reset_is_not_undone_by_a_rebuild(alice: Any, staff: Any) -> Non
 
 
 def test_a_database_error_during_the_rebuild_leaves_the_check_open_and_rebuilds_later(alice: Any) -> None:
-    record_cost_usage(user=alice, microdollars=12_024, now=FRIDAY)
+    usage_record(user=alice, microdollars=12_024, now=FRIDAY)
     _redis_comes_back_empty()
     with mock.patch(
         "ratelimits.selectors.spend_recorded", side_effect=OperationalError("the database system is starting up")

@@ -9,7 +9,7 @@ import pytest
 
 from billing.models import Tier
 from ratelimits.errors import TurnCostCapExceeded
-from ratelimits.selectors import turn_cost_cap_microdollars
+from ratelimits.selectors import turn_cost_cap_get
 
 
 @pytest.mark.parametrize(
@@ -18,25 +18,25 @@ from ratelimits.selectors import turn_cost_cap_microdollars
 )
 def test_the_default_cap_follows_the_tier(alice: Any, set_tier: Callable[..., None], tier: str, cap: int) -> None:
     set_tier(alice, tier)
-    assert turn_cost_cap_microdollars(user=alice) == cap
+    assert turn_cost_cap_get(user=alice) == cap
 
 
 def test_a_past_due_account_gets_the_free_cap(alice: Any, set_tier: Callable[..., None]) -> None:
     set_tier(alice, Tier.BUSINESS, past_due=True)
-    assert turn_cost_cap_microdollars(user=alice) == 500_000
+    assert turn_cost_cap_get(user=alice) == 500_000
 
 
 def test_the_caps_come_from_settings(alice: Any, set_tier: Callable[..., None], settings: Any) -> None:
     settings.COPILOT_TURN_COST_CAP_MICRODOLLARS = {"PRO": 123}
     set_tier(alice, Tier.PRO)
-    assert turn_cost_cap_microdollars(user=alice) == 123
+    assert turn_cost_cap_get(user=alice) == 123
     set_tier(alice, Tier.FREE)
-    assert turn_cost_cap_microdollars(user=alice) == 0  # a tier missing from the setting has no cap
+    assert turn_cost_cap_get(user=alice) == 0  # a tier missing from the setting has no cap
 
 
 def test_an_invalid_cap_means_no_cap(alice: Any, settings: Any) -> None:
     settings.COPILOT_TURN_COST_CAP_MICRODOLLARS = {"FREE": "lots"}
-    assert turn_cost_cap_microdollars(user=alice) == 0
+    assert turn_cost_cap_get(user=alice) == 0
 
 
 def test_the_cap_error_names_no_amount() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
-from ratelimits.services import record_cost_usage
+from ratelimits.services import usage_record
 
 from .helpers import FRIDAY, all_keys, spend
 
@@ -79,8 +79,8 @@ def test_usage_estimates_when_the_limit_will_be_reached_at_the_recent_pace(
 ) -> None:
     # given: $0.30 at 13:10 and $0.30 at 14:50, and it is now 15:30 (limit $1 a day)
     set_override(alice, daily=1_000_000, weekly=0)
-    record_cost_usage(user=alice, microdollars=300_000, now=datetime(2026, 4, 3, 13, 10, tzinfo=UTC))
-    record_cost_usage(user=alice, microdollars=300_000, now=datetime(2026, 4, 3, 14, 50, tzinfo=UTC))
+    usage_record(user=alice, microdollars=300_000, now=datetime(2026, 4, 3, 13, 10, tzinfo=UTC))
+    usage_record(user=alice, microdollars=300_000, now=datetime(2026, 4, 3, 14, 50, tzinfo=UTC))
     # when
     body = alice_client.get("/api/chat/usage").json()
     # then: $0.60 over 2.5 h (since the 13:00 bucket) → the last $0.40 takes 1 h 40 m
@@ -92,7 +92,7 @@ def test_no_estimate_when_the_pace_would_not_reach_the_limit_before_the_reset(
     alice: Any, alice_client: APIClient, set_override: Callable[..., Any]
 ) -> None:
     set_override(alice, daily=1_000_000, weekly=0)
-    record_cost_usage(user=alice, microdollars=10_000, now=FRIDAY)
+    usage_record(user=alice, microdollars=10_000, now=FRIDAY)
     assert alice_client.get("/api/chat/usage").json()["daily"]["projected_exhaustion_at"] is None
 
 

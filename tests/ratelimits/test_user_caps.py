@@ -19,6 +19,9 @@ from ratelimits.errors import UserCapExceeded
 
 pytestmark = pytest.mark.django_db
 
+# A client that reads JSON only: a queued follow-up answers 202 JSON, not the follow-up stream.
+JSON_ONLY = "application/json"
+
 
 def _reserve(user: Any, n: int, *, queued: int = 0) -> str:
     turn_id = f"turn-{n}"
@@ -187,7 +190,7 @@ def test_sends_per_minute_through_the_stream_api(alice_client: APIClient, alice:
     settings.COPILOT_USER_SENDS_PER_MINUTE = 3
     session = _busy_session(alice)
     url = f"/api/chat/sessions/{session.id}/stream"
-    answers = [alice_client.post(url, {"message": f"m{i}"}, format="json") for i in range(4)]
+    answers = [alice_client.post(url, {"message": f"m{i}"}, format="json", HTTP_ACCEPT=JSON_ONLY) for i in range(4)]
     assert [a.status_code for a in answers] == [202, 202, 202, 429]
     assert answers[3].json() == {
         "detail": f"Too many messages: your plan allows 3 a minute. Try again in {answers[3]['Retry-After']} s.",
@@ -202,7 +205,7 @@ def test_the_in_flight_cap_through_the_stream_api(alice_client: APIClient, alice
     settings.COPILOT_USER_MAX_IN_FLIGHT_TURNS = 3
     session = _busy_session(alice)
     url = f"/api/chat/sessions/{session.id}/stream"
-    answers = [alice_client.post(url, {"message": f"m{i}"}, format="json") for i in range(3)]
+    answers = [alice_client.post(url, {"message": f"m{i}"}, format="json", HTTP_ACCEPT=JSON_ONLY) for i in range(3)]
     # one running + two queued = three in flight; the third follow-up is refused
     assert [a.status_code for a in answers] == [202, 202, 429]
     assert answers[2]["Retry-After"] == "5"

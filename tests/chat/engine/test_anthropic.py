@@ -37,7 +37,7 @@ async def test_anthropic_provider_streams_thinking_tools_and_text(
         }
     )
     # when
-    with mock.patch("ratelimits.services.record_cost_usage") as record:
+    with mock.patch("ratelimits.services.usage_record") as record:
         events = await run(session, message)
     # then
     assert shape(events) == [
@@ -85,7 +85,7 @@ async def test_anthropic_provider_without_a_price_has_no_cost(
     # given
     settings.COPILOT_LLM_PROVIDER = "anthropic"
     # when
-    with mock.patch("ratelimits.services.record_cost_usage") as record:
+    with mock.patch("ratelimits.services.usage_record") as record:
         await run(session, fake({"text": "hi", "usage": {"prompt_tokens": 50, "completion_tokens": 5}}))
     # then
     row = await turn_usage(session)

@@ -30,7 +30,7 @@ async def test_usage_and_cost_reported_by_the_provider(llm: FakeLLMServer, sessi
     usage = {"prompt_tokens": 100, "completion_tokens": 20, "cached_tokens": 40, "cost": 0.0123}
     message = fake({"rounds": [{"tool_calls": [CALC], "usage": usage}, {"text": "ok", "usage": usage}]})
     # when
-    with mock.patch("ratelimits.services.record_cost_usage") as record:
+    with mock.patch("ratelimits.services.usage_record") as record:
         events = await run(session, message)
     # then
     assert events[-2].to_wire() == {
@@ -58,7 +58,7 @@ async def test_cost_from_the_price_table_when_the_provider_reports_none(
     }
     usage = {"prompt_tokens": 1000, "completion_tokens": 100, "cached_tokens": 200, "cost": None}
     # when
-    with mock.patch("ratelimits.services.record_cost_usage") as record:
+    with mock.patch("ratelimits.services.usage_record") as record:
         await run(session, fake({"text": "ok", "usage": usage}))
     # then: 800 × 3 + 200 × 0.3 + 100 × 15 = 3960 microdollars
     row = await turn_usage(session)
@@ -71,7 +71,7 @@ async def test_missing_cost_is_logged_and_not_recorded(
     llm: FakeLLMServer, session: ChatSession, caplog: pytest.LogCaptureFixture
 ) -> None:
     # when
-    with mock.patch("ratelimits.services.record_cost_usage") as record, caplog.at_level(logging.ERROR):
+    with mock.patch("ratelimits.services.usage_record") as record, caplog.at_level(logging.ERROR):
         await run(session, fake({"text": "ok", "usage": {"prompt_tokens": 10, "completion_tokens": 1, "cost": None}}))
     # then
     assert "cost missing — rate limit skipped" in caplog.text
@@ -85,7 +85,7 @@ async def test_no_usage_at_all_is_estimated_with_tiktoken_and_never_charged(
     llm: FakeLLMServer, session: ChatSession, caplog: pytest.LogCaptureFixture
 ) -> None:
     # when
-    with mock.patch("ratelimits.services.record_cost_usage") as record, caplog.at_level(logging.ERROR):
+    with mock.patch("ratelimits.services.usage_record") as record, caplog.at_level(logging.ERROR):
         events = await run(session, fake({"text": "hello world", "usage": None}))
     # then
     assert "reported no usage: cost missing — rate limit skipped" in caplog.text
@@ -103,7 +103,7 @@ async def test_failed_turn_without_output_charges_nothing(llm: FakeLLMServer, se
     # given
     message = fake({"http_status": 500, "error_message": "upstream down"})
     # when
-    with mock.patch("ratelimits.services.record_cost_usage") as record:
+    with mock.patch("ratelimits.services.usage_record") as record:
         events = await run(session, message)
     # then
     error = "The model provider is having problems right now. Try again in a few minutes."
@@ -126,7 +126,7 @@ async def test_a_runaway_turn_stops_at_the_per_turn_cost_cap_and_records_what_it
     round_ = {"tool_calls": [{"name": "get_current_time", "arguments": {}}], "usage": {"prompt_tokens": 10,
               "completion_tokens": 5, "cost": 0.001}}  # fmt: skip
     # when
-    with mock.patch("ratelimits.services.record_cost_usage") as record:
+    with mock.patch("ratelimits.services.usage_record") as record:
         events = await run(session, fake({"rounds": [round_]}))
     # then: three rounds ran (3,000 µ$ ≥ 2,500), then the turn stopped with a clear error
     from chat.engine.turn import TURN_COST_CAP_TEXT

@@ -445,7 +445,7 @@ def test_next_turn_followup_waits_for_the_turn_to_end_then_auto_continues(
 
 def test_over_the_daily_limit_a_send_is_refused_over_http_and_websocket(stack: str) -> None:
     from ratelimits.models import TierLimit
-    from ratelimits.services import record_cost_usage
+    from ratelimits.services import usage_record
 
     # given: a 1-cent daily limit, already spent
     # (transactional tests flush tables, seeded rows included: write the row outright)
@@ -453,7 +453,7 @@ def test_over_the_daily_limit_a_send_is_refused_over_http_and_websocket(stack: s
         tier="FREE", defaults={"daily_limit_microdollars": 10_000, "weekly_limit_microdollars": 5_000_000}
     )
     alice = person("alice")
-    record_cost_usage(user=alice.user, microdollars=10_000)
+    usage_record(user=alice.user, microdollars=10_000)
     # when
     response = httpx.post(_stream_url(stack, alice), headers=alice.headers, json={"message": "hello"}, timeout=10)
 
@@ -506,9 +506,9 @@ def test_the_turn_that_crosses_80_percent_ends_with_a_usage_warning_once(stack: 
         tier="FREE", defaults={"daily_limit_microdollars": 10_000, "weekly_limit_microdollars": 0}
     )
     alice = person("alice")
-    from ratelimits.services import record_cost_usage
+    from ratelimits.services import usage_record
 
-    record_cost_usage(user=alice.user, microdollars=7_900)
+    usage_record(user=alice.user, microdollars=7_900)
     script = fake({"text": "ok", "usage": {"prompt_tokens": 10, "completion_tokens": 2, "cost": 0.0005}})
     # when
     first = read_sse("POST", _stream_url(stack, alice), headers=alice.headers, json_body={"message": "a " + script})

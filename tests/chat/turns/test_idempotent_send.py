@@ -29,7 +29,8 @@ def _send_twice_at_once(url: str, p: Person, body: dict[str, Any]) -> list[int]:
         barrier.wait()
         with (
             httpx.Client(timeout=60) as client,
-            client.stream("POST", url, headers=p.headers, json=body) as response,
+            # a JSON client: a queued copy answers 202 JSON (an SSE client would get the follow-up stream)
+            client.stream("POST", url, headers={**p.headers, "Accept": "application/json"}, json=body) as response,
         ):
             statuses.append(response.status_code)
             response.read()
@@ -138,7 +139,7 @@ def test_a_followup_taken_at_a_tool_round_keeps_its_id_and_its_retry_is_a_duplic
     )
     # when: a follow-up with an id, which the turn takes at its next tool round
     body = {"message": "also check the title", "client_message_id": "round-1"}
-    queued = httpx.post(url, headers=alice.headers, json=body, timeout=10)
+    queued = httpx.post(url, headers={**alice.headers, "Accept": "application/json"}, json=body, timeout=10)
     reader.join(timeout=60)
     # then: its row carries the id
     assert queued.status_code == 202

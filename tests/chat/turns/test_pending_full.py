@@ -35,9 +35,10 @@ def test_followups_past_the_buffer_are_refused_and_every_accepted_one_is_answere
     reader.start()
     # (text flows only after the turn took the buffer at its start)
     wait_until(lambda: "text-delta" in streamed.types)
-    # when: N + 3 follow-ups, one after the other
+    # when: N + 3 follow-ups, one after the other, from a JSON client (202 JSON when queued)
+    json_client = {**alice.headers, "Accept": "application/json"}
     answers = [
-        httpx.post(url, headers=alice.headers, json={"message": f"follow-up {i}"}, timeout=10) for i in range(limit + 3)
+        httpx.post(url, headers=json_client, json={"message": f"follow-up {i}"}, timeout=10) for i in range(limit + 3)
     ]
     # then: the first N are queued, the rest refused with the buffer's size
     assert [a.status_code for a in answers] == [202] * limit + [429] * 3
