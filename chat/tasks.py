@@ -51,6 +51,8 @@ def run_turn(self: Any, payload: dict[str, Any]) -> None:
     Then, after a turn that completed normally, start the next one if follow-ups
     are still queued (auto-continue; never after a failure or a stop).
     """
+    from copilot_site.core.sql import connection_release
+
     from .engine.request import TurnRequest
     from .turns.dispatch import turn_auto_continue
     from .turns.loop import shared_loop
@@ -71,6 +73,7 @@ def run_turn(self: Any, payload: dict[str, Any]) -> None:
     if redelivered:
         logger.warning("Turn %s of session %s was redelivered; running it here", request.turn_id, request.session_id)
     owner = f"{self.request.hostname}:{self.request.id}"
+    connection_release()  # the task's thread only waits for the turn: it needs no connection
     outcome = shared_loop.run(execute_turn(request, owner_token=owner))
     if outcome.ran and outcome.error is None and not outcome.stopped:
         turn_auto_continue(session_id=request.session_id)

@@ -15,6 +15,7 @@ from chat.engine.providers import get_provider
 from chat.models import ChatMessage, ChatSession
 from chat.services.titles import TITLE_SYSTEM_PROMPT, clean_title, session_title_set_if_empty
 from chat.turns.loop import shared_loop
+from copilot_site.core.sql import connection_release
 
 
 async def _complete(messages: list[dict[str, Any]], model: str) -> str:
@@ -46,6 +47,7 @@ def session_title_generate(*, session_id: uuid.UUID | str) -> str | None:
         {"role": "user", "content": first[:4000]},
     ]
     # On the process's shared loop, so the title call reuses the warm HTTP client.
+    connection_release()  # this thread only waits for the title model
     raw = shared_loop.run(_complete(messages, settings.COPILOT_TITLE_MODEL))
     title = clean_title(raw)
     if not title:

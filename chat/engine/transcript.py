@@ -32,6 +32,7 @@ from chat.selectors import context_snapshot_get, session_messages
 from chat.services import messages as message_services
 from chat.services import usage as usage_services
 from chat.turns.registry import turn_duration_ms
+from copilot_site.core.sql import connection_released
 
 from .context import (
     CONTEXT_COMPACTION_OUTPUT,
@@ -136,7 +137,9 @@ class Transcript:
     async def save(self) -> None:
         """Persist every unsaved row of the working list (one write)."""
         self.emitter.sync()
-        await sync_to_async(message_services.messages_save_new)(session_id=self.session_id, messages=self.messages)
+        await sync_to_async(connection_released(message_services.messages_save_new))(
+            session_id=self.session_id, messages=self.messages
+        )
 
     # ------------------------------------------------------------------ loading
 

@@ -32,6 +32,7 @@ from chat.services import usage as usage_services
 from chat.services.turns import ANSWER_NOT_SAVED_CODE, ANSWER_NOT_SAVED_TEXT, turn_unsaved_mark
 from chat.tools import Tool, ToolContext, enabled_tools, execute_tool, tool_schemas
 from copilot_site.core import metrics
+from copilot_site.core.sql import connection_released
 
 from .context import (
     CONTEXT_COMPACTION_OUTPUT,
@@ -335,7 +336,7 @@ class _TurnRunner:
 
     async def _setup(self) -> None:
         self.provider_name = self.provider.name
-        self.user, self.cost_cap_microdollars = await sync_to_async(self._setup_sync)()
+        self.user, self.cost_cap_microdollars = await sync_to_async(connection_released(self._setup_sync))()
         self.setup_done = True
         await self.followups.at_start()
 
@@ -462,10 +463,14 @@ class _TurnRunner:
                     self.produced_text.append(partial)
                 self.transcript.close(partial=partial, stopped=self.stopped, error_text=self.error_text)
                 try:
-                    self.recorded = await sync_to_async(self.transcript.finish_with_retry)(self._turn_end())
+                    self.recorded = await sync_to_async(connection_released(self.transcript.finish_with_retry))(
+                        self._turn_end()
+                    )
                 except TurnNotSaved:
                     logger.exception("%s Could not persist the end of the turn", self.log_prefix)
-                    await sync_to_async(turn_unsaved_mark)(session_id=self.session_id, turn_id=self.turn_id)
+                    await sync_to_async(connection_released(turn_unsaved_mark))(
+                        session_id=self.session_id, turn_id=self.turn_id
+                    )
                     self.error_text, self.error_code = ANSWER_NOT_SAVED_TEXT, ANSWER_NOT_SAVED_CODE
                 except Exception:
                     logger.exception("%s Could not persist the end of the turn", self.log_prefix)

@@ -20,6 +20,7 @@ from django.db import InterfaceError, OperationalError
 
 from chat.services.turns import reap_if_dead
 from copilot_site.core import metrics
+from copilot_site.core.sql import connection_released
 
 from . import scripts as rs
 from .live import DISCONNECT, RESYNC, live_hub
@@ -302,7 +303,7 @@ async def _follow_once(
 async def _reap_quietly(session_id: object) -> None:
     """End a dead worker's turn; while the database is unavailable, try on the next heartbeat."""
     try:
-        await sync_to_async(reap_if_dead)(session_id)
+        await sync_to_async(connection_released(reap_if_dead))(session_id)
     except (OperationalError, InterfaceError):
         logger.warning("Could not reap the turn of session %s: the database is unavailable", session_id)
 

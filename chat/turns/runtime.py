@@ -29,6 +29,7 @@ from chat.services.turns import turn_fail_orphaned
 from chat.services.usage import turn_usage_fail_over
 from copilot_site.core import metrics
 from copilot_site.core.logs import log_context_turn_set
+from copilot_site.core.sql import connection_released
 
 from . import scripts as rs
 from .loop import GIL_SWITCH_INTERVAL_S, quiet_gc, shared_loop
@@ -89,7 +90,9 @@ async def execute_turn(request: TurnRequest, *, owner_token: str, engine: Engine
             # A worker already started this turn and died (the task was redelivered):
             # what it persisted stays; the turn ends as failed so the session is usable.
             logger.warning("Turn %s was redelivered after its worker died; failing it", turn_id)
-            await sync_to_async(turn_fail_orphaned)(session_id=session_id, turn_id=turn_id, error=WORKER_LOST_ERROR)
+            await sync_to_async(connection_released(turn_fail_orphaned))(
+                session_id=session_id, turn_id=turn_id, error=WORKER_LOST_ERROR
+            )
             outcome.error = WORKER_LOST_ERROR
             metrics.turn_ended(failure_reason="worker_lost", stopped=False)
             return outcome
@@ -152,7 +155,7 @@ async def _run_with_guards(client: Any, request: TurnRequest, owner_token: str, 
         with contextlib.suppress(redis.RedisError):
             await rs.async_compare_and_delete(client, stream_lock, turn_id)
     if outcome.error in (IDLE_TIMEOUT_ERROR, TIME_LIMIT_ERROR):
-        await sync_to_async(turn_usage_fail_over)(turn_id=turn_id, error=outcome.error)
+        await sync_to_async(connection_released(turn_usage_fail_over))(turn_id=turn_id, error=outcome.error)
     # Completion publishes after every chunk of this turn is in the log. The engine
     # has written the duration and the usage warning; this is one Redis call.
     await rs.loop_appender().drain()
@@ -390,7 +393,7 @@ def _drain_hook(session_id: str) -> Callable[[], Awaitable[list[PendingMessage]]
     async def drain() -> list[PendingMessage]:
         nonlocal calls
         calls += 1
-        drained = await sync_to_async(_drain_unsaved, thread_sensitive=False)(session_id)
+        drained = await sync_to_async(connection_released(_drain_unsaved), thread_sensitive=False)(session_id)
         if calls == 1:
             return drained
         now = [m for m in drained if not m.next_turn]

@@ -18,12 +18,78 @@ need SQLite ≥ 3.35, which Python 3.11 ships with.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ParamSpec, TypeVar
 
+from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.db import connection, models
+from django.http import HttpRequest
+from django.http.response import HttpResponseBase
+from django.utils.decorators import sync_and_async_middleware
 
 Model = type[models.Model]
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def connection_release() -> None:
+    """Give this thread's database connection back to the process's pool.
+
+    Django keeps one connection per thread until the thread's request ends; a
+    thread that then waits (a Celery task waiting for its turn, a request thread
+    under a live stream, an executor thread between calls) would hold a pooled
+    connection for nothing, and enough of them exhaust the pool. Without a pool
+    (SQLite, or PgBouncer pooling instead) the connection stays, as before.
+    Inside a transaction it stays too: closing would roll it back.
+    """
+    if connection.connection is None or connection.in_atomic_block:
+        return
+    if connection.settings_dict.get("OPTIONS", {}).get("pool"):
+        connection.close()
+
+
+def connection_released(func: Callable[P, R]) -> Callable[P, R]:
+    """`func`, giving its thread's connection back when it returns (for `sync_to_async`)."""
+
+    @functools.wraps(func)
+    def released(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        finally:
+            connection_release()
+
+    return released
+
+
+@sync_and_async_middleware
+def connection_release_middleware(
+    get_response: Callable[[HttpRequest], Any],
+) -> Callable[[HttpRequest], Any]:
+    """A streaming response's thread gives its connection back before the stream starts.
+
+    The view ran on the request's thread and its connection would otherwise stay
+    checked out of the pool until the stream ends, one per live stream. Under
+    ASGI the release runs on that same thread (`sync_to_async` in the request's
+    thread-sensitive context).
+    """
+    if iscoroutinefunction(get_response):
+
+        async def middleware_async(request: HttpRequest) -> HttpResponseBase:
+            response: HttpResponseBase = await get_response(request)
+            if response.streaming:
+                await sync_to_async(connection_release)()
+            return response
+
+        return middleware_async
+
+    def middleware(request: HttpRequest) -> HttpResponseBase:
+        response: HttpResponseBase = get_response(request)
+        if response.streaming:
+            connection_release()
+        return response
+
+    return middleware
 
 
 def _name(name: str) -> str:

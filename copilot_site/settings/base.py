@@ -80,6 +80,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost: a streaming response gives its thread's database connection back
+    # before the stream starts, so a live stream holds none.
+    "copilot_site.core.sql.connection_release_middleware",
     # First, so its `process_exception` answers a view's database or Redis outage after
     # RequestIdMiddleware's has counted it.
     "copilot_site.core.middleware.OutageMiddleware",
@@ -142,7 +145,28 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     # The processes the tests start (daphne, Celery) open the test DB by name.
     _db["TEST"] = {"NAME": env.str("COPILOT_TEST_DB_NAME", default=str(VAR_DIR / "test_db.sqlite3"))}
 else:
-    _db.setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
+    # One pool of at most COPILOT_DB_POOL_MAX connections per process (web and worker
+    # each), shared by every thread: a thread holds a connection only while it runs
+    # SQL, so the number of connections no longer grows with live turns.
+    # https://docs.djangoproject.com/en/5.2/ref/databases/#connection-pool
+    # COPILOT_DB_POOL=0 behind PgBouncer in transaction mode: PgBouncer pools, each
+    # thread keeps its client connection, and server-side cursors (which outlive a
+    # transaction) are off.
+    # https://docs.djangoproject.com/en/5.2/ref/databases/#transaction-pooling-server-side-cursors
+    COPILOT_DB_POOL = env.bool("COPILOT_DB_POOL", default=True)
+    COPILOT_DB_POOL_MIN = env.int("COPILOT_DB_POOL_MIN", default=2)
+    COPILOT_DB_POOL_MAX = env.int("COPILOT_DB_POOL_MAX", default=8)
+    COPILOT_DB_POOL_TIMEOUT_S = env.float("COPILOT_DB_POOL_TIMEOUT_S", default=10.0)
+    if COPILOT_DB_POOL:
+        _db["CONN_MAX_AGE"] = 0  # the pool keeps connections; Django must not
+        _db.setdefault("OPTIONS", {})["pool"] = {
+            "min_size": COPILOT_DB_POOL_MIN,
+            "max_size": COPILOT_DB_POOL_MAX,
+            "timeout": COPILOT_DB_POOL_TIMEOUT_S,
+        }
+    else:
+        _db.setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
+        _db["DISABLE_SERVER_SIDE_CURSORS"] = True
     _db["CONN_HEALTH_CHECKS"] = True
     _db["TEST"] = {"NAME": f"test_{_db['NAME']}"}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -106,3 +106,57 @@ def test_production_settings_are_not_debug(tmp_path: Path) -> None:
     report = json.loads(result.stdout)
     assert report["debug"] is False
     assert report["secret"] == "x" * 60
+
+
+DB_PROBE = """
+import json, django
+django.setup()
+from django.conf import settings
+db = settings.DATABASES["default"]
+print(json.dumps({
+    "pool": db.get("OPTIONS", {}).get("pool"),
+    "conn_max_age": db["CONN_MAX_AGE"],
+    "server_side_cursors_off": db.get("DISABLE_SERVER_SIDE_CURSORS", False),
+}))
+"""
+
+
+def _db_probe(tmp_path: Path, **extra: str) -> dict[str, object]:
+    result = subprocess.run(
+        [sys.executable, "-c", DB_PROBE],
+        cwd=BASE_DIR,
+        env=_bare_env(tmp_path, "copilot_site.settings.local", **extra),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    report: dict[str, object] = json.loads(result.stdout)
+    return report
+
+
+def test_postgresql_gets_one_bounded_pool_per_process(tmp_path: Path) -> None:
+    url = "postgres://u:p@db.example.com:5432/copilot"
+    assert _db_probe(tmp_path, DATABASE_URL=url) == {
+        "pool": {"min_size": 2, "max_size": 8, "timeout": 10.0},
+        "conn_max_age": 0,
+        "server_side_cursors_off": False,
+    }
+    assert _db_probe(tmp_path, DATABASE_URL=url, COPILOT_DB_POOL_MIN="1", COPILOT_DB_POOL_MAX="4")["pool"] == {
+        "min_size": 1,
+        "max_size": 4,
+        "timeout": 10.0,
+    }
+
+
+def test_pool_off_for_pgbouncer_keeps_connections_and_drops_server_side_cursors(tmp_path: Path) -> None:
+    url = "postgres://u:p@pgbouncer.example.com:6432/copilot"
+    assert _db_probe(tmp_path, DATABASE_URL=url, COPILOT_DB_POOL="0") == {
+        "pool": None,
+        "conn_max_age": 60,
+        "server_side_cursors_off": True,
+    }
+
+
+def test_sqlite_has_no_pool(tmp_path: Path) -> None:
+    assert _db_probe(tmp_path)["pool"] is None
