@@ -97,7 +97,7 @@ class PostgresCluster:
 
     def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.url, connect_timeout=5) as conn:
-            return list(conn.execute(sql, params).fetchall())  # type: ignore[arg-type]
+            return list(conn.execute(sql, params).fetchall())
 
 
 @dataclass
@@ -157,11 +157,13 @@ class FaultStack:
         node = f"faults{self._worker_serial}-{os.getpid()}"
         command = [sys.executable, "-m", *worker_command(concurrency=4), f"--hostname={node}@%h"]
         managed = _spawn(f"worker{self._worker_serial}", command, self.env, self.log_dir)
-        poll(
-            lambda: managed.assert_alive() or (f"{node}@" in (log := managed.log()) and " ready." in log),
-            timeout=90,
-            what=f"worker {node} ready",
-        )
+
+        def ready() -> bool:
+            managed.assert_alive()
+            log = managed.log()
+            return f"{node}@" in log and " ready." in log
+
+        poll(ready, timeout=90, what=f"worker {node} ready")
         self.workers.append((managed, node))
         return managed
 

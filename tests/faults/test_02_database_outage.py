@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 
 import httpx
@@ -67,7 +68,7 @@ def test_turns_ending_during_a_database_outage_keep_their_answer(fault_stack: Fa
     # and once the database is back, each transcript holds the answer exactly once,
     # and no turn record is left running
     for p, answer in zip(people, answers, strict=True):
-        poll(lambda p=p: fault_stack.outcomes(p.session) != ["running"], timeout=60, what="the turn record settled")
+        poll(functools.partial(_settled, fault_stack, p.session), timeout=60, what="the turn record settled")
         assistant = [
             (kind, content) for role, kind, content in fault_stack.transcript(p.session) if role == "assistant"
         ]
@@ -77,3 +78,7 @@ def test_turns_ending_during_a_database_outage_keep_their_answer(fault_stack: Fa
     # and the outage did reach the end of the turns: their end-of-turn write was retried
     worker_logs = "".join(managed.log() for managed, _ in fault_stack.workers)
     assert "End-of-turn write failed (attempt 1)" in worker_logs
+
+
+def _settled(stack: FaultStack, session: str) -> bool:
+    return stack.outcomes(session) != ["running"]
