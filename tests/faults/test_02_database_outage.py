@@ -82,3 +82,43 @@ def test_turns_ending_during_a_database_outage_keep_their_answer(fault_stack: Fa
 
 def _settled(stack: FaultStack, session: str) -> bool:
     return stack.outcomes(session) != ["running"]
+
+
+ANSWER_NOT_SAVED_TEXT = (
+    "Your answer could not be saved. It is added to this chat as soon as the database is back; "
+    "reload the chat in a minute."
+)
+
+
+def test_an_answer_unsaved_through_a_long_outage_is_recovered_from_its_stream(fault_stack: FaultStack) -> None:
+    # given: a short turn streaming
+    (alice,) = fault_stack.persons_create(1)
+    answer = "kept " + "".join(f"v{i} " for i in range(10))
+    stream, reader = sse_background(
+        "POST", alice.stream_url(fault_stack.web_urls[0]), headers=alice.headers,
+        json_body={"message": "q " + fake({"text": answer, "chunk_size": 3, "delay_ms": 100})},
+    )  # fmt: skip
+    poll(lambda: "text-delta" in stream.types, timeout=60, what="the turn streaming")
+    # when: the database stays down for longer than the end-of-turn write is retried
+    fault_stack.pg.stop()
+    try:
+        reader.join(timeout=120)
+        # then: the client is told the answer could not be saved yet, and the stream ends
+        assert not reader.is_alive()
+        assert stream.failure is None
+        assert stream.text() == answer
+        assert stream.types[-2:] == ["error", "finish"]
+        assert stream.events[-2][1]["errorText"] == ANSWER_NOT_SAVED_TEXT
+        assert stream.done is True
+    finally:
+        fault_stack.pg.start()
+    # and once the database is back the answer is recovered from the turn's stream, once
+    poll(
+        lambda: [c for r, k, c in fault_stack.transcript(alice.session) if r == "assistant" and k == "message"],
+        timeout=90,
+        what="the answer recovered",
+    )
+    assistant = [(k, c) for r, k, c in fault_stack.transcript(alice.session) if r == "assistant"]
+    assert [c for k, c in assistant if k == "message"] == [answer]
+    assert sum((c or "").count(answer) for _, c in assistant) == 1
+    poll(functools.partial(_settled, fault_stack, alice.session), timeout=60, what="the turn record settled")
