@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: install run test test-fast lint format typecheck bench browser js-tests clean vendor-js
+.PHONY: install run test test-faults test-fast lint format typecheck bench browser js-tests clean vendor-js
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ js-tests:
 ## The whole suite: real Redis (embedded unless REDIS_URL), SQLite or DATABASE_URL, real processes.
 test: install browser js-tests
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## The fault suite (tests/faults): production profile on a PostgreSQL cluster and a Redis it creates
+## itself (pg_createcluster, root), two daphne and two Celery workers; kills and restarts them.
+test-faults: install
+	COPILOT_FAULTS=1 $(PY) -m pytest tests/faults -m faults $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .
