@@ -7,6 +7,7 @@ active free user, charlie has access to nothing of alice's.
 from __future__ import annotations
 
 import http.server
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -105,6 +106,7 @@ def live_env(test_database_url: str, fake_llm: FakeLLMServer) -> dict[str, str]:
         COPILOT_LLM_PROVIDER="openai_compat",
         COPILOT_SSE_HEARTBEAT_S="1",
         COPILOT_WEB_FETCH_ALLOWED_HOSTS="127.0.0.1",
+        COPILOT_DB_POOL=os.environ["COPILOT_PROCESS_DB_POOL"],
     )
 
 

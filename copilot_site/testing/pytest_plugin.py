@@ -47,6 +47,12 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
     )
     # Metric files of this run's own processes (see copilot_site.core.metrics).
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="copilot-test-metrics-"))
+    # The pytest process itself runs without a PostgreSQL pool: its many short-lived test
+    # threads (sync_to_async, live servers) each keep a connection until the test ends, so a
+    # pool of production size runs dry. The processes the tests start (daphne, workers) get
+    # the setting as given (`live_env`), pool on by default, as in production.
+    os.environ.setdefault("COPILOT_PROCESS_DB_POOL", os.environ.get("COPILOT_DB_POOL", "1"))
+    os.environ["COPILOT_DB_POOL"] = "0"
     os.environ["REDIS_URL"] = _with_db(base, APP_DB)
     if not os.environ.get("CELERY_BROKER_URL"):
         os.environ["CELERY_BROKER_URL"] = _with_db(base, BROKER_DB)

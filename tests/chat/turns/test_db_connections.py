@@ -71,13 +71,12 @@ def _live(results: list[SseResult]) -> int:
 
 
 def test_thirty_live_turns_stay_within_the_db_pools(
-    daphne_server: str, wide_worker: ManagedProcess, fake_llm: Any
+    daphne_server: str, wide_worker: ManagedProcess, fake_llm: Any, live_env: dict[str, str]
 ) -> None:
-    # given
+    # given: the web and worker processes run with the pool, as in production (the test
+    # process itself does not: see copilot_site.testing.pytest_plugin)
     fake_llm.reset()
-    assert settings.DATABASES["default"]["CONN_MAX_AGE"] == 0
-    pool = settings.DATABASES["default"]["OPTIONS"]["pool"]
-    assert pool["max_size"] == settings.COPILOT_DB_POOL_MAX
+    assert live_env["COPILOT_DB_POOL"] == "1"
     workers = len(app.control.ping(timeout=1.0) or [])  # this module's, and the suite's when it runs
     assert workers in (1, 2)
     bound = settings.COPILOT_DB_POOL_MAX * (1 + workers)  # one daphne, `workers` workers
