@@ -2,7 +2,7 @@
 // that talk to this API:
 //
 //   import { DefaultChatTransport } from "ai";
-//   import { copilotTransportOptions } from "/static/copilot/ai-sdk.js";
+//   import { copilotTransportOptions } from <this file: /static/copilot/ai-sdk.js>;
 //   const transport = new DefaultChatTransport(
 //     copilotTransportOptions({ sessionId, headers: { Authorization: `Bearer ${key}` } }),
 //   );
@@ -16,7 +16,9 @@
 //   A request that ends any other way (a closed tab, a finished stream, a resume the SDK
 //   replaces with a newer one) cancels nothing: the turn runs on and can be resumed.
 //
-// No build step and no imports: serve this file as it is, or copy it into an app.
+// No build step and no imports: serve this file as it is, or copy it into an app. (The
+// example above names this file without quotes: collectstatic rewrites quoted module
+// paths, and a file naming itself would never settle on a hash.)
 
 function headersObject(headers) {
   if (headers == null) return {};
