@@ -156,7 +156,7 @@ else:
     COPILOT_DB_POOL = env.bool("COPILOT_DB_POOL", default=True)
     COPILOT_DB_POOL_MIN = env.int("COPILOT_DB_POOL_MIN", default=2)
     COPILOT_DB_POOL_MAX = env.int("COPILOT_DB_POOL_MAX", default=8)
-    COPILOT_DB_POOL_TIMEOUT_S = env.float("COPILOT_DB_POOL_TIMEOUT_S", default=10.0)
+    COPILOT_DB_POOL_TIMEOUT_S = env.float("COPILOT_DB_POOL_TIMEOUT_S", default=3.0)  # an outage answers 503 within it
     if COPILOT_DB_POOL:
         _db["CONN_MAX_AGE"] = 0  # the pool keeps connections; Django must not
         _db.setdefault("OPTIONS", {})["pool"] = {
