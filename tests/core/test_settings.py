@@ -138,14 +138,14 @@ def _db_probe(tmp_path: Path, **extra: str) -> dict[str, object]:
 def test_postgresql_gets_one_bounded_pool_per_process(tmp_path: Path) -> None:
     url = "postgres://u:p@db.example.com:5432/copilot"
     assert _db_probe(tmp_path, DATABASE_URL=url) == {
-        "pool": {"min_size": 2, "max_size": 8, "timeout": 10.0},
+        "pool": {"min_size": 2, "max_size": 8, "timeout": 3.0},
         "conn_max_age": 0,
         "server_side_cursors_off": False,
     }
     assert _db_probe(tmp_path, DATABASE_URL=url, COPILOT_DB_POOL_MIN="1", COPILOT_DB_POOL_MAX="4")["pool"] == {
         "min_size": 1,
         "max_size": 4,
-        "timeout": 10.0,
+        "timeout": 3.0,
     }
 
 
