@@ -52,7 +52,8 @@ def test_turns_ending_during_a_database_outage_keep_their_answer(fault_stack: Fa
     for _, thread in streams:
         thread.join(timeout=90)
     # then: every outage answer was the API's JSON 503, never a page
-    assert len(answered) >= 20
+    # (each answer takes up to the pool wait, COPILOT_DB_POOL_TIMEOUT_S = 3 s, so a 10 s outage sees a few)
+    assert len(answered) >= 3
     assert [(status, ctype, body) for status, ctype, body, _ in answered] == [
         (503, "application/json", DATABASE_503)
     ] * len(answered)
