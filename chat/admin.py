@@ -74,3 +74,6 @@ class MemoryAdmin(admin.ModelAdmin[Memory]):
     @admin.display(description="content")
     def short_content(self, obj: Memory) -> str:
         return obj.content[:80]
+
+
+from . import admin_mcp  # noqa: E402,F401  (the MCP servers' admin)

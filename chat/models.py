@@ -161,3 +161,83 @@ class Memory(models.Model):
 
     def __str__(self) -> str:
         return self.content[:60]
+
+
+class McpServer(models.Model):
+    """An MCP server the operator connected (admin or ``COPILOT_MCP_SERVERS``); users never add one.
+
+    ``transport`` is ``streamable-http`` (``url``) or ``stdio`` (``command``: a JSON list,
+    program first, started on the worker's host). Credentials (extra HTTP headers and a
+    bearer token) are kept only in ``secret_encrypted`` (Fernet, key derived from
+    SECRET_KEY: `copilot_site.core.secret_box`) and are never shown again. An empty
+    ``allowed_tiers`` lets every tier use the server. The ``last_*`` fields are the
+    status the worker and the admin's "test connection" record.
+    """
+
+    class Transport(models.TextChoices):
+        STREAMABLE_HTTP = "streamable-http", "Streamable HTTP"
+        STDIO = "stdio", "stdio (a command on the worker's host)"
+
+    name = models.CharField(
+        max_length=32,
+        unique=True,
+        help_text="Short slug: lowercase letters, digits and single hyphens. Tools reach the model as <name>__<tool>.",
+    )
+    transport = models.CharField(max_length=20, choices=Transport.choices, default=Transport.STREAMABLE_HTTP)
+    url = models.URLField(max_length=500, blank=True, default="", help_text="Streamable HTTP endpoint.")
+    command = models.JSONField(
+        default=list, blank=True, help_text='stdio: the command as a JSON list, e.g. ["npx", "server"].'
+    )
+    secret_encrypted = models.TextField(blank=True, default="", editable=False)
+    enabled = models.BooleanField(default=True)
+    timeout_s = models.FloatField(default=30.0, help_text="Seconds to wait for the server on one call.")
+    allowed_tiers = models.JSONField(
+        default=list, blank=True, help_text="Tiers whose users may use this server; empty: every tier."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    last_reachable = models.BooleanField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    last_latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    last_tool_count = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "MCP server"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class McpTool(models.Model):
+    """One tool an MCP server listed; the operator's switches and price live here.
+
+    ``name`` is the server's own name for it, ``exposed_name`` what the model sees
+    (``<server>__<tool>`` sanitised). ``approval_policy`` is stored now and honoured
+    once tool approvals exist (until then every enabled tool runs without asking).
+    ``is_listed`` is false when the server's latest list no longer has the tool.
+    """
+
+    class ApprovalPolicy(models.TextChoices):
+        NEVER = "never", "Never ask"
+        ALWAYS = "always", "Always ask the user"
+
+    server = models.ForeignKey(McpServer, on_delete=models.CASCADE, related_name="tools")
+    name = models.CharField(max_length=200)
+    exposed_name = models.CharField(max_length=64)
+    description = models.TextField(blank=True, default="")
+    input_schema = models.JSONField(default=dict, blank=True)
+    enabled = models.BooleanField(default=True)
+    cost_cents = models.PositiveIntegerField(default=0, help_text="Credits (cents) charged per successful run.")
+    approval_policy = models.CharField(max_length=10, choices=ApprovalPolicy.choices, default=ApprovalPolicy.NEVER)
+    is_listed = models.BooleanField(default=True)
+    refused_reason = models.CharField(max_length=300, blank=True, default="")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "MCP tool"
+        constraints = [models.UniqueConstraint(fields=["server", "name"], name="chat_mcptool_server_name_unique")]
+        ordering = ["server_id", "name"]
+
+    def __str__(self) -> str:
+        return self.exposed_name

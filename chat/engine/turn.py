@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
+from chat.mcp.tools import mcp_turn_tools
 from chat.models import ChatMessage
 from chat.services import usage as usage_services
 from chat.services.turns import ANSWER_NOT_SAVED_CODE, ANSWER_NOT_SAVED_TEXT, turn_unsaved_mark
@@ -367,6 +368,8 @@ class _TurnRunner:
             current_llm[-1] = {**current_llm[-1], "content": current_llm[-1]["content"] + suffix}
         system: LLMMessage = {"role": "system", "content": system_prompt()}
         tools = enabled_tools(authenticated=self.user is not None)
+        # The operator's MCP servers that answer now add theirs (a down server only loses its own).
+        tools += await mcp_turn_tools(user=self.user)
         self.tools = {tool.name: tool for tool in tools}
         self.tool_schemas = tool_schemas(tools)
         events: list[StreamEvent] = []

@@ -1,0 +1,94 @@
+"""A small, real MCP server built with the SDK's FastMCP, for the tests.
+
+Run as a script (it imports nothing of the project, so a stdio child starts fast):
+
+    python copilot_site/testing/mcp_server/server.py stdio
+    python copilot_site/testing/mcp_server/server.py http --port 9000 [--token SECRET]
+
+Tools: ``echo`` (text back), ``add`` (a JSON number), ``image`` (a 1×1 PNG),
+``fail`` (raises: the SDK answers ``isError``), ``sleep`` (waits ``seconds``, to
+pass a client's timeout), ``whoami`` (the process id: proves a stdio restart).
+With ``--token`` every HTTP request must carry ``Authorization: Bearer <token>``
+(401 otherwise), which proves the client sends the stored credential.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import os
+from typing import Any
+
+from mcp.server.fastmcp import FastMCP, Image
+
+# A valid 1×1 transparent PNG.
+PNG_1X1 = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+)
+
+
+def build(port: int = 0) -> FastMCP:
+    server = FastMCP("copilot-test", host="127.0.0.1", port=port, log_level="WARNING")
+
+    @server.tool(description="Repeat the given text.")
+    def echo(text: str) -> str:
+        return f"echo: {text}"
+
+    @server.tool(description="Add two integers.")
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    @server.tool(description="Return a tiny PNG image.")
+    def image() -> Image:
+        return Image(data=PNG_1X1, format="png")
+
+    @server.tool(description="Always fails.")
+    def fail() -> str:
+        raise ValueError("the tool failed on purpose")
+
+    @server.tool(description="Wait for the given number of seconds, then answer.")
+    async def sleep(seconds: float) -> str:
+        await asyncio.sleep(seconds)
+        return f"slept {seconds}"
+
+    @server.tool(description="The server's process id.")
+    def whoami() -> str:
+        return f"pid {os.getpid()}"
+
+    return server
+
+
+def _require_token(app: Any, token: str) -> Any:
+    expected = f"Bearer {token}".encode()
+
+    async def guarded(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and dict(scope.get("headers") or []).get(b"authorization") != expected:
+            await send({"type": "http.response.start", "status": 401, "headers": [(b"content-type", b"text/plain")]})
+            await send({"type": "http.response.body", "body": b"unauthorized"})
+            return
+        await app(scope, receive, send)
+
+    return guarded
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("transport", choices=["stdio", "http"])
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--token", default="")
+    args = parser.parse_args()
+    server = build(args.port)
+    if args.transport == "stdio":
+        server.run("stdio")
+        return
+    import uvicorn
+
+    app = server.streamable_http_app()
+    if args.token:
+        app = _require_token(app, args.token)
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()
