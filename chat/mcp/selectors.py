@@ -44,6 +44,15 @@ def server_allows_tier(server: McpServer, tier: str) -> bool:
     return not server.allowed_tiers or tier in server.allowed_tiers
 
 
+def mcp_tool_rows(*, server_ids: list[int]) -> dict[int, dict[str, ToolRow]]:
+    """The enabled, listed, accepted tools of these servers, by server id and the server's tool name."""
+    rows: dict[int, dict[str, ToolRow]] = {server_id: {} for server_id in server_ids}
+    tools = McpTool.objects.filter(server_id__in=server_ids, enabled=True, is_listed=True, refused_reason="")
+    for tool in tools.only("server_id", "name", "exposed_name", "cost_cents", "approval_policy"):
+        rows[tool.server_id][tool.name] = ToolRow(tool.name, tool.exposed_name, tool.cost_cents, tool.approval_policy)
+    return rows
+
+
 def mcp_turn_catalog(*, user: User) -> TurnCatalog:
     """The enabled servers the user's tier may use, each with its enabled, accepted tools
     and its cached tool list. Two queries (servers, tools) plus one cache read per server."""
@@ -52,10 +61,7 @@ def mcp_turn_catalog(*, user: User) -> TurnCatalog:
         return TurnCatalog(enabled_server_ids=set(), servers=[])
     tier = tier_get_for_user(user=user)
     usable = [server for server in servers if server_allows_tier(server, tier)]
-    rows: dict[int, dict[str, ToolRow]] = {server.pk: {} for server in usable}
-    tools = McpTool.objects.filter(server__in=usable, enabled=True, is_listed=True, refused_reason="")
-    for tool in tools.only("server_id", "name", "exposed_name", "cost_cents", "approval_policy"):
-        rows[tool.server_id][tool.name] = ToolRow(tool.name, tool.exposed_name, tool.cost_cents, tool.approval_policy)
+    rows = mcp_tool_rows(server_ids=[server.pk for server in usable])
     catalog = TurnCatalog(enabled_server_ids={server.pk for server in servers}, servers=[])
     for server in usable:
         try:

@@ -34,7 +34,7 @@ from . import services
 from .config import ServerConfig
 from .content import result_error_text, result_output
 from .pool import Connection, McpPool, ServerUnavailable, error_text, is_connection_gone, pool_for_loop
-from .selectors import CatalogServer, mcp_turn_catalog
+from .selectors import CatalogServer, mcp_tool_rows, mcp_turn_catalog
 
 if TYPE_CHECKING:
     from copilot_site.accounts.models import User
@@ -141,18 +141,22 @@ async def _server_tools(connection: Connection, entry: CatalogServer) -> list[To
     wait_s = min(float(settings.COPILOT_MCP_CONNECT_WAIT_S), entry.config.timeout_s)
     if not await connection.ready(wait_s):
         return []
-    listed = entry.listed
-    if listed is None:  # the cached list expired: list again (this also refreshes the rows)
+    listed, rows = entry.listed, entry.tools
+    if listed is None:
+        # Not cached (a new server, or the list expired): list now, store it, and read
+        # the rows again so tools the listing just added are offered in this turn.
         tools = await asyncio.wait_for(connection.list_tools(), wait_s)
         await _tools_listed(entry.config, tools)
         listed = [
             services.ListedTool(name=t.name, description=t.description or "", input_schema=dict(t.inputSchema))
             for t in tools
         ]
+        fresh = await sync_to_async(connection_released(mcp_tool_rows))(server_ids=[entry.config.id])
+        rows = fresh[entry.config.id]
     max_description = int(settings.COPILOT_MCP_DESCRIPTION_MAX_CHARS)
     result: list[Tool] = []
     for tool in listed:
-        row = entry.tools.get(tool.name)
+        row = rows.get(tool.name)
         if row is None:
             continue  # disabled, refused, or new since the rows were read (offered from the next turn)
         tool_class = mcp_tool_class(

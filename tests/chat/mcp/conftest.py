@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,3 +21,10 @@ def mcp_http() -> Iterator[McpTestServer]:
     server = McpTestServer(token=TOKEN, log_path=ARTIFACTS / "mcp-test-server.log")
     with server:
         yield server
+
+
+@pytest.fixture
+def stack(daphne_server: str, celery_worker: Any, fake_llm: Any) -> str:
+    """daphne + a real Celery worker + the scripted LLM (its request log cleared); the base URL."""
+    fake_llm.reset()
+    return daphne_server

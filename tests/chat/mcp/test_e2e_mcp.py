@@ -1,0 +1,247 @@
+"""MCP tools end to end: daphne + the real Celery worker + the scripted LLM + a real FastMCP server.
+
+The worker keeps one pooled session per server; the servers here are real
+subprocesses on loopback (streamable HTTP with a bearer token, and stdio).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+import pytest
+
+from billing.models import CreditTransaction
+from billing.selectors import credit_balance
+from billing.services import credits_grant
+from chat.mcp.probe import mcp_server_test
+from chat.mcp.services import mcp_server_create
+from chat.models import ChatMessage, McpServer, McpTool, TurnUsage
+from chat.turns.registry import turn_meta_get
+from copilot_site.testing.mcp_server import McpTestServer, stdio_command
+from tests.chat.mcp.conftest import TOKEN
+from tests.chat.turns.helpers import Person, SseResult, fake, person, read_sse, wait_until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+
+def _send(stack: str, p: Person, message: str) -> SseResult:
+    result = read_sse(
+        "POST", f"{stack}/api/chat/sessions/{p.session.id}/stream", headers=p.headers, json_body={"message": message}
+    )
+    assert result.status == 200
+    wait_until(lambda: (meta := turn_meta_get(p.session.id)) is None or not meta.is_running)
+    return result
+
+
+def _outputs(result: SseResult) -> dict[str, Any]:
+    return {c["toolCallId"]: c["output"] for _, c in result.events if c["type"] == "tool-output-available"}
+
+
+def _tool_rows(p: Person) -> list[tuple[str | None, str | None, str | None]]:
+    rows = ChatMessage.objects.filter(session=p.session, role="tool").order_by("sequence")
+    return [(m.name, m.tool_call_id, m.content) for m in rows]
+
+
+def _completions(fake_llm: Any) -> list[dict[str, Any]]:
+    """The turns' model requests (the title request offers no tools)."""
+    return [r["body"] for r in fake_llm.requests if r["path"].endswith("/chat/completions") and r["body"].get("tools")]
+
+
+def _offered(body: dict[str, Any]) -> list[str]:
+    return [tool["function"]["name"] for tool in body.get("tools") or []]
+
+
+def _mcp_offered(body: dict[str, Any]) -> list[str]:
+    return sorted(name for name in _offered(body) if "__" in name)
+
+
+def _call(name: str, call_id: str, **arguments: Any) -> dict[str, Any]:
+    return {"name": name, "id": call_id, "arguments": arguments}
+
+
+def _http_server(server: McpTestServer, **kwargs: Any) -> McpServer:
+    return mcp_server_create(name="docs", url=server.url, bearer_token=TOKEN, **kwargs)
+
+
+ALL_TOOLS = ["add", "echo", "fail", "image", "sleep", "whoami"]
+
+
+def test_http_server_tools_run_and_land_in_stream_and_transcript(
+    stack: str, fake_llm: Any, mcp_http: McpTestServer
+) -> None:
+    # given
+    _http_server(mcp_http)
+    alice = person("alice")
+    script = fake(
+        {"tool_calls": [_call("docs__echo", "c1", text="hi"), _call("docs__add", "c2", a=2, b=3),
+                        _call("docs__image", "c3")]},
+        {"text": "All done."},
+    )  # fmt: skip
+    # when
+    result = _send(stack, alice, "use the tools " + script)
+    # then: the stream
+    assert _outputs(result) == {
+        "c1": "echo: hi",
+        "c2": "5",
+        "c3": {"content": [{"type": "image", "media_type": "image/png", "size_bytes": 70}]},
+    }
+    starts = [(c["toolCallId"], c["toolName"]) for _, c in result.events if c["type"] == "tool-input-start"]
+    assert starts == [("c1", "docs__echo"), ("c2", "docs__add"), ("c3", "docs__image")]
+    assert result.text() == "All done."
+    # the transcript
+    image_text = '{"content": [{"type": "image", "media_type": "image/png", "size_bytes": 70}]}'
+    assert _tool_rows(alice) == [("docs__echo", "c1", "echo: hi"), ("docs__add", "c2", "5"),
+                                 ("docs__image", "c3", image_text)]  # fmt: skip
+    assert TurnUsage.objects.get(session=alice.session).outcome == "completed"
+    # what the model was offered and sent back
+    first, second = _completions(fake_llm)
+    assert _mcp_offered(first) == [f"docs__{name}" for name in ALL_TOOLS]
+    echo = next(t for t in first["tools"] if t["function"]["name"] == "docs__echo")["function"]
+    assert echo["description"] == "[MCP server: docs] Repeat the given text."
+    assert echo["parameters"]["properties"] == {"text": {"title": "Text", "type": "string"}}
+    assert [m["content"] for m in second["messages"] if m["role"] == "tool"] == ["echo: hi", "5", image_text]
+    # the worker recorded the server's status
+    server = McpServer.objects.get()
+    assert (server.last_reachable, server.last_tool_count, server.last_error) == (True, 6, "")
+
+
+def test_failing_and_slow_tools_fail_plainly_and_the_turn_goes_on(
+    stack: str, fake_llm: Any, mcp_http: McpTestServer
+) -> None:
+    # given: a 1 s per-call timeout, a tool that raises and one that sleeps 3 s
+    _http_server(mcp_http, timeout_s=1.0)
+    alice = person("alice")
+    script = fake(
+        {"tool_calls": [_call("docs__fail", "c1"), _call("docs__sleep", "c2", seconds=3),
+                        _call("docs__echo", "c3", text="still here")]},
+        {"text": "Recovered."},
+    )  # fmt: skip
+    # when
+    result = _send(stack, alice, "try " + script)
+    # then
+    fail_text = (
+        "Tool execution error: The MCP server 'docs' reported an error: Error executing tool fail: "
+        "the tool failed on purpose"
+    )
+    timeout_text = "Tool execution error: The MCP server 'docs' did not answer within 1 s; the call was abandoned."
+    assert _outputs(result) == {"c1": fail_text, "c2": timeout_text, "c3": "echo: still here"}
+    assert _tool_rows(alice) == [
+        ("docs__fail", "c1", fail_text), ("docs__sleep", "c2", timeout_text), ("docs__echo", "c3", "echo: still here"),
+    ]  # fmt: skip
+    assert result.text() == "Recovered."
+    assert "error" not in result.types
+    assert TurnUsage.objects.get(session=alice.session).outcome == "completed"
+
+
+def test_paid_tool_is_charged_once_per_success_and_never_on_failure(
+    stack: str, fake_llm: Any, mcp_http: McpTestServer
+) -> None:
+    # given: the tool rows from a "test connection", priced by the operator
+    server = _http_server(mcp_http)
+    assert mcp_server_test(server=server).reachable is True
+    McpTool.objects.filter(server=server, name__in=["add", "fail"]).update(cost_cents=5)
+    alice = person("alice")
+    credits_grant(user=alice.user, amount_cents=12, idempotency_key="grant:alice", reason="test")
+    script = fake(
+        {"tool_calls": [_call("docs__add", "c1", a=1, b=1), _call("docs__fail", "c2"),
+                        _call("docs__add", "c3", a=2, b=2), _call("docs__add", "c4", a=3, b=3)]},
+        {"text": "Counted."},
+    )  # fmt: skip
+    # when
+    result = _send(stack, alice, "add " + script)
+    # then: two successful adds charged (12 → 7 → 2), the failure not, the fourth refused before running
+    outputs = _outputs(result)
+    assert (outputs["c1"], outputs["c3"]) == ("2", "4")
+    assert outputs["c2"].startswith("Tool execution error: The MCP server 'docs' reported an error")
+    assert outputs["c4"] == "Insufficient credits to run docs__add."
+    turn_id = str(TurnUsage.objects.get(session=alice.session).turn_id)
+    spends = CreditTransaction.objects.filter(user=alice.user).exclude(idempotency_key="grant:alice")
+    assert sorted(spends.values_list("idempotency_key", "amount_cents")) == [
+        (f"tool:{turn_id}:c1", -5), (f"tool:{turn_id}:c3", -5),
+    ]  # fmt: skip
+    assert credit_balance(user=alice.user) == 2
+
+
+def test_server_down_between_turns_loses_only_its_tools_and_comes_back(
+    stack: str, fake_llm: Any, mcp_http: McpTestServer
+) -> None:
+    # given: a turn that used the server
+    _http_server(mcp_http)
+    alice = person("alice")
+    first = _send(stack, alice, "one " + fake({"tool_calls": [_call("docs__echo", "c1", text="a")]}, {"text": "ok"}))
+    assert _outputs(first) == {"c1": "echo: a"}
+    builtins = sorted(name for name in _offered(_completions(fake_llm)[0]) if "__" not in name)
+    # when: the server goes down, and the next turn does not call it
+    mcp_http.stop()
+    fake_llm.reset()
+    second = _send(stack, alice, "two " + fake({"text": "fine without it"}))
+    # then: its tools are gone from the request, the built-ins are not, the turn completed
+    (body,) = _completions(fake_llm)
+    assert _mcp_offered(body) == []
+    assert sorted(_offered(body)) == builtins
+    assert second.text() == "fine without it"
+    assert "error" not in second.types
+    wait_until(lambda: McpServer.objects.get().last_reachable is False)
+    assert McpServer.objects.get().last_error != ""
+    # when: it comes back on the same port
+    mcp_http.start()
+    wait_until(lambda: McpServer.objects.get().last_reachable is True, timeout=30)
+    fake_llm.reset()
+    third = _send(stack, alice, "three " + fake({"tool_calls": [_call("docs__echo", "c9", text="b")]}, {"text": "ok"}))
+    # then
+    assert _mcp_offered(_completions(fake_llm)[0]) == [f"docs__{name}" for name in ALL_TOOLS]
+    assert _outputs(third) == {"c9": "echo: b"}
+    assert [t.outcome for t in TurnUsage.objects.filter(session=alice.session).order_by("started_at")] == [
+        "completed", "completed", "completed",
+    ]  # fmt: skip
+
+
+def test_stdio_server_runs_once_and_is_restarted_when_it_exits(stack: str, fake_llm: Any) -> None:
+    # given
+    mcp_server_create(name="local", transport="stdio", command=stdio_command(), timeout_s=10.0)
+    alice = person("alice")
+    whoami = fake({"tool_calls": [_call("local__whoami", "w1"), _call("local__echo", "e1", text="x")]}, {"text": "k"})
+    first = _send(stack, alice, "who " + whoami)
+    second = _send(stack, alice, "again " + whoami)
+    # then: one process served both turns
+    pid_first, pid_second = _outputs(first)["w1"], _outputs(second)["w1"]
+    assert pid_first == pid_second
+    assert pid_first.startswith("pid ")
+    assert _outputs(second)["e1"] == "echo: x"
+    # when: the server process exits between turns
+    os.kill(int(pid_first.split()[1]), signal.SIGKILL)
+    third = _send(stack, alice, "after " + whoami)
+    # then: a new process answers the next turn
+    outputs = _outputs(third)
+    assert outputs["w1"].startswith("pid ")
+    assert outputs["w1"] != pid_first
+    assert outputs["e1"] == "echo: x"
+
+
+def test_tier_restricted_server_is_not_offered_to_other_tiers(
+    stack: str, fake_llm: Any, mcp_http: McpTestServer
+) -> None:
+    # given: a server for PRO users only; alice is on FREE
+    _http_server(mcp_http, allowed_tiers=["PRO"])
+    alice = person("alice")
+    # when
+    _send(stack, alice, "hi " + fake({"text": "hello"}))
+    # then
+    (body,) = _completions(fake_llm)
+    assert _mcp_offered(body) == []
+    assert "calculator" in _offered(body)
+
+
+def test_a_call_to_a_tool_that_is_not_offered_fails_without_reaching_the_server(
+    stack: str, fake_llm: Any, mcp_http: McpTestServer
+) -> None:
+    # given: a disabled server
+    _http_server(mcp_http, enabled=False)
+    alice = person("alice")
+    # when: the model calls its tool anyway
+    result = _send(stack, alice, "x " + fake({"tool_calls": [_call("docs__echo", "c1", text="a")]}, {"text": "ok"}))
+    # then
+    assert _outputs(result) == {"c1": "Tool execution error: unknown tool 'docs__echo'"}
+    assert McpServer.objects.get().last_checked_at is None  # never contacted
