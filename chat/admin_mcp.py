@@ -160,7 +160,7 @@ class McpServerAdmin(admin.ModelAdmin[McpServer]):
         obj.refresh_from_db()
 
     def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
-        return  # the tool inline is read-only; tools are edited on their own page
+        formset.save(commit=False)  # the tool inline is read-only (tools are edited on their own page)
 
     @admin.action(description="Test connection (list the tools, record the status)")
     def test_connection(self, request: HttpRequest, queryset: QuerySet[McpServer]) -> None:
