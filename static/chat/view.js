@@ -2,6 +2,7 @@
 // element; a structural change rebuilds that one bubble; streamed text only touches
 // its own part (MarkdownView re-renders just the unfinished block), once per frame.
 import { MarkdownView } from "./markdown.js";
+import { toolLabel } from "./mcp.js";
 import { prettyValue, seconds, toolOutcome, toolSummary } from "./model.js";
 
 function el(tag, attrs = {}, ...children) {
@@ -203,6 +204,7 @@ export class MessageList {
     }
     const open = this.open.get(key) === true;
     const outcome = toolOutcome(part, { live: bubble.live });
+    const label = toolLabel(part.name);
     const id = nextId("tool");
     const body = el("div", { class: "tool-body", id, hidden: !open });
     if (part.input !== undefined) body.append(el("div", { class: "tool-section" }, el("h4", { text: "Input" }), el("pre", { text: prettyValue(part.input) })));
@@ -216,7 +218,8 @@ export class MessageList {
         { type: "button", class: "disclosure tool-toggle", "aria-expanded": String(open), "aria-controls": id, "data-open-key": key },
         el("span", { class: "chevron", "aria-hidden": "true", text: "▸" }),
         el("span", { class: "tool-icon", "aria-hidden": "true", text: outcome.tone === "running" ? "◌" : outcome.tone === "error" ? "✕" : "✓" }),
-        el("span", { class: "tool-name", text: part.name }),
+        el("span", { class: "tool-name", text: label.tool }),
+        label.server ? el("span", { class: "tool-server muted small", "data-testid": "tool-server", title: `From the MCP server ${label.server}`, text: `· ${label.server}` }) : null,
         el("span", { class: "tool-summary", text: toolSummary(part) }),
         el("span", { class: "tool-status", "data-testid": "tool-status", text: outcome.label }),
       ),
