@@ -7,7 +7,8 @@ Run as a script (it imports nothing of the project, so a stdio child starts fast
 
 Tools: ``echo`` (text back), ``add`` (a JSON number), ``image`` (a 1×1 PNG),
 ``fail`` (raises: the SDK answers ``isError``), ``sleep`` (waits ``seconds``, to
-pass a client's timeout), ``whoami`` (the process id: proves a stdio restart).
+pass a client's timeout), ``whoami`` (the process id: proves a stdio restart),
+``big`` (a long text), ``grow`` (adds a tool and sends ``tools/list_changed``).
 With ``--token`` every HTTP request must carry ``Authorization: Bearer <token>``
 (401 otherwise), which proves the client sends the stored credential.
 """
@@ -20,7 +21,7 @@ import base64
 import os
 from typing import Any
 
-from mcp.server.fastmcp import FastMCP, Image
+from mcp.server.fastmcp import Context, FastMCP, Image
 
 # A valid 1×1 transparent PNG.
 PNG_1X1 = base64.b64decode(
@@ -55,6 +56,19 @@ def build(port: int = 0) -> FastMCP:
     @server.tool(description="The server's process id.")
     def whoami() -> str:
         return f"pid {os.getpid()}"
+
+    @server.tool(description="Return a text of the given number of characters.")
+    def big(chars: int) -> str:
+        return "x" * chars
+
+    @server.tool(description="Add a tool with the given name, then notify that the tool list changed.")
+    async def grow(name: str, ctx: Context) -> str:  # type: ignore[type-arg]
+        def added() -> str:
+            return f"I am {name}"
+
+        server.add_tool(added, name=name, description=f"A tool added at run time ({name}).")
+        await ctx.session.send_tool_list_changed()
+        return f"added {name}"
 
     return server
 

@@ -57,15 +57,15 @@ def _mcp_offered(body: dict[str, Any]) -> list[str]:
     return sorted(name for name in _offered(body) if "__" in name)
 
 
-def _call(name: str, call_id: str, **arguments: Any) -> dict[str, Any]:
-    return {"name": name, "id": call_id, "arguments": arguments}
+def _call(tool: str, call_id: str, **arguments: Any) -> dict[str, Any]:
+    return {"name": tool, "id": call_id, "arguments": arguments}
 
 
 def _http_server(server: McpTestServer, **kwargs: Any) -> McpServer:
     return mcp_server_create(name="docs", url=server.url, bearer_token=TOKEN, **kwargs)
 
 
-ALL_TOOLS = ["add", "echo", "fail", "image", "sleep", "whoami"]
+ALL_TOOLS = ["add", "big", "echo", "fail", "grow", "image", "sleep", "whoami"]
 
 
 def test_http_server_tools_run_and_land_in_stream_and_transcript(
@@ -104,7 +104,7 @@ def test_http_server_tools_run_and_land_in_stream_and_transcript(
     assert [m["content"] for m in second["messages"] if m["role"] == "tool"] == ["echo: hi", "5", image_text]
     # the worker recorded the server's status
     server = McpServer.objects.get()
-    assert (server.last_reachable, server.last_tool_count, server.last_error) == (True, 6, "")
+    assert (server.last_reachable, server.last_tool_count, server.last_error) == (True, 8, "")
 
 
 def test_failing_and_slow_tools_fail_plainly_and_the_turn_goes_on(
@@ -245,3 +245,37 @@ def test_a_call_to_a_tool_that_is_not_offered_fails_without_reaching_the_server(
     # then
     assert _outputs(result) == {"c1": "Tool execution error: unknown tool 'docs__echo'"}
     assert McpServer.objects.get().last_checked_at is None  # never contacted
+
+
+def test_long_output_is_cut_at_the_tool_output_cap(stack: str, fake_llm: Any, mcp_http: McpTestServer) -> None:
+    # given
+    _http_server(mcp_http)
+    alice = person("alice")
+    # when: the tool returns 150,000 characters (the cap is COPILOT_TOOL_OUTPUT_MAX_CHARS, 100,000)
+    script = fake({"tool_calls": [_call("docs__big", "c1", chars=150_000)]}, {"text": "k"})
+    result = _send(stack, alice, "big " + script)
+    # then
+    output = _outputs(result)["c1"]
+    note = "\n\n[Output truncated: 150000 characters, showing the first 99935.]"
+    assert output == "x" * 99_935 + note
+    assert len(output) == 100_000
+    assert _tool_rows(alice) == [("docs__big", "c1", output)]
+
+
+def test_tool_list_change_notification_offers_the_new_tool_next_turn(
+    stack: str, fake_llm: Any, mcp_http: McpTestServer
+) -> None:
+    # given: a turn whose tool call makes the server add a tool and notify
+    server = _http_server(mcp_http)
+    alice = person("alice")
+    grow = fake({"tool_calls": [_call("docs__grow", "c1", name="extra")]}, {"text": "grown"})
+    assert _outputs(_send(stack, alice, "grow " + grow)) == {"c1": "added extra"}
+    assert "docs__extra" not in _mcp_offered(_completions(fake_llm)[0])
+    # when: the worker re-lists on the notification (the cached list is replaced)
+    wait_until(lambda: McpTool.objects.filter(server=server, name="extra").exists())
+    fake_llm.reset()
+    call = fake({"tool_calls": [_call("docs__extra", "c2")]}, {"text": "used"})
+    result = _send(stack, alice, "use it " + call)
+    # then
+    assert "docs__extra" in _mcp_offered(_completions(fake_llm)[0])
+    assert _outputs(result) == {"c2": "I am extra"}
