@@ -86,6 +86,9 @@ class McpToolBase(Tool):
     async def run(self, ctx: ToolContext, **arguments: Any) -> ToolOutput:
         server = self.server
         connection = turn_pool().connection(server)
+        if connection.session is None:
+            # Reconnecting since the turn started (e.g. a stdio server that exited): wait briefly.
+            await connection.ready(min(float(settings.COPILOT_MCP_CONNECT_WAIT_S), server.timeout_s))
         try:
             result = await connection.call_tool(self.remote_name, arguments)
         except ServerUnavailable:

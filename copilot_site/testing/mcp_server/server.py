@@ -8,7 +8,8 @@ Run as a script (it imports nothing of the project, so a stdio child starts fast
 Tools: ``echo`` (text back), ``add`` (a JSON number), ``image`` (a 1×1 PNG),
 ``fail`` (raises: the SDK answers ``isError``), ``sleep`` (waits ``seconds``, to
 pass a client's timeout), ``whoami`` (the process id: proves a stdio restart),
-``big`` (a long text), ``grow`` (adds a tool and sends ``tools/list_changed``).
+``session`` (which client session the call came on: proves pooling), ``big`` (a
+long text), ``grow`` (adds a tool and sends ``tools/list_changed``).
 With ``--token`` every HTTP request must carry ``Authorization: Bearer <token>``
 (401 otherwise), which proves the client sends the stored credential.
 """
@@ -56,6 +57,15 @@ def build(port: int = 0) -> FastMCP:
     @server.tool(description="The server's process id.")
     def whoami() -> str:
         return f"pid {os.getpid()}"
+
+    sessions: list[object] = []  # every client session seen (kept, so identities are never reused)
+
+    @server.tool(description="Which MCP session the call arrived on, numbered from 1 in order of first use.")
+    def session(ctx: Context) -> str:  # type: ignore[type-arg]
+        if not any(seen is ctx.session for seen in sessions):
+            sessions.append(ctx.session)
+        number = next(n for n, seen in enumerate(sessions, 1) if seen is ctx.session)
+        return f"session {number} of {len(sessions)}"
 
     @server.tool(description="Return a text of the given number of characters.")
     def big(chars: int) -> str:

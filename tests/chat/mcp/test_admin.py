@@ -128,13 +128,13 @@ def test_test_connection_records_status_and_lists_tools(admin_client: Any, mcp_h
     assert response.status_code == 302
     (message,) = _messages(response)
     assert message.startswith("docs: reachable in ")
-    assert message.endswith("ms; 8 tool(s): echo, add, image, fail, sleep, whoami, big, grow.")
+    assert message.endswith("ms; 9 tool(s): echo, add, image, fail, sleep, whoami, session, big, grow.")
     server.refresh_from_db()
-    assert (server.last_reachable, server.last_tool_count, server.last_error) == (True, 8, "")
+    assert (server.last_reachable, server.last_tool_count, server.last_error) == (True, 9, "")
     assert server.last_latency_ms is not None
     assert sorted(McpTool.objects.values_list("exposed_name", flat=True)) == [
-        "docs__add", "docs__big", "docs__echo", "docs__fail", "docs__grow", "docs__image", "docs__sleep",
-        "docs__whoami",
+        "docs__add", "docs__big", "docs__echo", "docs__fail", "docs__grow", "docs__image", "docs__session",
+        "docs__sleep", "docs__whoami",
     ]  # fmt: skip
 
 
@@ -174,6 +174,7 @@ def test_disabled_tool_leaves_the_models_tool_list(
     result = _send(stack, alice, "x " + fake({"tool_calls": [_call("docs__echo", "c1", text="a")]}, {"text": "ok"}))
     # then: not offered, and a call to it is refused without reaching the server
     assert _mcp_offered(_completions(fake_llm)[0]) == [
-        "docs__add", "docs__big", "docs__fail", "docs__grow", "docs__image", "docs__sleep", "docs__whoami",
+        "docs__add", "docs__big", "docs__fail", "docs__grow", "docs__image", "docs__session", "docs__sleep",
+        "docs__whoami",
     ]  # fmt: skip
     assert _outputs(result) == {"c1": "Tool execution error: unknown tool 'docs__echo'"}

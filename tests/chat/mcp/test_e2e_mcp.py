@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from typing import Any
 
 import pytest
@@ -65,7 +66,7 @@ def _http_server(server: McpTestServer, **kwargs: Any) -> McpServer:
     return mcp_server_create(name="docs", url=server.url, bearer_token=TOKEN, **kwargs)
 
 
-ALL_TOOLS = ["add", "big", "echo", "fail", "grow", "image", "sleep", "whoami"]
+ALL_TOOLS = ["add", "big", "echo", "fail", "grow", "image", "session", "sleep", "whoami"]
 
 
 def test_http_server_tools_run_and_land_in_stream_and_transcript(
@@ -104,7 +105,7 @@ def test_http_server_tools_run_and_land_in_stream_and_transcript(
     assert [m["content"] for m in second["messages"] if m["role"] == "tool"] == ["echo: hi", "5", image_text]
     # the worker recorded the server's status
     server = McpServer.objects.get()
-    assert (server.last_reachable, server.last_tool_count, server.last_error) == (True, 8, "")
+    assert (server.last_reachable, server.last_tool_count, server.last_error) == (True, 9, "")
 
 
 def test_failing_and_slow_tools_fail_plainly_and_the_turn_goes_on(
@@ -279,3 +280,27 @@ def test_tool_list_change_notification_offers_the_new_tool_next_turn(
     # then
     assert "docs__extra" in _mcp_offered(_completions(fake_llm)[0])
     assert _outputs(result) == {"c2": "I am extra"}
+
+
+def test_turns_of_different_users_share_one_pooled_session(stack: str, fake_llm: Any, mcp_http: McpTestServer) -> None:
+    # given
+    _http_server(mcp_http)
+    people = [person(name) for name in ("alice", "bob", "charlie")]
+    script = fake({"tool_calls": [_call("docs__session", "s1")]}, {"text": "k", "delay_ms": 200})
+    results: dict[str, SseResult] = {}
+
+    def run(p: Person) -> None:
+        results[p.user.username] = _send(stack, p, "which " + script)
+
+    # when: three users' turns at once, then one more for alice
+    threads = [threading.Thread(target=run, args=(p,)) for p in people]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    later = _send(stack, people[0], "again " + script)
+    # then: every call arrived on the same MCP session
+    sessions = {name: _outputs(r)["s1"] for name, r in results.items()}
+    assert sorted(sessions) == ["alice", "bob", "charlie"]
+    assert sessions == {"alice": "session 1 of 1", "bob": "session 1 of 1", "charlie": "session 1 of 1"}
+    assert _outputs(later)["s1"] == "session 1 of 1"
