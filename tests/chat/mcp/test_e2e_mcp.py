@@ -11,6 +11,7 @@ import signal
 import threading
 from typing import Any
 
+import httpx
 import pytest
 
 from billing.models import CreditTransaction
@@ -304,3 +305,30 @@ def test_turns_of_different_users_share_one_pooled_session(stack: str, fake_llm:
     assert sorted(sessions) == ["alice", "bob", "charlie"]
     assert sessions == {"alice": "session 1 of 1", "bob": "session 1 of 1", "charlie": "session 1 of 1"}
     assert _outputs(later)["s1"] == "session 1 of 1"
+
+
+def test_stopping_a_turn_during_a_call_leaves_the_pooled_session_usable(
+    stack: str, fake_llm: Any, mcp_http: McpTestServer
+) -> None:
+    # given: a turn waiting on a 20 s call, with a paid tool
+    server = _http_server(mcp_http)
+    assert mcp_server_test(server=server).reachable is True
+    McpTool.objects.filter(server=server, name="sleep").update(cost_cents=3)
+    alice = person("alice")
+    credits_grant(user=alice.user, amount_cents=10, idempotency_key="grant:alice", reason="test")
+    slow = fake({"tool_calls": [_call("docs__sleep", "c1", seconds=20)]}, {"text": "never"})
+    first = read_sse(
+        "POST", f"{stack}/api/chat/sessions/{alice.session.id}/stream", headers=alice.headers,
+        json_body={"message": "slow " + slow}, stop_when=lambda r: "tool-input-available" in r.types,
+    )  # fmt: skip
+    assert first.status == 200
+    # when: the user stops it mid-call
+    cancel = httpx.post(f"{stack}/api/chat/sessions/{alice.session.id}/cancel", headers=alice.headers, timeout=10)
+    assert cancel.json() == {"cancelled": True, "reason": None}
+    wait_until(lambda: (meta := turn_meta_get(alice.session.id)) is None or not meta.is_running)
+    # then: nothing charged, and the next turn uses the same session
+    assert credit_balance(user=alice.user) == 10
+    second = _send(stack, alice, "next " + fake({"tool_calls": [_call("docs__session", "s1")]}, {"text": "k"}))
+    assert _outputs(second) == {"s1": "session 1 of 1"}
+    outcomes = TurnUsage.objects.filter(session=alice.session).order_by("started_at").values_list("outcome", flat=True)
+    assert list(outcomes) == ["cancelled", "completed"]
