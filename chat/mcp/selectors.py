@@ -73,3 +73,14 @@ def mcp_turn_catalog(*, user: User) -> TurnCatalog:
         listed = None if is_missing(cached) else [ListedTool.from_json(item) for item in cached]
         catalog.servers.append(CatalogServer(config=config, tools=rows[server.pk], listed=listed))
     return catalog
+
+
+def mcp_enabled_configs() -> list[ServerConfig]:
+    """The connection settings of every enabled server (unreadable credentials left out)."""
+    configs: list[ServerConfig] = []
+    for server in McpServer.objects.filter(enabled=True).order_by("name"):
+        try:
+            configs.append(server_config(server))
+        except SecretUnreadable:
+            logger.error("MCP server %s: its stored credentials cannot be decrypted (SECRET_KEY changed?)", server.name)
+    return configs

@@ -34,7 +34,7 @@ from . import services
 from .config import ServerConfig
 from .content import result_error_text, result_output
 from .pool import Connection, McpPool, ServerUnavailable, error_text, is_connection_gone, pool_for_loop
-from .selectors import CatalogServer, mcp_tool_rows, mcp_turn_catalog
+from .selectors import CatalogServer, mcp_enabled_configs, mcp_tool_rows, mcp_turn_catalog
 
 if TYPE_CHECKING:
     from copilot_site.accounts.models import User
@@ -198,3 +198,13 @@ async def mcp_turn_tools(*, user: User | None) -> list[Tool]:
             continue
         tools.extend(tool for tool in outcome if not (credit_off and tool_cost_cents(tool) > 0))
     return tools
+
+
+async def mcp_connections_warm() -> int:
+    """Start connecting to every enabled server (called when a worker starts, so the first
+    turn finds slow starters, such as an ``npx`` stdio server, already up); how many."""
+    configs = await sync_to_async(connection_released(mcp_enabled_configs))()
+    pool = turn_pool()
+    for config in configs:
+        pool.connection(config)
+    return len(configs)

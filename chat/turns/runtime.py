@@ -432,7 +432,11 @@ def warm_up() -> None:
 
     for model in {django_settings.COPILOT_MODEL, django_settings.COPILOT_ADVANCED_MODEL}:
         encoding_for(model).encode("warm up")
-    shared_loop.loop()
+    loop = shared_loop.loop()
+    # The operator's MCP servers start connecting now, in the background (chat.mcp.pool).
+    from chat.mcp.tools import mcp_connections_warm
+
+    asyncio.run_coroutine_threadsafe(mcp_connections_warm(), loop)
     # The turn loop shares the GIL with threads doing ORM work; CPython's default
     # 5 ms switch interval lets one such call delay every live stream by up to 5 ms.
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
