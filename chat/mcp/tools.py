@@ -203,7 +203,11 @@ async def mcp_turn_tools(*, user: User | None) -> list[Tool]:
 async def mcp_connections_warm() -> int:
     """Start connecting to every enabled server (called when a worker starts, so the first
     turn finds slow starters, such as an ``npx`` stdio server, already up); how many."""
-    configs = await sync_to_async(connection_released(mcp_enabled_configs))()
+    try:
+        configs = await sync_to_async(connection_released(mcp_enabled_configs))()
+    except Exception:
+        logger.warning("MCP warm-up could not read the servers; turns will connect on demand", exc_info=True)
+        return 0
     pool = turn_pool()
     for config in configs:
         pool.connection(config)
