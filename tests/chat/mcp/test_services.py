@@ -6,6 +6,9 @@ import json
 from typing import Any
 
 import pytest
+import redis
+from django.conf import settings
+from django.core.cache import cache
 from django.core.management import call_command
 from django.db import connection
 
@@ -119,6 +122,8 @@ def test_sync_creates_updates_and_unlists_rows() -> None:
         "new": ("docs__new", True, True, 0),
     }
     assert [t["name"] for t in cache_get(tools_cache_key(server.pk, "f1"))] == ["search", "new"]
+    key = cache.make_key(tools_cache_key(server.pk, "f1"))
+    assert 295 <= redis.Redis.from_url(settings.REDIS_URL).ttl(key) <= 300  # COPILOT_MCP_TOOLS_CACHE_TTL_S
 
 
 def test_sync_refuses_colliding_names_with_a_clear_error() -> None:
