@@ -192,11 +192,15 @@ async def mcp_turn_tools(*, user: User | None) -> list[Tool]:
         return []
     tools: list[Tool] = []
     credit_off = not settings.ENABLE_CREDIT
+    disabled = set(settings.COPILOT_DISABLED_TOOLS or [])
     for (_, entry), outcome in zip(entries, results, strict=True):
         if isinstance(outcome, BaseException):
             logger.warning("MCP server %s left out of this turn: %s", entry.config.name, error_text(outcome))
             continue
-        tools.extend(tool for tool in outcome if not (credit_off and tool_cost_cents(tool) > 0))
+        for tool in outcome:
+            if tool.name in disabled or (credit_off and tool_cost_cents(tool) > 0):
+                continue  # the same switches as the built-ins (`chat.tools.enabled_tools`)
+            tools.append(tool)
     return tools
 
 

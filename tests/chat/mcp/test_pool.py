@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
+from billing.services import account_tier_set
+from chat.mcp.probe import mcp_server_test
 from chat.mcp.services import mcp_server_create
-from chat.mcp.tools import mcp_connections_warm, turn_pool
+from chat.mcp.tools import mcp_connections_warm, mcp_turn_tools, turn_pool
+from chat.models import McpServer, McpTool
 from copilot_site.testing.mcp_server import McpTestServer
 from tests.chat.mcp.conftest import TOKEN
 
@@ -31,3 +35,47 @@ def test_warm_up_connects_every_enabled_server_in_the_background(mcp_http: McpTe
     count, ids, up = asyncio.run(scenario())
     # then
     assert (count, ids, up) == (1, [server.pk], True)
+
+
+def _offered_names(user: Any) -> list[str]:
+    async def scenario() -> list[str]:
+        try:
+            return sorted(tool.name for tool in await mcp_turn_tools(user=user))
+        finally:
+            await turn_pool().close()
+
+    return asyncio.run(scenario())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_operator_switches_apply_to_mcp_tools(settings: Any, mcp_http: McpTestServer, alice: Any) -> None:
+    # given: one tool switched off by setting, one priced while credits are off, one off in its row
+    server = mcp_server_create(name="docs", url=mcp_http.url, bearer_token=TOKEN)
+    assert mcp_server_test(server=server).reachable is True
+    McpTool.objects.filter(name="add").update(cost_cents=1)
+    McpTool.objects.filter(name="fail").update(enabled=False)
+    settings.COPILOT_DISABLED_TOOLS = ["docs__echo"]
+    settings.ENABLE_CREDIT = False
+    # when
+    names = _offered_names(alice)
+    # then
+    assert names == ["docs__big", "docs__grow", "docs__image", "docs__session", "docs__sleep", "docs__whoami"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_tiers_decide_who_is_offered_a_server(mcp_http: McpTestServer, alice: Any, bob: Any) -> None:
+    # given: a PRO-only server; alice is PRO, bob is FREE
+    mcp_server_create(name="docs", url=mcp_http.url, bearer_token=TOKEN, allowed_tiers=["PRO"])
+    account_tier_set(user=alice, tier="PRO", reason="test", check_drift=False)
+    # when / then
+    assert len(_offered_names(alice)) == 9
+    assert _offered_names(bob) == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_server_with_unreadable_credentials_is_left_out(mcp_http: McpTestServer, alice: Any) -> None:
+    # given: credentials written under another SECRET_KEY
+    server = mcp_server_create(name="docs", url=mcp_http.url, bearer_token=TOKEN)
+    McpServer.objects.filter(pk=server.pk).update(secret_encrypted="gAAAAABnot-a-valid-token")
+    # when / then
+    assert _offered_names(alice) == []
