@@ -9,9 +9,10 @@ SDK multiplexes by request id. Consequences:
 
 - connections stay bounded: one session per server per worker process, however many
   turns and users (a stdio server is one child process per worker, started once);
-- a broken session (a stdio server that exited, an HTTP call that failed to connect,
-  a server that restarted and forgot the session) is reopened at once the first
-  time, then with exponential back-off (1 s, 2 s, … up to ``COPILOT_MCP_RECONNECT_MAX_S``);
+- a session that closes (a stdio server that exited, a call that found the server
+  gone or restarted) is reopened at once; a failed attempt, or a session that closed
+  within a second having answered nothing, is retried with exponential back-off (1 s, 2 s, … up to
+  ``COPILOT_MCP_RECONNECT_MAX_S``);
   while it is down its tools are left out of turns, and nothing else waits on it;
 - at a turn's start, a server not heard from within ``COPILOT_MCP_HEALTH_TTL_S`` is
   pinged (bounded by ``COPILOT_MCP_CONNECT_WAIT_S``), so a server that went away
@@ -46,6 +47,9 @@ logger = logging.getLogger(__name__)
 # JSON-RPC codes the SDK uses for a session that is gone: the transport closed
 # (CONNECTION_CLOSED) or the server no longer knows the session ("Session terminated").
 _GONE_CODES = {types.CONNECTION_CLOSED, 32600, -32600}
+# A session that ends sooner than this after opening, having answered nothing, counts as a
+# failed attempt (back-off), so a server that exits right after starting is not restarted in a loop.
+SHORT_SESSION_S = 1.0
 
 ToolsListed = Callable[[ServerConfig, list[types.Tool]], Awaitable[None]]
 StatusChanged = Callable[..., Awaitable[None]]
@@ -80,6 +84,7 @@ class Connection:
         self.last_error = ""
         self.failures = 0
         self.retry_at = 0.0
+        self.served = 0  # requests answered on the current session
         self._broken = asyncio.Event()
         self._settled: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._relist: asyncio.Task[None] | None = None
@@ -95,8 +100,10 @@ class Connection:
                     listed = await opened.session.list_tools()
                     latency_ms = int((time.monotonic() - started) * 1000)
                     self._broken.clear()  # a failure noticed on an earlier session is not this one's
+                    failures_before, connected_at = self.failures, time.monotonic()
                     self.session, self.failures, self.last_error = opened.session, 0, ""
-                    self.last_ok = time.monotonic()
+                    self.served = 0
+                    self.last_ok = connected_at
                     self._settle(True)
                     await self.pool.tools_listed(self.config, listed.tools)
                     await self.pool.status_changed(
@@ -109,7 +116,10 @@ class Connection:
                     finally:
                         closed_wait.cancel()
                         broken_wait.cancel()
-                    self.session = None
+                    self._went_down()
+                    if self.served == 0 and time.monotonic() - connected_at < SHORT_SESSION_S:
+                        # A server that exits right after starting must not be restarted in a tight loop.
+                        self.failures = failures_before + 1
                     logger.info("MCP server %s: session ended; reconnecting", self.config.name)
             except asyncio.CancelledError:
                 self.session = None
@@ -129,9 +139,16 @@ class Connection:
                 else min(float(settings.COPILOT_MCP_RECONNECT_MAX_S), 2.0 ** (self.failures - 1))
             )
             self.retry_at = time.monotonic() + delay
-            self._settled = asyncio.get_running_loop().create_future()
+            if self._settled.done():
+                self._settled = asyncio.get_running_loop().create_future()
             if delay:
                 await asyncio.sleep(delay)
+
+    def _went_down(self) -> None:
+        """No session from now on; whoever waits in `ready` waits for the next attempt."""
+        self.session = None
+        if self._settled.done():
+            self._settled = asyncio.get_running_loop().create_future()
 
     def _settle(self, up: bool) -> None:
         if not self._settled.done():
@@ -160,11 +177,12 @@ class Connection:
     def mark_broken(self, session: ClientSession) -> None:
         """A call on ``session`` found it gone: the owner reopens it (if it is still the current one)."""
         if self.session is session:
-            self.session = None
+            self._went_down()
             self._broken.set()
 
     async def ready(self, wait_s: float) -> bool:
         """Whether the server answers now: a recent contact, a ping, or a (re)connection within ``wait_s``."""
+        deadline = time.monotonic() + wait_s
         session = self.session
         if session is not None:
             if time.monotonic() - self.last_ok < float(settings.COPILOT_MCP_HEALTH_TTL_S):
@@ -177,12 +195,14 @@ class Connection:
                 self.mark_broken(session)
             else:
                 self.last_ok = time.monotonic()
+                self.served += 1
                 return True
             await asyncio.sleep(0)  # let the owner notice and start reconnecting
         if self.session is None and time.monotonic() < self.retry_at:
             return False  # backing off after a failed attempt: leave the server out without waiting
         try:
-            return bool(await asyncio.wait_for(asyncio.shield(self._settled), wait_s)) and self.session is not None
+            remaining = max(0.0, deadline - time.monotonic())
+            return bool(await asyncio.wait_for(asyncio.shield(self._settled), remaining)) and self.session is not None
         except TimeoutError:
             return False
 
@@ -192,6 +212,7 @@ class Connection:
             raise ServerUnavailable
         listed = await session.list_tools()
         self.last_ok = time.monotonic()
+        self.served += 1
         return listed.tools
 
     async def call_tool(self, name: str, arguments: dict[str, Any]) -> types.CallToolResult:
@@ -207,6 +228,7 @@ class Connection:
                 self.mark_broken(session)
             raise
         self.last_ok = time.monotonic()
+        self.served += 1
         return result
 
     async def close(self) -> None:

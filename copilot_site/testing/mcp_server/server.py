@@ -10,6 +10,7 @@ Tools: ``echo`` (text back), ``add`` (a JSON number), ``image`` (a 1×1 PNG),
 pass a client's timeout), ``whoami`` (the process id: proves a stdio restart),
 ``session`` (which client session the call came on: proves pooling), ``big`` (a
 long text), ``grow`` (adds a tool and sends ``tools/list_changed``).
+With ``--exit-after-list`` the process exits right after answering its first ``tools/list``.
 With ``--token`` every HTTP request must carry ``Authorization: Bearer <token>``
 (401 otherwise), which proves the client sends the stored credential.
 """
@@ -30,8 +31,18 @@ PNG_1X1 = base64.b64decode(
 )
 
 
-def build(port: int = 0) -> FastMCP:
-    server = FastMCP("copilot-test", host="127.0.0.1", port=port, log_level="WARNING")
+class _ExitsAfterListing(FastMCP):
+    """A server that crashes right after its first ``tools/list`` (a crash-looping server)."""
+
+    async def list_tools(self) -> Any:
+        tools = await super().list_tools()
+        asyncio.get_running_loop().call_later(0.05, os._exit, 3)
+        return tools
+
+
+def build(port: int = 0, *, exit_after_list: bool = False) -> FastMCP:
+    server_class = _ExitsAfterListing if exit_after_list else FastMCP
+    server = server_class("copilot-test", host="127.0.0.1", port=port, log_level="WARNING")
 
     @server.tool(description="Repeat the given text.")
     def echo(text: str) -> str:
@@ -101,8 +112,9 @@ def main() -> None:
     parser.add_argument("transport", choices=["stdio", "http"])
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--token", default="")
+    parser.add_argument("--exit-after-list", action="store_true")
     args = parser.parse_args()
-    server = build(args.port)
+    server = build(args.port, exit_after_list=args.exit_after_list)
     if args.transport == "stdio":
         server.run("stdio")
         return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ from chat.mcp.probe import mcp_server_test
 from chat.mcp.services import mcp_server_create
 from chat.mcp.tools import mcp_connections_warm, mcp_turn_tools, turn_pool
 from chat.models import McpServer, McpTool
-from copilot_site.testing.mcp_server import McpTestServer
+from copilot_site.testing.mcp_server import McpTestServer, stdio_command
 from tests.chat.mcp.conftest import TOKEN
 
 
@@ -79,3 +80,36 @@ def test_a_server_with_unreadable_credentials_is_left_out(mcp_http: McpTestServe
     McpServer.objects.filter(pk=server.pk).update(secret_encrypted="gAAAAABnot-a-valid-token")
     # when / then
     assert _offered_names(alice) == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_server_that_exits_right_after_starting_is_restarted_with_back_off(settings: Any) -> None:
+    # given: a stdio server that exits right after listing its tools, every time
+    settings.COPILOT_MCP_RECONNECT_MAX_S = 30.0
+    server = mcp_server_create(name="crashy", transport="stdio", command=[*stdio_command(), "--exit-after-list"])
+    starts: list[float] = []
+
+    async def scenario() -> None:
+        pool = turn_pool()
+        original = pool.tools_listed
+
+        async def count(config: Any, tools: Any) -> None:
+            starts.append(time.monotonic())
+            await original(config, tools)
+
+        pool.tools_listed = count
+        await mcp_connections_warm()
+        # when: it has crashed a few times
+        deadline = time.monotonic() + 30
+        while len(starts) < 3 and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)  # noqa: ASYNC110 (polling the child's restarts with a deadline)
+        await pool.close()
+
+    asyncio.run(scenario())
+    started = starts
+    # then: the restarts are spaced by the growing back-off (1 s, then 2 s), not a tight loop
+    assert len(started) == 3
+    gaps = [b - a for a, b in zip(started, started[1:], strict=False)]
+    assert gaps[0] >= 1.0
+    assert gaps[1] >= 2.0
+    assert McpServer.objects.get(pk=server.pk).last_reachable is True
