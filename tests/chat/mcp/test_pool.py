@@ -92,18 +92,21 @@ def test_a_server_that_exits_right_after_starting_is_restarted_with_back_off(set
     async def scenario() -> None:
         pool = turn_pool()
         original = pool.tools_listed
+        third_start = asyncio.Event()
 
         async def count(config: Any, tools: Any) -> None:
             starts.append(time.monotonic())
+            if len(starts) == 3:
+                third_start.set()
             await original(config, tools)
 
         pool.tools_listed = count
         await mcp_connections_warm()
         # when: it has crashed a few times
-        deadline = time.monotonic() + 30
-        while len(starts) < 3 and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)  # noqa: ASYNC110 (polling the child's restarts with a deadline)
-        await pool.close()
+        try:
+            await asyncio.wait_for(third_start.wait(), 30)
+        finally:
+            await pool.close()
 
     asyncio.run(scenario())
     started = starts
