@@ -178,3 +178,19 @@ def test_disabled_tool_leaves_the_models_tool_list(
         "docs__whoami",
     ]  # fmt: skip
     assert _outputs(result) == {"c1": "Tool execution error: unknown tool 'docs__echo'"}
+
+
+@pytest.mark.django_db
+def test_tool_page_sets_price_switch_and_approval_policy(admin_client: Any) -> None:
+    # given
+    server = mcp_server_create(name="docs", url="http://127.0.0.1:9/mcp")
+    tool = McpTool.objects.create(server=server, name="echo", exposed_name="docs__echo")
+    # when
+    response = admin_client.post(
+        reverse("admin:chat_mcptool_change", args=[tool.pk]), {"cost_cents": "4", "approval_policy": "always"}
+    )
+    # then: unticked "enabled" switches it off
+    assert response.status_code == 302
+    tool.refresh_from_db()
+    assert (tool.enabled, tool.cost_cents, tool.approval_policy) == (False, 4, "always")
+    assert (tool.name, tool.exposed_name) == ("echo", "docs__echo")
