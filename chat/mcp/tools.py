@@ -85,7 +85,10 @@ class McpToolBase(Tool):
 
     async def run(self, ctx: ToolContext, **arguments: Any) -> ToolOutput:
         server = self.server
-        connection = turn_pool().connection(server)
+        pool = turn_pool()
+        # The pool's current connection of this server, even if the row was edited since the
+        # turn began (re-creating one from this turn's older settings would thrash the pool).
+        connection = pool.connections.get(server.id) or pool.connection(server)
         if connection.session is None:
             # Reconnecting since the turn started (e.g. a stdio server that exited): wait briefly.
             await connection.ready(min(float(settings.COPILOT_MCP_CONNECT_WAIT_S), server.timeout_s))
