@@ -202,8 +202,20 @@ def test_server_down_between_turns_loses_only_its_tools_and_comes_back(
 
 def test_stdio_server_runs_once_and_is_restarted_when_it_exits(stack: str, fake_llm: Any) -> None:
     # given
-    mcp_server_create(name="local", transport="stdio", command=stdio_command(), timeout_s=10.0)
+    mcp_server_create(name="local", transport="stdio", command=stdio_command(), timeout_s=4.0)
     alice = person("alice")
+    each = fake(
+        {"tool_calls": [_call("local__add", "a1", a=20, b=22), _call("local__image", "i1"), _call("local__fail", "f1"),
+                        _call("local__sleep", "s1", seconds=6)]},
+        {"text": "k"},
+    )  # fmt: skip
+    assert _outputs(_send(stack, alice, "each " + each)) == {
+        "a1": "42",
+        "i1": {"content": [{"type": "image", "media_type": "image/png", "size_bytes": 70}]},
+        "f1": "Tool execution error: The MCP server 'local' reported an error: Error executing tool fail: the tool "
+        "failed on purpose",
+        "s1": "Tool execution error: The MCP server 'local' did not answer within 4 s; the call was abandoned.",
+    }
     whoami = fake({"tool_calls": [_call("local__whoami", "w1"), _call("local__echo", "e1", text="x")]}, {"text": "k"})
     first = _send(stack, alice, "who " + whoami)
     second = _send(stack, alice, "again " + whoami)
