@@ -39,7 +39,16 @@ class McpServerForm(forms.ModelForm[McpServer]):
         help_text='Extra HTTP headers as a JSON object, e.g. {"X-Api-Key": "…"}. Leave empty to keep the stored '
         "headers; they are never shown again.",
     )
-    clear_credentials = forms.BooleanField(required=False, help_text="Remove the stored token and headers.")
+    env_json = forms.CharField(
+        label="Environment",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "autocomplete": "off"}),
+        help_text='stdio: environment variables of the process as a JSON object, e.g. {"API_KEY": "…"}, on top of '
+        "HOME, PATH, SHELL, TERM, USER and LOGNAME. Leave empty to keep the stored ones; never shown again.",
+    )
+    clear_credentials = forms.BooleanField(
+        required=False, help_text="Remove the stored token, headers and environment."
+    )
     allowed_tiers = forms.MultipleChoiceField(
         choices=Tier.choices,
         required=False,
@@ -51,17 +60,23 @@ class McpServerForm(forms.ModelForm[McpServer]):
         model = McpServer
         fields = ("name", "transport", "url", "command", "enabled", "timeout_s", "allowed_tiers")
 
-    def clean_headers_json(self) -> dict[str, str] | None:
-        text = self.cleaned_data.get("headers_json") or ""
+    def _strings(self, field: str, what: str) -> dict[str, str] | None:
+        text = self.cleaned_data.get(field) or ""
         if not text.strip():
             return None
         try:
             value = json.loads(text)
         except ValueError as exc:
-            raise forms.ValidationError("Headers are a JSON object of strings.") from exc
+            raise forms.ValidationError(f"{what} are a JSON object of strings.") from exc
         if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-            raise forms.ValidationError("Headers are a JSON object of strings.")
+            raise forms.ValidationError(f"{what} are a JSON object of strings.")
         return value
+
+    def clean_headers_json(self) -> dict[str, str] | None:
+        return self._strings("headers_json", "Headers")
+
+    def clean_env_json(self) -> dict[str, str] | None:
+        return self._strings("env_json", "Environment variables")
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -101,7 +116,10 @@ class McpServerAdmin(admin.ModelAdmin[McpServer]):
     )  # fmt: skip
     fieldsets = (
         (None, {"fields": ("name", "transport", "url", "command", "enabled", "timeout_s", "allowed_tiers")}),
-        ("Credentials (write-only)", {"fields": ("credentials", "bearer_token", "headers_json", "clear_credentials")}),
+        (
+            "Credentials (write-only)",
+            {"fields": ("credentials", "bearer_token", "headers_json", "env_json", "clear_credentials")},
+        ),
         ("Status", {"fields": readonly_fields[1:]}),
     )
     inlines = [McpToolInline]
@@ -133,6 +151,8 @@ class McpServerAdmin(admin.ModelAdmin[McpServer]):
             parts.append("a bearer token")
         if secret.headers:
             parts.append(f"{len(secret.headers)} header(s): {', '.join(sorted(secret.headers))}")
+        if secret.env:
+            parts.append(f"{len(secret.env)} environment variable(s): {', '.join(sorted(secret.env))}")
         return "; ".join(parts) if parts else "none"
 
     def save_model(self, request: HttpRequest, obj: McpServer, form: Any, change: bool) -> None:
@@ -146,17 +166,19 @@ class McpServerAdmin(admin.ModelAdmin[McpServer]):
             "timeout_s": float(data["timeout_s"]),
             "allowed_tiers": list(data.get("allowed_tiers") or []),
         }
-        headers, token = data.get("headers_json"), data.get("bearer_token") or None
+        headers, token, env = data.get("headers_json"), data.get("bearer_token") or None, data.get("env_json")
         if not change:
-            created = services.mcp_server_create(**fields, headers=headers or {}, bearer_token=token or "")
+            created = services.mcp_server_create(
+                **fields, headers=headers or {}, bearer_token=token or "", env=env or {}
+            )
             obj.pk = created.pk
             obj.refresh_from_db()
             return
         server = services.mcp_server_update(server=McpServer.objects.get(pk=obj.pk), **fields)
         if data.get("clear_credentials"):
-            services.mcp_server_secret_set(server=server, headers={}, bearer_token="")
-        elif headers is not None or token is not None:
-            services.mcp_server_secret_set(server=server, headers=headers, bearer_token=token)
+            services.mcp_server_secret_set(server=server, headers={}, bearer_token="", env={})
+        elif headers is not None or token is not None or env is not None:
+            services.mcp_server_secret_set(server=server, headers=headers, bearer_token=token, env=env)
         obj.refresh_from_db()
 
     def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:

@@ -55,8 +55,12 @@ async def _transport(config: ServerConfig) -> AsyncIterator[tuple[Any, Any]]:
     if config.is_stdio:
         if not config.command:
             raise ValueError("this stdio server has no command")
+        # The SDK starts the process with a minimal environment (HOME, PATH, …) plus `env`.
         params = StdioServerParameters(
-            command=config.command[0], args=list(config.command[1:]), cwd=str(settings.BASE_DIR)
+            command=config.command[0],
+            args=list(config.command[1:]),
+            cwd=str(settings.BASE_DIR),
+            env=dict(config.env) or None,
         )
         async with stdio_client(params, errlog=_stdio_errlog()) as (read, write):
             yield read, write

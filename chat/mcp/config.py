@@ -21,14 +21,16 @@ SECRET_PURPOSE = "mcp-server-credentials"  # noqa: S105 (an HKDF label, not a se
 
 @dataclass(frozen=True)
 class ServerSecret:
-    """The credentials of one server: extra HTTP headers and an optional bearer token."""
+    """The credentials of one server: extra HTTP headers, an optional bearer token, and
+    environment variables for a stdio server's process (e.g. its API key)."""
 
     headers: dict[str, str] = field(default_factory=dict)
     bearer_token: str = ""
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def is_empty(self) -> bool:
-        return not self.headers and not self.bearer_token
+        return not self.headers and not self.bearer_token and not self.env
 
     def http_headers(self) -> dict[str, str]:
         headers = dict(self.headers)
@@ -41,7 +43,8 @@ def secret_encrypt(secret: ServerSecret) -> str:
     if secret.is_empty:
         return ""
     return encrypt_text(
-        json.dumps({"headers": secret.headers, "bearer_token": secret.bearer_token}), purpose=SECRET_PURPOSE
+        json.dumps({"headers": secret.headers, "bearer_token": secret.bearer_token, "env": secret.env}),
+        purpose=SECRET_PURPOSE,
     )
 
 
@@ -51,8 +54,11 @@ def secret_decrypt(token: str) -> ServerSecret:
         return ServerSecret()
     data: Any = json.loads(decrypt_text(token, purpose=SECRET_PURPOSE))
     headers = data.get("headers") or {}
+    env = data.get("env") or {}
     return ServerSecret(
-        headers={str(k): str(v) for k, v in headers.items()}, bearer_token=str(data.get("bearer_token") or "")
+        headers={str(k): str(v) for k, v in headers.items()},
+        bearer_token=str(data.get("bearer_token") or ""),
+        env={str(k): str(v) for k, v in env.items()},
     )
 
 
@@ -65,10 +71,11 @@ class ServerConfig:
     command: tuple[str, ...]
     headers: tuple[tuple[str, str], ...]
     timeout_s: float
+    env: tuple[tuple[str, str], ...] = ()
 
     @property
     def fingerprint(self) -> str:
-        raw = json.dumps([self.id, self.transport, self.url, self.command, self.headers, self.timeout_s])
+        raw = json.dumps([self.id, self.transport, self.url, self.command, self.headers, self.timeout_s, self.env])
         return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
     @property
@@ -87,6 +94,7 @@ def server_config(server: McpServer) -> ServerConfig:
         command=tuple(str(part) for part in (server.command or [])),
         headers=tuple(sorted(secret.http_headers().items())),
         timeout_s=float(server.timeout_s),
+        env=tuple(sorted(secret.env.items())),
     )
 
 

@@ -81,12 +81,14 @@ def server_config_problems(
     return problems
 
 
+def _strings_checked(value: Any, what: str) -> dict[str, str]:
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise McpConfigError(f"{what} are a JSON object of strings.")
+    return dict(value)
+
+
 def _headers_checked(headers: Any) -> dict[str, str]:
-    if not isinstance(headers, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
-    ):
-        raise McpConfigError("Headers are a JSON object of strings.")
-    return dict(headers)
+    return _strings_checked(headers, "Headers")
 
 
 @transaction.atomic
@@ -98,6 +100,7 @@ def mcp_server_create(
     command: list[str] | None = None,
     headers: Mapping[str, str] | None = None,
     bearer_token: str = "",
+    env: Mapping[str, str] | None = None,
     enabled: bool = True,
     timeout_s: float = 30.0,
     allowed_tiers: list[str] | None = None,
@@ -111,7 +114,11 @@ def mcp_server_create(
         raise McpConfigError(" ".join(problems))
     if McpServer.objects.filter(name=name).exists():
         raise McpConfigError(f"An MCP server named '{name}' already exists.")
-    secret = ServerSecret(headers=_headers_checked(headers or {}), bearer_token=bearer_token)
+    secret = ServerSecret(
+        headers=_headers_checked(headers or {}),
+        bearer_token=bearer_token,
+        env=_strings_checked(env or {}, "Environment variables"),
+    )
     return McpServer.objects.create(
         name=name,
         transport=transport,
@@ -125,9 +132,13 @@ def mcp_server_create(
 
 
 def mcp_server_secret_set(
-    *, server: McpServer, headers: Mapping[str, str] | None = None, bearer_token: str | None = None
+    *,
+    server: McpServer,
+    headers: Mapping[str, str] | None = None,
+    bearer_token: str | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> None:
-    """Replace the headers and/or the bearer token (None keeps the stored one); saves the row."""
+    """Replace the headers, the bearer token and/or the environment (None keeps what is stored)."""
     try:
         current = secret_decrypt(server.secret_encrypted)
     except Exception:  # unreadable (SECRET_KEY rotated): what is given replaces it
@@ -135,6 +146,7 @@ def mcp_server_secret_set(
     secret = ServerSecret(
         headers=_headers_checked(headers) if headers is not None else current.headers,
         bearer_token=bearer_token if bearer_token is not None else current.bearer_token,
+        env=_strings_checked(env, "Environment variables") if env is not None else current.env,
     )
     server.secret_encrypted = secret_encrypt(secret)
     server.save(update_fields=["secret_encrypted", "updated_at"])
@@ -166,6 +178,7 @@ def mcp_servers_seed(entries: Iterable[Mapping[str, Any]] | None = None) -> list
                     command=entry.get("command") or [],
                     headers=entry.get("headers") or {},
                     bearer_token=str(entry.get("bearer_token") or ""),
+                    env=entry.get("env") or {},
                     enabled=bool(entry.get("enabled", True)),
                     timeout_s=float(entry.get("timeout_s", entry.get("timeout", 30.0))),
                     allowed_tiers=entry.get("allowed_tiers") or [],

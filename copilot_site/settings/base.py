@@ -578,7 +578,7 @@ else:
 # `manage.py mcp_seed`) when no server of that name exists; the admin owns them after that.
 # [{"name": "docs", "transport": "streamable-http", "url": "http://127.0.0.1:9000/mcp",
 #   "headers": {}, "bearer_token": "", "timeout_s": 30, "allowed_tiers": []},
-#  {"name": "files", "transport": "stdio", "command": ["npx", "-y", "some-mcp-server"]}]
+#  {"name": "files", "transport": "stdio", "command": ["npx", "-y", "some-mcp-server"], "env": {"API_KEY": "…"}}]
 COPILOT_MCP_SERVERS = env.json("COPILOT_MCP_SERVERS", default=[])
 # How long a server's tools/list stays cached in Redis (a list_changed notification refreshes it sooner).
 COPILOT_MCP_TOOLS_CACHE_TTL_S = env.int("COPILOT_MCP_TOOLS_CACHE_TTL_S", default=300)

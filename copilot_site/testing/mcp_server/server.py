@@ -8,7 +8,7 @@ Run as a script (it imports nothing of the project, so a stdio child starts fast
 Tools: ``echo`` (text back), ``add`` (a JSON number), ``image`` (a 1×1 PNG),
 ``fail`` (raises: the SDK answers ``isError``), ``sleep`` (waits ``seconds``, to
 pass a client's timeout), ``whoami`` (the process id: proves a stdio restart),
-``session`` (which client session the call came on: proves pooling), ``big`` (a
+``getenv`` (the process's environment), ``session`` (which client session the call came on: proves pooling), ``big`` (a
 long text), ``grow`` (adds a tool and sends ``tools/list_changed``).
 With ``--exit-after-list`` the process exits right after answering its first ``tools/list``.
 With ``--token`` every HTTP request must carry ``Authorization: Bearer <token>``
@@ -77,6 +77,10 @@ def build(port: int = 0, *, exit_after_list: bool = False) -> FastMCP:
             sessions.append(ctx.session)
         number = next(n for n, seen in enumerate(sessions, 1) if seen is ctx.session)
         return f"session {number} of {len(sessions)}"
+
+    @server.tool(description="The value of one of the server process's environment variables.")
+    def getenv(name: str) -> str:
+        return os.environ.get(name, "(unset)")
 
     @server.tool(description="Return a text of the given number of characters.")
     def big(chars: int) -> str:

@@ -48,20 +48,27 @@ def _messages(response: Any) -> list[str]:
 def test_add_server_stores_the_token_encrypted_and_never_renders_it(admin_client: Any) -> None:
     # when
     response = admin_client.post(
-        ADD_URL, _form(bearer_token="tok-never-shown-42", headers_json='{"X-Team": "hdr-never-shown-7"}')
+        ADD_URL,
+        _form(
+            bearer_token="tok-never-shown-42",
+            headers_json='{"X-Team": "hdr-never-shown-7"}',
+            env_json='{"API_KEY": "env-never-shown-9"}',
+        ),
     )
     # then
     assert response.status_code == 302
     server = McpServer.objects.get()
     secret = secret_decrypt(server.secret_encrypted)
     assert (secret.bearer_token, secret.headers) == ("tok-never-shown-42", {"X-Team": "hdr-never-shown-7"})
+    assert secret.env == {"API_KEY": "env-never-shown-9"}
     for url in (reverse("admin:chat_mcpserver_change", args=[server.pk]), CHANGELIST_URL):
         page = admin_client.get(url).content.decode()
         assert "tok-never-shown-42" not in page
         assert "hdr-never-shown-7" not in page
+        assert "env-never-shown-9" not in page
         assert server.secret_encrypted not in page
     change_page = admin_client.get(reverse("admin:chat_mcpserver_change", args=[server.pk])).content.decode()
-    assert "a bearer token; 1 header(s): X-Team" in change_page
+    assert "a bearer token; 1 header(s): X-Team; 1 environment variable(s): API_KEY" in change_page
 
 
 @pytest.mark.django_db
@@ -128,13 +135,13 @@ def test_test_connection_records_status_and_lists_tools(admin_client: Any, mcp_h
     assert response.status_code == 302
     (message,) = _messages(response)
     assert message.startswith("docs: reachable in ")
-    assert message.endswith("ms; 9 tool(s): echo, add, image, fail, sleep, whoami, session, big, grow.")
+    assert message.endswith("ms; 10 tool(s): echo, add, image, fail, sleep, whoami, session, getenv, big, grow.")
     server.refresh_from_db()
-    assert (server.last_reachable, server.last_tool_count, server.last_error) == (True, 9, "")
+    assert (server.last_reachable, server.last_tool_count, server.last_error) == (True, 10, "")
     assert server.last_latency_ms is not None
     assert sorted(McpTool.objects.values_list("exposed_name", flat=True)) == [
-        "docs__add", "docs__big", "docs__echo", "docs__fail", "docs__grow", "docs__image", "docs__session",
-        "docs__sleep", "docs__whoami",
+        "docs__add", "docs__big", "docs__echo", "docs__fail", "docs__getenv", "docs__grow", "docs__image",
+        "docs__session", "docs__sleep", "docs__whoami",
     ]  # fmt: skip
 
 
@@ -174,8 +181,8 @@ def test_disabled_tool_leaves_the_models_tool_list(
     result = _send(stack, alice, "x " + fake({"tool_calls": [_call("docs__echo", "c1", text="a")]}, {"text": "ok"}))
     # then: not offered, and a call to it is refused without reaching the server
     assert _mcp_offered(_completions(fake_llm)[0]) == [
-        "docs__add", "docs__big", "docs__fail", "docs__grow", "docs__image", "docs__session", "docs__sleep",
-        "docs__whoami",
+        "docs__add", "docs__big", "docs__fail", "docs__getenv", "docs__grow", "docs__image", "docs__session",
+        "docs__sleep", "docs__whoami",
     ]  # fmt: skip
     assert _outputs(result) == {"c1": "Tool execution error: unknown tool 'docs__echo'"}
 

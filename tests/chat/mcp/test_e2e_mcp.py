@@ -67,7 +67,7 @@ def _http_server(server: McpTestServer, **kwargs: Any) -> McpServer:
     return mcp_server_create(name="docs", url=server.url, bearer_token=TOKEN, **kwargs)
 
 
-ALL_TOOLS = ["add", "big", "echo", "fail", "grow", "image", "session", "sleep", "whoami"]
+ALL_TOOLS = ["add", "big", "echo", "fail", "getenv", "grow", "image", "session", "sleep", "whoami"]
 
 
 def test_http_server_tools_run_and_land_in_stream_and_transcript(
@@ -106,7 +106,7 @@ def test_http_server_tools_run_and_land_in_stream_and_transcript(
     assert [m["content"] for m in second["messages"] if m["role"] == "tool"] == ["echo: hi", "5", image_text]
     # the worker recorded the server's status
     server = McpServer.objects.get()
-    assert (server.last_reachable, server.last_tool_count, server.last_error) == (True, 9, "")
+    assert (server.last_reachable, server.last_tool_count, server.last_error) == (True, 10, "")
 
 
 def test_failing_and_slow_tools_fail_plainly_and_the_turn_goes_on(
@@ -202,11 +202,15 @@ def test_server_down_between_turns_loses_only_its_tools_and_comes_back(
 
 def test_stdio_server_runs_once_and_is_restarted_when_it_exits(stack: str, fake_llm: Any) -> None:
     # given
-    mcp_server_create(name="local", transport="stdio", command=stdio_command(), timeout_s=4.0)
+    mcp_server_create(
+        name="local", transport="stdio", command=stdio_command(), timeout_s=4.0, env={"COPILOT_TEST_SECRET": "s-42"}
+    )
     alice = person("alice")
     each = fake(
         {"tool_calls": [_call("local__add", "a1", a=20, b=22), _call("local__image", "i1"), _call("local__fail", "f1"),
-                        _call("local__sleep", "s1", seconds=6)]},
+                        _call("local__sleep", "s1", seconds=6),
+                        _call("local__getenv", "g1", name="COPILOT_TEST_SECRET"),
+                        _call("local__getenv", "g2", name="DJANGO_SETTINGS_MODULE")]},
         {"text": "k"},
     )  # fmt: skip
     assert _outputs(_send(stack, alice, "each " + each)) == {
@@ -215,6 +219,8 @@ def test_stdio_server_runs_once_and_is_restarted_when_it_exits(stack: str, fake_
         "f1": "Tool execution error: The MCP server 'local' reported an error: Error executing tool fail: the tool "
         "failed on purpose",
         "s1": "Tool execution error: The MCP server 'local' did not answer within 4 s; the call was abandoned.",
+        "g1": "s-42",  # the server's stored environment
+        "g2": "(unset)",  # and nothing of the worker's own
     }
     whoami = fake({"tool_calls": [_call("local__whoami", "w1"), _call("local__echo", "e1", text="x")]}, {"text": "k"})
     first = _send(stack, alice, "who " + whoami)

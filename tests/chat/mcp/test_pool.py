@@ -60,7 +60,9 @@ def test_operator_switches_apply_to_mcp_tools(settings: Any, mcp_http: McpTestSe
     # when
     names = _offered_names(alice)
     # then
-    assert names == ["docs__big", "docs__grow", "docs__image", "docs__session", "docs__sleep", "docs__whoami"]
+    assert names == [
+        "docs__big", "docs__getenv", "docs__grow", "docs__image", "docs__session", "docs__sleep", "docs__whoami",
+    ]  # fmt: skip
 
 
 @pytest.mark.django_db(transaction=True)
@@ -69,7 +71,7 @@ def test_tiers_decide_who_is_offered_a_server(mcp_http: McpTestServer, alice: An
     mcp_server_create(name="docs", url=mcp_http.url, bearer_token=TOKEN, allowed_tiers=["PRO"])
     account_tier_set(user=alice, tier="PRO", reason="test", check_drift=False)
     # when / then
-    assert len(_offered_names(alice)) == 9
+    assert len(_offered_names(alice)) == 10
     assert _offered_names(bob) == []
 
 
