@@ -14,7 +14,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils.html import format_html
 
 from billing.models import Tier
@@ -183,6 +183,13 @@ class McpServerAdmin(admin.ModelAdmin[McpServer]):
 
     def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
         formset.save(commit=False)  # the tool inline is read-only (tools are edited on their own page)
+
+    def response_change(self, request: HttpRequest, obj: McpServer) -> HttpResponse:
+        """ "Save and test connection" on the change page: save, test, and stay on the page."""
+        if "_test_connection" in request.POST:
+            self.test_connection(request, McpServer.objects.filter(pk=obj.pk))
+            return HttpResponseRedirect(request.path)
+        return super().response_change(request, obj)
 
     @admin.action(description="Test connection (list the tools, record the status)")
     def test_connection(self, request: HttpRequest, queryset: QuerySet[McpServer]) -> None:

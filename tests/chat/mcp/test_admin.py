@@ -201,3 +201,19 @@ def test_tool_page_sets_price_switch_and_approval_policy(admin_client: Any) -> N
     tool.refresh_from_db()
     assert (tool.enabled, tool.cost_cents, tool.approval_policy) == (False, 4, "always")
     assert (tool.name, tool.exposed_name) == ("echo", "docs__echo")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_save_and_test_connection_on_the_change_page(admin_client: Any, mcp_http: McpTestServer) -> None:
+    # given: a server saved without its token
+    server = mcp_server_create(name="docs", url=mcp_http.url)
+    url = reverse("admin:chat_mcpserver_change", args=[server.pk])
+    assert "Save and test connection" in admin_client.get(url).content.decode()
+    # when: the operator adds the token and tests in one go
+    response = admin_client.post(url, _form(url=mcp_http.url, bearer_token=TOKEN, _test_connection="1"))
+    # then
+    assert response.status_code == 302
+    assert response["Location"] == url
+    assert [m for m in _messages(response) if m.startswith("docs: ")][0].startswith("docs: reachable in ")
+    server.refresh_from_db()
+    assert (server.last_reachable, server.last_tool_count) == (True, 10)
