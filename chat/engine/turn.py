@@ -424,6 +424,7 @@ class _TurnRunner:
                     raise ValueError("arguments must be a JSON object")
             except ValueError as exc:  # JSONDecodeError is a ValueError
                 text = f"Invalid JSON arguments for tool '{call.name}': {exc}"
+                images: list[dict[str, str]] = []
                 metrics.tool_call_count(tool=call.name if call.name in self.tools else "unknown", success=False)
                 yield ToolOutputAvailableEvent(tool_call_id=call.id, output=text, tool_name=call.name, success=False)
             else:
@@ -446,8 +447,12 @@ class _TurnRunner:
                     tool=call.name if call.name in self.tools else "unknown", success=result.success
                 )
                 text = result.text
+                images = [{"media_type": image.media_type, "data": image.data} for image in result.images]
             self.transcript.row(ChatMessage.Role.TOOL, text, tool_call_id=call.id, name=call.name)
-            self.llm_messages.append({"role": "tool", "tool_call_id": call.id, "content": text})
+            tool_message: dict[str, Any] = {"role": "tool", "tool_call_id": call.id, "content": text}
+            if images:  # this turn only: image parts for providers that take them (rows keep the text)
+                tool_message["images"] = images
+            self.llm_messages.append(tool_message)
         self.tools_ran = True
         self.text_after_last_tool = False
         for event in await self.followups.at_boundary(self.llm_messages):

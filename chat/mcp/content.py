@@ -2,9 +2,11 @@
 
 - one text part → that text; a text that is a JSON object or array → that JSON value;
 - several parts, or any image → ``{"content": [...]}`` with text parts as text and
-  images, audio and binary resources described by media type and size (their bytes
-  are not forwarded: the tool row is text, and providers' tool results take no images
-  on the OpenAI-compatible route);
+  images, audio and binary resources described by media type and size (the tool row,
+  the page and the OpenAI-compatible route get the description only);
+- images (PNG, JPEG, GIF, WebP up to ``MAX_IMAGE_BYTES``) also go to the model as image
+  parts of the tool result on the Anthropic route, in the turn that produced them
+  (`result_images`);
 - no content → ``structuredContent`` when the server gave it, else an empty text.
 
 Control characters other than newline and tab are removed: the output reaches the
@@ -20,6 +22,8 @@ import re
 from typing import Any
 
 from mcp import types
+
+from chat.tools import ToolImage
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
@@ -79,6 +83,23 @@ def result_output(result: types.CallToolResult) -> str | dict[str, Any] | list[A
     if result.structuredContent is not None:
         return dict(result.structuredContent)
     return ""
+
+
+MAX_IMAGE_BYTES = 3_750_000  # Anthropic's limit is 5 MB of base64 per image
+MAX_IMAGES = 8
+IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
+
+
+def result_images(result: types.CallToolResult) -> tuple[ToolImage, ...]:
+    """The result's images a model may be shown (supported type, within the size cap)."""
+    images = [
+        ToolImage(media_type=block.mimeType, data=block.data)
+        for block in result.content
+        if isinstance(block, types.ImageContent)
+        and block.mimeType in IMAGE_TYPES
+        and _size(block.data) <= MAX_IMAGE_BYTES
+    ]
+    return tuple(images[:MAX_IMAGES])
 
 
 def result_error_text(result: types.CallToolResult) -> str:

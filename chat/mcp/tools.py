@@ -27,12 +27,12 @@ from django.conf import settings
 from mcp import types
 from mcp.shared.exceptions import McpError
 
-from chat.tools import Tool, ToolContext, ToolError, ToolOutput, tool_cost_cents
+from chat.tools import Tool, ToolContext, ToolError, ToolOutput, ToolResultWithImages, tool_cost_cents
 from copilot_site.core.sql import connection_released
 
 from . import services
 from .config import ServerConfig
-from .content import result_error_text, result_output
+from .content import result_error_text, result_images, result_output
 from .pool import Connection, McpPool, ServerUnavailable, error_text, is_connection_gone, pool_for_loop
 from .selectors import CatalogServer, mcp_enabled_configs, mcp_tool_rows, mcp_turn_catalog
 
@@ -111,7 +111,8 @@ class McpToolBase(Tool):
             raise ToolError(f"The MCP server '{server.name}' failed: {error_text(exc)}") from None
         if result.isError:
             raise ToolError(f"The MCP server '{server.name}' reported an error: {result_error_text(result)}")
-        return result_output(result)
+        images = result_images(result)
+        return ToolResultWithImages(result_output(result), images) if images else result_output(result)
 
 
 _CLASSES: dict[tuple[Any, ...], type[McpToolBase]] = {}

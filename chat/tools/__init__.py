@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import builtin  # noqa: F401  (registers the built-in tools)
-from .base import Tool, ToolContext, ToolError, ToolOutput, validate_arguments
+from .base import Tool, ToolContext, ToolError, ToolImage, ToolOutput, ToolResultWithImages, validate_arguments
 from .execution import ToolRunResult, charge_tool_run, execute_tool, truncate_output
 from .registry import enabled_tools, register, registered_tools, schema_size_chars, tool_cost_cents, tool_schemas
 
@@ -11,7 +11,9 @@ __all__ = [
     "Tool",
     "ToolContext",
     "ToolError",
+    "ToolImage",
     "ToolOutput",
+    "ToolResultWithImages",
     "ToolRunResult",
     "charge_tool_run",
     "enabled_tools",

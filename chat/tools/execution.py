@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -16,7 +16,7 @@ from billing import selectors as billing_selectors
 from billing import services as billing_services
 from billing.errors import InsufficientCredits
 
-from .base import Tool, ToolContext, ToolError, ToolOutput, validate_arguments
+from .base import Tool, ToolContext, ToolError, ToolImage, ToolOutput, ToolResultWithImages, validate_arguments
 from .registry import tool_cost_cents
 
 logger = logging.getLogger(__name__)
@@ -30,11 +30,13 @@ class ToolCancelled(Exception):
 
 @dataclass(frozen=True)
 class ToolRunResult:
-    """``output`` goes on the wire (str or JSON value); ``text`` is the tool row's content."""
+    """``output`` goes on the wire (str or JSON value); ``text`` is the tool row's content;
+    ``images`` go to the model as image parts where the provider takes them."""
 
     output: Any
     text: str
     success: bool
+    images: tuple[ToolImage, ...] = ()
 
 
 def _cap_seconds() -> float:
@@ -73,6 +75,8 @@ def failed(text: str) -> ToolRunResult:
 
 def succeeded(output: ToolOutput) -> ToolRunResult:
     """Strings pass through; objects are JSON for the row, and stay objects on the wire unless cut."""
+    if isinstance(output, ToolResultWithImages):
+        return replace(succeeded(output.output), images=output.images)
     if isinstance(output, str):
         text = truncate_output(output)
         return ToolRunResult(output=text, text=text, success=True)

@@ -18,6 +18,8 @@ from types import TracebackType
 from typing import Self
 
 SERVER_SCRIPT = Path(__file__).resolve().parent / "server.py"
+# The ``image`` tool's PNG (kept in step with server.py, which imports nothing of the project).
+PNG_1X1_BASE64 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
 
 
 def stdio_command() -> list[str]:

@@ -26,9 +26,8 @@ from typing import Any
 from mcp.server.fastmcp import Context, FastMCP, Image
 
 # A valid 1×1 transparent PNG.
-PNG_1X1 = base64.b64decode(
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
-)
+PNG_1X1_BASE64 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+PNG_1X1 = base64.b64decode(PNG_1X1_BASE64)
 
 
 class _ExitsAfterListing(FastMCP):
