@@ -167,7 +167,10 @@ else:
     else:
         _db.setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
         _db["DISABLE_SERVER_SIDE_CURSORS"] = True
+    # With the pool: the pool checks each connection it hands out, and after a
+    # database restart drops all the dead ones at once (copilot_site.core.postgresql).
     _db["CONN_HEALTH_CHECKS"] = True
+    _db["ENGINE"] = "copilot_site.core.postgresql"
     _db["TEST"] = {"NAME": f"test_{_db['NAME']}"}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
