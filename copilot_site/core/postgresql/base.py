@@ -37,7 +37,7 @@ def connection_check(conn: Connection[Any]) -> None:
 class DatabaseWrapper(base.DatabaseWrapper):
     @property
     def pool(self) -> ConnectionPool | None:
-        pool: ConnectionPool | None = super().pool
+        pool: ConnectionPool | None = super().pool  # type: ignore[misc]  # not in django-stubs 5.2
         # Django passes its own check (``ConnectionPool.check_connection``) and refuses
         # another in OPTIONS["pool"]; the pool keeps it in `_check` (psycopg_pool 3.2, 3.3).
         if pool is not None and getattr(pool, "_check", None) is ConnectionPool.check_connection:
