@@ -211,6 +211,8 @@ class _Publisher:
         self.appender = rs.loop_appender()
         self.turn_id = turn_id
         self.first_token_due = arrived_at  # 0 once the first token is out (time to first token)
+        self.last_ms = 0
+        self.count = 0
 
     def close_open_blocks(self) -> None:
         for event in self.folded.closing_events():
@@ -221,7 +223,11 @@ class _Publisher:
             metrics.first_token_observe(arrived_at=self.first_token_due)
             self.first_token_due = 0.0
         self.folded.add_wire(chunk)
-        self.appender.append(self.turn_id, json.dumps(chunk, separators=(",", ":")))
+        # The chunk's log id: the append time in ms (never below the last one's) and the
+        # chunk's number in the turn, so ids only grow and a resend keeps its id.
+        self.last_ms = max(self.last_ms, int(time.time() * 1000))
+        self.count += 1
+        self.appender.append(self.turn_id, json.dumps(chunk, separators=(",", ":")), f"{self.last_ms}-{self.count}")
 
 
 class _TurnGuard:
