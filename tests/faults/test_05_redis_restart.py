@@ -50,6 +50,7 @@ def test_a_redis_restart_ends_or_resumes_the_stream_within_ten_seconds(fault_sta
         # A stream that went on lost nothing: the worker wrote what Redis lost again
         assert stream.text() == answer
 
+
 def _new_turn(stack: FaultStack, person: Person) -> Stream | None:
     result = sse_read(
         "POST", person.stream_url(stack.web_urls[0]), headers=person.headers,
