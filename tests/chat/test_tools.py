@@ -517,8 +517,10 @@ async def test_cancellation_during_the_charge_bills_exactly_once(alice: Any) -> 
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        await asyncio.sleep(0.5)  # the shielded charge finishes on its own
-    # then
+    # then: the shielded charge finishes on its own, once
+    deadline = time.monotonic() + 10
+    while not await usage_rows(alice) and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
     assert [row[:2] for row in await usage_rows(alice)] == [(-5, "tool:turn-1:call_c")]
 
 
