@@ -4,9 +4,10 @@ from django.urls import path
 
 from copilot_site.core.api_routing import method_router
 
-from . import apis
+from . import apis, apis_search
 
 urlpatterns = [
+    path("search", apis_search.ChatSearchApi.as_view(), name="chat-search"),
     path(
         "sessions",
         method_router("SessionsApi", get=apis.SessionListApi, post=apis.SessionCreateApi),

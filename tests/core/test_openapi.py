@@ -33,6 +33,7 @@ STATUSES: dict[tuple[str, str], set[str]] = {
     ("post", "/api/billing/credits/top-up"): {"200", "400", "401", "403", "413", "422", "429", "502", "503"},
     ("get", "/api/billing/subscription"): {"200", "401", "429"},
     ("post", "/api/billing/subscription"): {"200", "400", "401", "403", "413", "422", "429", "502", "503"},
+    ("get", "/api/chat/search"): {"200", "400", "401", "429"},
     ("get", "/api/chat/sessions"): {"200", "400", "401", "429"},
     ("post", "/api/chat/sessions"): {"201", "400", "401", "403", "413", "429"},
     ("get", "/api/chat/sessions/{session_id}"): {"200", "400", "401", "404", "429"},

@@ -1,0 +1,118 @@
+"""Chat search (Ctrl/Cmd+K), export and share, in Chromium against the real stack,
+at 1280 px and 375 px, in light and dark."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect
+
+from chat.models import ChatMessage, ChatSession
+from tests.browser.conftest import DESKTOP, PHONE, Pages, screenshot
+from tests.factories import UserFactory
+
+# Sync Playwright keeps an event loop running in this thread; the tests' own ORM calls are safe.
+os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+
+pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+LOOKS = [
+    pytest.param(DESKTOP, "light", id="_desktop_light"),
+    pytest.param(DESKTOP, "dark", id="_desktop_dark"),
+    pytest.param(PHONE, "light", id="_phone_light"),
+    pytest.param(PHONE, "dark", id="_phone_dark"),
+]
+
+
+def _chat(user: Any, title: str | None, messages: list[tuple[str, str]], *, hour: int) -> ChatSession:
+    session = ChatSession.objects.create(user=user, title=title)
+    rows = [ChatMessage(session=session, sequence=n, role=r, content=text) for n, (r, text) in enumerate(messages)]
+    ChatMessage.objects.bulk_create(rows)
+    stamp = dt.datetime(2026, 1, 2, hour, tzinfo=dt.UTC)
+    ChatSession.objects.filter(pk=session.pk).update(updated_at=stamp)
+    return session
+
+
+@pytest.mark.parametrize(("viewport", "scheme"), LOOKS)
+def test_ctrl_k_searches_titles_and_messages_and_opens_a_result(
+    pages: Pages, viewport: dict[str, int], scheme: str
+) -> None:
+    # given
+    alice = UserFactory(username="alice")
+    bob = UserFactory(username="bob")
+    _chat(alice, "Deploy checklist", [("user", "what to check")], hour=9)
+    body_hit = _chat(
+        alice,
+        "Weekend",
+        [("user", "How do I <b>deploy</b> to a server?"), ("assistant", "Use the deploy script, then check the logs.")],
+        hour=10,
+    )
+    _chat(alice, "Soup", [("user", "a recipe")], hour=11)
+    _chat(bob, "Bob deploys", [("user", "deploy bob")], hour=12)
+    page = pages.open("/copilot", alice, viewport=viewport, color_scheme=scheme)
+    expect(page.get_by_test_id("session-link")).to_have_count(3)
+    # when: Ctrl+K, then a query
+    page.locator("body").press("Control+k")
+    box = page.get_by_test_id("search-input")
+    expect(box).to_be_focused()
+    expect(box).to_be_visible()
+    box.fill("deploy")
+    # then: alice's two chats, newest first, the snippet's hit marked; bob's never
+    results = page.get_by_test_id("search-result")
+    expect(results).to_have_count(2)
+    expect(page.get_by_test_id("session-list")).to_be_hidden()
+    expect(results.nth(0).locator(".search-title")).to_have_text("Weekend")
+    snippet = results.nth(0).get_by_test_id("search-snippet")
+    expect(snippet).to_contain_text("Use the deploy script, then check the logs.")
+    expect(snippet.locator("mark")).to_have_text(["deploy"])
+    expect(results.nth(1).locator(".search-title mark")).to_have_text("Deploy")
+    expect(page.get_by_test_id("search-results").get_by_role("status")).to_have_text("2 chats found")
+    screenshot(page, f"search-results-{viewport['width']}-{scheme}")
+    # an HTML payload in a message is text
+    box.fill("server")
+    expect(results).to_have_count(1)
+    expect(results.nth(0).get_by_test_id("search-snippet")).to_contain_text("How do I <b>deploy</b> to a server?")
+    expect(results.nth(0).locator("b")).to_have_count(0)
+    # when: a result is opened
+    results.nth(0).click()
+    # then
+    expect(page.get_by_test_id("chat-title")).to_have_text("Weekend")
+    expect(page).to_have_url(f"{pages.base_url}/copilot?sessionId={body_hit.pk}")
+    expect(page.get_by_test_id("assistant-message")).to_have_count(1)
+    if viewport is PHONE:
+        expect(page.locator("#chat-sidebar")).not_to_be_in_viewport()
+    # when: Escape in the box clears the search
+    page.locator("body").press("Control+k")
+    expect(box).to_be_focused()
+    box.press("Escape")
+    expect(box).to_have_value("")
+    expect(page.get_by_test_id("session-list")).to_be_visible()
+    expect(page.get_by_test_id("search-results")).to_be_hidden()
+
+
+def test_search_pages_with_more_results_and_says_when_nothing_matches(pages: Pages) -> None:
+    # given: 22 matching chats (a page is 20)
+    alice = UserFactory(username="alice")
+    for n in range(22):
+        _chat(alice, f"Llama {n:02d}", [("user", "about llamas")], hour=n)
+    page = pages.open("/copilot", alice)
+    box = page.get_by_test_id("search-input")
+    # when
+    box.fill("llama")
+    # then
+    results = page.get_by_test_id("search-result")
+    expect(results).to_have_count(20)
+    expect(results.first.locator(".search-title")).to_have_text("Llama 21")
+    more = page.get_by_role("button", name="More results")
+    more.click()
+    expect(results).to_have_count(22)
+    expect(results.last.locator(".search-title")).to_have_text("Llama 00")
+    expect(more).to_be_hidden()
+    # when: nothing matches
+    box.fill("zebra")
+    # then
+    expect(page.get_by_test_id("search-results").get_by_role("status")).to_have_text("No chats match “zebra”.")
+    expect(results).to_have_count(0)
