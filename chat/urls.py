@@ -4,7 +4,7 @@ from django.urls import path
 
 from copilot_site.core.api_routing import method_router
 
-from . import apis, apis_search
+from . import apis, apis_export, apis_search
 
 urlpatterns = [
     path("search", apis_search.ChatSearchApi.as_view(), name="chat-search"),
@@ -18,6 +18,7 @@ urlpatterns = [
         method_router("SessionApi", get=apis.SessionGetApi, patch=apis.SessionRenameApi, delete=apis.SessionDeleteApi),
         name="chat-session-detail",
     ),
+    path("sessions/<str:session_id>/export", apis_export.SessionExportApi.as_view(), name="chat-session-export"),
     path("sessions/<str:session_id>/ui-messages", apis.UIMessageListApi.as_view(), name="chat-session-ui-messages"),
     path(
         "sessions/<str:session_id>/stream",

@@ -4,7 +4,9 @@ at 1280 px and 375 px, in light and dark."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -116,3 +118,67 @@ def test_search_pages_with_more_results_and_says_when_nothing_matches(pages: Pag
     # then
     expect(page.get_by_test_id("search-results").get_by_role("status")).to_have_text("No chats match “zebra”.")
     expect(results).to_have_count(0)
+
+
+def _chat_with_a_tool_call(user: Any) -> ChatSession:
+    session = _chat(user, "Maths help", [("user", "What is 6*7?")], hour=9)
+    ChatMessage.objects.bulk_create(
+        [
+            ChatMessage(
+                session=session,
+                sequence=1,
+                role="assistant",
+                content="",
+                tool_calls=[{"id": "c1", "function": {"name": "calculator", "arguments": '{"expression": "6*7"}'}}],
+            ),
+            ChatMessage(
+                session=session, sequence=2, role="tool", tool_call_id="c1", name="calculator", content='{"result": 42}'
+            ),
+            ChatMessage(session=session, sequence=3, role="assistant", content="It is **42**."),
+        ]
+    )
+    return session
+
+
+@pytest.mark.parametrize(("viewport", "scheme"), LOOKS)
+def test_export_downloads_markdown_and_json(pages: Pages, viewport: dict[str, int], scheme: str) -> None:
+    # given
+    alice = UserFactory(username="alice")
+    session = _chat_with_a_tool_call(alice)
+    page = pages.open(f"/chat/{session.pk}/", alice, viewport=viewport, color_scheme=scheme)
+    expect(page.get_by_test_id("assistant-message")).to_have_count(1)
+    # when
+    page.get_by_test_id("export-toggle").click()
+    screenshot(page, f"export-menu-{viewport['width']}-{scheme}")
+    with page.expect_download() as markdown_download:
+        page.get_by_test_id("export-md").click()
+    page.get_by_test_id("export-toggle").click()
+    with page.expect_download() as json_download:
+        page.get_by_test_id("export-json").click()
+    # then
+    short = str(session.pk)[:8]
+    markdown, document = markdown_download.value, json_download.value
+    assert markdown.suggested_filename == f"maths-help-{short}.md"
+    assert json_download.value.suggested_filename == f"maths-help-{short}.json"
+    text = Path(markdown.path()).read_text()
+    assert text.startswith("# Maths help\n\n")
+    assert '**Tool call** `calculator` (`c1`)\n\n```json\n{\n  "expression": "6*7"\n}\n```' in text
+    assert text.endswith("It is **42**.\n")
+    body = json.loads(Path(document.path()).read_text())
+    assert [(m["role"], m["text"]) for m in body["messages"]] == [
+        ("user", "What is 6*7?"),
+        ("assistant", ""),
+        ("tool", ""),
+        ("assistant", "It is **42**."),
+    ]
+    assert body["messages"][2]["tool_result"] == {"tool_call_id": "c1", "name": "calculator", "output": {"result": 42}}
+    expect(page.locator(".export-menu .menu")).to_be_hidden()
+
+
+def test_export_is_offered_only_for_a_saved_chat(pages: Pages) -> None:
+    # given
+    alice = UserFactory(username="alice")
+    page = pages.open("/copilot", alice)
+    # then
+    expect(page.get_by_test_id("chat-title")).to_have_text("New chat")
+    expect(page.get_by_test_id("export-toggle")).to_be_hidden()

@@ -64,6 +64,7 @@ SUCCEEDS = {
     "GET /api/chat/sessions/{session_id}/stream",
     "DELETE /api/chat/sessions/{session_id}/stream",
     "POST /api/chat/sessions/{session_id}/cancel",
+    "GET /api/chat/sessions/{session_id}/export",
     "GET /api/chat/sessions/{session_id}/messages/pending",
     "GET /api/chat/sessions/{session_id}/ui-messages",
     "GET /api/chat/usage",

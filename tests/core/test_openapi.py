@@ -39,6 +39,7 @@ STATUSES: dict[tuple[str, str], set[str]] = {
     ("get", "/api/chat/sessions/{session_id}"): {"200", "400", "401", "404", "429"},
     ("patch", "/api/chat/sessions/{session_id}"): {"200", "400", "401", "403", "404", "413", "429"},
     ("delete", "/api/chat/sessions/{session_id}"): {"204", "401", "403", "404", "429"},
+    ("get", "/api/chat/sessions/{session_id}/export"): {"200", "400", "401", "404", "429"},
     ("post", "/api/chat/sessions/{session_id}/cancel"): {"200", "401", "403", "404", "429"},
     ("get", "/api/chat/sessions/{session_id}/messages/pending"): {"200", "401", "404", "429"},
     ("get", STREAM): {"200", "204", "401", "404", "429"},
