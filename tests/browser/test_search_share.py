@@ -6,14 +6,17 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import expect
 
-from chat.models import ChatMessage, ChatSession
+from chat.models import ChatMessage, ChatSession, SharedChat
+from chat.services.shares import share_create
 from tests.browser.conftest import DESKTOP, PHONE, Pages, screenshot
+from tests.browser.test_csp import _open
 from tests.factories import UserFactory
 
 # Sync Playwright keeps an event loop running in this thread; the tests' own ORM calls are safe.
@@ -182,3 +185,92 @@ def test_export_is_offered_only_for_a_saved_chat(pages: Pages) -> None:
     # then
     expect(page.get_by_test_id("chat-title")).to_have_text("New chat")
     expect(page.get_by_test_id("export-toggle")).to_be_hidden()
+
+
+@pytest.mark.parametrize(("viewport", "scheme"), LOOKS)
+def test_share_creates_copies_and_revokes_a_link(pages: Pages, viewport: dict[str, int], scheme: str) -> None:
+    # given: a chat with a tool call and a message carrying HTML
+    alice = UserFactory(username="alice")
+    session = _chat_with_a_tool_call(alice)
+    ChatMessage.objects.create(session=session, sequence=4, role="user", content='<img src=x onerror="alert(1)"> ok?')
+    ChatMessage.objects.create(
+        session=session, sequence=5, role="assistant", content="Yes: `code` and a [link](https://example.com)."
+    )
+    page = pages.open(f"/chat/{session.pk}/", alice, viewport=viewport, color_scheme=scheme)
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=pages.base_url)
+    expect(page.get_by_test_id("assistant-message")).to_have_count(2)
+    # when: a link without tool internals is made and copied
+    page.get_by_test_id("share-open").click()
+    dialog = page.get_by_test_id("share-dialog")
+    expect(dialog).to_be_visible()
+    expect(dialog.get_by_test_id("share-empty")).to_be_visible()
+    dialog.get_by_test_id("share-hide-tools").check()
+    dialog.get_by_test_id("share-create").click()
+    url_box = dialog.get_by_test_id("share-url")
+    expect(url_box).to_have_value(re.compile(rf"^{re.escape(pages.base_url)}/share/[A-Za-z0-9_-]{{43}}$"))
+    dialog.get_by_test_id("share-copy").click()
+    expect(dialog.get_by_test_id("share-status")).to_have_text("Link copied to the clipboard.")
+    link = url_box.input_value()
+    assert page.evaluate("navigator.clipboard.readText()") == link
+    expect(dialog.get_by_test_id("share-item")).to_have_count(1)
+    expect(dialog.get_by_test_id("share-item")).to_contain_text("tools hidden")
+    screenshot(page, f"share-dialog-{viewport['width']}-{scheme}")
+    # then: anyone opens the snapshot, rendered like the chat, without the tool call
+    public = pages.open(link, None, viewport=viewport, color_scheme=scheme)
+    expect(public.get_by_test_id("shared-title")).to_have_text("Maths help")
+    messages = public.get_by_test_id("message-list")
+    expect(messages).to_have_attribute("data-ready", "true")
+    expect(public.get_by_test_id("user-message")).to_have_text(["What is 6*7?", '<img src=x onerror="alert(1)"> ok?'])
+    expect(public.get_by_test_id("assistant-message").first.locator("strong")).to_have_text("42")
+    expect(messages.locator("a[href='https://example.com']")).to_have_attribute("rel", "noopener noreferrer nofollow")
+    expect(messages.locator("img")).to_have_count(0)
+    expect(messages.get_by_test_id("tool-row")).to_have_count(0)
+    expect(public.locator('meta[name="robots"]')).to_have_attribute("content", "noindex, nofollow")
+    expect(public.get_by_test_id("shared-note")).to_contain_text("tool calls hidden")
+    expect(public.get_by_test_id("composer")).to_have_count(0)
+    screenshot(public, f"shared-page-{viewport['width']}-{scheme}", full_page=True)
+    # when: the owner revokes it
+    dialog.get_by_test_id("share-revoke").click()
+    # then
+    expect(dialog.get_by_test_id("share-status")).to_have_text("Link revoked: it no longer opens.")
+    expect(dialog.get_by_test_id("share-item")).to_have_count(0)
+    expect(dialog.get_by_test_id("share-created")).to_be_hidden()
+    public.reload()
+    expect(public.get_by_test_id("share-missing")).to_contain_text("This link does not work")
+    assert pages.dialogs == []
+    assert SharedChat.objects.count() == 0
+
+
+def test_a_shared_link_with_tool_internals_shows_the_tool_row(pages: Pages) -> None:
+    # given
+    alice = UserFactory(username="alice")
+    session = _chat_with_a_tool_call(alice)
+    page = pages.open(f"/chat/{session.pk}/", alice)
+    page.get_by_test_id("share-open").click()
+    dialog = page.get_by_test_id("share-dialog")
+    dialog.get_by_test_id("share-create").click()
+    url_box = dialog.get_by_test_id("share-url")
+    expect(url_box).to_have_value(re.compile("/share/"))
+    # when
+    public = pages.open(url_box.input_value(), None)
+    # then
+    expect(public.get_by_test_id("message-list")).to_have_attribute("data-ready", "true")
+    public.get_by_test_id("steps-toggle").click()
+    expect(public.get_by_test_id("tool-row")).to_have_attribute("data-tool-name", "calculator")
+    # when: Escape closes the dialog
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+
+
+def test_the_shared_page_runs_under_the_content_security_policy(pages: Pages) -> None:
+    # given
+    alice = UserFactory(username="alice")
+    session = _chat_with_a_tool_call(alice)
+    created = share_create(user=alice, session_id=session.pk, hide_tool_internals=False)
+    # when
+    page, console = _open(pages, f"/share/{created.token}")
+    expect(page.get_by_test_id("message-list")).to_have_attribute("data-ready", "true")
+    page.wait_for_load_state("networkidle")
+    # then
+    assert page.evaluate("window.__cspViolations") == []
+    assert [text for text in console if "Content Security Policy" in text] == []
