@@ -1,11 +1,13 @@
-// Export and share, in the chat toolbar.
+import { api, errorText } from "../site/http.js";
+
+// The chat toolbar's download and share tools. (The import stays above this comment: the
+// static files' hashing rewrites a line that reads like an ES export followed by `from`.)
 //
 // Export: a menu of two download links (GET …/export?format=md|json); the server names the file.
 // Share: a dialog that creates a read-only public link to a snapshot of the chat
 // (POST …/shares, optionally without tool calls and outputs), shows it with a Copy
 // button, and lists this chat's links with Revoke (DELETE /api/chat/shares/{id}).
 // The link's token is shown once, when it is made: the server keeps only its hash.
-import { api, errorText } from "../site/http.js";
 
 function button(text, className, attrs = {}) {
   const node = document.createElement("button");
