@@ -9,11 +9,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import httpx
 import pytest
 from django.db import connection
 from rest_framework.test import APIClient
 
 from chat.models import ChatMessage, ChatSession
+from tests.chat.turns.helpers import person
 from tests.factories import ChatMessageFactory
 
 ON_POSTGRESQL = connection.vendor == "postgresql"
@@ -229,3 +231,35 @@ def test_a_word_inside_another_word(alice: Any, alice_client: APIClient) -> None
         assert [r["session"]["id"] for r in inside["results"]] == [str(session.pk)]
         assert inside["results"][0]["snippet"]["highlights"] == [[6, 10]]
     assert ChatMessage.objects.count() == 1
+
+
+@pytest.mark.e2e
+@pytest.mark.django_db(transaction=True)
+def test_search_through_daphne_with_api_keys(daphne_server: str) -> None:
+    # given: alice's and charlie's chats both mention "invoice"
+    alice, charlie = person("alice"), person("charlie")
+    ChatSession.objects.filter(pk=alice.session.pk).update(title="Invoices")
+    ChatMessage.objects.create(session=alice.session, sequence=0, role="user", content="Where is the invoice for May?")
+    ChatMessage.objects.create(session=charlie.session, sequence=0, role="user", content="charlie's invoice")
+    session = ChatSession.objects.get(pk=alice.session.pk)
+    # when
+    found = httpx.get(f"{daphne_server}/api/chat/search", params={"q": "invoice may"}, headers=alice.headers)
+    anonymous = httpx.get(f"{daphne_server}/api/chat/search", params={"q": "invoice"})
+    # then
+    assert found.status_code == 200
+    assert found.json() == {
+        "results": [
+            {
+                "session": _session_body(session),
+                "title_highlights": [[0, 7]],  # a word found in the title is marked there too
+                "snippet": {
+                    "text": "Where is the invoice for May?",
+                    "highlights": [[13, 20], [25, 28]],
+                    "sequence": 0,
+                    "role": "user",
+                },
+            }
+        ],
+        "total": 1,
+    }
+    assert anonymous.status_code == 401
