@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.http import HttpRequest
 
-from .models import ChatMessage, ChatSession, ContextSnapshot, Memory, TurnUsage
+from .models import ChatMessage, ChatSession, ContextSnapshot, Memory, SharedChat, TurnUsage
 
 
 class ChatMessageInline(admin.TabularInline[ChatMessage, ChatSession]):
@@ -74,3 +75,23 @@ class MemoryAdmin(admin.ModelAdmin[Memory]):
     @admin.display(description="content")
     def short_content(self, obj: Memory) -> str:
         return obj.content[:80]
+
+
+@admin.register(SharedChat)
+class SharedChatAdmin(admin.ModelAdmin[SharedChat]):
+    """Public share links: staff can see and delete one (which revokes it), never make one
+    (only the owner sees a link's token, once)."""
+
+    list_display = ("id", "title", "owner", "hide_tool_internals", "created_at")
+    list_select_related = ("session__user",)
+    list_filter = ("hide_tool_internals",)
+    search_fields = ("id", "title", "session__id", "session__user__username")
+    raw_id_fields = ("session",)
+    readonly_fields = ("id", "session", "token_hash", "title", "messages", "hide_tool_internals", "created_at")
+
+    @admin.display(description="owner")
+    def owner(self, obj: SharedChat) -> str:
+        return obj.session.user.get_username()
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False

@@ -15,3 +15,11 @@ class SessionNotFound(ChatError):
 
     def __init__(self, session_id: object) -> None:
         super().__init__(f"Session {session_id} not found.")
+
+
+class ShareNotFound(ChatError):
+    status = 404
+    code = "not_found"
+
+    def __init__(self, share_id: object) -> None:
+        super().__init__(f"Share {share_id} not found.")

@@ -161,3 +161,29 @@ class Memory(models.Model):
 
     def __str__(self) -> str:
         return self.content[:60]
+
+
+class SharedChat(models.Model):
+    """A read-only public link to a snapshot of a chat, served at `/share/<token>`.
+
+    The token is 256 random bits (`secrets.token_urlsafe(32)`), shown to the owner once,
+    when the link is made; only its SHA-256 is stored (`token_hash`), so the database
+    never holds a working link. `messages` is the snapshot: the chat's rows at that moment
+    (the chat API's message fields), without tool calls and outputs when
+    `hide_tool_internals`; later messages never reach it. Revoking deletes the row (the
+    link then answers 404), and so does deleting the chat.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    session = models.ForeignKey(ChatSession, on_delete=models.CASCADE, related_name="shares")
+    token_hash = models.CharField(max_length=64, unique=True)
+    title = models.CharField(max_length=200, blank=True, default="")
+    messages = models.JSONField(default=list)
+    hide_tool_internals = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["session", "-created_at"], name="shared_chat_session_created")]
+
+    def __str__(self) -> str:
+        return f"share of {self.session_id} ({self.created_at:%Y-%m-%d})"

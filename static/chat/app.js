@@ -9,6 +9,8 @@ import { api, csrfToken, errorText, formatTime, timeUntil, uuid } from "../site/
 import { refreshUsage, resetDaily, resetOffer } from "../site/usage.js";
 import { applyChunk, carryReasoningTimes, insertPromoted, newAssistantBubble, rowsToBubbles, turnRegion } from "./model.js";
 import { createReplayFilter } from "./replay.js";
+import { initSearch } from "./search.js";
+import { initTranscriptTools } from "./share.js";
 import { ChatSocket, backoffDelay, compareEventIds, readSse } from "./transport.js";
 import { MessageList } from "./view.js";
 
@@ -218,6 +220,7 @@ async function openSession(sessionId, { history = null } = {}) {
   showNotice("");
   setRunning(false);
   markActiveSession();
+  transcriptTools.sessionChanged(sessionId);
   if (!sessionId) {
     setTitle("");
     els.empty.hidden = false;
@@ -580,6 +583,7 @@ async function ensureSession() {
     return false;
   }
   S.sessionId = created.body.id;
+  transcriptTools.sessionChanged(S.sessionId);
   setTitle(created.body.title);
   window.history.replaceState({ sessionId: S.sessionId }, "", sessionUrl(S.sessionId));
   els.empty.hidden = true;
@@ -1082,6 +1086,20 @@ function closeSidebar() {
   els.sidebarToggle.setAttribute("aria-expanded", "false");
   root.classList.remove("sidebar-open");
 }
+function openSidebar() {
+  els.sidebarToggle.setAttribute("aria-expanded", "true");
+  root.classList.add("sidebar-open");
+}
+// Search over the sidebar, and export/share in the toolbar (search.js, share.js).
+initSearch(root, {
+  openSession: (id) => {
+    if (!S || id !== S.sessionId) openSession(id, { history: "push" });
+  },
+  openSidebar,
+  closeSidebar,
+  sessionUrl,
+});
+const transcriptTools = initTranscriptTools(root);
 document.addEventListener("keydown", (event) => {
   if (event.key === "Escape" && root.classList.contains("sidebar-open")) {
     closeSidebar();
