@@ -9,4 +9,5 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="chat-home", permanent=False)),
     path("copilot", views.chat_page, name="chat-home"),
     path("chat/<uuid:session_id>/", views.chat_page, name="chat-session"),
+    path("account/approval-threshold/", views.approval_threshold_set_view, name="approval-threshold-set"),
 ]
