@@ -474,7 +474,9 @@ class ApprovalDecideApi(APIView):
         approved = serializers.BooleanField()
         reason = StrictCharField(required=False, allow_blank=True, max_length=1000)
 
-    @extend_schema(request=InputSerializer, responses={200: ApprovalOutputSerializer, **api_errors(400, 404, 409, 413)})
+    @extend_schema(
+        request=InputSerializer, responses={200: ApprovalOutputSerializer, **api_errors(400, 403, 404, 409, 413)}
+    )
     def post(self, request: Request, session_id: str, approval_id: str) -> Response:
         """Approve or deny a tool call that waits (its `tool-approval-request` chunk's `approvalId`).
 
