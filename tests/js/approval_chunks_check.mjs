@@ -1,22 +1,29 @@
 // The chunks of a turn whose tool asked first, read by the AI SDK itself.
 // Reads {chunks, messages?} as JSON on stdin: the SSE chunks of one turn and, optionally,
-// the saved transcript (GET …/ui-messages). Prints
-// {message, states, valid}: `message` is readUIMessageStream's fold of the chunks (each
-// chunk checked against the SDK's own uiMessageChunkSchema, terminateOnError), `states`
-// its tool parts' states after every chunk that changed one, and `valid` the result of
-// validateUIMessages on the transcript (true, or the error text). Exit 1 when the stream
-// is refused.
-import { readUIMessageStream, validateUIMessages } from "ai";
+// the saved transcript (GET …/ui-messages). The chunks go through the SDK's own
+// DefaultChatTransport exactly as a stock `useChat` receives them over HTTP (an SSE body
+// from a local fetch: the transport parses each event against the SDK's
+// uiMessageChunkSchema and fails on a chunk type it does not know), then through
+// readUIMessageStream (terminateOnError). Prints {message, states, valid}: `message` is
+// the fold, `states` its tool parts' states after every chunk that changed one, and
+// `valid` the result of validateUIMessages on the transcript (true, or the error text).
+// Exit 1 when the stream is refused.
+import { DefaultChatTransport, readUIMessageStream, validateUIMessages } from "ai";
 
 let input = "";
 for await (const chunk of process.stdin) input += chunk;
 
-function streamOf(chunks) {
-  return new ReadableStream({
-    start(controller) {
-      for (const chunk of chunks) controller.enqueue(chunk);
-      controller.close();
-    },
+async function streamOf(chunks) {
+  const body = chunks.map((chunk) => `data: ${JSON.stringify(chunk)}\n\n`).join("") + "data: [DONE]\n\n";
+  const fetch = async () =>
+    new Response(body, { status: 200, headers: { "Content-Type": "text/event-stream", "x-vercel-ai-ui-message-stream": "v1" } });
+  const transport = new DefaultChatTransport({ api: "http://127.0.0.1/unused", fetch });
+  return await transport.sendMessages({
+    chatId: "chat",
+    messages: [{ id: "u1", role: "user", parts: [{ type: "text", text: "hi" }] }],
+    trigger: "submit-message",
+    messageId: undefined,
+    abortSignal: new AbortController().signal,
   });
 }
 
@@ -24,7 +31,7 @@ try {
   const { chunks, messages } = JSON.parse(input);
   let message = null;
   const states = [];
-  for await (const m of readUIMessageStream({ stream: streamOf(chunks), terminateOnError: true })) {
+  for await (const m of readUIMessageStream({ stream: await streamOf(chunks), terminateOnError: true })) {
     message = m;
     const now = m.parts.filter((p) => p.type.startsWith("tool-")).map((p) => p.state).join(",");
     if (now && states.at(-1) !== now) states.push(now);

@@ -4,7 +4,7 @@ The suite's shared worker runs with the default settings (no tool asks), so thes
 tests start their own pair on a private broker database (the shared worker never sees
 their turns): ``calculator`` always asks, ``get_current_time`` costs 3 credit cents
 (it asks only a user whose threshold is below that), and an unanswered approval
-expires after ``APPROVAL_TIMEOUT_S``.
+expires after ``APPROVAL_TIMEOUT_S``, twice the stream idle timeout.
 """
 
 from __future__ import annotations
@@ -21,11 +21,15 @@ from copilot_site.testing.pytest_plugin import BROKER_DB
 from tests.conftest import ARTIFACTS
 
 APPROVAL_TIMEOUT_S = 4
+IDLE_TIMEOUT_S = 2
 CLOCK_COST_CENTS = 3
 APPROVAL_ENV = {
     "COPILOT_TOOLS_REQUIRING_APPROVAL": json.dumps(["calculator"]),
     "COPILOT_APPROVAL_TIMEOUT_S": str(APPROVAL_TIMEOUT_S),
     "COPILOT_TOOL_COST_CENTS": json.dumps({"get_current_time": CLOCK_COST_CENTS}),
+    # Shorter than the approval timeout: a turn that only waits for its user must not be
+    # ended as idle (the wait keeps it alive).
+    "COPILOT_STREAM_IDLE_TIMEOUT_S": str(IDLE_TIMEOUT_S),
 }
 
 

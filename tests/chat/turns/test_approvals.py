@@ -246,7 +246,31 @@ def test_no_answer_within_the_timeout_counts_as_a_denial(site: str, fake_llm: An
     late = _decide(site, alice, approval_id, {"approved": True})
     assert late.status_code == 409
     assert late.json()["detail"] == "This tool call is no longer waiting: nobody answered in time, so it was denied."
+    # the wait outlived the stream idle timeout (2 s) and the turn still ended normally
     assert list(TurnUsage.objects.filter(session=alice.session).values_list("outcome", flat=True)) == ["completed"]
+    assert result.text() == "No answer, fine."
+
+
+def test_a_waiting_turn_blocks_no_other_turn_of_the_worker(site: str) -> None:
+    # given: one chat's turn waits for its approval
+    alice = person("alice")
+    waiting, waiting_reader = _start(site, alice, "sum " + fake({"tool_calls": [CALC]}, {"text": "42."}))
+    approval_id = _approval_chunk(waiting)["approvalId"]
+    # when: another chat of the same worker runs a whole turn meanwhile
+    bob = person("bob")
+    other = read_sse(
+        "POST",
+        f"{site}/api/chat/sessions/{bob.session.id}/stream",
+        headers=bob.headers,
+        json_body={"message": "hi " + fake({"text": "Hello, Bob.", "chunk_size": 3, "delay_ms": 20})},
+        timeout=APPROVAL_TIMEOUT_S,
+    )
+    # then: it streamed to its end while the first one still waits
+    assert other.text() == "Hello, Bob." and other.types[-1] == "finish"
+    assert ToolApproval.objects.get(pk=approval_id).status == "pending"
+    assert _decide(site, alice, approval_id, {"approved": True}).status_code == 200
+    waiting_reader.join(timeout=30)
+    assert waiting.text() == "42."
 
 
 def test_a_stop_during_the_wait_ends_the_turn_at_once(site: str, fake_llm: Any) -> None:
