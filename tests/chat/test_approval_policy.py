@@ -102,3 +102,28 @@ def test_a_bad_threshold_is_refused_and_changes_nothing(alice: Any) -> None:
     assert ToolApprovalThreshold.objects.get(user=alice).threshold_cents == 7
     assert Client().post("/account/approval-threshold/", {"threshold_cents": "1"}).status_code == 302  # to login
     assert client.get("/account/approval-threshold/").status_code == 405
+
+
+@pytest.mark.django_db
+def test_the_admin_lists_and_shows_approvals_read_only(admin_client: Any, alice: Any) -> None:
+    import datetime
+
+    from django.utils import timezone
+
+    from chat.models import ChatSession, ToolApproval
+
+    session = ChatSession.objects.create(user=alice)
+    approval = ToolApproval.objects.create(
+        session=session,
+        turn_id="8d3c1c0e-5a7e-4a56-9d83-1f0c3c1d2b10",
+        tool_call_id="call_1",
+        tool_name="calculator",
+        input={"expression": "6*7"},
+        reason="listed",
+        expires_at=timezone.now() + datetime.timedelta(minutes=10),
+    )
+    listing = admin_client.get("/admin/chat/toolapproval/?q=calculator")
+    assert listing.status_code == 200
+    assert str(approval.pk) in listing.content.decode()
+    assert admin_client.get(f"/admin/chat/toolapproval/{approval.pk}/change/").status_code == 200
+    assert admin_client.get("/admin/chat/toolapproval/add/").status_code == 403
