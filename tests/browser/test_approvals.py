@@ -123,3 +123,52 @@ def test_a_reload_during_the_wait_still_offers_the_decision(pages: Pages) -> Non
     expect(page.get_by_test_id("assistant-text").last).to_contain_text("It is 42.", timeout=30_000)
     wait_idle(page)
     assert ToolApproval.objects.get().status == "approved"
+
+
+def test_a_replay_keeps_a_decided_call_decided_and_shows_no_text_twice(pages: Pages) -> None:
+    # given: the page shows (from the saved rows) a denied call, the next round's text and a
+    # call that still waits; the resumed stream replays the turn from its start
+    page = pages.open("/copilot", UserFactory(username="alice"))
+    page.wait_for_function("() => window.copilotChat !== undefined")
+    denial = "The user denied running tool 'calculator'; it was not run."
+    shown = [
+        {
+            "kind": "tool",
+            "id": "c1",
+            "name": "calculator",
+            "input": {"expression": "1"},
+            "output": denial,
+            "state": "done",
+        },
+        {"kind": "text", "text": "Then I will ask again."},
+        {"kind": "tool", "id": "c2", "name": "calculator", "input": {"expression": "2"}, "state": "running"},
+    ]
+    replay = [
+        {"type": "start", "messageId": "m1"},
+        {"type": "start-step"},
+        {"type": "tool-input-start", "toolCallId": "c1", "toolName": "calculator"},
+        {"type": "tool-input-available", "toolCallId": "c1", "toolName": "calculator", "input": {"expression": "1"}},
+        {"type": "tool-approval-request", "approvalId": "a1", "toolCallId": "c1"},
+        {"type": "tool-output-denied", "toolCallId": "c1"},
+        {"type": "finish-step"},
+        {"type": "start-step"},
+        {"type": "text-start", "id": "t1"},
+        {"type": "text-delta", "id": "t1", "delta": "Then I will ask again."},
+        {"type": "text-end", "id": "t1"},
+        {"type": "tool-input-start", "toolCallId": "c2", "toolName": "calculator"},
+        {"type": "tool-input-available", "toolCallId": "c2", "toolName": "calculator", "input": {"expression": "2"}},
+        {"type": "tool-approval-request", "approvalId": "a2", "toolCallId": "c2"},
+    ]
+    # when
+    result = page.evaluate(
+        "async (arg) => (await import('/static/chat/replay.js')).stripReplayPrefix(arg.shown, arg.replay)",
+        {"shown": shown, "replay": replay},
+    )
+    # then: only the structure and the waiting call's request are applied
+    assert result == [
+        {"type": "start", "messageId": "m1"},
+        {"type": "start-step"},
+        {"type": "finish-step"},
+        {"type": "start-step"},
+        {"type": "tool-approval-request", "approvalId": "a2", "toolCallId": "c2"},
+    ]
