@@ -223,6 +223,48 @@ def test_the_ai_package_accepts_an_approved_call_and_its_transcript(site: str, f
     assert saved["approval"] == {"id": approval_id, "approved": True}
 
 
+def test_each_call_of_a_round_asks_on_its_own(site: str, fake_llm: Any) -> None:
+    # given: one round with two calls that ask first
+    alice = person("alice")
+    second_call = {"name": "calculator", "arguments": {"expression": "2+2"}, "id": "call_calc_2"}
+    result, reader = _start(site, alice, "two " + fake({"tool_calls": [CALC, second_call]}, {"text": "One of two."}))
+    first_id = _approval_chunk(result)["approvalId"]
+    # when: the first is denied; then the second asks, and is approved
+    assert _decide(site, alice, first_id, {"approved": False}).status_code == 200
+    second_id = wait_until(
+        lambda: next(
+            (
+                c["approvalId"]
+                for _, c in result.events
+                if c["type"] == "tool-approval-request" and c["approvalId"] != first_id
+            ),
+            None,
+        )
+    )
+    assert _decide(site, alice, second_id, {"approved": True}).status_code == 200
+    reader.join(timeout=30)
+    # then: in order, each with its own outcome, and the model reads both results
+    assert [(c["type"], c["toolCallId"]) for c in _tool_chunks(result)] == [
+        ("tool-input-start", "call_calc_1"),
+        ("tool-input-available", "call_calc_1"),
+        ("tool-approval-request", "call_calc_1"),
+        ("tool-output-denied", "call_calc_1"),
+        ("tool-input-start", "call_calc_2"),
+        ("tool-input-available", "call_calc_2"),
+        ("tool-approval-request", "call_calc_2"),
+        ("tool-output-available", "call_calc_2"),
+    ]
+    assert _tool_messages(_turn_requests(fake_llm)[-1]) == [
+        {
+            "role": "tool",
+            "tool_call_id": "call_calc_1",
+            "content": "The user denied running tool 'calculator'; it was not run.",
+        },
+        {"role": "tool", "tool_call_id": "call_calc_2", "content": '{"expression": "2+2", "result": 4}'},
+    ]
+    assert list(ToolApproval.objects.order_by("created_at").values_list("status", flat=True)) == ["denied", "approved"]
+
+
 def test_no_answer_within_the_timeout_counts_as_a_denial(site: str, fake_llm: Any) -> None:
     # given
     alice = person("alice")
