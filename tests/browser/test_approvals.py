@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 
 from chat.models import ChatMessage, ToolApproval
 from tests.browser.conftest import PHONE, Pages, fake, screenshot, wait_until
-from tests.chat.turns.approval_stack import approval_stack
+from tests.chat.turns.approval_stack import approval_stack, approval_worker_settled
 from tests.factories import UserFactory
 
 # Sync Playwright keeps an event loop running in this thread; the tests' own ORM calls are safe.
@@ -30,10 +30,11 @@ def approvals_site(live_env: dict[str, str]) -> Iterator[str]:
 
 
 @pytest.fixture
-def stack(approvals_site: str, fake_llm: Any) -> str:
+def stack(approvals_site: str, fake_llm: Any) -> Iterator[str]:
     """This module's site: the approval pair instead of the suite's shared one."""
     fake_llm.reset()
-    return approvals_site
+    yield approvals_site
+    approval_worker_settled()
 
 
 def send(page: Any, text: str) -> None:

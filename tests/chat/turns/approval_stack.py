@@ -9,8 +9,10 @@ expires after ``APPROVAL_TIMEOUT_S``, twice the stream idle timeout.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -33,10 +35,31 @@ APPROVAL_ENV = {
 }
 
 
+def broker_url() -> str:
+    return os.environ["COPILOT_TEST_REDIS_BASE"].rsplit("/", 1)[0] + f"/{BROKER_DB + 4}"
+
+
+def approval_worker_settled(timeout: float = 20) -> None:
+    """Wait (bounded) until this pair's worker runs nothing: a turn's tail or a title being
+    written while the test database is flushed can deadlock the flush (as the suite's
+    `worker_settled` does for the shared worker)."""
+    from copilot_site.celery_app import app
+
+    deadline = time.monotonic() + timeout
+    with app.connection_for_write(broker_url()) as connection:
+        while time.monotonic() < deadline:
+            inspect = app.control.inspect(timeout=0.5, connection=connection)
+            with contextlib.suppress(Exception):
+                replies = [inspect.active(), inspect.reserved()]
+                if all(not reply or not any(reply.values()) for reply in replies):
+                    return
+            time.sleep(0.2)
+
+
 @contextmanager
 def approval_stack(live_env: dict[str, str], *, name: str) -> Iterator[str]:
     """Start the pair; yields the web process's base URL."""
-    broker = os.environ["COPILOT_TEST_REDIS_BASE"].rsplit("/", 1)[0] + f"/{BROKER_DB + 4}"
+    broker = broker_url()
     redis.Redis.from_url(broker).flushdb()
     env = {**live_env, **APPROVAL_ENV, "CELERY_BROKER_URL": broker}
     web, port = start_daphne(env, ARTIFACTS / "logs")

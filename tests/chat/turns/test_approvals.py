@@ -23,7 +23,12 @@ from chat.engine.titles import TITLE_SYSTEM_PROMPT
 from chat.models import ChatMessage, ToolApproval, TurnUsage
 from chat.services.approvals import approval_threshold_set
 from chat.turns.registry import turn_meta_get
-from tests.chat.turns.approval_stack import APPROVAL_TIMEOUT_S, CLOCK_COST_CENTS, approval_stack
+from tests.chat.turns.approval_stack import (
+    APPROVAL_TIMEOUT_S,
+    CLOCK_COST_CENTS,
+    approval_stack,
+    approval_worker_settled,
+)
 from tests.chat.turns.helpers import Person, SseResult, WsClient, fake, person, read_sse, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -40,9 +45,10 @@ def approvals_site(live_env: dict[str, str]) -> Iterator[str]:
 
 
 @pytest.fixture
-def site(approvals_site: str, fake_llm: Any) -> str:
+def site(approvals_site: str, fake_llm: Any) -> Iterator[str]:
     fake_llm.reset()
-    return approvals_site
+    yield approvals_site
+    approval_worker_settled()
 
 
 def _start(site: str, p: Person, message: str) -> tuple[SseResult, threading.Thread]:
