@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.http import HttpRequest
 
-from .models import ChatMessage, ChatSession, ContextSnapshot, Memory, SharedChat, TurnUsage
+from .models import ChatMessage, ChatSession, ContextSnapshot, Memory, SharedChat, ToolApproval, TurnUsage
 
 
 class ChatMessageInline(admin.TabularInline[ChatMessage, ChatSession]):
@@ -92,6 +92,24 @@ class SharedChatAdmin(admin.ModelAdmin[SharedChat]):
     @admin.display(description="owner")
     def owner(self, obj: SharedChat) -> str:
         return obj.session.user.get_username()
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(ToolApproval)
+class ToolApprovalAdmin(admin.ModelAdmin[ToolApproval]):
+    """Read-only: an approval changes only through the user's decision, its deadline or a stop."""
+
+    list_display = ("id", "tool_name", "status", "reason", "cost_cents", "session", "created_at", "decided_at")
+    list_select_related = ("session",)
+    list_filter = ("status", "reason", "tool_name")
+    search_fields = ("id", "tool_name", "tool_call_id", "session__id")
+    raw_id_fields = ("session",)
+    readonly_fields = (
+        "id", "session", "turn_id", "tool_call_id", "tool_name", "input", "reason", "cost_cents", "status",
+        "decision_reason", "created_at", "expires_at", "decided_at",
+    )  # fmt: skip
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

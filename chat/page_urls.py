@@ -10,4 +10,5 @@ urlpatterns = [
     path("copilot", views.chat_page, name="chat-home"),
     path("chat/<uuid:session_id>/", views.chat_page, name="chat-session"),
     path("share/<str:token>", share_views.shared_chat_page, name="chat-share"),
+    path("account/approval-threshold/", views.approval_threshold_set_view, name="approval-threshold-set"),
 ]

@@ -34,5 +34,10 @@ urlpatterns = [
         name="chat-session-stream",
     ),
     path("sessions/<str:session_id>/cancel", apis.TurnCancelApi.as_view(), name="chat-session-cancel"),
+    path(
+        "sessions/<str:session_id>/approvals/<str:approval_id>",
+        apis.ApprovalDecideApi.as_view(),
+        name="chat-session-approval-decide",
+    ),
     path("sessions/<str:session_id>/messages/pending", apis.PendingListApi.as_view(), name="chat-session-pending"),
 ]

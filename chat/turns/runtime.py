@@ -120,12 +120,15 @@ async def _run_with_guards(client: Any, request: TurnRequest, owner_token: str, 
         )
         return outcome
     cancel_event = asyncio.Event()
+    guard = _TurnGuard(session_id, turn_id, owner_token, cancel_event, outcome)
     hooks = TurnHooks(
-        cancel=cancel_event, drain_pending=_drain_hook(session_id), requeue_pending=_requeue_hook(session_id)
+        cancel=cancel_event,
+        drain_pending=_drain_hook(session_id),
+        requeue_pending=_requeue_hook(session_id),
+        keepalive=guard.touch,
     )
     stream = engine(request, hooks)
     publisher = _Publisher(turn_id, arrived_at=request.arrived_at or time.time())
-    guard = _TurnGuard(session_id, turn_id, owner_token, cancel_event, outcome)
     try:
         guard.start(time.monotonic() + settings.COPILOT_TURN_TIME_LIMIT_S)
         iterator = stream.__aiter__()
@@ -262,6 +265,10 @@ class _TurnGuard:
         self.timers.append(self.loop.call_later(time_left, self._time_up))
         self.timers.append(self.loop.call_later(settings.COPILOT_STREAM_IDLE_TIMEOUT_S, self._check_idle))
         supervisor().add(self)
+
+    def touch(self) -> None:
+        """The engine is alive although it streams nothing (it waits for a tool approval)."""
+        self.last_progress = self.loop.time()
 
     def stop(self) -> None:
         supervisor().remove(self)

@@ -574,3 +574,14 @@ if PROMETHEUS_MULTIPROC_DIR:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = PROMETHEUS_MULTIPROC_DIR
 else:
     os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+
+# --- Tools that ask first (human in the loop; chat/tools/approval.py) ---------------
+# Tool names whose every call waits for the user's Approve / Deny, e.g. ["web_fetch"].
+# Also asked, whatever this list says: a priced tool whose run costs more than the
+# threshold the user set on the account page. Empty list and no threshold: no client
+# ever sees an approval chunk.
+COPILOT_TOOLS_REQUIRING_APPROVAL = env.json("COPILOT_TOOLS_REQUIRING_APPROVAL", default=[])
+# Seconds a tool call waits for the user's answer; then it counts as denied.
+COPILOT_APPROVAL_TIMEOUT_S = env.float("COPILOT_APPROVAL_TIMEOUT_S", default=600.0)
+# How often the waiting turn reads its approval row (the decision lands within this).
+COPILOT_APPROVAL_POLL_S = env.float("COPILOT_APPROVAL_POLL_S", default=0.25)

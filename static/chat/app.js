@@ -7,6 +7,7 @@
 // already partly shown, a replay filter (replay.js) skips what is on screen.
 import { api, csrfToken, errorText, formatTime, timeUntil, uuid } from "../site/http.js";
 import { refreshUsage, resetDaily, resetOffer } from "../site/usage.js";
+import { installApprovals } from "./approvals.js";
 import { applyChunk, carryReasoningTimes, insertPromoted, newAssistantBubble, rowsToBubbles, turnRegion } from "./model.js";
 import { createReplayFilter } from "./replay.js";
 import { initSearch } from "./search.js";
@@ -47,6 +48,7 @@ const els = {
 };
 
 const list = new MessageList(els.list, { onRetry: () => retryLast() });
+installApprovals(els.list, () => S.sessionId); // Approve / Deny of tool calls that ask first
 let generation = 0;
 let S = null;
 const sidebar = { sessions: [], total: 0, loading: false };

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -151,6 +152,7 @@ def test_the_whole_api_survives_a_schema_driven_fuzz(fuzz_site: str) -> None:
         "session_id": lambda: str(ChatSession.objects.create(user=user, title="fuzz").pk),
         "user_ref": lambda: str(user.pk),
         "share_id": lambda: str(_share_of_a_new_chat(user)),
+        "approval_id": lambda: str(uuid.uuid4()),  # no such approval: the 404 path with a well-formed id
     }
     failures: list[str] = []
     seen: Counter[tuple[str, int]] = Counter()

@@ -40,6 +40,16 @@ STATUSES: dict[tuple[str, str], set[str]] = {
     ("patch", "/api/chat/sessions/{session_id}"): {"200", "400", "401", "403", "404", "413", "429"},
     ("delete", "/api/chat/sessions/{session_id}"): {"204", "401", "403", "404", "429"},
     ("get", "/api/chat/sessions/{session_id}/export"): {"200", "400", "401", "404", "429"},
+    ("post", "/api/chat/sessions/{session_id}/approvals/{approval_id}"): {
+        "200",
+        "400",
+        "401",
+        "403",
+        "404",
+        "409",
+        "413",
+        "429",
+    },  # fmt: skip
     ("post", "/api/chat/sessions/{session_id}/cancel"): {"200", "401", "403", "404", "429"},
     ("get", "/api/chat/sessions/{session_id}/messages/pending"): {"200", "401", "404", "429"},
     ("get", STREAM): {"200", "204", "401", "404", "429"},
@@ -225,6 +235,7 @@ def _operations(schema: dict[str, Any], status: str) -> list[tuple[str, str]]:
 
 
 def _url(path: str, session_id: object, user_id: object) -> str:
+    path = path.replace("{approval_id}", str(uuid.uuid4()))
     return path.replace("{session_id}", str(session_id)).replace("{user_ref}", str(user_id))
 
 
