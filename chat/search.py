@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.contrib.postgres.search import SearchQuery, SearchVector
 from django.db import connection
@@ -107,26 +107,23 @@ def _searchable_messages() -> QuerySet[ChatMessage]:
 
 
 def _matching_messages(terms: list[str]) -> QuerySet[ChatMessage]:
-    rows = _searchable_messages()
-    if _is_postgresql():
-        return rows.alias(search_vector=SearchVector("content", config=SEARCH_CONFIG)).filter(
-            search_vector=_tsquery(terms)
-        )
-    condition = Q()
-    for term in terms:
-        condition &= Q(content__icontains=term)
-    return rows.filter(condition)
+    return _matching(_searchable_messages(), "content", terms)
 
 
 def _matching_titles(terms: list[str]) -> QuerySet[ChatSession]:
-    rows = ChatSession.objects.all()
+    return _matching(ChatSession.objects.all(), "title", terms)
+
+
+_Row = TypeVar("_Row", ChatMessage, ChatSession)
+
+
+def _matching(rows: QuerySet[_Row], field: str, terms: list[str]) -> QuerySet[_Row]:
+    """`rows` whose `field` holds every term: full-text on PostgreSQL, substrings elsewhere."""
     if _is_postgresql():
-        return rows.alias(search_vector=SearchVector("title", config=SEARCH_CONFIG)).filter(
-            search_vector=_tsquery(terms)
-        )
+        return rows.alias(search_vector=SearchVector(field, config=SEARCH_CONFIG)).filter(search_vector=_tsquery(terms))
     condition = Q()
     for term in terms:
-        condition &= Q(title__icontains=term)
+        condition &= Q(**{f"{field}__icontains": term})
     return rows.filter(condition)
 
 
