@@ -210,8 +210,8 @@ class McpToolForm(forms.ModelForm[McpTool]):
         model = McpTool
         fields = ("enabled", "cost_cents", "approval_policy")
         help_texts = {
-            "approval_policy": "Stored now; honoured once tool approvals exist (until then enabled tools run "
-            "without asking).",
+            "approval_policy": "Always: every call waits for the user's Approve / Deny. Never: it runs at once, "
+            "unless its price is over the user's own approval threshold.",
         }
 
 

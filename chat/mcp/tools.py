@@ -11,9 +11,10 @@ A call runs through the built-ins' path (`chat.tools.execute_tool`: credit check
 before, one charge after with ``tool:{turn_id}:{tool_call_id}``, none on failure,
 ``COPILOT_MAX_TOOL_WAIT_S``, output truncated at ``COPILOT_TOOL_OUTPUT_MAX_CHARS``).
 Inside it, the server's own timeout bounds the wait, and every failure is a
-`ToolError` with a plain reason, so the turn goes on. The tool's approval policy
-is carried on the class (``approval_policy``) and is honoured once tool approvals
-exist; until then every enabled tool runs without asking.
+`ToolError` with a plain reason, so the turn goes on. A tool whose approval policy is
+``always`` sets ``requires_approval``, so each call waits for the user's Approve / Deny
+like any tool that asks first (`chat.tools.approval`; the user's cost threshold and
+``COPILOT_TOOLS_REQUIRING_APPROVAL`` apply to MCP tools too).
 """
 
 from __future__ import annotations
@@ -137,6 +138,8 @@ def mcp_tool_class(
             "server": server,
             "remote_name": remote_name,
             "approval_policy": approval_policy,
+            # "always": every call waits for the user's Approve / Deny (chat/tools/approval.py).
+            "requires_approval": approval_policy == "always",
         }
         tool_class = _CLASSES[key] = cast(
             type[McpToolBase], type(f"McpTool_{exposed_name}", (McpToolBase,), attributes)

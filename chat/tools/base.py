@@ -61,6 +61,9 @@ class Tool:
     cost_cents: ClassVar[int] = 0
     long_running: ClassVar[bool] = False
     requires_auth: ClassVar[bool] = False
+    # Every call waits for the user's Approve / Deny (see chat/tools/approval.py). A tool
+    # source with a stored per-tool policy (MCP) sets it on the instance it builds.
+    requires_approval: bool = False
 
     async def run(self, ctx: ToolContext, **arguments: Any) -> ToolOutput:
         raise NotImplementedError

@@ -168,18 +168,32 @@ async def _run_capped(tool: Tool, ctx: ToolContext, arguments: dict[str, Any]) -
     raise TimeoutError
 
 
-async def execute_tool(*, tool: Tool | None, name: str, arguments: dict[str, Any], ctx: ToolContext) -> ToolRunResult:
-    """One tool call, start to end. Every failure becomes a failed output, never an exception
-    (except the caller's own cancellation)."""
+async def tool_preflight(
+    *, tool: Tool | None, name: str, arguments: dict[str, Any], ctx: ToolContext
+) -> ToolRunResult | None:
+    """The failed output of a call that cannot run (unknown tool, invalid arguments, not
+    enough credits), or None when it can. `execute_tool` starts with it; the engine also
+    asks it before it asks the user to approve a call, so nobody approves a doomed call."""
     if tool is None:
         return failed(f"Tool execution error: unknown tool '{name}'")
     try:
-        checked = validate_arguments(tool.parameters, arguments)
+        validate_arguments(tool.parameters, arguments)
     except ToolError as exc:
         return failed(f"Tool execution error: {exc}")
-    cost = tool_cost_cents(tool)
-    if not await _has_credit_for(ctx, cost):
+    if not await _has_credit_for(ctx, tool_cost_cents(tool)):
         return failed(f"Insufficient credits to run {name}.")
+    return None
+
+
+async def execute_tool(*, tool: Tool | None, name: str, arguments: dict[str, Any], ctx: ToolContext) -> ToolRunResult:
+    """One tool call, start to end. Every failure becomes a failed output, never an exception
+    (except the caller's own cancellation)."""
+    refused = await tool_preflight(tool=tool, name=name, arguments=arguments, ctx=ctx)
+    if refused is not None:
+        return refused
+    assert tool is not None  # the preflight refuses an unknown tool
+    checked = validate_arguments(tool.parameters, arguments)
+    cost = tool_cost_cents(tool)
 
     input_keys = sorted(arguments)
     produced = False

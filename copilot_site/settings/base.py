@@ -167,7 +167,10 @@ else:
     else:
         _db.setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
         _db["DISABLE_SERVER_SIDE_CURSORS"] = True
+    # With the pool: the pool checks each connection it hands out, and after a
+    # database restart drops all the dead ones at once (copilot_site.core.postgresql).
     _db["CONN_HEALTH_CHECKS"] = True
+    _db["ENGINE"] = "copilot_site.core.postgresql"
     _db["TEST"] = {"NAME": f"test_{_db['NAME']}"}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -571,6 +574,18 @@ if PROMETHEUS_MULTIPROC_DIR:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = PROMETHEUS_MULTIPROC_DIR
 else:
     os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+
+# --- Tools that ask first (human in the loop; chat/tools/approval.py) ---------------
+# Tool names whose every call waits for the user's Approve / Deny, e.g. ["web_fetch"].
+# Also asked, whatever this list says: a priced tool whose run costs more than the
+# threshold the user set on the account page. Empty list and no threshold: no client
+# ever sees an approval chunk.
+COPILOT_TOOLS_REQUIRING_APPROVAL = env.json("COPILOT_TOOLS_REQUIRING_APPROVAL", default=[])
+# Seconds a tool call waits for the user's answer; then it counts as denied.
+COPILOT_APPROVAL_TIMEOUT_S = env.float("COPILOT_APPROVAL_TIMEOUT_S", default=600.0)
+# How often the waiting turn reads its approval row (the decision lands within this).
+COPILOT_APPROVAL_POLL_S = env.float("COPILOT_APPROVAL_POLL_S", default=0.25)
+
 
 # --- MCP servers (chat.mcp) -------------------------------------------------------------
 # https://modelcontextprotocol.io/specification — the operator's MCP servers, whose tools

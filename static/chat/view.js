@@ -1,6 +1,7 @@
 // DOM for the message list. Bubbles are keyed by object: an unchanged bubble keeps its
 // element; a structural change rebuilds that one bubble; streamed text only touches
 // its own part (MarkdownView re-renders just the unfinished block), once per frame.
+import { approvalBox } from "./approvals.js";
 import { MarkdownView } from "./markdown.js";
 import { toolLabel } from "./mcp.js";
 import { prettyValue, seconds, toolOutcome, toolSummary } from "./model.js";
@@ -124,7 +125,8 @@ export class MessageList {
     const answer = parts.slice(split);
     if (steps.length) {
       const key = `${bubble.key}:steps`;
-      const open = this.open.has(key) ? this.open.get(key) : bubble.live;
+      const asking = steps.some((p) => p.state === "approval"); // never hide an Approve / Deny box
+      const open = asking || (this.open.has(key) ? this.open.get(key) : bubble.live);
       const tools = steps.filter((p) => p.kind === "tool").length;
       const id = nextId("steps");
       const toggle = el(
@@ -210,6 +212,7 @@ export class MessageList {
     if (part.input !== undefined) body.append(el("div", { class: "tool-section" }, el("h4", { text: "Input" }), el("pre", { text: prettyValue(part.input) })));
     if (part.output !== undefined) body.append(el("div", { class: "tool-section" }, el("h4", { text: "Output" }), el("pre", { text: prettyValue(part.output) })));
     if (!body.childNodes.length) body.append(el("p", { class: "muted small", text: "No details yet." }));
+    const asking = part.state === "approval" && bubble.live ? approvalBox(part) : null;
     return el(
       "div",
       { class: `tool tone-${outcome.tone}`, "data-testid": "tool-row", "data-tool-name": part.name, "data-state": part.state },
@@ -224,6 +227,7 @@ export class MessageList {
         el("span", { class: "tool-status", "data-testid": "tool-status", text: outcome.label }),
       ),
       body,
+      asking,
     );
   }
 

@@ -19,7 +19,7 @@ from billing.selectors import credit_balance
 from billing.services import credits_grant
 from chat.mcp.probe import mcp_server_test
 from chat.mcp.services import mcp_server_create
-from chat.models import ChatMessage, McpServer, McpTool, TurnUsage
+from chat.models import ChatMessage, McpServer, McpTool, ToolApproval, TurnUsage
 from chat.turns.registry import turn_meta_get
 from copilot_site.testing.mcp_server import McpTestServer, stdio_command
 from tests.chat.mcp.conftest import TOKEN
@@ -350,3 +350,50 @@ def test_stopping_a_turn_during_a_call_leaves_the_pooled_session_usable(
     assert _outputs(second) == {"s1": "session 1 of 1"}
     outcomes = TurnUsage.objects.filter(session=alice.session).order_by("started_at").values_list("outcome", flat=True)
     assert list(outcomes) == ["cancelled", "completed"]
+
+
+def test_a_tool_whose_policy_is_always_asks_the_user_first(stack: str, fake_llm: Any, mcp_http: McpTestServer) -> None:
+    # given: echo marked "always ask" by the operator
+    server = _http_server(mcp_http)
+    assert mcp_server_test(server=server).reachable is True
+    McpTool.objects.filter(server=server, name="session").update(approval_policy="always")
+    alice = person("alice")
+    script = fake({"tool_calls": [_call("docs__session", "c1")]}, {"tool_calls": [_call("docs__session", "c2")]},
+                  {"text": "done"})  # fmt: skip
+    result = SseResult(0, {})
+    reader = threading.Thread(
+        target=read_sse,
+        args=("POST", f"{stack}/api/chat/sessions/{alice.session.id}/stream"),
+        kwargs={"headers": alice.headers, "json_body": {"message": "ask " + script}, "into": result},
+        daemon=True,
+    )
+    reader.start()
+
+    def approval_for(call_id: str) -> dict[str, Any]:
+        return wait_until(
+            lambda: next(
+                (c for _, c in result.events if c["type"] == "tool-approval-request" and c["toolCallId"] == call_id),
+                None,
+            )
+        )
+
+    def decide(approval_id: str, approved: bool) -> int:
+        url = f"{stack}/api/chat/sessions/{alice.session.id}/approvals/{approval_id}"
+        return httpx.post(url, headers=alice.headers, json={"approved": approved}, timeout=10).status_code
+
+    # when: the first call is approved, the second denied
+    first = approval_for("c1")
+    assert ToolApproval.objects.get(pk=first["approvalId"]).reason == "tool_policy"
+    assert decide(first["approvalId"], True) == 200
+    second = approval_for("c2")
+    assert decide(second["approvalId"], False) == 200
+    reader.join(timeout=30)
+    # then: only the approved call reached the server
+    assert _outputs(result) == {"c1": "session 1 of 1"}
+    assert {"type": "tool-output-denied", "toolCallId": "c2"} in [c for _, c in result.events]
+    assert _tool_rows(alice)[1] == (
+        "docs__session",
+        "c2",
+        "The user denied running tool 'docs__session'; it was not run.",
+    )
+    assert result.text() == "done"

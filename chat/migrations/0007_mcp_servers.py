@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('chat', '0003_chatmessage_kind_notices'),
+        ('chat', '0006_approvals'),
     ]
 
     operations = [
