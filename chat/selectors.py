@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError
-from django.db.models import Q, QuerySet
+from django.db.models import Q, QuerySet, Sum
 
-from .errors import SessionNotFound
-from .models import STOPPED_TEXT, ChatMessage, ChatSession, ContextSnapshot, Memory
+from .errors import AttachmentNotFound, SessionNotFound
+from .models import STOPPED_TEXT, Attachment, ChatMessage, ChatSession, ContextSnapshot, Memory
 
 if TYPE_CHECKING:
     from copilot_site.accounts.models import User
@@ -21,6 +21,112 @@ def session_get_for_user(*, session_id: uuid.UUID | str, user: User) -> ChatSess
         return ChatSession.objects.get(pk=session_id, user=user)
     except (ChatSession.DoesNotExist, ValidationError, ValueError, TypeError) as exc:
         raise SessionNotFound(session_id) from exc
+
+
+# ---------------------------------------------------------------- attachments
+
+
+def canonical_file_id(value: object) -> str | None:
+    """``value`` as a lower-case hyphenated UUID, or None when it is not one (any case accepted)."""
+    if not isinstance(value, str) or len(value) > 64:
+        return None
+    try:
+        return str(uuid.UUID(value.strip()))
+    except ValueError:
+        return None
+
+
+def attachment_get_for_user(*, attachment_id: object, user: User) -> Attachment:
+    """The user's own, not deleted attachment, or AttachmentNotFound: the same 404 for a
+    missing, foreign, deleted or malformed id."""
+    canonical = canonical_file_id(attachment_id)
+    found = Attachment.objects.filter(pk=canonical, owner=user, deleted_at__isnull=True).first() if canonical else None
+    if found is None:
+        raise AttachmentNotFound(attachment_id)
+    return found
+
+
+def attachment_list(*, user: User) -> QuerySet[Attachment]:
+    """The user's attachments that are not deleted, newest first."""
+    return Attachment.objects.filter(owner=user, deleted_at__isnull=True).order_by("-created_at", "-pk")
+
+
+def attachment_usage_bytes(*, user_id: int) -> int:
+    """What the user's attachments that are not deleted take in the storage."""
+    total = Attachment.objects.filter(owner_id=user_id, deleted_at__isnull=True).aggregate(total=Sum("size_bytes"))
+    return int(total["total"] or 0)
+
+
+def attachment_ids_usable(*, user: User, file_ids: list[str]) -> list[str]:
+    """The ids of ``file_ids`` a message of ``user`` may carry, in their order, once each:
+    UUID-format ids (any case; returned lower-case) of the user's own attachments that are
+    not deleted. Any other id is dropped without a word (it tells nothing about other users)."""
+    canonical: list[str] = []
+    for raw in file_ids:
+        value = canonical_file_id(raw)
+        if value is not None and value not in canonical:
+            canonical.append(value)
+    if not canonical:
+        return []
+    owned = {
+        str(pk)
+        for pk in Attachment.objects.filter(pk__in=canonical, owner=user, deleted_at__isnull=True).values_list(
+            "pk", flat=True
+        )
+    }
+    return [value for value in canonical if value in owned]
+
+
+def attachments_by_id(*, file_ids: object, include_deleted: bool = True) -> dict[str, Attachment]:
+    """The attachments of these ids (those that still exist) by their id (one query).
+
+    For showing what a stored message carried: ownership was checked when it was sent.
+    """
+    ids = [value for value in (canonical_file_id(v) for v in _as_list(file_ids)) if value is not None]
+    if not ids:
+        return {}
+    rows = Attachment.objects.filter(pk__in=ids)
+    if not include_deleted:
+        rows = rows.filter(deleted_at__isnull=True)
+    return {str(row.pk): row for row in rows}
+
+
+def _as_list(value: object) -> list[object]:
+    if isinstance(value, list | tuple | set):
+        return list(value)
+    return []
+
+
+def message_attachments(rows: list[ChatMessage]) -> dict[str, Attachment]:
+    """The attachments the rows' ``file_ids`` name, by id (one query for all of them)."""
+    ids: list[object] = []
+    for row in rows:
+        ids.extend(_as_list(row.file_ids))
+    return attachments_by_id(file_ids=ids)
+
+
+def attachment_public(attachment: Attachment) -> dict[str, Any]:
+    """An attachment as messages show it: the fields of the file API, plus ``deleted``."""
+    return {
+        "id": str(attachment.pk),
+        "name": attachment.name,
+        "mime_type": attachment.mime_type,
+        "size_bytes": attachment.size_bytes,
+        "sha256": attachment.sha256,
+        "created_at": attachment.created_at.isoformat(),
+        "deleted": attachment.deleted_at is not None,
+    }
+
+
+def row_attachments(row: ChatMessage, found: dict[str, Attachment]) -> list[dict[str, Any]]:
+    """A row's attachments (``attachment_public``) in the order it carried them; files deleted
+    for good are left out."""
+    out = []
+    for raw in _as_list(row.file_ids):
+        attachment = found.get(canonical_file_id(raw) or "")
+        if attachment is not None:
+            out.append(attachment_public(attachment))
+    return out
 
 
 def session_list(*, user: User) -> QuerySet[ChatSession]:
