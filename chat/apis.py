@@ -10,22 +10,37 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.http import StreamingHttpResponse
+from django.http import FileResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
+from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from copilot_site.accounts.request_user import authenticated_user
-from copilot_site.core.openapi import api_errors
+from copilot_site.core.openapi import ErrorSerializer, api_errors
 from copilot_site.core.pagination import OffsetField
 from copilot_site.core.serializers import StrictCharField, UnknownKeysRefusedMixin
 from ratelimits import user_caps
 
-from .models import ChatMessage, ChatSession
-from .selectors import message_page, session_get_for_user, session_list, ui_message_page
+from .models import Attachment, ChatMessage, ChatSession
+from .selectors import (
+    attachment_get_for_user,
+    attachment_list,
+    message_page,
+    session_get_for_user,
+    session_list,
+    ui_message_page,
+)
+from .services.attachments import (
+    UPLOAD_FRAMING_BYTES,
+    attachment_create,
+    attachment_delete,
+    attachment_open,
+    upload_size_check,
+)
 from .services.sessions import session_create, session_delete, session_rename
 from .services.turns import turn_running
 from .turns.dispatch import turn_send
@@ -434,3 +449,130 @@ class PendingListApi(APIView):
         session = session_get_for_user(session_id=session_id, user=authenticated_user(request))
         messages = [m.content for m in pending_peek(session.pk)]
         return Response({"messages": messages, "count": len(messages)})
+
+
+# --- files (attachments) -------------------------------------------------------------------
+
+
+@extend_schema_serializer(component_name="File")
+class FileOutputSerializer(serializers.Serializer[Attachment]):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    mime_type = serializers.CharField(help_text="Sniffed from the content when it was uploaded.")
+    size_bytes = serializers.IntegerField()
+    sha256 = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+@extend_schema_serializer(component_name="FileList")
+class FileListOutputSerializer(serializers.Serializer[Any]):
+    files = FileOutputSerializer(many=True)
+    total = serializers.IntegerField()
+
+
+_UPLOAD_ERRORS = {
+    413: OpenApiResponse(
+        ErrorSerializer,
+        description="The file is larger than COPILOT_MAX_UPLOAD_BYTES (`code`: `file_too_large`, `max_bytes`), or "
+        "it would take the user's files over their plan's storage quota (`code`: `quota_exceeded`, "
+        "`quota_bytes`, `used_bytes`).",
+    ),
+    415: OpenApiResponse(
+        ErrorSerializer,
+        description="The content is not an allowed type (`code`: `unsupported_type`, `mime_type` as sniffed), "
+        "or the body is not multipart.",
+    ),
+    429: OpenApiResponse(
+        ErrorSerializer,
+        description="More uploads this minute than COPILOT_UPLOADS_PER_MINUTE (`code`: `too_many_uploads`, with "
+        "`Retry-After`), or too many wrong API keys from this address.",
+    ),
+}
+
+
+class FileListApi(APIView):
+    class FilterSerializer(serializers.Serializer[Any]):
+        limit = serializers.IntegerField(min_value=1, max_value=100, default=50)
+        offset = OffsetField()
+
+    @extend_schema(
+        operation_id="chat_files_list",
+        parameters=[FilterSerializer],
+        responses={200: FileListOutputSerializer, **api_errors(400)},
+    )
+    def get(self, request: Request) -> Response:
+        """The user's files, newest first (deleted ones are not listed)."""
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        files = attachment_list(user=authenticated_user(request))
+        limit, offset = filters.validated_data["limit"], filters.validated_data["offset"]
+        page = list(files[offset : offset + limit])
+        data = FileOutputSerializer(page, many=True).data  # type: ignore[arg-type]
+        return Response({"files": data, "total": files.count()})
+
+
+class FileUploadApi(APIView):
+    parser_classes = [MultiPartParser]
+
+    @extend_schema_serializer(component_name="FileUploadInput")
+    class InputSerializer(serializers.Serializer[Any]):
+        file = serializers.FileField(help_text="The file; its type is sniffed from the content.")
+
+    @extend_schema(
+        request={"multipart/form-data": InputSerializer},
+        responses={201: FileOutputSerializer, **api_errors(400, 403), **_UPLOAD_ERRORS},
+    )
+    def post(self, request: Request) -> Response:
+        """Upload one file (multipart field `file`). Refused uploads leave nothing stored."""
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+        # A body far over the file limit is refused before it is parsed (multipart framing aside).
+        upload_size_check(max(0, declared - UPLOAD_FRAMING_BYTES))
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        upload = serializer.validated_data["file"]
+        attachment = attachment_create(owner=authenticated_user(request), name=upload.name or "", stream=upload)
+        return Response(FileOutputSerializer(attachment).data, status=status.HTTP_201_CREATED)
+
+
+class FileGetApi(APIView):
+    @extend_schema(responses={200: FileOutputSerializer, **api_errors(404)})
+    def get(self, request: Request, file_id: str) -> Response:
+        attachment = attachment_get_for_user(attachment_id=file_id, user=authenticated_user(request))
+        return Response(FileOutputSerializer(attachment).data)
+
+
+class FileDeleteApi(APIView):
+    @extend_schema(responses={204: None, **api_errors(403, 404)})
+    def delete(self, request: Request, file_id: str) -> Response:
+        """Delete the file: it is gone from the API, new messages and the model's tool at once."""
+        attachment_delete(attachment_id=file_id, user=authenticated_user(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class FileContentApi(APIView):
+    @extend_schema(
+        responses={
+            **{
+                (200, media_type): OpenApiResponse(
+                    OpenApiTypes.ANY if media_type == "application/json" else OpenApiTypes.BINARY,
+                    description="The bytes, with the stored (sniffed) type as `Content-Type`, "
+                    "`Content-Disposition: attachment` and `X-Content-Type-Options: nosniff`.",
+                )
+                for media_type in ("text/*", "application/json", "application/pdf", "image/*")
+            },
+            **api_errors(404),
+        }
+    )
+    def get(self, request: Request, file_id: str) -> FileResponse:
+        """The file's bytes, as a download."""
+        attachment = attachment_get_for_user(attachment_id=file_id, user=authenticated_user(request))
+        response = FileResponse(
+            attachment_open(attachment),
+            as_attachment=True,
+            filename=attachment.name,
+            content_type=attachment.mime_type,
+        )
+        response["X-Content-Type-Options"] = "nosniff"
+        response["Cache-Control"] = "private, max-age=3600"
+        response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+        return response

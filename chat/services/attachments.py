@@ -52,6 +52,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 NAME_MAX_CHARS = 255
+# What a multipart body may carry besides the file itself (boundaries, headers, the name):
+# a declared body longer than the file limit by more than this is refused before parsing.
+UPLOAD_FRAMING_BYTES = 64 * 1024
 _CHUNK = 64 * 1024
 
 
@@ -193,6 +196,17 @@ def attachment_create(*, owner: User, name: str, stream: IO[bytes]) -> Attachmen
         raise
     logger.info("Attachment %s stored for user %s (%s, %d bytes)", attachment.pk, owner.pk, attachment.mime_type, size)
     return attachment
+
+
+def attachment_open(attachment: Attachment) -> IO[bytes]:
+    """The stored bytes of an attachment, as a binary file the caller closes."""
+    handle: IO[bytes] = attachments_storage().open(attachment.storage_key, "rb")
+    return handle
+
+
+def attachment_read(attachment: Attachment) -> bytes:
+    with attachment_open(attachment) as handle:
+        return handle.read()
 
 
 def attachment_delete(*, attachment_id: object, user: User) -> Attachment:

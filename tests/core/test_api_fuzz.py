@@ -16,6 +16,7 @@ the fresh session) makes the others meaningless. All traffic stays on loopback.
 
 from __future__ import annotations
 
+import io
 import os
 import time
 from collections import Counter
@@ -34,6 +35,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from chat.models import ChatSession
+from chat.services.attachments import attachment_create
 from copilot_site.accounts.services import api_key_create
 from copilot_site.core.embedded_redis import free_port
 from copilot_site.testing.fake_stripe import FakeStripeServer
@@ -139,6 +141,7 @@ def test_the_whole_api_survives_a_schema_driven_fuzz(fuzz_site: str) -> None:
     real_values: dict[str, Callable[[], Any]] = {
         "session_id": lambda: str(ChatSession.objects.create(user=user, title="fuzz").pk),
         "user_ref": lambda: str(user.pk),
+        "file_id": lambda: str(attachment_create(owner=user, name="fuzz.txt", stream=io.BytesIO(b"fuzz file\n")).pk),
     }
     failures: list[str] = []
     seen: Counter[tuple[str, int]] = Counter()
