@@ -316,23 +316,33 @@ class TurnSendApi(APIView):
         message = StrictCharField(trim_whitespace=False)  # length: COPILOT_MESSAGE_MAX_CHARS, in validate_message
         client_message_id = StrictCharField(max_length=100, required=False, allow_null=True)
         context = ContextSerializer(required=False, allow_null=True)  # type: ignore[assignment]
-        file_ids = serializers.ListField(child=StrictCharField(), required=False, max_length=20)
+        file_ids = serializers.ListField(
+            child=StrictCharField(max_length=100),
+            required=False,
+            help_text="Ids of the sender's own files to attach (at most COPILOT_MAX_FILE_IDS, 20; more is a 400). "
+            "Ids that are not UUIDs of the sender's own files that are not deleted are dropped.",
+        )
         mode = serializers.ChoiceField(choices=["fast", "extended_thinking"], required=False, allow_null=True)
         model = serializers.ChoiceField(choices=["standard", "advanced"], required=False, allow_null=True)
         delivery = serializers.ChoiceField(choices=["now", "next_turn"], required=False, default="now")
 
         def validate_message(self, value: str) -> str:
-            if not value.strip():
-                raise serializers.ValidationError("Message must not be blank.")
             limit = settings.COPILOT_MESSAGE_MAX_CHARS
             if len(value) > limit:
                 raise serializers.ValidationError(f"Ensure this field has no more than {limit} characters.")
             return value
 
         def validate_file_ids(self, value: list[str]) -> list[str]:
-            if value:
-                raise serializers.ValidationError("File attachments are not supported yet.")
+            limit = int(settings.COPILOT_MAX_FILE_IDS)
+            if len(value) > limit:
+                raise serializers.ValidationError(f"A message can carry at most {limit} files.")
             return value
+
+        def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+            """Blank text is allowed only with files attached (kept files: checked when sent)."""
+            if not attrs["message"].strip() and not attrs.get("file_ids"):
+                raise serializers.ValidationError({"message": ["Message must not be blank."]})
+            return attrs
 
     content_negotiation_class = StreamContentNegotiation
 
@@ -370,6 +380,7 @@ class TurnSendApi(APIView):
             mode=data.get("mode"),
             model=data.get("model"),
             next_turn=data["delivery"] == "next_turn",
+            file_ids=data.get("file_ids") or (),
         )
         if result.outcome == "queued" and wants_stream:
             return followup_sse_response(

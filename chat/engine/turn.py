@@ -34,6 +34,7 @@ from chat.tools import Tool, ToolContext, enabled_tools, execute_tool, tool_sche
 from copilot_site.core import metrics
 from copilot_site.core.sql import connection_released
 
+from .attachments import IMAGE_IDS_KEY, attach_image_parts, carried, user_llm_message
 from .context import (
     CONTEXT_COMPACTION_OUTPUT,
     CONTEXT_COMPACTION_TOOL,
@@ -181,6 +182,7 @@ class _TurnRunner:
             for _ in range(int(settings.COPILOT_MAX_TOOL_ROUNDS)):
                 if cancel.is_set():
                     raise _Stopped
+                await self._attach_images()
                 # ---- one LLM round, streamed (inline: this loop is the hot path)
                 yield StartStepEvent()
                 text_id = str(uuid.uuid4())
@@ -247,6 +249,16 @@ class _TurnRunner:
         # Never yield inside the finally: during aclose() that raises RuntimeError.
         for event in self._closing_events():
             yield event
+
+    async def _attach_images(self) -> None:
+        """Turn image markers (the current turn's, and a follow-up's drained at a boundary)
+        into image parts, or drop them for a text-only model (`attachments.attach_image_parts`)."""
+        if not any(message.get(IMAGE_IDS_KEY) for message in self.llm_messages):
+            return
+        resolved = await sync_to_async(connection_released(attach_image_parts))(
+            self.llm_messages, model=self.model, provider=self.provider_name
+        )
+        self.llm_messages[:] = resolved
 
     def _stream_round(self, budget: int) -> AsyncGenerator[ProviderDelta, None]:
         messages = for_request(self.llm_messages)
@@ -357,14 +369,17 @@ class _TurnRunner:
     async def _prepare_context(self) -> list[StreamEvent]:
         messages, start = self.transcript.messages, self.transcript.current_start
         current = [row for row in messages[start:] if row.role == ChatMessage.Role.USER]
-        history = history_messages(messages[:start], self.transcript.snapshot)
+        attachments = self.transcript.attachments
+        history = history_messages(messages[:start], self.transcript.snapshot, attachments)
         llm_text = self.transcript.llm_text
         current_llm: list[LLMMessage] = [
-            {"role": "user", "content": llm_text.get(id(row), row.content or "")} for row in current
+            user_llm_message(llm_text.get(id(row), row.content or ""), carried(row.file_ids, attachments))
+            for row in current
         ]
         suffix = page_context_suffix(self.request.page_context)
         if suffix and current_llm:
             current_llm[-1] = {**current_llm[-1], "content": current_llm[-1]["content"] + suffix}
+        # The current turn's images are part of the fixed cost: they are never compacted.
         system: LLMMessage = {"role": "system", "content": system_prompt()}
         tools = enabled_tools(authenticated=self.user is not None)
         self.tools = {tool.name: tool for tool in tools}

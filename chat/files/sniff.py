@@ -100,6 +100,9 @@ _BOMS = (
 )
 
 
+_WESTERN = ("cp1252", "latin_1", "iso8859_15")
+
+
 def _decodes(sample: bytes, encoding: str, *, complete: bool) -> bool:
     decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
     try:
@@ -121,10 +124,14 @@ def detect_charset(sample: bytes, *, complete: bool = True) -> str | None:
         return None
     if _decodes(sample, "utf-8", complete=complete):
         return "utf-8"
-    best = charset_normalizer.from_bytes(sample).best()
-    if best is None:
+    matches = list(charset_normalizer.from_bytes(sample))
+    if not matches:
         return None
-    encoding = str(best.encoding)
+    # Short texts fit several legacy code pages equally well; among the near-best ones,
+    # windows-1252 wins (the web's fallback for unlabelled legacy text).
+    best_chaos = min(match.chaos for match in matches)
+    near = [str(match.encoding) for match in matches if match.chaos <= best_chaos + 0.1]
+    encoding = next((name for name in _WESTERN if name in near), near[0])
     return encoding if _decodes(sample, encoding, complete=complete) else None
 
 
