@@ -12,7 +12,13 @@ from typing import Any
 from django.conf import settings
 from django.http import FileResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
@@ -29,7 +35,9 @@ from .models import Attachment, ChatMessage, ChatSession
 from .selectors import (
     attachment_get_for_user,
     attachment_list,
+    message_attachments,
     message_page,
+    row_attachments,
     session_get_for_user,
     session_list,
     ui_message_page,
@@ -64,6 +72,17 @@ class SessionOutputSerializer(serializers.Serializer[ChatSession]):
         return statuses.get(str(obj.pk), False)
 
 
+@extend_schema_serializer(component_name="MessageAttachment")
+class MessageAttachmentSerializer(serializers.Serializer[Any]):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    mime_type = serializers.CharField()
+    size_bytes = serializers.IntegerField()
+    sha256 = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    deleted = serializers.BooleanField()
+
+
 @extend_schema_serializer(component_name="Message")
 class MessageOutputSerializer(serializers.Serializer[ChatMessage]):
     sequence = serializers.IntegerField()
@@ -76,6 +95,15 @@ class MessageOutputSerializer(serializers.Serializer[ChatMessage]):
     client_message_id = serializers.CharField(allow_null=True)
     duration_ms = serializers.IntegerField(allow_null=True)
     created_at = serializers.DateTimeField()
+    attachments = serializers.SerializerMethodField(
+        help_text="User messages: the files the message carried, in order (`deleted` once the owner deleted one; "
+        "files deleted for good are left out)."
+    )
+
+    @extend_schema_field(MessageAttachmentSerializer(many=True))
+    def get_attachments(self, obj: ChatMessage) -> list[dict[str, Any]]:
+        found: dict[str, Attachment] = self.context.get("attachments", {})
+        return row_attachments(obj, found)
 
 
 @extend_schema_serializer(component_name="PageContext")
@@ -171,7 +199,11 @@ class SessionGetApi(APIView):
         return Response(
             {
                 "session": _session_data(session),
-                "messages": MessageOutputSerializer(page.messages, many=True).data,  # type: ignore[arg-type]
+                "messages": MessageOutputSerializer(
+                    page.messages,  # type: ignore[arg-type]
+                    many=True,
+                    context={"attachments": message_attachments(page.messages)},
+                ).data,
                 "has_more": page.has_more,
                 "oldest_sequence": page.oldest_sequence,
                 "active_turn": (

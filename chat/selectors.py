@@ -200,6 +200,16 @@ class UIMessagePage:
     oldest_sequence: int | None
 
 
+def _file_part(file: dict[str, Any]) -> dict[str, Any]:
+    """An attachment as an AI SDK ``file`` part; ``url`` downloads it (for its owner)."""
+    return {
+        "type": "file",
+        "mediaType": file["mime_type"],
+        "filename": file["name"],
+        "url": f"/api/chat/files/{file['id']}/content",
+    }
+
+
 def _json_or_text(text: str | None) -> Any:
     if text is None:
         return ""
@@ -232,8 +242,9 @@ class _UIMessageBuilder:
     turn drained between its rounds) is one assistant message whose id is the turn id —
     the ``messageId`` of the ``start`` chunk that streamed it."""
 
-    def __init__(self, *, skip_turn_id: str | None) -> None:
+    def __init__(self, *, skip_turn_id: str | None, attachments: dict[str, Attachment] | None = None) -> None:
         self.skip_turn_id = skip_turn_id
+        self.attachments = attachments or {}
         self.out: list[dict[str, Any]] = []
         self.current: dict[str, Any] | None = None
         self.current_turn: str | None = None
@@ -247,12 +258,20 @@ class _UIMessageBuilder:
                 self._follow_up(row)
                 return
             self._close()
+            files = row_attachments(row, self.attachments)
+            parts: list[dict[str, Any]] = (
+                [{"type": "text", "text": row.content or ""}] if row.content or not files else []
+            )
+            parts.extend(_file_part(file) for file in files)
+            metadata: dict[str, Any] = {"sequence": row.sequence, "createdAt": row.created_at.isoformat()}
+            if files:
+                metadata["attachments"] = files
             self.out.append(
                 {
                     "id": row.client_message_id or f"user-{row.sequence}",
                     "role": "user",
-                    "parts": [{"type": "text", "text": row.content or ""}],
-                    "metadata": {"sequence": row.sequence, "createdAt": row.created_at.isoformat()},
+                    "parts": parts,
+                    "metadata": metadata,
                 }
             )
             return
@@ -331,11 +350,17 @@ class _UIMessageBuilder:
         assert self.current is not None
         parts: list[dict[str, Any]] = self.current["parts"]
         last = parts[-1] if parts else None
+        files = row_attachments(row, self.attachments)
         if last is not None and last["type"] == "data-pending-drained":
-            last["data"]["messages"].append(row.content or "")
-            last["data"]["count"] += 1
+            data = last["data"]
+            data["messages"].append(row.content or "")
+            data["count"] += 1
         else:
-            parts.append({"type": "data-pending-drained", "data": {"count": 1, "messages": [row.content or ""]}})
+            data = {"count": 1, "messages": [row.content or ""]}
+            parts.append({"type": "data-pending-drained", "data": data})
+        if files or "attachments" in data:
+            # Per message, as the live `data-pending-drained` chunk carries them.
+            data.setdefault("attachments", [[] for _ in range(data["count"] - 1)]).append(files)
 
     def _close(self) -> None:
         message, self.current = self.current, None
@@ -388,7 +413,7 @@ def ui_message_page(
             rows = list(earlier.order_by("sequence")) + rows
     oldest = rows[0].sequence if rows else None
     has_more = oldest is not None and ChatMessage.objects.filter(session=session, sequence__lt=oldest).exists()
-    builder = _UIMessageBuilder(skip_turn_id=running_turn_id)
+    builder = _UIMessageBuilder(skip_turn_id=running_turn_id, attachments=message_attachments(rows))
     for row in rows:
         builder.add(row)
     return UIMessagePage(messages=builder.result(), has_more=has_more, oldest_sequence=oldest)

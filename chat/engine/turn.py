@@ -28,6 +28,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from chat.models import ChatMessage
+from chat.selectors import row_attachments
 from chat.services import usage as usage_services
 from chat.services.turns import ANSWER_NOT_SAVED_CODE, ANSWER_NOT_SAVED_TEXT, turn_unsaved_mark
 from chat.tools import Tool, ToolContext, enabled_tools, execute_tool, tool_schemas
@@ -175,6 +176,9 @@ class _TurnRunner:
         try:
             await self._setup()
             yield StartEvent(message_id=self.message_id, session_id=self.session_id)
+            attached = self._current_attachments_event()
+            if attached is not None:
+                yield attached
             for event in await self._prepare_context():
                 yield event
             budget = reasoning_budget_for(mode=self.request.mode, model=self.model)
@@ -395,6 +399,22 @@ class _TurnRunner:
             events = self._compaction_notice()
         self.llm_messages = merge_consecutive([system, *history, *current_llm])
         return events
+
+    def _current_attachments_event(self) -> DataEvent | None:
+        """``data-attachments``: the files the current turn's user messages carried, per message
+        (``sequence``, ``client_message_id``, ``attachments`` as the file API shows them)."""
+        start, found = self.transcript.current_start, self.transcript.attachments
+        messages = [
+            {
+                "sequence": row.sequence,
+                "client_message_id": row.client_message_id,
+                "attachments": row_attachments(row, found),
+            }
+            for row in self.transcript.messages[start:]
+            if row.role == ChatMessage.Role.USER and row.file_ids
+        ]
+        messages = [message for message in messages if message["attachments"]]
+        return DataEvent(name="attachments", data={"messages": messages}) if messages else None
 
     async def _summarize(self, older: list[LLMMessage]) -> str:
         messages: list[LLMMessage] = [
