@@ -345,7 +345,8 @@ class StreamResumeSerializer(serializers.Serializer[Any]):
 class TurnSendApi(APIView):
     @extend_schema_serializer(component_name="MessageSendInput")
     class InputSerializer(serializers.Serializer[Any]):
-        message = StrictCharField(trim_whitespace=False)  # length: COPILOT_MESSAGE_MAX_CHARS, in validate_message
+        # Blank only with files attached (`validate`); length: COPILOT_MESSAGE_MAX_CHARS, in validate_message.
+        message = StrictCharField(trim_whitespace=False, allow_blank=True)
         client_message_id = StrictCharField(max_length=100, required=False, allow_null=True)
         context = ContextSerializer(required=False, allow_null=True)  # type: ignore[assignment]
         file_ids = serializers.ListField(

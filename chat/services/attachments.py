@@ -35,6 +35,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import redis
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.files import File
 from django.db import transaction
 from django.utils import timezone
@@ -178,7 +179,8 @@ def attachment_create(*, owner: User, name: str, stream: IO[bytes]) -> Attachmen
     key = storage.save(storage_key(owner_id=owner.pk, attachment_id=attachment_id), File(stream))
     try:
         with transaction.atomic():
-            type(owner).objects.select_for_update().filter(pk=owner.pk).first()  # one upload of a user at a time
+            # One upload of a user at a time past this point (the user row's lock).
+            get_user_model().objects.select_for_update().filter(pk=owner.pk).first()
             _quota_check(owner, size)
             attachment = Attachment(
                 id=attachment_id,
