@@ -28,6 +28,8 @@ def session_get_for_user(*, session_id: uuid.UUID | str, user: User) -> ChatSess
 
 def canonical_file_id(value: object) -> str | None:
     """``value`` as a lower-case hyphenated UUID, or None when it is not one (any case accepted)."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
     if not isinstance(value, str) or len(value) > 64:
         return None
     try:
@@ -55,6 +57,46 @@ def attachment_usage_bytes(*, user_id: int) -> int:
     """What the user's attachments that are not deleted take in the storage."""
     total = Attachment.objects.filter(owner_id=user_id, deleted_at__isnull=True).aggregate(total=Sum("size_bytes"))
     return int(total["total"] or 0)
+
+
+@dataclass(frozen=True)
+class OwnerAttachmentTotals:
+    owner_id: int
+    username: str
+    email: str
+    files: int
+    stored_bytes: int  # files not deleted: what the quota counts
+    deleted_files: int  # deleted by the owner, bytes kept until the purge
+    deleted_bytes: int
+
+
+def attachment_totals_per_owner(*, limit: int = 200) -> list[OwnerAttachmentTotals]:
+    """Per user with files: counts and bytes (kept and awaiting the purge), largest first."""
+    from django.db.models import Count
+
+    live, gone = Q(deleted_at__isnull=True), Q(deleted_at__isnull=False)
+    rows = (
+        Attachment.objects.values("owner_id", "owner__username", "owner__email")
+        .annotate(
+            files=Count("pk", filter=live),
+            stored_bytes=Sum("size_bytes", filter=live),
+            deleted_files=Count("pk", filter=gone),
+            deleted_bytes=Sum("size_bytes", filter=gone),
+        )
+        .order_by("-stored_bytes", "owner_id")[:limit]
+    )
+    return [
+        OwnerAttachmentTotals(
+            owner_id=row["owner_id"],
+            username=row["owner__username"],
+            email=row["owner__email"],
+            files=row["files"],
+            stored_bytes=int(row["stored_bytes"] or 0),
+            deleted_files=row["deleted_files"],
+            deleted_bytes=int(row["deleted_bytes"] or 0),
+        )
+        for row in rows
+    ]
 
 
 def attachment_ids_usable(*, user: User, file_ids: list[str]) -> list[str]:

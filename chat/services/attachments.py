@@ -220,6 +220,12 @@ def attachment_delete(*, attachment_id: object, user: User) -> Attachment:
     return attachment
 
 
+def attachments_mark_deleted(*, attachments: list[Attachment]) -> int:
+    """Staff's delete as the owner's would be (``deleted_at`` now); how many were not deleted yet."""
+    ids = [a.pk for a in attachments]
+    return Attachment.objects.filter(pk__in=ids, deleted_at__isnull=True).update(deleted_at=timezone.now())
+
+
 def attachment_purge(*, attachment: Attachment) -> None:
     """Delete the row for good; its bytes go once the transaction commits."""
     with transaction.atomic():
