@@ -182,3 +182,17 @@ def test_a_json_body_or_no_file_is_refused(alice_client: APIClient) -> None:
     assert response.status_code == 400
     assert response.json() == {"file": ["No file was submitted."]}
     assert_nothing_stored()
+
+
+def test_a_queued_follow_up_keeps_its_files() -> None:
+    from chat.turns.pending import PendingMessage
+
+    file_id = "0b9f6f1e-3a57-4b8e-9a4e-8f6c1d2e3f40"
+    message = PendingMessage(content="", file_ids=(file_id,), client_message_id="c1")
+    again = PendingMessage.from_raw(message.to_json())
+    assert again is not None
+    assert (again.content, again.file_ids, again.client_message_id) == ("", (file_id,), "c1")
+    assert PendingMessage.from_raw('{"content": "", "file_ids": []}') is None  # neither text nor files
+    old = PendingMessage.from_raw('{"content": "queued before this release"}')
+    assert old is not None
+    assert old.file_ids == ()

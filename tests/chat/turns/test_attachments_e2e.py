@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from PIL import Image
 from chat.models import Attachment, ChatMessage, TurnUsage
 from copilot_site.testing.documents import pdf_with_pages, png_bytes
 from tests.chat.files.conftest import clean_attachments_root, files_on_disk  # noqa: F401  (a fixture)
-from tests.chat.turns.helpers import Person, WsClient, fake, person, read_sse
+from tests.chat.turns.helpers import Person, WsClient, fake, person, read_sse, wait_until
 
 pytestmark = [
     pytest.mark.e2e,
@@ -216,3 +217,38 @@ def test_every_refusal_leaves_no_row_and_no_file(stack: str) -> None:
     assert refused.json()["code"] == "too_many_uploads"
     assert 1 <= int(refused.headers["Retry-After"]) <= 60
     _assert_nothing_new(ann, limit - 1)
+
+
+def test_a_follow_up_queued_mid_turn_carries_its_files(stack: str, fake_llm: Any, slow_http: str) -> None:
+    # given: a turn busy in a 3 s tool
+    ann = person("ann")
+    csv_id = upload(stack, ann, "sales.csv", CSV).json()["id"]
+    url = f"{stack}/api/chat/sessions/{ann.session.id}/stream"
+    script = fake({"tool_calls": [{"name": "web_fetch", "arguments": {"url": slow_http}}]}, {"text": "all done"})
+    results: list[Any] = []
+    reader = threading.Thread(
+        target=lambda: results.append(read_sse("POST", url, headers=ann.headers, json_body={"message": script}))
+    )
+    reader.start()
+    wait_until(
+        lambda: ChatMessage.objects.filter(session=ann.session, role="assistant").exclude(tool_calls=[]).exists()
+    )
+    # when: a follow-up with only a file
+    queued = httpx.post(
+        url, headers={"Accept": "application/json", **ann.headers}, json={"message": "", "file_ids": [csv_id]}
+    )
+    reader.join(timeout=60)
+    # then
+    assert queued.status_code == 202
+    drained = [chunk for _, chunk in results[0].events if chunk["type"] == "data-pending-drained"]
+    assert [[a["name"] for a in files] for files in drained[0]["data"]["attachments"]] == [["sales.csv"]]
+    follow_up = next(
+        m for m in _completions(fake_llm)[-1]["messages"] if m["role"] == "user" and "<user_follow_up>" in _user_text(m)
+    )
+    assert (
+        "Message 1:\n\n[Attached files]\n"
+        f"- sales.csv (text/csv, {len(CSV) / 1024:.1f} KB), file_id={csv_id}\n"
+        "Use read_workspace_file with the file_id to access file contents.\n</user_follow_up>"
+    ) in _user_text(follow_up)
+    row = ChatMessage.objects.get(session=ann.session, role="user", content="")
+    assert row.file_ids == [csv_id]
