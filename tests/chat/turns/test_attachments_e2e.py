@@ -24,6 +24,7 @@ from PIL import Image
 from chat.models import Attachment, ChatMessage, TurnUsage
 from copilot_site.testing.documents import pdf_with_pages, png_bytes
 from tests.chat.files.conftest import clean_attachments_root, files_on_disk  # noqa: F401  (a fixture)
+from tests.chat.test_ui_messages import _validator
 from tests.chat.turns.helpers import Person, WsClient, fake, person, read_sse, wait_until
 
 pytestmark = [
@@ -152,6 +153,8 @@ def test_a_message_with_four_files_reaches_the_model_and_the_transcript(stack: s
             for n in uploads
         ],
     ]
+    validated = _validator(ui["messages"])  # the AI SDK's own validateUIMessages (skips without node)
+    assert validated.returncode == 0, validated.stderr
 
 
 def test_a_websocket_send_with_only_a_file(stack: str, fake_llm: Any) -> None:
