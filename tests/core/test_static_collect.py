@@ -95,6 +95,7 @@ def test_module_imports_name_the_hashed_files(collected: tuple[Path, dict[str, s
     assert sorted(modules) == [
         "billing/billing.js",
         "chat/app.js",
+        "chat/attachments.js",
         "chat/markdown.js",
         "chat/view.js",
         "site/usage.js",

@@ -196,3 +196,17 @@ def test_a_queued_follow_up_keeps_its_files() -> None:
     old = PendingMessage.from_raw('{"content": "queued before this release"}')
     assert old is not None
     assert old.file_ids == ()
+
+
+def test_a_failed_write_leaves_no_bytes(alice: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from django.db import DatabaseError
+
+    from chat.services.attachments import attachment_create
+
+    def broken_save(*args: Any, **kwargs: Any) -> None:
+        raise DatabaseError("disk full")
+
+    monkeypatch.setattr(Attachment, "save", broken_save)
+    with pytest.raises(DatabaseError):
+        attachment_create(owner=alice, name="notes.txt", stream=io.BytesIO(b"lost"))
+    assert_nothing_stored()

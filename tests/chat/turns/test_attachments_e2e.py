@@ -163,6 +163,12 @@ def test_a_websocket_send_with_only_a_file(stack: str, fake_llm: Any) -> None:
 
     async def scenario() -> None:
         async with WsClient(stack, ann.session.id, ann.headers) as ws:
+            await ws.send({"type": "send", "message": "hi", "file_ids": [csv_id] * 21})
+            assert await ws.recv() == {
+                "type": "error",
+                "code": "too_many_files",
+                "message": "A message can carry at most 20 files.",
+            }
             await ws.send({"type": "send", "message": "", "file_ids": [csv_id]})
             await ws.until_finish()
 
