@@ -12,6 +12,7 @@ import asyncio
 import base64
 import io
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from django.conf import settings
 from PIL import Image
 
 from chat.models import Attachment, ChatMessage, TurnUsage
+from chat.turns import scripts as rs
 from copilot_site.testing.documents import pdf_with_pages, png_bytes
 from tests.chat.files.conftest import clean_attachments_root, files_on_disk  # noqa: F401  (a fixture)
 from tests.chat.test_ui_messages import _validator
@@ -216,16 +218,19 @@ def test_every_refusal_leaves_no_row_and_no_file(stack: str) -> None:
     assert only_foreign.json_body == {"detail": "Message must not be blank."}
     assert not ChatMessage.objects.filter(session=ann.session).exists()
     assert not TurnUsage.objects.filter(session=ann.session).exists()
-    # 429: past COPILOT_UPLOADS_PER_MINUTE (30) in one minute
+    # 429: past COPILOT_UPLOADS_PER_MINUTE (30) in one clock minute; started early in a minute,
+    # so that the window does not turn over mid-way (a bounded wait of at most 20 s)
     limit = int(settings.COPILOT_UPLOADS_PER_MINUTE)
-    # the refused type above counted; the refused size did not (it never reached the count)
-    statuses = [upload(stack, ann, f"{i}.txt", f"file {i}".encode()).status_code for i in range(limit - 1)]
-    assert statuses == [201] * (limit - 1)
+    wait_until(lambda: time.time() % 60 < 40, timeout=25, interval=0.2)
+    window = f"copilot:uploads:{ann.user.pk}:{int(time.time() // 60)}"
+    counted = int(rs.redis_client().get(window) or 0)  # the refused type above counts in its minute
+    statuses = [upload(stack, ann, f"{i}.txt", f"file {i}".encode()).status_code for i in range(limit - counted)]
+    assert statuses == [201] * (limit - counted)
     refused = upload(stack, ann, "one-more.txt", b"one more")
     assert refused.status_code == 429
     assert refused.json()["code"] == "too_many_uploads"
     assert 1 <= int(refused.headers["Retry-After"]) <= 60
-    _assert_nothing_new(ann, limit - 1)
+    _assert_nothing_new(ann, limit - counted)
 
 
 def test_a_follow_up_queued_mid_turn_carries_its_files(stack: str, fake_llm: Any, slow_http: str) -> None:
