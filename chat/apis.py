@@ -35,6 +35,7 @@ from .models import Attachment, ChatMessage, ChatSession
 from .selectors import (
     attachment_get_for_user,
     attachment_list,
+    attachment_usage_bytes,
     message_attachments,
     message_page,
     row_attachments,
@@ -47,6 +48,7 @@ from .services.attachments import (
     attachment_create,
     attachment_delete,
     attachment_open,
+    attachment_quota_bytes,
     upload_size_check,
 )
 from .services.sessions import session_create, session_delete, session_rename
@@ -512,6 +514,8 @@ class FileOutputSerializer(serializers.Serializer[Attachment]):
 class FileListOutputSerializer(serializers.Serializer[Any]):
     files = FileOutputSerializer(many=True)
     total = serializers.IntegerField()
+    used_bytes = serializers.IntegerField(help_text="What the user's files (not deleted) take.")
+    quota_bytes = serializers.IntegerField(allow_null=True, help_text="The plan's storage quota; null: none.")
 
 
 _UPLOAD_ERRORS = {
@@ -552,7 +556,16 @@ class FileListApi(APIView):
         limit, offset = filters.validated_data["limit"], filters.validated_data["offset"]
         page = list(files[offset : offset + limit])
         data = FileOutputSerializer(page, many=True).data  # type: ignore[arg-type]
-        return Response({"files": data, "total": files.count()})
+        user = authenticated_user(request)
+        quota = attachment_quota_bytes(user=user)
+        return Response(
+            {
+                "files": data,
+                "total": files.count(),
+                "used_bytes": attachment_usage_bytes(user_id=user.pk),
+                "quota_bytes": quota or None,
+            }
+        )
 
 
 class FileUploadApi(APIView):

@@ -78,6 +78,7 @@ def test_list_is_newest_first_and_paginated(alice_client: APIClient) -> None:
     ids = [upload(alice_client, f"f{i}.txt", f"file {i}".encode()).json()["id"] for i in range(3)]
     page = alice_client.get(URL, {"limit": 2}).json()
     assert page["total"] == 3
+    assert (page["used_bytes"], page["quota_bytes"]) == (18, 200 * 1024 * 1024)
     assert [f["id"] for f in page["files"]] == [ids[2], ids[1]]
     rest = alice_client.get(URL, {"limit": 2, "offset": 2}).json()
     assert [f["id"] for f in rest["files"]] == [ids[0]]
@@ -100,7 +101,7 @@ def test_get_content_and_delete(alice_client: APIClient) -> None:
     assert alice_client.get(f"{URL}/{file_id}").status_code == 404
     assert alice_client.get(f"{URL}/{file_id}/content").status_code == 404
     assert alice_client.delete(f"{URL}/{file_id}").status_code == 404
-    assert alice_client.get(URL).json() == {"files": [], "total": 0}
+    assert alice_client.get(URL).json() == {"files": [], "total": 0, "used_bytes": 0, "quota_bytes": 209715200}
     assert Attachment.objects.get().deleted_at is not None  # soft: purged later
 
 
