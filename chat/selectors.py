@@ -72,16 +72,18 @@ class OwnerAttachmentTotals:
 
 def attachment_totals_per_owner(*, limit: int = 200) -> list[OwnerAttachmentTotals]:
     """Per user with files: counts and bytes (kept and awaiting the purge), largest first."""
-    from django.db.models import Count
+    from django.db.models import Count, Value
+    from django.db.models.functions import Coalesce
 
     live, gone = Q(deleted_at__isnull=True), Q(deleted_at__isnull=False)
     rows = (
         Attachment.objects.values("owner_id", "owner__username", "owner__email")
         .annotate(
             files=Count("pk", filter=live),
-            stored_bytes=Sum("size_bytes", filter=live),
+            # 0, not NULL, for no bytes: NULL sorts first in a descending order on PostgreSQL.
+            stored_bytes=Coalesce(Sum("size_bytes", filter=live), Value(0)),
             deleted_files=Count("pk", filter=gone),
-            deleted_bytes=Sum("size_bytes", filter=gone),
+            deleted_bytes=Coalesce(Sum("size_bytes", filter=gone), Value(0)),
         )
         .order_by("-stored_bytes", "owner_id")[:limit]
     )
