@@ -1,7 +1,20 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.apps import AppConfig
-from django.db.models.signals import post_delete
+from django.db.models.signals import post_delete, post_migrate
+
+
+def _seed_mcp_servers(sender: Any, **kwargs: Any) -> None:
+    """After every ``migrate``: create the COPILOT_MCP_SERVERS rows that do not exist yet."""
+    from django.conf import settings
+
+    if not settings.COPILOT_MCP_SERVERS:
+        return
+    from chat.mcp.services import mcp_servers_seed
+
+    mcp_servers_seed()
 
 
 class ChatConfig(AppConfig):
@@ -17,3 +30,5 @@ class ChatConfig(AppConfig):
         # A row deleted for good (the purge, an admin delete, a cascade from a deleted user)
         # takes its bytes in the attachments storage with it.
         post_delete.connect(attachment_bytes_remove, sender=Attachment, dispatch_uid="chat_attachment_bytes_remove")
+
+        post_migrate.connect(_seed_mcp_servers, sender=self, dispatch_uid="chat.seed_mcp_servers")

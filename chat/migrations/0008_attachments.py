@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('chat', '0003_chatmessage_kind_notices'),
+        ('chat', '0007_mcp_servers'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
