@@ -1,9 +1,26 @@
 from __future__ import annotations
 
-from django.contrib import admin
-from django.http import HttpRequest
+from typing import Any
 
-from .models import ChatMessage, ChatSession, ContextSnapshot, Memory, SharedChat, ToolApproval, TurnUsage
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+
+from .models import (
+    Attachment,
+    ChatMessage,
+    ChatSession,
+    ContextSnapshot,
+    Memory,
+    SharedChat,
+    ToolApproval,
+    TurnUsage,
+)
+from .selectors import attachment_totals_per_owner
+from .services.attachments import attachment_purge, attachments_mark_deleted
 
 
 class ChatMessageInline(admin.TabularInline[ChatMessage, ChatSession]):
@@ -116,3 +133,87 @@ class ToolApprovalAdmin(admin.ModelAdmin[ToolApproval]):
 
 
 from . import admin_mcp  # noqa: E402,F401  (the MCP servers' admin)
+
+
+def _size(size_bytes: int | None) -> str:
+    value = int(size_bytes or 0)
+    if value < 1024 * 1024:
+        return f"{value / 1024:.1f} KB"
+    return f"{value / (1024 * 1024):.1f} MB"
+
+
+@admin.register(Attachment)
+class AttachmentAdmin(admin.ModelAdmin[Attachment]):
+    """Uploaded files. Read-only rows; every delete goes through the service: "Mark deleted"
+    as the owner's delete, "Delete for good" (and the delete button) removes rows and bytes.
+    `per-user/` lists each user's files with their size totals."""
+
+    list_display = ("name", "owner", "mime_type", "size", "created_at", "deleted_at")
+    list_select_related = ("owner",)
+    list_filter = ("mime_type", ("deleted_at", admin.EmptyFieldListFilter), "created_at")
+    search_fields = ("=id", "name", "sha256", "owner__username", "owner__email")
+    raw_id_fields = ("owner",)
+    readonly_fields = (
+        "id", "owner", "name", "mime_type", "size_bytes", "sha256", "storage_key", "created_at", "deleted_at",
+    )  # fmt: skip
+    actions = ["mark_deleted", "purge"]
+    change_list_template = "admin/chat/attachment/change_list.html"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="size", ordering="size_bytes")
+    def size(self, obj: Attachment) -> str:
+        return _size(obj.size_bytes)
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # "Delete for good" is the one delete action
+        return actions
+
+    @admin.action(description="Mark deleted (as the owner's delete; purged later)", permissions=["delete"])
+    def mark_deleted(self, request: HttpRequest, queryset: QuerySet[Attachment]) -> None:
+        count = attachments_mark_deleted(attachments=list(queryset))
+        self.message_user(request, f"{count} file(s) marked deleted.", messages.SUCCESS)
+
+    @admin.action(description="Delete for good (rows and bytes)", permissions=["delete"])
+    def purge(self, request: HttpRequest, queryset: QuerySet[Attachment]) -> None:
+        rows = list(queryset)
+        for row in rows:
+            attachment_purge(attachment=row)
+        self.message_user(request, f"{len(rows)} file(s) deleted for good.", messages.SUCCESS)
+
+    def delete_model(self, request: HttpRequest, obj: Attachment) -> None:
+        attachment_purge(attachment=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Attachment]) -> None:
+        for row in list(queryset):
+            attachment_purge(attachment=row)
+
+    def get_urls(self) -> list[URLPattern]:
+        wrap = self.admin_site.admin_view
+        return [path("per-user/", wrap(self.per_user_view), name="chat_attachment_per_user"), *super().get_urls()]
+
+    def per_user_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        changelist = reverse("admin:chat_attachment_changelist")
+        rows = [
+            {
+                "totals": totals,
+                "stored": _size(totals.stored_bytes),
+                "deleted": _size(totals.deleted_bytes),
+                "url": f"{changelist}?owner__id__exact={totals.owner_id}",
+            }
+            for totals in attachment_totals_per_owner()
+        ]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Files per user",
+            "opts": self.model._meta,
+            "rows": rows,
+        }
+        return TemplateResponse(request, "admin/chat/attachment/per_user.html", context)

@@ -10,28 +10,49 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.http import StreamingHttpResponse
+from django.http import FileResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
     extend_schema,
+    extend_schema_field,
     extend_schema_serializer,
 )
 from rest_framework import serializers, status
+from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from copilot_site.accounts.request_user import authenticated_user
-from copilot_site.core.openapi import api_errors
+from copilot_site.core.openapi import ErrorSerializer, api_errors
 from copilot_site.core.pagination import OffsetField
 from copilot_site.core.serializers import StrictCharField, UnknownKeysRefusedMixin
 from ratelimits import user_caps
 
-from .models import ChatMessage, ChatSession, ToolApproval
-from .selectors import approvals_pending, message_page, session_get_for_user, session_list, ui_message_page
+from .models import Attachment, ChatMessage, ChatSession, ToolApproval
+from .selectors import (
+    approvals_pending,
+    attachment_get_for_user,
+    attachment_list,
+    attachment_usage_bytes,
+    message_attachments,
+    message_page,
+    row_attachments,
+    session_get_for_user,
+    session_list,
+    ui_message_page,
+)
 from .services.approvals import approval_decide
+from .services.attachments import (
+    UPLOAD_FRAMING_BYTES,
+    attachment_create,
+    attachment_delete,
+    attachment_open,
+    attachment_quota_bytes,
+    upload_size_check,
+)
 from .services.sessions import session_create, session_delete, session_rename
 from .services.turns import turn_running
 from .turns.dispatch import turn_send
@@ -55,6 +76,17 @@ class SessionOutputSerializer(serializers.Serializer[ChatSession]):
         return statuses.get(str(obj.pk), False)
 
 
+@extend_schema_serializer(component_name="MessageAttachment")
+class MessageAttachmentSerializer(serializers.Serializer[Any]):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    mime_type = serializers.CharField()
+    size_bytes = serializers.IntegerField()
+    sha256 = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    deleted = serializers.BooleanField()
+
+
 @extend_schema_serializer(component_name="Message")
 class MessageOutputSerializer(serializers.Serializer[ChatMessage]):
     sequence = serializers.IntegerField()
@@ -67,6 +99,15 @@ class MessageOutputSerializer(serializers.Serializer[ChatMessage]):
     client_message_id = serializers.CharField(allow_null=True)
     duration_ms = serializers.IntegerField(allow_null=True)
     created_at = serializers.DateTimeField()
+    attachments = serializers.SerializerMethodField(
+        help_text="User messages: the files the message carried, in order (`deleted` once the owner deleted one; "
+        "files deleted for good are left out)."
+    )
+
+    @extend_schema_field(MessageAttachmentSerializer(many=True))
+    def get_attachments(self, obj: ChatMessage) -> list[dict[str, Any]]:
+        found: dict[str, Attachment] = self.context.get("attachments", {})
+        return row_attachments(obj, found)
 
 
 @extend_schema_serializer(component_name="PageContext")
@@ -181,7 +222,11 @@ class SessionGetApi(APIView):
         return Response(
             {
                 "session": _session_data(session),
-                "messages": MessageOutputSerializer(page.messages, many=True).data,  # type: ignore[arg-type]
+                "messages": MessageOutputSerializer(
+                    page.messages,  # type: ignore[arg-type]
+                    many=True,
+                    context={"attachments": message_attachments(page.messages)},
+                ).data,
                 "has_more": page.has_more,
                 "oldest_sequence": page.oldest_sequence,
                 "active_turn": (
@@ -327,26 +372,37 @@ class StreamResumeSerializer(serializers.Serializer[Any]):
 class TurnSendApi(APIView):
     @extend_schema_serializer(component_name="MessageSendInput")
     class InputSerializer(serializers.Serializer[Any]):
-        message = StrictCharField(trim_whitespace=False)  # length: COPILOT_MESSAGE_MAX_CHARS, in validate_message
+        # Blank only with files attached (`validate`); length: COPILOT_MESSAGE_MAX_CHARS, in validate_message.
+        message = StrictCharField(trim_whitespace=False, allow_blank=True)
         client_message_id = StrictCharField(max_length=100, required=False, allow_null=True)
         context = ContextSerializer(required=False, allow_null=True)  # type: ignore[assignment]
-        file_ids = serializers.ListField(child=StrictCharField(), required=False, max_length=20)
+        file_ids = serializers.ListField(
+            child=StrictCharField(max_length=100),
+            required=False,
+            help_text="Ids of the sender's own files to attach (at most COPILOT_MAX_FILE_IDS, 20; more is a 400). "
+            "Ids that are not UUIDs of the sender's own files that are not deleted are dropped.",
+        )
         mode = serializers.ChoiceField(choices=["fast", "extended_thinking"], required=False, allow_null=True)
         model = serializers.ChoiceField(choices=["standard", "advanced"], required=False, allow_null=True)
         delivery = serializers.ChoiceField(choices=["now", "next_turn"], required=False, default="now")
 
         def validate_message(self, value: str) -> str:
-            if not value.strip():
-                raise serializers.ValidationError("Message must not be blank.")
             limit = settings.COPILOT_MESSAGE_MAX_CHARS
             if len(value) > limit:
                 raise serializers.ValidationError(f"Ensure this field has no more than {limit} characters.")
             return value
 
         def validate_file_ids(self, value: list[str]) -> list[str]:
-            if value:
-                raise serializers.ValidationError("File attachments are not supported yet.")
+            limit = int(settings.COPILOT_MAX_FILE_IDS)
+            if len(value) > limit:
+                raise serializers.ValidationError(f"A message can carry at most {limit} files.")
             return value
+
+        def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+            """Blank text is allowed only with files attached (kept files: checked when sent)."""
+            if not attrs["message"].strip() and not attrs.get("file_ids"):
+                raise serializers.ValidationError({"message": ["Message must not be blank."]})
+            return attrs
 
     content_negotiation_class = StreamContentNegotiation
 
@@ -384,6 +440,7 @@ class TurnSendApi(APIView):
             mode=data.get("mode"),
             model=data.get("model"),
             next_turn=data["delivery"] == "next_turn",
+            file_ids=data.get("file_ids") or (),
         )
         if result.outcome == "queued" and wants_stream:
             return followup_sse_response(
@@ -463,6 +520,144 @@ class PendingListApi(APIView):
         session = session_get_for_user(session_id=session_id, user=authenticated_user(request))
         messages = [m.content for m in pending_peek(session.pk)]
         return Response({"messages": messages, "count": len(messages)})
+
+
+# --- files (attachments) -------------------------------------------------------------------
+
+
+@extend_schema_serializer(component_name="File")
+class FileOutputSerializer(serializers.Serializer[Attachment]):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    mime_type = serializers.CharField(help_text="Sniffed from the content when it was uploaded.")
+    size_bytes = serializers.IntegerField()
+    sha256 = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+@extend_schema_serializer(component_name="FileList")
+class FileListOutputSerializer(serializers.Serializer[Any]):
+    files = FileOutputSerializer(many=True)
+    total = serializers.IntegerField()
+    used_bytes = serializers.IntegerField(help_text="What the user's files (not deleted) take.")
+    quota_bytes = serializers.IntegerField(allow_null=True, help_text="The plan's storage quota; null: none.")
+
+
+_UPLOAD_ERRORS = {
+    413: OpenApiResponse(
+        ErrorSerializer,
+        description="The file is larger than COPILOT_MAX_UPLOAD_BYTES (`code`: `file_too_large`, `max_bytes`), or "
+        "it would take the user's files over their plan's storage quota (`code`: `quota_exceeded`, "
+        "`quota_bytes`, `used_bytes`).",
+    ),
+    415: OpenApiResponse(
+        ErrorSerializer,
+        description="The content is not an allowed type (`code`: `unsupported_type`, `mime_type` as sniffed), "
+        "or the body is not multipart.",
+    ),
+    429: OpenApiResponse(
+        ErrorSerializer,
+        description="More uploads this minute than COPILOT_UPLOADS_PER_MINUTE (`code`: `too_many_uploads`, with "
+        "`Retry-After`), or too many wrong API keys from this address.",
+    ),
+}
+
+
+class FileListApi(APIView):
+    class FilterSerializer(serializers.Serializer[Any]):
+        limit = serializers.IntegerField(min_value=1, max_value=100, default=50)
+        offset = OffsetField()
+
+    @extend_schema(
+        operation_id="chat_files_list",
+        parameters=[FilterSerializer],
+        responses={200: FileListOutputSerializer, **api_errors(400)},
+    )
+    def get(self, request: Request) -> Response:
+        """The user's files, newest first (deleted ones are not listed)."""
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        files = attachment_list(user=authenticated_user(request))
+        limit, offset = filters.validated_data["limit"], filters.validated_data["offset"]
+        page = list(files[offset : offset + limit])
+        data = FileOutputSerializer(page, many=True).data  # type: ignore[arg-type]
+        user = authenticated_user(request)
+        quota = attachment_quota_bytes(user=user)
+        return Response(
+            {
+                "files": data,
+                "total": files.count(),
+                "used_bytes": attachment_usage_bytes(user_id=user.pk),
+                "quota_bytes": quota or None,
+            }
+        )
+
+
+class FileUploadApi(APIView):
+    parser_classes = [MultiPartParser]
+
+    @extend_schema_serializer(component_name="FileUploadInput")
+    class InputSerializer(serializers.Serializer[Any]):
+        file = serializers.FileField(help_text="The file; its type is sniffed from the content.")
+
+    @extend_schema(
+        request={"multipart/form-data": InputSerializer},
+        responses={201: FileOutputSerializer, **api_errors(400, 403), **_UPLOAD_ERRORS},
+    )
+    def post(self, request: Request) -> Response:
+        """Upload one file (multipart field `file`). Refused uploads leave nothing stored."""
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+        # A body far over the file limit is refused before it is parsed (multipart framing aside).
+        upload_size_check(max(0, declared - UPLOAD_FRAMING_BYTES))
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        upload = serializer.validated_data["file"]
+        attachment = attachment_create(owner=authenticated_user(request), name=upload.name or "", stream=upload)
+        return Response(FileOutputSerializer(attachment).data, status=status.HTTP_201_CREATED)
+
+
+class FileGetApi(APIView):
+    @extend_schema(responses={200: FileOutputSerializer, **api_errors(404)})
+    def get(self, request: Request, file_id: str) -> Response:
+        attachment = attachment_get_for_user(attachment_id=file_id, user=authenticated_user(request))
+        return Response(FileOutputSerializer(attachment).data)
+
+
+class FileDeleteApi(APIView):
+    @extend_schema(responses={204: None, **api_errors(403, 404)})
+    def delete(self, request: Request, file_id: str) -> Response:
+        """Delete the file: it is gone from the API, new messages and the model's tool at once."""
+        attachment_delete(attachment_id=file_id, user=authenticated_user(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class FileContentApi(APIView):
+    @extend_schema(
+        responses={
+            **{
+                (200, media_type): OpenApiResponse(
+                    OpenApiTypes.ANY if media_type == "application/json" else OpenApiTypes.BINARY,
+                    description="The bytes, with the stored (sniffed) type as `Content-Type`, "
+                    "`Content-Disposition: attachment` and `X-Content-Type-Options: nosniff`.",
+                )
+                for media_type in ("text/*", "application/json", "application/pdf", "image/*")
+            },
+            **api_errors(404),
+        }
+    )
+    def get(self, request: Request, file_id: str) -> FileResponse:
+        """The file's bytes, as a download."""
+        attachment = attachment_get_for_user(attachment_id=file_id, user=authenticated_user(request))
+        response = FileResponse(
+            attachment_open(attachment),
+            as_attachment=True,
+            filename=attachment.name,
+            content_type=attachment.mime_type,
+        )
+        response["X-Content-Type-Options"] = "nosniff"
+        response["Cache-Control"] = "private, max-age=3600"
+        response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+        return response
 
 
 # --- tools that ask first -----------------------------------------------------------------------

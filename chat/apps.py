@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.apps import AppConfig
-from django.db.models.signals import post_migrate
+from django.db.models.signals import post_delete, post_migrate
 
 
 def _seed_mcp_servers(sender: Any, **kwargs: Any) -> None:
@@ -24,5 +24,11 @@ class ChatConfig(AppConfig):
         # The tasks module listens to the services' signals (the title task); import it
         # in every process, web and worker alike.
         from chat import tasks  # noqa: F401
+        from chat.models import Attachment
+        from chat.services.attachments import attachment_bytes_remove
+
+        # A row deleted for good (the purge, an admin delete, a cascade from a deleted user)
+        # takes its bytes in the attachments storage with it.
+        post_delete.connect(attachment_bytes_remove, sender=Attachment, dispatch_uid="chat_attachment_bytes_remove")
 
         post_migrate.connect(_seed_mcp_servers, sender=self, dispatch_uid="chat.seed_mcp_servers")

@@ -96,6 +96,7 @@ def _send(user: User, session_id: str, content: dict[str, Any]) -> Any:
         mode=content.get("mode"),
         model=content.get("model"),
         next_turn=content.get("delivery") == "next_turn",
+        file_ids=content.get("file_ids") or (),
     )
 
 
@@ -338,7 +339,8 @@ class ChatConsumer(_TurnRelay):
 
     async def _on_send(self, content: dict[str, Any]) -> None:
         message = content["message"]
-        if not message.strip() or len(message) > settings.COPILOT_MESSAGE_MAX_CHARS:
+        blank = not message.strip() and not content.get("file_ids")
+        if blank or len(message) > settings.COPILOT_MESSAGE_MAX_CHARS:
             await self._error(
                 "invalid_message", f"A message must have 1 to {settings.COPILOT_MESSAGE_MAX_CHARS} characters."
             )

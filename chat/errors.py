@@ -49,3 +49,38 @@ class ApprovalAlreadyDecided(ChatError):
             "cancelled": "This tool call is no longer waiting: its reply was stopped.",
         }
         super().__init__(texts.get(status, "This tool call is no longer waiting."), extra={"status": status})
+
+
+class AttachmentNotFound(ChatError):
+    """Missing, someone else's, deleted, or not an id at all: the same 404."""
+
+    status = 404
+    code = "not_found"
+
+    def __init__(self, attachment_id: object) -> None:
+        super().__init__(f"File {attachment_id} not found.")
+
+
+class UploadTooLarge(ChatError):
+    status = 413
+    code = "file_too_large"
+
+
+class UploadQuotaExceeded(ChatError):
+    status = 413
+    code = "quota_exceeded"
+
+
+class UploadTypeRefused(ChatError):
+    status = 415
+    code = "unsupported_type"
+
+
+class TooManyUploads(ChatError):
+    status = 429
+    code = "too_many_uploads"
+
+
+class TooManyFiles(ChatError):
+    status = 400
+    code = "too_many_files"

@@ -11,7 +11,7 @@ CLIENT_FRAME_KEYS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     # frame type -> (required keys, allowed keys)
     "send": (
         frozenset({"type", "message"}),
-        frozenset({"type", "message", "client_message_id", "mode", "model", "delivery"}),
+        frozenset({"type", "message", "client_message_id", "mode", "model", "delivery", "file_ids"}),
     ),
     "stop": (frozenset({"type"}), frozenset({"type"})),
     "resume": (frozenset({"type"}), frozenset({"type", "after"})),
@@ -69,4 +69,7 @@ def validate_client_frame(content: Any) -> str | None:
     for key in ("message", "client_message_id", "after", "mode", "model", "approval_id", "reason"):
         if key in content and content[key] is not None and not isinstance(content[key], str):
             return f"Field {key} must be a string."
+    file_ids = content.get("file_ids")
+    if file_ids is not None and not (isinstance(file_ids, list) and all(isinstance(f, str) for f in file_ids)):
+        return "Field file_ids must be a list of strings."
     return None

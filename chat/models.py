@@ -63,6 +63,9 @@ class ChatMessage(models.Model):
     refusal = models.TextField(null=True, blank=True)
     client_message_id = models.CharField(max_length=100, null=True, blank=True)
     turn_id = models.UUIDField(null=True, blank=True, help_text="The turn that wrote this row.")
+    file_ids = models.JSONField(
+        default=list, blank=True, help_text="User rows: the ids of the attachments the message carried, in order."
+    )
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -335,3 +338,35 @@ class McpTool(models.Model):
 
     def __str__(self) -> str:
         return self.exposed_name
+
+
+class Attachment(models.Model):
+    """A file a user uploaded, to attach to messages and for the model to read.
+
+    ``mime_type`` is sniffed from the bytes (``chat.files.sniff``), never taken from the
+    client. The bytes live in the attachments storage under ``storage_key``
+    (``chat.files.storage``). A user's delete sets ``deleted_at`` (the file disappears from
+    the API, from new messages and from the model's tool at once); the row and its bytes are
+    removed for good later (``chat.services.attachments.attachment_purge``), and the bytes of
+    any row deleted for good, a cascade included, are removed from the storage.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="chat_attachments")
+    name = models.CharField(max_length=255)
+    mime_type = models.CharField(max_length=100)
+    size_bytes = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    storage_key = models.CharField(max_length=255, help_text="Where the bytes are in the attachments storage.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    deleted_at = models.DateTimeField(null=True, blank=True, help_text="Set when the owner deleted it.")
+
+    class Meta:
+        indexes = [models.Index(fields=["owner", "-created_at"], name="attachment_owner_created")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.deleted_at is not None

@@ -6,11 +6,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError
-from django.db.models import Q, QuerySet
+from django.db.models import Q, QuerySet, Sum
 
-from .errors import SessionNotFound
+from .errors import AttachmentNotFound, SessionNotFound
 from .models import (
     STOPPED_TEXT,
+    Attachment,
     ChatMessage,
     ChatSession,
     ContextSnapshot,
@@ -29,6 +30,156 @@ def session_get_for_user(*, session_id: uuid.UUID | str, user: User) -> ChatSess
         return ChatSession.objects.get(pk=session_id, user=user)
     except (ChatSession.DoesNotExist, ValidationError, ValueError, TypeError) as exc:
         raise SessionNotFound(session_id) from exc
+
+
+# ---------------------------------------------------------------- attachments
+
+
+def canonical_file_id(value: object) -> str | None:
+    """``value`` as a lower-case hyphenated UUID, or None when it is not one (any case accepted)."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if not isinstance(value, str) or len(value) > 64:
+        return None
+    try:
+        return str(uuid.UUID(value.strip()))
+    except ValueError:
+        return None
+
+
+def attachment_get_for_user(*, attachment_id: object, user: User) -> Attachment:
+    """The user's own, not deleted attachment, or AttachmentNotFound: the same 404 for a
+    missing, foreign, deleted or malformed id."""
+    canonical = canonical_file_id(attachment_id)
+    found = Attachment.objects.filter(pk=canonical, owner=user, deleted_at__isnull=True).first() if canonical else None
+    if found is None:
+        raise AttachmentNotFound(attachment_id)
+    return found
+
+
+def attachment_list(*, user: User) -> QuerySet[Attachment]:
+    """The user's attachments that are not deleted, newest first."""
+    return Attachment.objects.filter(owner=user, deleted_at__isnull=True).order_by("-created_at", "-pk")
+
+
+def attachment_usage_bytes(*, user_id: int) -> int:
+    """What the user's attachments that are not deleted take in the storage."""
+    total = Attachment.objects.filter(owner_id=user_id, deleted_at__isnull=True).aggregate(total=Sum("size_bytes"))
+    return int(total["total"] or 0)
+
+
+@dataclass(frozen=True)
+class OwnerAttachmentTotals:
+    owner_id: int
+    username: str
+    email: str
+    files: int
+    stored_bytes: int  # files not deleted: what the quota counts
+    deleted_files: int  # deleted by the owner, bytes kept until the purge
+    deleted_bytes: int
+
+
+def attachment_totals_per_owner(*, limit: int = 200) -> list[OwnerAttachmentTotals]:
+    """Per user with files: counts and bytes (kept and awaiting the purge), largest first."""
+    from django.db.models import Count, Value
+    from django.db.models.functions import Coalesce
+
+    live, gone = Q(deleted_at__isnull=True), Q(deleted_at__isnull=False)
+    rows = (
+        Attachment.objects.values("owner_id", "owner__username", "owner__email")
+        .annotate(
+            files=Count("pk", filter=live),
+            # 0, not NULL, for no bytes: NULL sorts first in a descending order on PostgreSQL.
+            stored_bytes=Coalesce(Sum("size_bytes", filter=live), Value(0)),
+            deleted_files=Count("pk", filter=gone),
+            deleted_bytes=Coalesce(Sum("size_bytes", filter=gone), Value(0)),
+        )
+        .order_by("-stored_bytes", "owner_id")[:limit]
+    )
+    return [
+        OwnerAttachmentTotals(
+            owner_id=row["owner_id"],
+            username=row["owner__username"],
+            email=row["owner__email"],
+            files=row["files"],
+            stored_bytes=int(row["stored_bytes"] or 0),
+            deleted_files=row["deleted_files"],
+            deleted_bytes=int(row["deleted_bytes"] or 0),
+        )
+        for row in rows
+    ]
+
+
+def attachment_ids_usable(*, user: User, file_ids: list[str]) -> list[str]:
+    """The ids of ``file_ids`` a message of ``user`` may carry, in their order, once each:
+    UUID-format ids (any case; returned lower-case) of the user's own attachments that are
+    not deleted. Any other id is dropped without a word (it tells nothing about other users)."""
+    canonical: list[str] = []
+    for raw in file_ids:
+        value = canonical_file_id(raw)
+        if value is not None and value not in canonical:
+            canonical.append(value)
+    if not canonical:
+        return []
+    owned = {
+        str(pk)
+        for pk in Attachment.objects.filter(pk__in=canonical, owner=user, deleted_at__isnull=True).values_list(
+            "pk", flat=True
+        )
+    }
+    return [value for value in canonical if value in owned]
+
+
+def attachments_by_id(*, file_ids: object, include_deleted: bool = True) -> dict[str, Attachment]:
+    """The attachments of these ids (those that still exist) by their id (one query).
+
+    For showing what a stored message carried: ownership was checked when it was sent.
+    """
+    ids = [value for value in (canonical_file_id(v) for v in _as_list(file_ids)) if value is not None]
+    if not ids:
+        return {}
+    rows = Attachment.objects.filter(pk__in=ids)
+    if not include_deleted:
+        rows = rows.filter(deleted_at__isnull=True)
+    return {str(row.pk): row for row in rows}
+
+
+def _as_list(value: object) -> list[object]:
+    if isinstance(value, list | tuple | set):
+        return list(value)
+    return []
+
+
+def message_attachments(rows: list[ChatMessage]) -> dict[str, Attachment]:
+    """The attachments the rows' ``file_ids`` name, by id (one query for all of them)."""
+    ids: list[object] = []
+    for row in rows:
+        ids.extend(_as_list(row.file_ids))
+    return attachments_by_id(file_ids=ids)
+
+
+def attachment_public(attachment: Attachment) -> dict[str, Any]:
+    """An attachment as messages show it: the fields of the file API, plus ``deleted``."""
+    return {
+        "id": str(attachment.pk),
+        "name": attachment.name,
+        "mime_type": attachment.mime_type,
+        "size_bytes": attachment.size_bytes,
+        "sha256": attachment.sha256,
+        "created_at": attachment.created_at.isoformat(),
+        "deleted": attachment.deleted_at is not None,
+    }
+
+
+def row_attachments(row: ChatMessage, found: dict[str, Attachment]) -> list[dict[str, Any]]:
+    """A row's attachments (``attachment_public``) in the order it carried them; files deleted
+    for good are left out."""
+    out = []
+    for raw in _as_list(row.file_ids):
+        attachment = found.get(canonical_file_id(raw) or "")
+        if attachment is not None:
+            out.append(attachment_public(attachment))
+    return out
 
 
 def session_list(*, user: User) -> QuerySet[ChatSession]:
@@ -126,6 +277,16 @@ class UIMessagePage:
     oldest_sequence: int | None
 
 
+def _file_part(file: dict[str, Any]) -> dict[str, Any]:
+    """An attachment as an AI SDK ``file`` part; ``url`` downloads it (for its owner)."""
+    return {
+        "type": "file",
+        "mediaType": file["mime_type"],
+        "filename": file["name"],
+        "url": f"/api/chat/files/{file['id']}/content",
+    }
+
+
 def _json_or_text(text: str | None) -> Any:
     if text is None:
         return ""
@@ -170,10 +331,15 @@ class _UIMessageBuilder:
     the ``messageId`` of the ``start`` chunk that streamed it."""
 
     def __init__(
-        self, *, skip_turn_id: str | None, approvals: dict[tuple[str, str], ToolApproval] | None = None
+        self,
+        *,
+        skip_turn_id: str | None,
+        approvals: dict[tuple[str, str], ToolApproval] | None = None,
+        attachments: dict[str, Attachment] | None = None,
     ) -> None:
         self.skip_turn_id = skip_turn_id
         self.approvals = approvals or {}  # (turn id, tool call id) -> its approval
+        self.attachments = attachments or {}
         self.out: list[dict[str, Any]] = []
         self.current: dict[str, Any] | None = None
         self.current_turn: str | None = None
@@ -187,12 +353,20 @@ class _UIMessageBuilder:
                 self._follow_up(row)
                 return
             self._close()
+            files = row_attachments(row, self.attachments)
+            parts: list[dict[str, Any]] = (
+                [{"type": "text", "text": row.content or ""}] if row.content or not files else []
+            )
+            parts.extend(_file_part(file) for file in files)
+            metadata: dict[str, Any] = {"sequence": row.sequence, "createdAt": row.created_at.isoformat()}
+            if files:
+                metadata["attachments"] = files
             self.out.append(
                 {
                     "id": row.client_message_id or f"user-{row.sequence}",
                     "role": "user",
-                    "parts": [{"type": "text", "text": row.content or ""}],
-                    "metadata": {"sequence": row.sequence, "createdAt": row.created_at.isoformat()},
+                    "parts": parts,
+                    "metadata": metadata,
                 }
             )
             return
@@ -280,11 +454,17 @@ class _UIMessageBuilder:
         assert self.current is not None
         parts: list[dict[str, Any]] = self.current["parts"]
         last = parts[-1] if parts else None
+        files = row_attachments(row, self.attachments)
         if last is not None and last["type"] == "data-pending-drained":
-            last["data"]["messages"].append(row.content or "")
-            last["data"]["count"] += 1
+            data = last["data"]
+            data["messages"].append(row.content or "")
+            data["count"] += 1
         else:
-            parts.append({"type": "data-pending-drained", "data": {"count": 1, "messages": [row.content or ""]}})
+            data = {"count": 1, "messages": [row.content or ""]}
+            parts.append({"type": "data-pending-drained", "data": data})
+        if files or "attachments" in data:
+            # Per message, as the live `data-pending-drained` chunk carries them.
+            data.setdefault("attachments", [[] for _ in range(data["count"] - 1)]).append(files)
 
     def _close(self) -> None:
         message, self.current = self.current, None
@@ -346,7 +526,9 @@ def ui_message_page(
         if turn_ids
         else {}
     )
-    builder = _UIMessageBuilder(skip_turn_id=running_turn_id, approvals=approvals)
+    builder = _UIMessageBuilder(
+        skip_turn_id=running_turn_id, approvals=approvals, attachments=message_attachments(rows)
+    )
     for row in rows:
         builder.add(row)
     return UIMessagePage(messages=builder.result(), has_more=has_more, oldest_sequence=oldest)

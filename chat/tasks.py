@@ -116,3 +116,14 @@ def _warm_up_worker(**kwargs: Any) -> None:
         logger.info("Worker warmed up in %.2fs", time.monotonic() - started)
     except Exception:
         logger.warning("Worker warm-up failed; the first turn will pay for it", exc_info=True)
+
+
+@shared_task(name="chat.attachments_purge", ignore_result=True)
+def attachments_purge() -> None:
+    """Purge files deleted more than COPILOT_ATTACHMENT_PURGE_AFTER_DAYS ago (rows and bytes),
+    one batch; re-enqueues itself while a full batch went."""
+    from chat.services.attachments import attachments_purge_deleted
+
+    batch = 500
+    if attachments_purge_deleted(batch_size=batch) == batch:
+        attachments_purge.delay()

@@ -40,4 +40,11 @@ urlpatterns = [
         name="chat-session-approval-decide",
     ),
     path("sessions/<str:session_id>/messages/pending", apis.PendingListApi.as_view(), name="chat-session-pending"),
+    path("files", method_router("FilesApi", get=apis.FileListApi, post=apis.FileUploadApi), name="chat-files"),
+    path(
+        "files/<str:file_id>",
+        method_router("FileApi", get=apis.FileGetApi, delete=apis.FileDeleteApi),
+        name="chat-file-detail",
+    ),
+    path("files/<str:file_id>/content", apis.FileContentApi.as_view(), name="chat-file-content"),
 ]

@@ -42,3 +42,7 @@ if "twisted.internet.reactor" in sys.modules:  # served by daphne
     from copilot_site.core.transport_patches import transport_patches_install  # noqa: E402
 
     transport_patches_install()  # each behind its setting, see copilot_site.core.transport_patches
+
+    from copilot_site.core.daphne_uploads import multipart_parsing_off  # noqa: E402
+
+    multipart_parsing_off()  # upload bodies reach Django unparsed (see that module)

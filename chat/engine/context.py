@@ -2,8 +2,11 @@
 
 Pipeline: DB rows → prune trailing orphans (in memory) → filter (reasoning rows,
 system notices, unresolved or malformed tool calls) → snapshot + gap → the
-current user turn (page context on the LLM copy only) → merge consecutive
-same-role messages → compact when over the token budget.
+current user turn (page context and the ``[Attached files]`` note on the LLM copy
+only) → merge consecutive same-role messages → compact when over the token budget
+(images count a fixed estimate; the current turn, its images included, is never
+compacted: only older history is summarised, cut or dropped) → image parts for
+models that take images (``attachments.attach_image_parts``).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from django.conf import settings
 
 from chat.models import ChatMessage
 
+from .attachments import IMAGE_IDS_KEY, AttachmentLike, carried, image_token_estimate, user_llm_message
 from .providers.base import LLMMessage, ToolSchema
 
 logger = logging.getLogger(__name__)
@@ -120,12 +124,15 @@ def _normalised_call(call: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def rows_to_llm_messages(rows: Iterable[ChatMessage]) -> list[LLMMessage]:
+def rows_to_llm_messages(
+    rows: Iterable[ChatMessage], attachments: Mapping[str, AttachmentLike] | None = None
+) -> list[LLMMessage]:
     """Stored rows → LLM messages, before merging.
 
     Dropped: reasoning rows, notice rows (stopped, error), roles the model never sees,
     tool calls missing an id or name (warning), tool calls with no later tool
-    row, tool rows answering no kept call, and assistant rows left empty.
+    row, tool rows answering no kept call, and assistant rows left empty. A user row that
+    carried files gets their ``[Attached files]`` note (``attachments``: the files by id).
     """
     rows = [
         row
@@ -138,7 +145,7 @@ def rows_to_llm_messages(rows: Iterable[ChatMessage]) -> list[LLMMessage]:
     open_calls: set[str] = set()  # calls of the latest assistant message, answerable by tool rows
     for row in rows:
         if row.role == ChatMessage.Role.USER:
-            out.append({"role": "user", "content": row.content or ""})
+            out.append(user_llm_message(row.content or "", carried(row.file_ids, attachments or {})))
             open_calls = set()
         elif row.role == ChatMessage.Role.ASSISTANT:
             calls = []
@@ -175,6 +182,9 @@ def merge_consecutive(messages: Iterable[LLMMessage]) -> list[LLMMessage]:
             calls = list(previous.get("tool_calls") or []) + list(message.get("tool_calls") or [])
             if calls:
                 merged["tool_calls"] = calls
+            images = list(previous.get(IMAGE_IDS_KEY) or []) + list(message.get(IMAGE_IDS_KEY) or [])
+            if images:
+                merged[IMAGE_IDS_KEY] = images
             merged.pop("is_compact_summary", None)
             out[-1] = merged
         else:
@@ -182,10 +192,16 @@ def merge_consecutive(messages: Iterable[LLMMessage]) -> list[LLMMessage]:
     return out
 
 
+_INTERNAL_KEYS = ("is_compact_summary", IMAGE_IDS_KEY)
+
+
 def for_request(messages: Iterable[LLMMessage]) -> list[LLMMessage]:
-    """Drop internal keys (``is_compact_summary``) before a message list goes to a provider."""
+    """Drop internal keys (``is_compact_summary``, an unresolved ``image_file_ids``) before a
+    message list goes to a provider."""
     return [
-        {k: v for k, v in message.items() if k != "is_compact_summary"} if "is_compact_summary" in message else message
+        {k: v for k, v in message.items() if k not in _INTERNAL_KEYS}
+        if any(key in message for key in _INTERNAL_KEYS)
+        else message
         for message in messages
     ]
 
@@ -244,17 +260,21 @@ def load_snapshot_state(raw_messages: Any, watermark: int, *, total_prior: int, 
     return SnapshotState(messages=[dict(m) for m in raw_messages], watermark=watermark)
 
 
-def history_messages(prior_rows: Sequence[ChatMessage], snapshot: SnapshotState) -> list[LLMMessage]:
+def history_messages(
+    prior_rows: Sequence[ChatMessage],
+    snapshot: SnapshotState,
+    attachments: Mapping[str, AttachmentLike] | None = None,
+) -> list[LLMMessage]:
     """Snapshot messages + the rows after its watermark, or every prior row without one."""
     if snapshot.messages is None:
-        return rows_to_llm_messages(prior_rows)
+        return rows_to_llm_messages(prior_rows, attachments)
     watermark = snapshot.watermark
     before = [row for row in prior_rows if row.sequence is not None and row.sequence < watermark]
     if before and before[-1].sequence == watermark - 1 and before[-1].role != ChatMessage.Role.ASSISTANT:
         logger.warning("Context snapshot watermark %d is misaligned; no gap added", watermark)
         return list(snapshot.messages)
     gap = [row for row in prior_rows if row.sequence is None or row.sequence >= watermark]
-    return list(snapshot.messages) + rows_to_llm_messages(gap)
+    return list(snapshot.messages) + rows_to_llm_messages(gap, attachments)
 
 
 # ---------------------------------------------------------------- token estimates
@@ -278,16 +298,27 @@ def count_text_tokens(text: str, model: str = "") -> int:
 
 
 def estimate_tokens(messages: Iterable[LLMMessage], tools: Sequence[ToolSchema] = (), model: str = "") -> int:
-    """A tiktoken estimate of a request's prompt (4 tokens of framing per message)."""
+    """A tiktoken estimate of a request's prompt (4 tokens of framing per message). An image
+    counts ``COPILOT_IMAGE_TOKEN_ESTIMATE`` tokens, whether still a marker or already a part."""
     encoding = encoding_for(model)
+    per_image = image_token_estimate()
     total = 3
     for message in messages:
         total += 4
         content = message.get("content")
         if isinstance(content, str):
             total += len(encoding.encode(content, disallowed_special=()))
+        elif isinstance(content, list):
+            for part in content:
+                if isinstance(part, Mapping) and part.get("type") in ("image_url", "image"):
+                    total += per_image
+                elif isinstance(part, Mapping) and isinstance(part.get("text"), str):
+                    total += len(encoding.encode(part["text"], disallowed_special=()))
+                else:
+                    total += len(encoding.encode(json.dumps(part), disallowed_special=()))
         elif content:
             total += len(encoding.encode(json.dumps(content), disallowed_special=()))
+        total += per_image * len(message.get(IMAGE_IDS_KEY) or ())
         if message.get("tool_calls"):
             total += len(encoding.encode(json.dumps(message["tool_calls"]), disallowed_special=()))
     if tools:

@@ -16,6 +16,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from asgiref.sync import sync_to_async
+
+from chat.selectors import attachment_public
+from copilot_site.core.sql import connection_released
+
+from .attachments import IMAGE_IDS_KEY, IMAGE_TYPES, AttachmentLike, attachments_block, carried
 from .events import DataEvent, StreamEvent
 
 if TYPE_CHECKING:
@@ -55,8 +61,12 @@ def _file_ids(message: PendingLike) -> list[str]:
     return [str(file_id) for file_id in file_ids]
 
 
-def format_follow_up_block(messages: Sequence[PendingLike]) -> str:
-    """The single ``<user_follow_up>`` user message injected at a round boundary."""
+def format_follow_up_block(
+    messages: Sequence[PendingLike], attachments: Mapping[str, AttachmentLike] | None = None
+) -> str:
+    """The single ``<user_follow_up>`` user message injected at a round boundary; a message's
+    files are listed in its entry as an ``[Attached files]`` note (``attachments``: the files
+    by id; without their metadata the ids alone)."""
     entries: list[str] = []
     body_length = 0
     for index, message in enumerate(messages):
@@ -68,7 +78,11 @@ def format_follow_up_block(messages: Sequence[PendingLike]) -> str:
         if url:
             entry += f"\n[Page URL: {url}]"
         file_ids = _file_ids(message)
-        if file_ids:
+        if file_ids and attachments is not None:
+            block = attachments_block(carried(file_ids, attachments))
+            if block:
+                entry += f"\n{block}"
+        elif file_ids:
             entry += f"\n[Attached files: {', '.join(file_ids)}]"
         added = len(entry) + (2 if entries else 0)
         if body_length + added > FOLLOW_UP_BODY_MAX_CHARS:
@@ -81,7 +95,8 @@ def format_follow_up_block(messages: Sequence[PendingLike]) -> str:
 
 
 def turn_start_llm_text(message: PendingLike) -> str:
-    """A follow-up drained at turn start, as the model sees it (its page and files spelled out)."""
+    """A follow-up drained at turn start, as the model sees it (its page spelled out; its
+    files' note is added from the row's ``file_ids`` like any user row's)."""
     text = message.content
     url = _context_field(message, "url")
     if url:
@@ -89,10 +104,6 @@ def turn_start_llm_text(message: PendingLike) -> str:
     page = _context_field(message, "content")
     if page:
         text += f"\n\n[Page content]\n{page}"
-    file_ids = _file_ids(message)
-    if file_ids:
-        text += "\n\n[Attached files]\n" + "\n".join(f"- file_id={file_id}" for file_id in file_ids)
-        text += "\nUse read_workspace_file with the file_id to access file contents."
     return text
 
 
@@ -111,6 +122,7 @@ class FollowUpDrain:
         if not drained:
             return
         rows = [self._user_row(message, llm_text=turn_start_llm_text(message)) for message in drained]
+        await self._remember_files(drained)
         try:
             await self.transcript.save()
         except Exception:
@@ -133,14 +145,39 @@ class FollowUpDrain:
         if any(row.sequence is None for row in rows):
             await self._give_back(rows, drained)
             return []
-        llm_messages.append({"role": "user", "content": format_follow_up_block(drained)})
-        notice = {"count": len(drained), "messages": [message.content for message in drained]}
+        await self._remember_files(drained)
+        attachments = self.transcript.attachments
+        follow_up: LLMMessage = {"role": "user", "content": format_follow_up_block(drained, attachments)}
+        images = [
+            str(a.pk)
+            for message in drained
+            for a in carried(_file_ids(message), attachments)
+            if a.mime_type in IMAGE_TYPES
+        ]
+        if images:
+            follow_up[IMAGE_IDS_KEY] = images
+        llm_messages.append(follow_up)
+        notice: dict[str, Any] = {"count": len(drained), "messages": [message.content for message in drained]}
+        carried_files = [
+            [attachment_public(a) for a in carried(_file_ids(message), attachments)] for message in drained
+        ]
+        if any(carried_files):
+            notice["attachments"] = carried_files  # per message, in order
         return [DataEvent(name="pending-drained", data=notice)]
+
+    async def _remember_files(self, drained: Sequence[PendingLike]) -> None:
+        ids = [file_id for message in drained for file_id in _file_ids(message)]
+        if not ids:
+            return
+        try:
+            await sync_to_async(connection_released(self.transcript.remember_attachments))(ids)
+        except Exception:
+            logger.warning("%s Could not load the files of drained follow-ups", self.log_prefix, exc_info=True)
 
     def _user_row(self, message: PendingLike, *, llm_text: str | None = None) -> ChatMessage:
         """The follow-up's user row, with the client's `client_message_id` when it sent one
         (a retry of the same message is then recognised, and the database keeps one row)."""
-        row = self.transcript.user_row(message.content, llm_text=llm_text)
+        row = self.transcript.user_row(message.content, llm_text=llm_text, file_ids=_file_ids(message))
         client_message_id = getattr(message, "client_message_id", None)
         row.client_message_id = client_message_id if isinstance(client_message_id, str) and client_message_id else None
         return row

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -23,12 +24,13 @@ from django.db import InterfaceError, OperationalError, connection
 from chat.errors import SessionNotFound
 from chat.models import (
     STOPPED_TEXT,
+    Attachment,
     ChatMessage,
     ChatSession,
     ContextSnapshot,
     TurnUsage,
 )
-from chat.selectors import context_snapshot_get, session_messages
+from chat.selectors import attachments_by_id, context_snapshot_get, message_attachments, session_messages
 from chat.services import messages as message_services
 from chat.services import usage as usage_services
 from chat.turns.registry import turn_duration_ms
@@ -103,6 +105,13 @@ class Transcript:
         self.assistant_rows = 0  # assistant rows this turn added
         self.snapshot = SnapshotState()
         self.snapshot_watermark = 0
+        self.attachments: dict[str, Attachment] = {}  # the files the rows carry, by id
+
+    def remember_attachments(self, file_ids: Iterable[object]) -> None:
+        """Load the files of these ids that are not known yet (rows added during the turn)."""
+        missing = [str(file_id) for file_id in file_ids if str(file_id) not in self.attachments]
+        if missing:
+            self.attachments.update(attachments_by_id(file_ids=missing))
 
     # ------------------------------------------------------------------ rows
 
@@ -113,8 +122,8 @@ class Transcript:
             self.assistant_rows += 1
         return row
 
-    def user_row(self, content: str, *, llm_text: str | None = None) -> ChatMessage:
-        row = self.row(ChatMessage.Role.USER, content)
+    def user_row(self, content: str, *, llm_text: str | None = None, file_ids: Sequence[str] = ()) -> ChatMessage:
+        row = self.row(ChatMessage.Role.USER, content, file_ids=list(file_ids))
         if llm_text is not None:
             self.llm_text[id(row)] = llm_text
         return row
@@ -154,6 +163,7 @@ class Transcript:
             logger.warning("%s Session is not owned by user %s", self.log_prefix, user_id)
             raise SessionNotFound(self.session_id)
         rows = session_messages(session_id=self.session_id)
+        self.attachments = message_attachments(rows)
         snapshot_messages: Any = None
         watermark = 0
         failed = False

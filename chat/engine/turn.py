@@ -29,6 +29,7 @@ from django.conf import settings
 
 from chat.mcp.tools import mcp_turn_tools
 from chat.models import ChatMessage
+from chat.selectors import row_attachments
 from chat.services import usage as usage_services
 from chat.services.turns import ANSWER_NOT_SAVED_CODE, ANSWER_NOT_SAVED_TEXT, turn_unsaved_mark
 from chat.tools import (
@@ -46,6 +47,7 @@ from copilot_site.core import metrics
 from copilot_site.core.sql import connection_released
 
 from .approvals import ApprovalGate, denial_text
+from .attachments import IMAGE_IDS_KEY, attach_image_parts, carried, user_llm_message
 from .context import (
     CONTEXT_COMPACTION_OUTPUT,
     CONTEXT_COMPACTION_TOOL,
@@ -192,6 +194,9 @@ class _TurnRunner:
         try:
             await self._setup()
             yield StartEvent(message_id=self.message_id, session_id=self.session_id)
+            attached = self._current_attachments_event()
+            if attached is not None:
+                yield attached
             for event in await self._prepare_context():
                 yield event
             budget = reasoning_budget_for(mode=self.request.mode, model=self.model)
@@ -199,6 +204,7 @@ class _TurnRunner:
             for _ in range(int(settings.COPILOT_MAX_TOOL_ROUNDS)):
                 if cancel.is_set():
                     raise _Stopped
+                await self._attach_images()
                 # ---- one LLM round, streamed (inline: this loop is the hot path)
                 yield StartStepEvent()
                 text_id = str(uuid.uuid4())
@@ -265,6 +271,16 @@ class _TurnRunner:
         # Never yield inside the finally: during aclose() that raises RuntimeError.
         for event in self._closing_events():
             yield event
+
+    async def _attach_images(self) -> None:
+        """Turn image markers (the current turn's, and a follow-up's drained at a boundary)
+        into image parts, or drop them for a text-only model (`attachments.attach_image_parts`)."""
+        if not any(message.get(IMAGE_IDS_KEY) for message in self.llm_messages):
+            return
+        resolved = await sync_to_async(connection_released(attach_image_parts))(
+            self.llm_messages, model=self.model, provider=self.provider_name
+        )
+        self.llm_messages[:] = resolved
 
     def _stream_round(self, budget: int) -> AsyncGenerator[ProviderDelta, None]:
         messages = for_request(self.llm_messages)
@@ -379,14 +395,17 @@ class _TurnRunner:
     async def _prepare_context(self) -> list[StreamEvent]:
         messages, start = self.transcript.messages, self.transcript.current_start
         current = [row for row in messages[start:] if row.role == ChatMessage.Role.USER]
-        history = history_messages(messages[:start], self.transcript.snapshot)
+        attachments = self.transcript.attachments
+        history = history_messages(messages[:start], self.transcript.snapshot, attachments)
         llm_text = self.transcript.llm_text
         current_llm: list[LLMMessage] = [
-            {"role": "user", "content": llm_text.get(id(row), row.content or "")} for row in current
+            user_llm_message(llm_text.get(id(row), row.content or ""), carried(row.file_ids, attachments))
+            for row in current
         ]
         suffix = page_context_suffix(self.request.page_context)
         if suffix and current_llm:
             current_llm[-1] = {**current_llm[-1], "content": current_llm[-1]["content"] + suffix}
+        # The current turn's images are part of the fixed cost: they are never compacted.
         system: LLMMessage = {"role": "system", "content": system_prompt()}
         tools = enabled_tools(authenticated=self.user is not None)
         # The operator's MCP servers that answer now add theirs (a down server only loses its own).
@@ -404,6 +423,22 @@ class _TurnRunner:
             events = self._compaction_notice()
         self.llm_messages = merge_consecutive([system, *history, *current_llm])
         return events
+
+    def _current_attachments_event(self) -> DataEvent | None:
+        """``data-attachments``: the files the current turn's user messages carried, per message
+        (``sequence``, ``client_message_id``, ``attachments`` as the file API shows them)."""
+        start, found = self.transcript.current_start, self.transcript.attachments
+        messages = [
+            {
+                "sequence": row.sequence,
+                "client_message_id": row.client_message_id,
+                "attachments": row_attachments(row, found),
+            }
+            for row in self.transcript.messages[start:]
+            if row.role == ChatMessage.Role.USER and row.file_ids
+        ]
+        messages = [message for message in messages if message["attachments"]]
+        return DataEvent(name="attachments", data={"messages": messages}) if messages else None
 
     async def _summarize(self, older: list[LLMMessage]) -> str:
         messages: list[LLMMessage] = [

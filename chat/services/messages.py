@@ -126,13 +126,18 @@ def messages_save_new(*, session_id: uuid.UUID | str, messages: Sequence[ChatMes
 
 
 def message_duplicate_of(
-    *, session_id: uuid.UUID | str, content: str | None, client_message_id: str | None = None
+    *,
+    session_id: uuid.UUID | str,
+    content: str | None,
+    client_message_id: str | None = None,
+    file_ids: Sequence[str] = (),
 ) -> str | None:
     """The turn id ('' if it has none) of the saved user message that `content` repeats, or None if it is new.
 
-    A repeat has the ``client_message_id`` of a saved row, or the content of a row of
-    the session's trailing run of user rows. A real repeat is always separated by an
-    assistant row, which every finished turn leaves ("yes" → reply → "yes" is accepted).
+    A repeat has the ``client_message_id`` of a saved row, or the content and the
+    attachments (the same ``file_ids``, in order) of a row of the session's trailing run of
+    user rows. A real repeat is always separated by an assistant row, which every finished
+    turn leaves ("yes" → reply → "yes" is accepted).
     """
     if client_message_id:
         found = list(
@@ -150,12 +155,14 @@ def message_duplicate_of(
         if before is not None:
             rows = rows.filter(sequence__lt=before)
         batch = list(
-            rows.order_by("-sequence").values_list("sequence", "role", "content", "turn_id")[:_DUPLICATE_SCAN_BATCH]
+            rows.order_by("-sequence").values_list("sequence", "role", "content", "turn_id", "file_ids")[
+                :_DUPLICATE_SCAN_BATCH
+            ]
         )
-        for sequence, row_role, row_content, turn_id in batch:
+        for sequence, row_role, row_content, turn_id, row_file_ids in batch:
             if row_role != ChatMessage.Role.USER:
                 return None
-            if row_content == content:
+            if row_content == content and list(row_file_ids or []) == list(file_ids):
                 return str(turn_id or "")
             before = sequence
         if len(batch) < _DUPLICATE_SCAN_BATCH:

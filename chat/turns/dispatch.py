@@ -1,8 +1,10 @@
 """Sending a message: the one way a turn starts.
 
 `turn_send` serves `POST …/stream`, the WebSocket `send` frame and auto-continue.
-In order: ownership (404) → reap a turn whose worker died → duplicate check
-(same `client_message_id`, or the same text still unanswered) → if a turn is
+In order: ownership (404) → the attachments (`file_ids`: more than COPILOT_MAX_FILE_IDS
+is a 400; the rest are filtered to the sender's own files that are not deleted, others
+dropped without a word; no text and no file is a 400) → reap a turn whose worker died →
+duplicate check (same `client_message_id`, or the same text and files still unanswered) → if a turn is
 running, queue the message (202 / `queued`) → pre-turn rate-limit check (429) →
 atomic claim → persist stale queued rows and the user row and the turn record
 in one transaction → enqueue the Celery task after commit.
@@ -13,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -20,8 +23,9 @@ from django.conf import settings
 from django.db import DatabaseError, transaction
 
 from chat.engine.request import TurnRequest
-from chat.errors import ChatError, SessionNotFound
+from chat.errors import ChatError, SessionNotFound, TooManyFiles
 from chat.models import ChatMessage, ChatSession
+from chat.selectors import attachment_ids_usable
 from chat.services.messages import message_duplicate_of, messages_save_new, pending_unsaved
 from chat.services.turns import reap_if_dead, turn_record_failure, turn_running
 from chat.services.usage import turn_usage_create
@@ -70,6 +74,13 @@ class PendingBufferFull(TooManyQueuedMessages):
         )
 
 
+class EmptyMessage(ChatError):
+    """Neither text nor a file the sender may attach."""
+
+    status = 400
+    code = "invalid_message"
+
+
 class ChatUnavailable(ChatError):
     status = 503
     code = "unavailable"
@@ -102,11 +113,15 @@ def turn_send(
     origin_id: str = "chat_stream",
     origin_name: str = "chat",
     next_turn: bool = False,
+    file_ids: Sequence[str] = (),
 ) -> SendResult:
     arrival = time.time()
     session = _session_for(user, session_id)
+    attached = _usable_file_ids(user, file_ids)
+    if not message.strip() and not attached:
+        raise EmptyMessage("Message must not be blank.")
     reap_if_dead(session.pk)
-    duplicate_of = _duplicate_turn(session, message, client_message_id)
+    duplicate_of = _duplicate_turn(session, message, client_message_id, attached)
     if duplicate_of is not None:
         logger.info("Duplicate message detected for session %s, skipping enqueue", session.pk)
         return SendResult("duplicate", turn_id=duplicate_of or None, turn_in_flight=_in_flight(session.pk))
@@ -117,6 +132,7 @@ def turn_send(
         context=context,
         client_message_id=client_message_id,
         next_turn=next_turn,
+        file_ids=tuple(attached),
     )
     user_caps.user_send_check(user=user)
     if running:
@@ -196,19 +212,38 @@ def _in_flight(session_id: object) -> bool:
     return turn_running(session_id) is not None
 
 
-def _duplicate_turn(session: ChatSession, message: str, client_message_id: str | None) -> str | None:
+def _usable_file_ids(user: User, file_ids: Sequence[str]) -> list[str]:
+    """The attachments a message may carry: more than COPILOT_MAX_FILE_IDS ids is a 400; of
+    the rest only UUID-format ids of the sender's own files that are not deleted are kept
+    (lower-case, once each, in order); others are dropped without a word."""
+    limit = int(settings.COPILOT_MAX_FILE_IDS)
+    if len(file_ids) > limit:
+        raise TooManyFiles(
+            f"A message can carry at most {limit} files.", extra={"code": TooManyFiles.code, "max_file_ids": limit}
+        )
+    return attachment_ids_usable(user=user, file_ids=list(file_ids)) if file_ids else []
+
+
+def _duplicate_turn(
+    session: ChatSession, message: str, client_message_id: str | None, file_ids: Sequence[str] = ()
+) -> str | None:
     """The turn id ('' if unknown) a repeated send belongs to, or None if it is new.
 
     A repeat of a saved message (`message_duplicate_of`), or of a queued one: the same
-    `client_message_id`, or the same text as the last follow-up queued while a turn runs.
+    `client_message_id`, or the same text and attachments as the last follow-up queued while
+    a turn runs. The same text with other attachments is a new message.
     """
-    found = message_duplicate_of(session_id=session.pk, content=message, client_message_id=client_message_id)
+    found = message_duplicate_of(
+        session_id=session.pk, content=message, client_message_id=client_message_id, file_ids=file_ids
+    )
     if found is not None:
         return found
     queued = pending_peek(session.pk)
     if client_message_id and any(p.client_message_id == client_message_id for p in queued):
         return ""
-    if queued and queued[-1].content == message and _in_flight(session.pk):
+    last = queued[-1] if queued else None
+    repeats_last = last is not None and last.content == message and list(last.file_ids) == list(file_ids)
+    if repeats_last and _in_flight(session.pk):
         return ""
     return None
 
@@ -256,6 +291,7 @@ def _start(
                         content=m.content,
                         client_message_id=m.client_message_id,
                         turn_id=turn_id,
+                        file_ids=list(m.file_ids),
                     )
                     for m in rows
                 ],

@@ -32,6 +32,8 @@ class PendingMessage:
     # "Send as the next turn": never injected at a tool-round boundary, only
     # picked up when the next turn starts.
     next_turn: bool = False
+    # The attachments the message carries (checked ids of the sender's own files, in order).
+    file_ids: tuple[str, ...] = ()
 
     def to_json(self) -> str:
         return json.dumps(
@@ -41,6 +43,7 @@ class PendingMessage:
                 "context": self.context,
                 "client_message_id": self.client_message_id,
                 "next_turn": self.next_turn,
+                "file_ids": list(self.file_ids),
             }
         )
 
@@ -49,7 +52,9 @@ class PendingMessage:
         try:
             data = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
             content = data["content"]
-            if not isinstance(content, str) or not content:
+            raw_ids = data.get("file_ids") or []
+            file_ids = tuple(str(file_id) for file_id in raw_ids) if isinstance(raw_ids, list) else ()
+            if not isinstance(content, str) or not (content or file_ids):
                 raise ValueError("empty content")
             context = data.get("context")
             return cls(
@@ -58,6 +63,7 @@ class PendingMessage:
                 context=context if isinstance(context, dict) else None,
                 client_message_id=data.get("client_message_id"),
                 next_turn=bool(data.get("next_turn", False)),
+                file_ids=file_ids,
             )
         except (ValueError, KeyError, TypeError, UnicodeDecodeError):
             logger.warning("Pending buffer: dropping malformed entry %r", raw[:200])

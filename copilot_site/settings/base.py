@@ -575,6 +575,74 @@ if PROMETHEUS_MULTIPROC_DIR:
 else:
     os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
 
+# --- Attachments (files in the chat) ---------------------------------------------------
+# Where uploaded files' bytes live. Default: a folder under var/ (FileSystemStorage), never
+# served directly: bytes go out only through GET /api/chat/files/{id}/content to their owner.
+# With COPILOT_ATTACHMENTS_S3_BUCKET set, any S3-compatible bucket through django-storages.
+# https://django-storages.readthedocs.io/en/latest/backends/amazon-S3.html
+COPILOT_ATTACHMENTS_ROOT = Path(env.str("COPILOT_ATTACHMENTS_ROOT", default=str(VAR_DIR / "attachments")))
+COPILOT_ATTACHMENTS_S3_BUCKET = env.str("COPILOT_ATTACHMENTS_S3_BUCKET", default="")
+if COPILOT_ATTACHMENTS_S3_BUCKET:
+    COPILOT_ATTACHMENTS_STORAGE: dict[str, Any] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": COPILOT_ATTACHMENTS_S3_BUCKET,
+            # Empty: AWS itself; e.g. http://127.0.0.1:9000 for MinIO, or R2's / B2's endpoint.
+            "endpoint_url": env.str("COPILOT_ATTACHMENTS_S3_ENDPOINT_URL", default="") or None,
+            "region_name": env.str("COPILOT_ATTACHMENTS_S3_REGION", default="") or None,
+            # Empty: boto3's own chain (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, an instance role, …).
+            "access_key": env.str("COPILOT_ATTACHMENTS_S3_ACCESS_KEY_ID", default="") or None,
+            "secret_key": env.str("COPILOT_ATTACHMENTS_S3_SECRET_ACCESS_KEY", default="") or None,
+            "location": env.str("COPILOT_ATTACHMENTS_S3_PREFIX", default="attachments"),
+            "addressing_style": env.str("COPILOT_ATTACHMENTS_S3_ADDRESSING_STYLE", default="") or None,
+            "default_acl": None,  # private objects (the bucket's own policy)
+            "file_overwrite": False,
+            "querystring_auth": True,
+        },
+    }
+else:
+    COPILOT_ATTACHMENTS_STORAGE = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(COPILOT_ATTACHMENTS_ROOT), "file_permissions_mode": 0o600},
+    }
+# One file's largest size (413 above it).
+COPILOT_MAX_UPLOAD_BYTES = env.int("COPILOT_MAX_UPLOAD_BYTES", default=20 * 1024 * 1024)
+# The sniffed types an upload may have (415 otherwise); "text/*" allows every text type.
+COPILOT_UPLOAD_ALLOWED_TYPES: list[str] = env.list(
+    "COPILOT_UPLOAD_ALLOWED_TYPES",
+    default=["text/*", "application/json", "application/pdf", "image/png", "image/jpeg", "image/webp", "image/gif"],
+)
+# Stored bytes per user (not deleted), FREE tier; ×5 PRO, ×20 BUSINESS, ×60 ENTERPRISE
+# (like the spend limits); 0 = no quota. Over it: 413 with the quota in the body.
+COPILOT_ATTACHMENT_QUOTA_BYTES = env.int("COPILOT_ATTACHMENT_QUOTA_BYTES", default=200 * 1024 * 1024)
+# Uploads per user per minute (429 past it; Redis, fails open); 0 = no limit.
+COPILOT_UPLOADS_PER_MINUTE = env.int("COPILOT_UPLOADS_PER_MINUTE", default=30)
+# Files one message may carry (400 above it).
+COPILOT_MAX_FILE_IDS = env.int("COPILOT_MAX_FILE_IDS", default=20)
+# Days a deleted file's row and bytes are kept before `chat.attachments_purge` removes them.
+COPILOT_ATTACHMENT_PURGE_AFTER_DAYS = env.int("COPILOT_ATTACHMENT_PURGE_AFTER_DAYS", default=7)
+# Models that take images: an attached image goes to them as an image part. Patterns
+# with fnmatch's * (matched against COPILOT_MODEL / COPILOT_ADVANCED_MODEL as configured);
+# any other model gets only the [Attached files] note. Empty: every model is text-only.
+COPILOT_VISION_MODELS: list[str] = env.list(
+    "COPILOT_VISION_MODELS",
+    default=[
+        "anthropic/claude-*",
+        "claude-*",
+        "openai/gpt-4o*",
+        "gpt-4o*",
+        "openai/gpt-4.1*",
+        "gpt-4.1*",
+        "openai/gpt-5*",
+        "gpt-5*",
+        "google/gemini-*",
+    ],
+)
+# What one image counts for in the context budget (tokens; providers bill ~1,000–1,600
+# for a resized image).
+COPILOT_IMAGE_TOKEN_ESTIMATE = env.int("COPILOT_IMAGE_TOKEN_ESTIMATE", default=1600)
+# Images sent in one request at most (the newest turn's first, then newer history).
+COPILOT_MAX_IMAGES_PER_REQUEST = env.int("COPILOT_MAX_IMAGES_PER_REQUEST", default=20)
 # --- Tools that ask first (human in the loop; chat/tools/approval.py) ---------------
 # Tool names whose every call waits for the user's Approve / Deny, e.g. ["web_fetch"].
 # Also asked, whatever this list says: a priced tool whose run costs more than the

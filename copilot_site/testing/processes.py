@@ -132,3 +132,13 @@ def wait_for_port(managed: ManagedProcess, port: int, timeout_s: float = 30.0) -
             time.sleep(0.05)
     managed.stop()
     raise RuntimeError(f"{managed.name} did not listen on {port} within {timeout_s}s:\n{managed.log()[-4000:]}")
+
+
+def start_s3_server(log_dir: Path, *, port: int | None = None) -> tuple[ManagedProcess, str]:
+    """moto's S3-compatible server (`moto_server`, a dev dependency) on 127.0.0.1; (process, endpoint URL)."""
+    port = port or free_port()
+    binary = Path(sys.executable).with_name("moto_server")
+    command = [str(binary) if binary.exists() else "moto_server", "-H", "127.0.0.1", "-p", str(port)]
+    managed = _spawn("moto-s3", command, dict(os.environ), log_dir)
+    wait_for_port(managed, port)
+    return managed, f"http://127.0.0.1:{port}"

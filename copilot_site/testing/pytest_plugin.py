@@ -45,6 +45,8 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
     os.environ.setdefault(
         "COPILOT_TEST_DB_NAME", str(Path(tempfile.mkdtemp(prefix="copilot-test-db-")) / "test_db.sqlite3")
     )
+    # Uploaded files of this run's own (the pytest process and the processes it starts share it).
+    os.environ.setdefault("COPILOT_ATTACHMENTS_ROOT", tempfile.mkdtemp(prefix="copilot-test-attachments-"))
     # Metric files of this run's own processes (see copilot_site.core.metrics).
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="copilot-test-metrics-"))
     # The pytest process itself runs without a PostgreSQL pool: its many short-lived test

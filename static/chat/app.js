@@ -7,6 +7,7 @@
 // already partly shown, a replay filter (replay.js) skips what is on screen.
 import { api, csrfToken, errorText, formatTime, timeUntil, uuid } from "../site/http.js";
 import { refreshUsage, resetDaily, resetOffer } from "../site/usage.js";
+import { AttachmentTray, installLightbox } from "./attachments.js";
 import { installApprovals } from "./approvals.js";
 import { applyChunk, carryReasoningTimes, insertPromoted, newAssistantBubble, rowsToBubbles, turnRegion } from "./model.js";
 import { createReplayFilter } from "./replay.js";
@@ -45,9 +46,21 @@ const els = {
   sessions: $("#session-list"),
   sessionsMore: $("#sessions-more"),
   newChat: $("#new-chat"),
+  attachButton: $("#attach-button"),
+  fileInput: $("#file-input"),
+  attachmentChips: $("#attachment-chips"),
 };
 
 const list = new MessageList(els.list, { onRetry: () => retryLast() });
+const tray = new AttachmentTray({
+  form: els.form,
+  input: els.input,
+  tray: els.attachmentChips,
+  button: els.attachButton,
+  fileInput: els.fileInput,
+  onChange: () => showComposerError(""),
+});
+installLightbox(els.list);
 installApprovals(els.list, () => S.sessionId); // Approve / Deny of tool calls that ask first
 let generation = 0;
 let S = null;
@@ -608,20 +621,23 @@ function restoreComposer(text) {
   }
 }
 
-async function send(text, delivery = "now") {
-  if (!text.trim()) return;
+async function send(text, delivery = "now", files = []) {
+  if (!text.trim() && !files.length) return;
   showComposerError("");
   const state = S;
   if (!(await ensureSession())) {
     restoreComposer(text);
+    tray.restore(files);
     return;
   }
   if (state !== S) return;
   state.tail = state.tail.filter((b) => b.role !== "alert");
   state.stopRequested = false;
   state.lastUserText = text;
+  state.lastUserFiles = files;
   const clientMessageId = uuid();
   const payload = { message: text, client_message_id: clientMessageId };
+  if (files.length) payload.file_ids = files.map((f) => f.id);
   let bubble = null;
   let chip = null;
   if (state.running) {
@@ -630,7 +646,7 @@ async function send(text, delivery = "now") {
     state.chips.push(chip);
     renderChips();
   } else {
-    bubble = { key: `local-${clientMessageId}`, role: "user", text, inFlight: true, clientMessageId };
+    bubble = { key: `local-${clientMessageId}`, role: "user", text, attachments: files, inFlight: true, clientMessageId };
     state.tail.push(bubble);
     state.expectingOwn = true;
     setRunning(true);
@@ -655,6 +671,7 @@ async function send(text, delivery = "now") {
     state.expectingOwn = false;
     showNotice("Could not reach the server, so your message may not have been sent. It is back in the box.", "error");
     restoreComposer(text);
+    tray.restore(files);
     sync();
     return;
   }
@@ -663,7 +680,7 @@ async function send(text, delivery = "now") {
     if (chip) {
       // The running turn ended meanwhile, so this message started the next one.
       removeChip(chip);
-      state.tail.push({ key: `local-${clientMessageId}`, role: "user", text, inFlight: true, clientMessageId });
+      state.tail.push({ key: `local-${clientMessageId}`, role: "user", text, attachments: files, inFlight: true, clientMessageId });
       state.expectingOwn = true;
       render({ stick: true });
     }
@@ -707,6 +724,7 @@ async function send(text, delivery = "now") {
     setRunning(Boolean(state.live));
   }
   restoreComposer(text);
+  tray.restore(files);
   if (response.status === 429 && body && body.window) {
     await rateLimitAlert(body);
   } else {
@@ -716,7 +734,7 @@ async function send(text, delivery = "now") {
 }
 
 function retryLast() {
-  if (S.lastUserText) send(S.lastUserText);
+  if (S.lastUserText || (S.lastUserFiles && S.lastUserFiles.length)) send(S.lastUserText, "now", S.lastUserFiles || []);
 }
 
 async function stop() {
@@ -1031,12 +1049,17 @@ function autosize() {
 els.form.addEventListener("submit", (event) => {
   event.preventDefault();
   const text = els.input.value;
-  if (!text.trim()) return;
+  if (tray.busy) {
+    showComposerError("Wait until your files have finished uploading.");
+    return;
+  }
+  if (!text.trim() && !tray.ready().length) return;
   const delivery = els.delivery.value === "next_turn" ? "next_turn" : "now";
+  const files = tray.take();
   els.input.value = "";
   els.delivery.value = "now";
   autosize();
-  send(text, delivery);
+  send(text, delivery, files);
 });
 els.input.addEventListener("keydown", (event) => {
   if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {

@@ -2,7 +2,7 @@
 // chunks → parts of the streaming assistant bubble, and where a promoted follow-up
 // goes.
 //
-// A bubble is {key, role: "user", text} or {key, role: "assistant", parts, durationMs, live}.
+// A bubble is {key, role: "user", text, attachments} or {key, role: "assistant", parts, durationMs, live}.
 // Parts: {kind: "reasoning"|"text", id, text, done, startedAt?, endedAt?},
 //        {kind: "tool", id, name, input, output, state: "input"|"running"|"done"|"incomplete"},
 //        {kind: "notice", text, tone: "info"|"error"}, {kind: "error", text, code}.
@@ -42,7 +42,13 @@ export function rowsToBubbles(rows) {
       userAt = Date.parse(row.created_at);
       current = null;
       // Every user row is a bubble, even an empty one.
-      bubbles.push({ key: `u${row.sequence}`, role: "user", text: row.content ?? "", sequence: row.sequence });
+      bubbles.push({
+        key: `u${row.sequence}`,
+        role: "user",
+        text: row.content ?? "",
+        attachments: row.attachments || [],
+        sequence: row.sequence,
+      });
       continue;
     }
     if (row.role !== "assistant" && row.role !== "tool" && row.role !== "reasoning") continue;

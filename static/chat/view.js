@@ -1,6 +1,7 @@
 // DOM for the message list. Bubbles are keyed by object: an unchanged bubble keeps its
 // element; a structural change rebuilds that one bubble; streamed text only touches
 // its own part (MarkdownView re-renders just the unfinished block), once per frame.
+import { attachmentList } from "./attachments.js";
 import { approvalBox } from "./approvals.js";
 import { MarkdownView } from "./markdown.js";
 import { toolLabel } from "./mcp.js";
@@ -101,10 +102,12 @@ export class MessageList {
   build(bubble, entry) {
     entry.parts = new Map();
     if (bubble.role === "user") {
+      const files = bubble.attachments || [];
       entry.element = el(
         "article",
         { class: `msg msg-user${bubble.promoted ? " msg-promoted" : ""}`, "data-testid": "user-message", "aria-label": "You said" },
-        el("div", { class: "msg-body", text: bubble.text }),
+        bubble.text ? el("div", { class: "msg-body", text: bubble.text }) : null,
+        files.length ? attachmentList(files) : null,
       );
       return;
     }

@@ -203,11 +203,9 @@ def test_follow_up_block_format() -> None:
 
 
 def test_turn_start_follow_up_text() -> None:
+    # The files' note comes from the row's file_ids, like any user row's (tests/chat/files).
     message = PendingFollowUp(content="hi", file_ids=("f1",), context={"url": "https://example.com", "content": "Body"})
-    assert turn_start_llm_text(message) == (
-        "hi\n\n[Page URL: https://example.com]\n\n[Page content]\nBody\n\n[Attached files]\n- file_id=f1"
-        "\nUse read_workspace_file with the file_id to access file contents."
-    )
+    assert turn_start_llm_text(message) == "hi\n\n[Page URL: https://example.com]\n\n[Page content]\nBody"
 
 
 # ---------------------------------------------------------------- snapshot + gap

@@ -34,7 +34,16 @@ from chat.tools import (
 from chat.tools.builtin.calculator import Calculator, evaluate
 from chat.tools.builtin.clock import GetCurrentTime
 
-BUILT_INS = ["get_current_time", "calculator", "remember", "recall", "forget", "search_my_chats", "web_fetch"]
+BUILT_INS = [
+    "get_current_time",
+    "calculator",
+    "remember",
+    "recall",
+    "forget",
+    "search_my_chats",
+    "web_fetch",
+    "read_workspace_file",
+]
 
 
 def ctx(

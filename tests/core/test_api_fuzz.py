@@ -16,6 +16,7 @@ the fresh session) makes the others meaningless. All traffic stays on loopback.
 
 from __future__ import annotations
 
+import io
 import os
 import time
 import uuid
@@ -35,6 +36,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from chat.models import ChatSession
+from chat.services.attachments import attachment_create
 from chat.services.shares import share_create
 from copilot_site.accounts.services import api_key_create
 from copilot_site.core.embedded_redis import free_port
@@ -151,6 +153,7 @@ def test_the_whole_api_survives_a_schema_driven_fuzz(fuzz_site: str) -> None:
     real_values: dict[str, Callable[[], Any]] = {
         "session_id": lambda: str(ChatSession.objects.create(user=user, title="fuzz").pk),
         "user_ref": lambda: str(user.pk),
+        "file_id": lambda: str(attachment_create(owner=user, name="fuzz.txt", stream=io.BytesIO(b"fuzz file\n")).pk),
         "share_id": lambda: str(_share_of_a_new_chat(user)),
         "approval_id": lambda: str(uuid.uuid4()),  # no such approval: the 404 path with a well-formed id
     }

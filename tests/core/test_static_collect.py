@@ -96,6 +96,7 @@ def test_module_imports_name_the_hashed_files(collected: tuple[Path, dict[str, s
         "billing/billing.js",
         "chat/app.js",
         "chat/approvals.js",
+        "chat/attachments.js",
         "chat/markdown.js",
         "chat/search.js",
         "chat/share.js",

@@ -53,6 +53,32 @@ def _text(content: Any) -> str:
     return ""
 
 
+def _image_block(part: dict[str, Any]) -> dict[str, Any] | None:
+    """An OpenAI ``image_url`` part with a base64 data URL as an Anthropic ``image`` block."""
+    image_url = part.get("image_url")
+    url = image_url.get("url") if isinstance(image_url, dict) else None
+    if not isinstance(url, str) or not url.startswith("data:") or ";base64," not in url:
+        return None
+    media_type, _, data = url[len("data:") :].partition(";base64,")
+    return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
+
+
+def _user_blocks(content: Any) -> list[dict[str, Any]]:
+    """A user message's content as blocks: its text, and its images as ``image`` blocks."""
+    if not isinstance(content, list):
+        text = _text(content)
+        return [{"type": "text", "text": text}] if text else []
+    blocks: list[dict[str, Any]] = []
+    for part in content:
+        if not isinstance(part, dict):
+            continue
+        if part.get("type") == "text" and part.get("text"):
+            blocks.append({"type": "text", "text": str(part["text"])})
+        elif part.get("type") == "image_url" and (image := _image_block(part)) is not None:
+            blocks.append(image)
+    return blocks
+
+
 def _arguments(raw: Any) -> dict[str, Any]:
     if isinstance(raw, dict):
         return raw
@@ -83,8 +109,7 @@ def to_anthropic(messages: Sequence[LLMMessage]) -> tuple[list[dict[str, Any]], 
             if text:
                 system.append({"type": "text", "text": text})
         elif role == "user":
-            text = _text(message.get("content"))
-            add("user", [{"type": "text", "text": text}] if text else [])
+            add("user", _user_blocks(message.get("content")))
         elif role == "tool":
             result: Any = _text(message.get("content")) or "(empty)"
             if message.get("images"):  # a tool's images (MCP), as image blocks of its result

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from . import calculator, clock, memory, search_chats, web_fetch
+from . import calculator, clock, memory, search_chats, web_fetch, workspace_files
 
-__all__ = ["calculator", "clock", "memory", "search_chats", "web_fetch"]
+__all__ = ["calculator", "clock", "memory", "search_chats", "web_fetch", "workspace_files"]

@@ -48,7 +48,8 @@ async def test_follow_up_drained_at_a_round_boundary_is_persisted_after_the_tool
     last = request_messages(llm)[-1]
     assert last["role"] == "user"
     assert last["content"].startswith("<user_follow_up>\nThe user sent the following message(s) while this tool")
-    assert "Message 1:\nalso in euros\n[Attached files: f1]\n</user_follow_up>" in last["content"]
+    # "f1" names no file: no note (a real file's note: tests/chat/files/test_engine_attachments.py)
+    assert "Message 1:\nalso in euros\n</user_follow_up>" in last["content"]
 
 
 @pytest.mark.asyncio
