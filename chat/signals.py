@@ -12,3 +12,9 @@ from django.dispatch import Signal
 # Sent once the transaction that saved an untitled session's first user message has
 # committed; `session_id` (str). `chat.tasks` enqueues the title task on it.
 session_first_message_saved = Signal()
+
+# Sent once the transaction of a user's file delete has committed. `chat.tasks` then
+# enqueues `chat.attachments_purge`, which removes the files deleted more than
+# COPILOT_ATTACHMENT_PURGE_AFTER_DAYS ago (so the purge needs no scheduler; a worker's
+# start and `manage.py attachments_purge` run it too).
+attachment_deleted = Signal()

@@ -10,7 +10,7 @@ from celery import shared_task
 from celery.signals import worker_ready
 from django.dispatch import receiver
 
-from chat.signals import session_first_message_saved
+from chat.signals import attachment_deleted, session_first_message_saved
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +116,16 @@ def _warm_up_worker(**kwargs: Any) -> None:
         logger.info("Worker warmed up in %.2fs", time.monotonic() - started)
     except Exception:
         logger.warning("Worker warm-up failed; the first turn will pay for it", exc_info=True)
+    _purge_enqueue(None)
+
+
+@receiver(attachment_deleted, dispatch_uid="chat.tasks.attachments_purge_enqueue")
+def _purge_enqueue(sender: object, **kwargs: Any) -> None:
+    """A file was deleted (or a worker started): purge the files deleted long enough ago."""
+    try:
+        attachments_purge.delay()
+    except Exception:
+        logger.warning("Could not enqueue the attachments purge; the next delete will", exc_info=True)
 
 
 @shared_task(name="chat.attachments_purge", ignore_result=True)

@@ -45,6 +45,7 @@ from chat.files.sniff import TEXT_SNIFF_BYTES, sniff
 from chat.files.storage import attachments_storage, storage_key
 from chat.models import Attachment
 from chat.selectors import attachment_get_for_user, attachment_usage_bytes
+from chat.signals import attachment_deleted
 from chat.turns import scripts as rs
 
 if TYPE_CHECKING:
@@ -217,6 +218,7 @@ def attachment_delete(*, attachment_id: object, user: User) -> Attachment:
     attachment = attachment_get_for_user(attachment_id=attachment_id, user=user)
     Attachment.objects.filter(pk=attachment.pk, deleted_at__isnull=True).update(deleted_at=timezone.now())
     attachment.refresh_from_db()
+    transaction.on_commit(lambda: attachment_deleted.send(sender=Attachment), robust=True)
     return attachment
 
 
