@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect
 
 from chat.models import ChatMessage, TurnUsage
@@ -130,10 +131,15 @@ def chat(page: Any) -> dict[str, Any]:
 
 
 def wait_chat(page: Any, condition: str, timeout: float = WAIT_MS) -> dict[str, Any]:
-    """Wait until `condition` (a JS expression over `c`, the chat state) holds; the state then."""
-    page.wait_for_function(
-        f"() => {{ const c = window.__chat; return c !== undefined && ({condition}); }}", timeout=timeout
-    )
+    """Wait until `condition` (a JS expression over `c`, the chat state) holds; the state then.
+    On time-out the assertion shows what the page had instead."""
+    try:
+        page.wait_for_function(
+            f"() => {{ const c = window.__chat; return c !== undefined && ({condition}); }}", timeout=timeout
+        )
+    except PlaywrightTimeoutError:
+        seen = page.evaluate("({chat: window.__chat, statuses: window.__statuses, errors: window.__errors})")
+        raise AssertionError(f"not within {timeout / 1000}s: {condition}\n{json.dumps(seen, indent=1)}") from None
     return chat(page)
 
 
@@ -247,3 +253,250 @@ def test_a_plain_answer_streams_into_one_assistant_message(
     assert [m["id"] for m in api(stack, alice, "/ui-messages")["messages"]] == [user["id"], assistant["id"]]
     assert outcomes(alice) == ["completed"]
     assert requests(page) == [("POST", "stream")]
+
+
+@generations
+@transports
+def test_a_tool_call_is_one_tool_part_with_its_output(
+    harness: Harness, stack: str, generation: str, transport: str
+) -> None:
+    # given
+    alice = person("alice")
+    page = harness.open(alice, generation, transport)
+    # when
+    send(page, "add " + fake({"tool_calls": [CALC]}, {"text": "It is 5."}))
+    state = settled(page)
+    # then
+    assert state["status"] == "ready" and state["error"] is None
+    assistant = state["messages"][1]
+    tool = next(p for p in assistant["parts"] if p["type"] == "tool-calculator")
+    assert parts(assistant) == [
+        ("step-start",),
+        ("tool-calculator", "output-available", {"expression": "2+3"}, tool["output"]),
+        ("step-start",),
+        ("text", "It is 5."),
+        ("data-usage",),
+    ]
+    assert tool["toolCallId"] == "call_calc"
+    assert page.get_by_test_id("part-tool").count() == 1
+    expect(page.get_by_test_id("part-tool")).to_have_attribute("data-state", "output-available")
+    saved = [m for m in api(stack, alice, "/ui-messages")["messages"] if m["role"] == "assistant"]
+    keys = ("type", "toolCallId", "state", "input", "output")
+    saved_tools = [p for p in saved[0]["parts"] if p["type"] == "tool-calculator"]
+    assert [{k: p[k] for k in keys} for p in saved_tools] == [{k: tool[k] for k in keys}]
+    assert tool["output"] == {"expression": "2+3", "result": 5}
+
+
+@generations
+@transports
+def test_reasoning_is_a_reasoning_part_before_the_text(
+    harness: Harness, stack: str, generation: str, transport: str
+) -> None:
+    # given
+    alice = person("alice")
+    page = harness.open(alice, generation, transport)
+    # when
+    send(page, "think " + fake({"reasoning": "Let me think it over.", "text": "Done thinking.", "chunk_size": 5}))
+    state = settled(page)
+    # then
+    assert state["status"] == "ready" and state["error"] is None
+    assert parts(state["messages"][1]) == [
+        ("step-start",),
+        ("reasoning", "Let me think it over."),
+        ("text", "Done thinking."),
+        ("data-usage",),
+    ]
+    expect(page.get_by_test_id("part-reasoning")).to_have_text("Let me think it over.")
+
+
+@generations
+@transports
+def test_an_upstream_error_shows_the_plain_error_text(
+    harness: Harness, stack: str, generation: str, transport: str
+) -> None:
+    # given: the provider drops the connection after two chunks
+    alice = person("alice")
+    page = harness.open(alice, generation, transport)
+    script = {"text": "partial answer", "chunk_size": 4, "error_after_chunks": 2, "error_mode": "disconnect"}
+    # when
+    send(page, "fail " + fake(script))
+    state = wait_chat(page, "c.status === 'error'")
+    # then
+    sentence = "The model provider closed the connection before finishing. Try again."
+    assert state["error"] == sentence
+    expect(page.get_by_test_id("error")).to_have_text(sentence)
+    assistant = state["messages"][1]
+    assert [p for p in parts(assistant) if p[0] != "data-usage"] == [
+        ("step-start",),
+        ("text", "partial "),
+        ("data-error", {"code": "provider_disconnected"}),
+    ]
+    assert outcomes(alice) == ["failed"]
+    notice = [m for m in api(stack, alice)["messages"] if m["kind"] == "error_notice"]
+    assert [m["content"] for m in notice] == [sentence]
+
+
+@generations
+@transports
+def test_a_reload_mid_stream_resumes_the_answer_once(
+    harness: Harness, stack: str, generation: str, transport: str
+) -> None:
+    # given: a slow answer, streaming
+    alice = person("alice")
+    page = harness.open(alice, generation, transport, resume=True)
+    full = "".join(f"w{i} " for i in range(30))
+    message = "go " + fake(slow(full, chunk_size=3))
+    send(page, message)
+    before = wait_chat(page, "c.messages.length === 2 && c.messages[1].parts.some(p => p.type === 'text')")
+    # when: the page reloads while the turn runs (useChat({messages: ui-messages, resume: true}))
+    page.reload()
+    page.wait_for_function("() => window.__chat !== undefined")
+    initial = page.evaluate("window.__initialMessages")
+    state = settled(page)
+    # then: the transcript had the user message only; the resume replayed the answer whole, once
+    assert [(m["role"], m["id"]) for m in initial] == [("user", before["messages"][0]["id"])]
+    assert [(m["role"], m["id"]) for m in state["messages"]] == [
+        ("user", before["messages"][0]["id"]),
+        ("assistant", before["messages"][1]["id"]),
+    ]
+    assert text_of(state["messages"][1]) == full
+    assert "streaming" in page.evaluate("window.__statuses")
+    assert shown(page) == [("user", message), ("assistant", full)]
+    assert outcomes(alice) == ["completed"]
+
+
+@generations
+@transports
+def test_a_reload_after_a_persisted_tool_round_shows_one_message_and_one_tool_part(
+    harness: Harness, stack: str, generation: str, transport: str
+) -> None:
+    # given: a tool round (persisted), then a slow answer
+    alice = person("alice")
+    page = harness.open(alice, generation, transport, resume=True)
+    full = "".join(f"t{i} " for i in range(30))
+    message = "calc " + fake({"tool_calls": [CALC]}, slow(full, chunk_size=3))
+    send(page, message)
+    wait_chat(page, "c.messages[1]?.parts.some(p => p.type === 'tool-calculator' && p.state === 'output-available')")
+    wait_until(lambda: ChatMessage.objects.filter(session=alice.session, role="tool").exists(), timeout=10)
+    assert not idle(stack, alice)
+    # when: reloaded mid-turn, and once more after the turn
+    page.reload()
+    mid = settled(page)
+    page.reload()
+    page.wait_for_function("() => window.__chat !== undefined")
+    after = wait_chat(page, "c.status === 'ready' && c.messages.length === 2")
+    # then: one assistant message, one tool part, the whole answer, each time
+    for state in (mid, after):
+        assert [m["role"] for m in state["messages"]] == ["user", "assistant"]
+        assistant = state["messages"][1]
+        assert assistant["id"] == turn_ids(alice)[0]
+        assert [p[:2] for p in parts(assistant) if p[0].startswith("tool-")] == [
+            ("tool-calculator", "output-available")
+        ]
+        assert text_of(assistant) == full
+    assert page.get_by_test_id("part-tool").count() == 1
+    assert shown(page) == [("user", message), ("assistant", full)]
+    assert requests(page) == [("GET", "stream")]  # the last load: the resume found no turn (204)
+
+
+@generations
+@transports
+def test_a_second_tab_follows_the_same_turn(harness: Harness, stack: str, generation: str, transport: str) -> None:
+    # given: a slow answer streaming in one tab
+    alice = person("alice")
+    first = harness.open(alice, generation, transport)
+    full = "".join(f"s{i} " for i in range(30))
+    message = "go " + fake(slow(full, chunk_size=3))
+    send(first, message)
+    wait_chat(first, "c.messages[1]?.parts.some(p => p.type === 'text')")
+    # when: a second tab of the same chat opens (ui-messages, then resume)
+    second = harness.open(alice, generation, transport, resume=True, context=first.context)
+    wait_chat(second, "c.status === 'streaming'")
+    one, two = settled(first), settled(second)
+    # then: both show the same two messages, the answer whole and once
+    assert [(m["role"], m["id"], text_of(m)) for m in two["messages"]] == [
+        (m["role"], m["id"], text_of(m)) for m in one["messages"]
+    ]
+    assert text_of(two["messages"][1]) == full
+    assert shown(second) == shown(first) == [("user", message), ("assistant", full)]
+    assert outcomes(alice) == ["completed"]
+
+
+@generations
+@transports
+def test_a_follow_up_during_a_turn_is_answered_live(
+    harness: Harness, stack: str, generation: str, transport: str
+) -> None:
+    # given: a slow first answer, streaming
+    alice = person("alice")
+    page = harness.open(alice, generation, transport)
+    first_text = "".join(f"a{i} " for i in range(30))
+    first = "go " + fake(slow(first_text, chunk_size=3))
+    send(page, first)
+    wait_chat(page, "c.messages[1]?.parts.some(p => p.type === 'text')")
+    # when: a follow-up is sent while it streams
+    follow_up = "and then " + fake({"text": "The follow-up answer.", "chunk_size": 4})
+    send(page, follow_up)
+    state = wait_chat(
+        page,
+        "c.status === 'ready' && c.messages.some(m => m.role === 'assistant' && m.parts.some(p => p.type === 'text' && p.text.includes('follow-up answer')))",
+    )
+    # then
+    statuses = page.evaluate("window.__statuses")
+    print(json.dumps(state, indent=1), requests(page), statuses, page.evaluate("window.__errors"))
+    assert statuses == ["ready", "submitted", "streaming", "submitted", "streaming", "ready"], statuses
+    assert state["error"] is None
+    assert [(m["role"], text_of(m)) for m in state["messages"]] == [], state["messages"]
+
+
+@generations
+def test_stop_with_the_shipped_transport_ends_the_server_turn_within_five_seconds(
+    harness: Harness, stack: str, generation: str
+) -> None:
+    # given: a slow answer (200 deltas of 40 ms: 8 s when left to run), streaming
+    alice = person("alice")
+    page = harness.open(alice, generation, "copilot")
+    full = "b" * 400
+    send(page, "slow " + fake(slow(full)))
+    wait_chat(page, "c.messages[1]?.parts.some(p => p.type === 'text')")
+    # when
+    page.get_by_test_id("stop").click()
+    stopped_at = time.monotonic()
+    # then: the server turn ends, seen through the API: no running turn, a stopped row
+    wait_until(lambda: idle(stack, alice) and any(m["kind"] == "stopped" for m in api(stack, alice)["messages"]))
+    assert time.monotonic() - stopped_at < 5
+    state = wait_chat(page, "c.status === 'ready'")
+    assert state["error"] is None
+    rows = [(m["role"], m["kind"]) for m in api(stack, alice)["messages"]]
+    assert rows == [("user", "message"), ("assistant", "message"), ("assistant", "stopped")]
+    assert outcomes(alice) == ["cancelled"]
+    assert requests(page) == [("POST", "stream"), ("POST", "cancel")]
+    saved = api(stack, alice, "/ui-messages")["messages"][1]
+    assert [p for p in saved["parts"] if p["type"] == "data-stopped"] == [
+        {"type": "data-stopped", "data": {"text": "Stopped"}}
+    ]
+    assert len(text_of(state["messages"][1])) < len(full)
+
+
+@generations
+def test_stop_with_the_stock_transport_only_aborts_and_the_turn_runs_to_its_end(
+    harness: Harness, stack: str, generation: str
+) -> None:
+    # given: a slow answer, streaming (documented: a client that only aborts leaves the turn running)
+    alice = person("alice")
+    page = harness.open(alice, generation, "stock")
+    full = "c" * 60
+    send(page, "slow " + fake(slow(full)))
+    wait_chat(page, "c.messages[1]?.parts.some(p => p.type === 'text')")
+    # when
+    page.get_by_test_id("stop").click()
+    state = wait_chat(page, "c.status === 'ready'")
+    # then: the page stopped reading; the server turn ran to its end and saved the whole answer
+    wait_until(lambda: idle(stack, alice))
+    assert state["error"] is None
+    assert len(text_of(state["messages"][1])) < len(full)
+    assert outcomes(alice) == ["completed"]
+    assert [(m["role"], m["kind"], m["content"]) for m in api(stack, alice)["messages"]][1:] == [
+        ("assistant", "message", full)
+    ]
+    assert requests(page) == [("POST", "stream")]  # no cancel

@@ -9,7 +9,8 @@
 // GET …/ui-messages first and mount `useChat({messages, resume: true})`).
 //
 // The state goes to the DOM (data-testid) and to `window.__chat` after every render:
-// {status, error, messages, renders}; `window.__statuses` lists each status shown, in order;
+// {status, error, messages, renders}; `window.__statuses` lists each status shown, in order,
+// `window.__errors` each error message;
 // `window.__requests` lists every request the transport made.
 import { useMemo, useState } from "react";
 import { createRoot } from "react-dom/client";
@@ -26,6 +27,7 @@ const streamUrl = `/api/chat/sessions/${sessionId}/stream`;
 
 window.__requests = [];
 window.__statuses = []; // every status the chat showed, in order (a repeat only when it changed back)
+window.__errors = []; // every error message the chat showed
 function recordingFetch(input, init = {}) {
   const url = typeof input === "string" ? input : input instanceof URL ? input.href : input.url;
   window.__requests.push({ method: (init.method ?? "GET").toUpperCase(), url: String(url) });
@@ -88,6 +90,7 @@ function Chat({ initialMessages }) {
   const [input, setInput] = useState("");
   renders += 1;
   if (window.__statuses.at(-1) !== status) window.__statuses.push(status);
+  if (error && window.__errors.at(-1) !== error.message) window.__errors.push(error.message);
   window.__chat = { status, error: error ? error.message : null, messages, renders };
   return (
     <main>
