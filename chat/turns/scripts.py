@@ -12,6 +12,7 @@ Key map:
 - pending buffer   copilot:pending:{session_id}          list of JSON
 - queue-call rate  copilot:pending:calls:{user_id}       counter
 - listener kick    copilot:turn:disconnect:{session_id}  pub/sub
+- follow-up SSE    copilot:followup:streams:{session_id} sorted set: open follow-up streams, scored by expiry
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
@@ -125,6 +127,28 @@ def pending_key(session_id: object) -> str:
 
 def pending_calls_key(user_id: object) -> str:
     return f"copilot:pending:calls:{user_id}"
+
+
+def followup_streams_key(session_id: object) -> str:
+    return f"copilot:followup:streams:{session_id}"
+
+
+async def async_followup_stream_open(client: aioredis.Redis[bytes], session_id: object, token: str) -> None:
+    """Record an open follow-up stream of the session (it expires after TURN_TTL_S if never closed)."""
+    key = followup_streams_key(session_id)
+    async with client.pipeline(transaction=True) as pipe:
+        pipe.zadd(key, {token: time.time() + TURN_TTL_S})
+        pipe.expire(key, TURN_TTL_S)
+        await pipe.execute()
+
+
+async def async_followup_stream_close(client: aioredis.Redis[bytes], session_id: object, token: str) -> None:
+    await client.zrem(followup_streams_key(session_id), token)
+
+
+async def async_followup_streams_open(client: aioredis.Redis[bytes], session_id: object) -> int:
+    """How many follow-up streams of the session are open (expired records not counted)."""
+    return int(await client.zcount(followup_streams_key(session_id), time.time(), "+inf"))
 
 
 # --- Lua scripts -------------------------------------------------------------------
