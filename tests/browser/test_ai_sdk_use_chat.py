@@ -20,7 +20,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect
 
 from chat.models import ChatMessage, TurnUsage
-from tests.browser.conftest import CHROMIUM, screenshot, wait_until
+from tests.browser.conftest import CHROMIUM, wait_until
 from tests.chat.turns.helpers import Person, fake, person
 
 # Sync Playwright keeps an event loop running in this thread; the tests' own ORM calls are safe.
@@ -439,14 +439,30 @@ def test_a_follow_up_during_a_turn_is_answered_live(
     send(page, follow_up)
     state = wait_chat(
         page,
-        "c.status === 'ready' && c.messages.some(m => m.role === 'assistant' && m.parts.some(p => p.type === 'text' && p.text.includes('follow-up answer')))",
+        "c.status === 'ready' && c.messages.length === 4 && c.messages[3].parts.some(p => p.type === 'text')",
     )
-    # then
-    statuses = page.evaluate("window.__statuses")
-    print(json.dumps(state, indent=1), requests(page), statuses, page.evaluate("window.__errors"))
-    assert statuses == ["ready", "submitted", "streaming", "submitted", "streaming", "ready"], statuses
-    assert state["error"] is None
-    assert [(m["role"], text_of(m)) for m in state["messages"]] == [], state["messages"]
+    # then: the chat stayed `streaming` from the first send to the follow-up's answer
+    assert page.evaluate("window.__statuses") == ["ready", "submitted", "streaming", "submitted", "streaming", "ready"]
+    assert page.evaluate("window.__errors") == []
+    messages = state["messages"]
+    assert [(m["role"], text_of(m)) for m in messages] == [
+        ("user", first),
+        ("assistant", first_text),
+        ("user", follow_up),
+        ("assistant", "The follow-up answer."),
+    ]
+    assert [messages[1]["id"], messages[3]["id"]] == turn_ids(alice)  # each turn's own message, once
+    assert parts(messages[3]) == [
+        ("data-queued", {"position": 1, "client_message_id": messages[2]["id"]}),
+        ("step-start",),
+        ("text", "The follow-up answer."),
+        ("data-usage",),
+    ]
+    assert shown(page) == [(m["role"], text_of(m)) for m in messages]
+    assert outcomes(alice) == ["completed", "completed"]
+    assert requests(page) == [("POST", "stream"), ("POST", "stream")]
+    saved = api(stack, alice, "/ui-messages")["messages"]
+    assert [(m["role"], m["id"]) for m in saved] == [(m["role"], m["id"]) for m in messages]
 
 
 @generations
