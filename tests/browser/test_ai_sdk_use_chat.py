@@ -524,3 +524,27 @@ def test_stop_with_the_stock_transport_only_aborts_and_the_turn_runs_to_its_end(
         ("assistant", "message", full)
     ]
     assert requests(page) == [("POST", "stream")]  # no cancel
+
+
+@generations
+def test_stop_after_a_follow_up_still_ends_the_server_turn(harness: Harness, stack: str, generation: str) -> None:
+    # given: a slow answer, and a follow-up sent while it streams (useChat's latest request is
+    # now the follow-up's, so that is the one `stop()` aborts)
+    alice = person("alice")
+    page = harness.open(alice, generation, "copilot")
+    send(page, "slow " + fake(slow("e" * 400)))
+    wait_chat(page, "c.messages[1]?.parts.some(p => p.type === 'text')")
+    send(page, "and then " + fake({"text": "Never sent."}))
+    wait_chat(page, "c.messages.length === 4 && c.messages[3].parts.some(p => p.type === 'data-queued')")
+    # when
+    page.get_by_test_id("stop").click()
+    stopped_at = time.monotonic()
+    # then: the running turn ends on the server within 5 s; the page is ready, with no error
+    wait_until(lambda: idle(stack, alice) and any(m["kind"] == "stopped" for m in api(stack, alice)["messages"]))
+    assert time.monotonic() - stopped_at < 5
+    state = wait_chat(page, "c.status === 'ready'")
+    assert state["error"] is None and page.evaluate("window.__errors") == []
+    assert outcomes(alice) == ["cancelled"]  # no turn was started for the follow-up after the stop
+    assert requests(page) == [("POST", "stream"), ("POST", "stream"), ("POST", "cancel")]
+    assert [m["role"] for m in state["messages"]] == ["user", "assistant", "user", "assistant"]
+    assert [p[0] for p in parts(state["messages"][3])] == ["data-queued"]  # nothing answered it
