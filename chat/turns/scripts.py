@@ -133,12 +133,20 @@ def followup_streams_key(session_id: object) -> str:
     return f"copilot:followup:streams:{session_id}"
 
 
+# An open follow-up stream's record counts for this long after its last refresh (the stream
+# refreshes it at least every COPILOT_SSE_HEARTBEAT_S), so one whose web process died stops
+# holding other streams within this time.
+FOLLOWUP_STREAM_TTL_S = 30
+
+
 async def async_followup_stream_open(client: aioredis.Redis[bytes], session_id: object, token: str) -> None:
-    """Record an open follow-up stream of the session (it expires after TURN_TTL_S if never closed)."""
+    """Record (or refresh) an open follow-up stream of the session."""
     key = followup_streams_key(session_id)
+    now = time.time()
     async with client.pipeline(transaction=True) as pipe:
-        pipe.zadd(key, {token: time.time() + TURN_TTL_S})
-        pipe.expire(key, TURN_TTL_S)
+        pipe.zremrangebyscore(key, "-inf", now)
+        pipe.zadd(key, {token: now + FOLLOWUP_STREAM_TTL_S})
+        pipe.expire(key, FOLLOWUP_STREAM_TTL_S)
         await pipe.execute()
 
 

@@ -83,7 +83,9 @@ async def _followup_hold(session_id: str) -> AsyncIterator[bytes]:
     A stock `useChat` that sends a follow-up keeps reading the first turn's stream too, and
     shows `ready` as soon as that stream ends although its follow-up's stream still waits for
     the turn that answers it; held, the first stream ends with the follow-up's, so the chat
-    stays `streaming` until every answer is in."""
+    stays `streaming` until every answer is in. A follow-up stream's record lapses
+    rs.FOLLOWUP_STREAM_TTL_S after its last refresh, so one whose web process died holds
+    nothing for long."""
     client = rs.loop_redis()
     if not await rs.async_followup_streams_open(client, session_id):
         return
@@ -203,6 +205,7 @@ class StreamContentNegotiation(BaseContentNegotiation):
 # message still queued (auto-continue claims it within moments).
 FOLLOWUP_NEXT_TURN_WAIT_S = 10.0
 _FOLLOWUP_POLL_S = 0.05
+_FOLLOWUP_REFRESH_S = 5.0  # how often an open follow-up stream refreshes its record (rs.FOLLOWUP_STREAM_TTL_S)
 
 
 @dataclass(frozen=True)
@@ -279,6 +282,14 @@ async def followup_body(
     heartbeat_s = float(settings.COPILOT_SSE_HEARTBEAT_S)
     token = uuid.uuid4().hex
     await rs.async_followup_stream_open(client, session_id, token)
+    refresh_due = time.monotonic() + _FOLLOWUP_REFRESH_S
+
+    async def refresh() -> None:
+        nonlocal refresh_due
+        if time.monotonic() >= refresh_due:
+            refresh_due = time.monotonic() + _FOLLOWUP_REFRESH_S
+            await rs.async_followup_stream_open(client, session_id, token)
+
     try:
         if mark is not None:
             # Follow the running turn to its end without relaying it: only its heartbeats
@@ -286,6 +297,7 @@ async def followup_body(
             seen.add(mark.turn_id)
             async with contextlib.aclosing(follow_turn(session_id, after=mark.after, turn_id=mark.turn_id)) as items:
                 async for item in items:
+                    await refresh()
                     if item.is_heartbeat:
                         yield sse_frame(item)
                     elif item.is_terminal:
@@ -295,6 +307,7 @@ async def followup_body(
             deadline = time.monotonic() + FOLLOWUP_NEXT_TURN_WAIT_S
             quiet_since = time.monotonic()
             while turn_id is None:
+                await refresh()
                 meta = await turn_meta_get_async(client, session_id)
                 if meta is not None and meta.turn_id not in seen:
                     turn_id = meta.turn_id
@@ -312,6 +325,7 @@ async def followup_body(
             seen.add(turn_id)
             async with contextlib.aclosing(follow_turn(session_id, turn_id=turn_id)) as items:
                 async for item in items:
+                    await refresh()
                     if item.is_terminal:
                         finish = item
                         break

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from typing import Any
 
 import httpx
@@ -13,6 +14,7 @@ import pytest
 from httpx_sse import connect_sse
 
 from chat.models import ChatMessage, TurnUsage
+from chat.turns import scripts as rs
 from chat.turns.pending import pending_peek
 from chat.turns.registry import turn_meta_get
 from tests.chat.turns.helpers import Person, SseResult, fake, person, read_sse, wait_until
@@ -171,3 +173,34 @@ def test_a_followup_taken_by_the_running_turn_ends_with_that_turn(stack: str, sl
     assert [t for t in results[0].types if t.startswith("data-pending")] == ["data-pending-drained"]
     assert TurnUsage.objects.filter(session=alice.session).count() == 1
     wait_until(lambda: _idle(alice))
+
+
+def test_a_follow_up_stream_record_left_by_a_dead_web_process_holds_a_finish_only_until_it_lapses(stack: str) -> None:
+    # given: the record of a follow-up stream whose web process died (never closed), lapsing in 3 s
+    alice = person("alice")
+    rs.redis_client().zadd(rs.followup_streams_key(alice.session.id), {"dead-stream": time.time() + 3})
+    # when: a turn streams to its end
+    started = time.monotonic()
+    held = read_sse(
+        "POST", _url(stack, alice), headers=alice.headers, json_body={"message": "hi " + fake({"text": "Hi."})}
+    )
+    took = time.monotonic() - started
+    # then: its finish waited for the record to lapse, then came (no error, nothing lost)
+    assert held.types[-1] == "finish" and held.done is True
+    assert held.text() == "Hi."
+    assert 2 <= took < 20
+    assert rs.redis_client().zcount(rs.followup_streams_key(alice.session.id), time.time(), "+inf") == 0
+
+
+def test_a_lapsed_follow_up_stream_record_holds_nothing(stack: str) -> None:
+    # given: a record that lapsed a second ago
+    alice = person("alice")
+    rs.redis_client().zadd(rs.followup_streams_key(alice.session.id), {"dead-stream": time.time() - 1})
+    # when
+    started = time.monotonic()
+    done = read_sse(
+        "POST", _url(stack, alice), headers=alice.headers, json_body={"message": "hi " + fake({"text": "Hi."})}
+    )
+    # then
+    assert done.types[-1] == "finish" and done.text() == "Hi."
+    assert time.monotonic() - started < 5  # a held finish would wait 10 s for the chat to go idle
