@@ -260,7 +260,7 @@ def test_a_plain_answer_streams_into_one_assistant_message(
     assert parts(assistant) == [("step-start",), ("text", "Hello from the copilot."), ("data-usage",)]
     assert assistant["id"] == turn_ids(alice)[0]  # the `start` chunk's messageId is the turn id
     assert shown(page) == [("user", message), ("assistant", "Hello from the copilot.")]
-    assert "streaming" in page.evaluate("window.__statuses")
+    assert page.evaluate("window.__statuses") == ["ready", "submitted", "streaming", "ready"]
     # the transcript agrees: the user message keeps the SDK's id, the assistant the turn's
     row = ChatMessage.objects.get(session=alice.session, role="user")
     assert row.client_message_id == user["id"]
@@ -332,6 +332,7 @@ def test_an_upstream_error_shows_the_plain_error_text(
     # then
     sentence = "The model provider closed the connection before finishing. Try again."
     assert state["error"] == sentence
+    assert page.evaluate("window.__statuses") == ["ready", "submitted", "streaming", "error"]
     expect(page.get_by_test_id("error")).to_have_text(sentence)
     assistant = state["messages"][1]
     assert [p for p in parts(assistant) if p[0] != "data-usage"] == [
@@ -368,7 +369,8 @@ def test_a_reload_mid_stream_resumes_the_answer_once(
         ("assistant", before["messages"][1]["id"]),
     ]
     assert text_of(state["messages"][1]) == full
-    assert "streaming" in page.evaluate("window.__statuses")
+    assert page.evaluate("window.__statuses") == ["ready", "submitted", "streaming", "ready"]  # the resume
+    assert page.evaluate("window.__errors") == []
     assert shown(page) == [("user", message), ("assistant", full)]
     assert outcomes(alice) == ["completed"]
 
@@ -426,6 +428,7 @@ def test_a_second_tab_follows_the_same_turn(harness: Harness, stack: str, genera
         (m["role"], m["id"], text_of(m)) for m in one["messages"]
     ]
     assert text_of(two["messages"][1]) == full
+    assert second.evaluate("window.__statuses") == ["ready", "submitted", "streaming", "ready"]
     assert shown(second) == shown(first) == [("user", message), ("assistant", full)]
     assert outcomes(alice) == ["completed"]
 
