@@ -551,3 +551,37 @@ def test_stop_after_a_follow_up_still_ends_the_server_turn(harness: Harness, sta
     assert requests(page) == [("POST", "stream"), ("POST", "stream"), ("POST", "cancel")]
     assert [m["role"] for m in state["messages"]] == ["user", "assistant", "user", "assistant"]
     assert [p[0] for p in parts(state["messages"][3])] == ["data-queued"]  # nothing answered it
+
+
+@generations
+def test_a_follow_up_the_running_turn_takes_is_answered_on_the_first_stream(
+    harness: Harness, stack: str, slow_http: str, generation: str
+) -> None:
+    # given: a turn busy in a slow tool (3 s), with a second round to come
+    alice = person("alice")
+    page = harness.open(alice, generation, "stock")
+    first = "fetch " + fake(
+        {"tool_calls": [{"name": "web_fetch", "arguments": {"url": slow_http}}]}, {"text": "all done"}
+    )
+    send(page, first)
+    wait_chat(page, "c.messages[1]?.parts.some(p => p.type === 'tool-web_fetch')")
+    # when: a follow-up, which the turn takes at its next round
+    send(page, "also check the title")
+    state = wait_chat(page, "c.status === 'ready' && c.messages.length === 4")
+    # then: the answer streamed into the turn's own message (its first stream), once; the
+    # follow-up's message only acknowledges it; the chat stayed `streaming` throughout
+    assert page.evaluate("window.__statuses") == ["ready", "submitted", "streaming", "submitted", "streaming", "ready"]
+    user, turn, follow_up, ack = state["messages"]
+    assert [m["role"] for m in state["messages"]] == ["user", "assistant", "user", "assistant"]
+    assert text_of(turn) == "all done"
+    drained = [p for p in parts(turn) if p[0] == "data-pending-drained"]
+    assert len(drained) == 1
+    assert [p[:2] for p in parts(turn) if p[0].startswith("tool-")] == [("tool-web_fetch", "output-available")]
+    assert parts(ack) == [("data-queued", {"position": 1, "client_message_id": follow_up["id"]})]
+    assert outcomes(alice) == ["completed"]
+    assert shown(page) == [
+        ("user", first),
+        ("assistant", "all done"),
+        ("user", "also check the title"),
+        ("assistant", ""),
+    ]
