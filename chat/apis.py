@@ -421,8 +421,9 @@ class TurnSendApi(APIView):
     def post(self, request: Request, session_id: str) -> Response | StreamingHttpResponse:
         """Send a message. A new turn answers 200 with its stream (SSE). A follow-up sent while a
         turn runs is queued; a client that accepts `text/event-stream` (no `Accept`, `*/*`,
-        any q > 0) gets 200 with `followup_body`'s stream (`data-queued`, then the session's
-        turns from now until the follow-up is answered), one that accepts only JSON gets 202
+        any q > 0) gets 200 with `followup_body`'s stream (`data-queued`, then each turn the
+        session starts after it, from its `start`, until the follow-up is answered; the running
+        turn is not relayed again), one that accepts only JSON gets 202
         `{buffer_length, max_buffer_length, turn_in_flight}`."""
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

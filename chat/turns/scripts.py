@@ -12,6 +12,7 @@ Key map:
 - pending buffer   copilot:pending:{session_id}          list of JSON
 - queue-call rate  copilot:pending:calls:{user_id}       counter
 - listener kick    copilot:turn:disconnect:{session_id}  pub/sub
+- follow-up SSE    copilot:followup:streams:{session_id} sorted set: open follow-up streams, scored by expiry
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import collections
 import contextlib
 import functools
 import logging
+import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
@@ -126,6 +128,36 @@ def pending_key(session_id: object) -> str:
 
 def pending_calls_key(user_id: object) -> str:
     return f"copilot:pending:calls:{user_id}"
+
+
+def followup_streams_key(session_id: object) -> str:
+    return f"copilot:followup:streams:{session_id}"
+
+
+# An open follow-up stream's record counts for this long after its last refresh (the stream
+# refreshes it at least every COPILOT_SSE_HEARTBEAT_S), so one whose web process died stops
+# holding other streams within this time.
+FOLLOWUP_STREAM_TTL_S = 30
+
+
+async def async_followup_stream_open(client: aioredis.Redis[bytes], session_id: object, token: str) -> None:
+    """Record (or refresh) an open follow-up stream of the session."""
+    key = followup_streams_key(session_id)
+    now = time.time()
+    async with client.pipeline(transaction=True) as pipe:
+        pipe.zremrangebyscore(key, "-inf", now)
+        pipe.zadd(key, {token: now + FOLLOWUP_STREAM_TTL_S})
+        pipe.expire(key, FOLLOWUP_STREAM_TTL_S)
+        await pipe.execute()
+
+
+async def async_followup_stream_close(client: aioredis.Redis[bytes], session_id: object, token: str) -> None:
+    await client.zrem(followup_streams_key(session_id), token)
+
+
+async def async_followup_streams_open(client: aioredis.Redis[bytes], session_id: object) -> int:
+    """How many follow-up streams of the session are open (expired records not counted)."""
+    return int(await client.zcount(followup_streams_key(session_id), time.time(), "+inf"))
 
 
 # --- Lua scripts -------------------------------------------------------------------

@@ -59,6 +59,9 @@ async def sse_body(session_id: str, *, after: str | None = None, turn_id: str | 
     try:
         async with contextlib.aclosing(follow_turn(session_id, after=after, turn_id=turn_id)) as items:
             async for item in items:
+                if item.is_terminal:
+                    async for beat in _followup_hold(session_id):
+                        yield beat
                 yield sse_frame(item)
                 if item.is_terminal:
                     break
@@ -70,6 +73,36 @@ async def sse_body(session_id: str, *, after: str | None = None, turn_id: str | 
         for chunk in ({"type": "error", "errorText": "Stream error."}, {"type": "finish"}):
             yield sse_frame(StreamItem(None, turn_id or "", chunk))
     yield b"data: [DONE]\n\n"
+
+
+async def _followup_hold(session_id: str) -> AsyncIterator[bytes]:
+    """Heartbeats while a follow-up stream of the session is open: a turn's stream sends its
+    `finish` only once the follow-ups sent during it have been answered (or the session has
+    been idle, nothing running and nothing queued, for FOLLOWUP_NEXT_TURN_WAIT_S).
+
+    A stock `useChat` that sends a follow-up keeps reading the first turn's stream too, and
+    shows `ready` as soon as that stream ends although its follow-up's stream still waits for
+    the turn that answers it; held, the first stream ends with the follow-up's, so the chat
+    stays `streaming` until every answer is in. A follow-up stream's record lapses
+    rs.FOLLOWUP_STREAM_TTL_S after its last refresh, so one whose web process died holds
+    nothing for long."""
+    client = rs.loop_redis()
+    if not await rs.async_followup_streams_open(client, session_id):
+        return
+    heartbeat_s = float(settings.COPILOT_SSE_HEARTBEAT_S)
+    quiet_since = idle_since = time.monotonic()
+    while await rs.async_followup_streams_open(client, session_id):
+        meta = await turn_meta_get_async(client, session_id)
+        busy = (meta is not None and meta.is_running) or bool(await client.llen(rs.pending_key(session_id)))
+        now = time.monotonic()
+        if busy:
+            idle_since = now
+        elif now - idle_since > FOLLOWUP_NEXT_TURN_WAIT_S:
+            return  # a follow-up stream that was never closed (its web process died)
+        if now - quiet_since >= heartbeat_s:
+            yield b": heartbeat\n\n"
+            quiet_since = now
+        await asyncio.sleep(_FOLLOWUP_POLL_S)
 
 
 def sse_response(session_id: str, *, after: str | None = None, turn_id: str | None = None) -> StreamingHttpResponse:
@@ -172,6 +205,7 @@ class StreamContentNegotiation(BaseContentNegotiation):
 # message still queued (auto-continue claims it within moments).
 FOLLOWUP_NEXT_TURN_WAIT_S = 10.0
 _FOLLOWUP_POLL_S = 0.05
+_FOLLOWUP_REFRESH_S = 5.0  # how often an open follow-up stream refreshes its record (rs.FOLLOWUP_STREAM_TTL_S)
 
 
 @dataclass(frozen=True)
@@ -228,36 +262,52 @@ async def followup_body(
     """The SSE body answering a follow-up queued while a turn runs.
 
     It starts with `data-queued` (`{"position": <buffer length>, "client_message_id": …}`),
-    then relays the running turn from the moment the follow-up was queued (`mark`: nothing
-    the client already saw is sent again), then each turn the session runs after it, in
-    order, until no turn runs and the follow-up is no longer queued: the turn that answers
-    it is always included, whether the running turn takes the follow-up at a tool-round
-    boundary or auto-continue starts a new turn for it. A turn's `start` is relayed, its
-    `finish` only for the last turn, so the stream reads as one assistant message; it ends
-    with that `finish` and `[DONE]`. Heartbeats keep it open while it waits for the next
-    turn (at most FOLLOWUP_NEXT_TURN_WAIT_S).
+    then relays, each from its `start`, every turn the session starts after the follow-up
+    was queued, until no turn runs and the follow-up is no longer queued. The turn that was
+    running (`mark`) is not relayed: the client already reads it on the stream that started
+    it (a stock `useChat` keeps reading that stream into the earlier assistant message, so
+    relaying it here showed its rest twice, and its first delta arrived without its
+    `text-start`, which the SDK refuses). While that turn runs the stream stays open with
+    heartbeats, so a client's `stop()` (which aborts its latest request) still reaches a live
+    stream, also when that turn takes the follow-up at a tool-round boundary. Only the last
+    relayed turn's `finish` is sent; the stream ends with a `finish` and `[DONE]`. After a
+    turn ends it waits at most FOLLOWUP_NEXT_TURN_WAIT_S for the next one while the
+    follow-up is still queued.
     """
     client = rs.loop_redis()
     queued = {"type": "data-queued", "data": {"position": position, "client_message_id": client_message_id}}
     yield sse_frame(StreamItem(None, mark.turn_id if mark else "", queued))
     seen: set[str] = set()
-    turn_id, after = (mark.turn_id, mark.after) if mark else (None, None)
     finish: StreamItem | None = None
     heartbeat_s = float(settings.COPILOT_SSE_HEARTBEAT_S)
+    token = uuid.uuid4().hex
+    await rs.async_followup_stream_open(client, session_id, token)
+    refresh_due = time.monotonic() + _FOLLOWUP_REFRESH_S
+
+    async def refresh() -> None:
+        nonlocal refresh_due
+        if time.monotonic() >= refresh_due:
+            refresh_due = time.monotonic() + _FOLLOWUP_REFRESH_S
+            await rs.async_followup_stream_open(client, session_id, token)
+
     try:
-        while True:
-            if turn_id is not None:
-                seen.add(turn_id)
-                async with contextlib.aclosing(follow_turn(session_id, after=after, turn_id=turn_id)) as items:
-                    async for item in items:
-                        if item.is_terminal:
-                            finish = item
-                            break
+        if mark is not None:
+            # Follow the running turn to its end without relaying it: only its heartbeats
+            # go out (follow_turn also notices a lost `finish` or a dead worker).
+            seen.add(mark.turn_id)
+            async with contextlib.aclosing(follow_turn(session_id, after=mark.after, turn_id=mark.turn_id)) as items:
+                async for item in items:
+                    await refresh()
+                    if item.is_heartbeat:
                         yield sse_frame(item)
-            turn_id, after = None, None
+                    elif item.is_terminal:
+                        break
+        while True:
+            turn_id: str | None = None
             deadline = time.monotonic() + FOLLOWUP_NEXT_TURN_WAIT_S
             quiet_since = time.monotonic()
             while turn_id is None:
+                await refresh()
                 meta = await turn_meta_get_async(client, session_id)
                 if meta is not None and meta.turn_id not in seen:
                     turn_id = meta.turn_id
@@ -272,10 +322,23 @@ async def followup_body(
                     await asyncio.sleep(_FOLLOWUP_POLL_S)
             if turn_id is None:
                 break
+            seen.add(turn_id)
+            async with contextlib.aclosing(follow_turn(session_id, turn_id=turn_id)) as items:
+                async for item in items:
+                    await refresh()
+                    if item.is_terminal:
+                        finish = item
+                        break
+                    yield sse_frame(item)
+        yield sse_frame(finish or StreamItem(None, "", {"type": "finish"}))
+        yield b"data: [DONE]\n\n"
     except ListenerDisconnected:
         return
-    yield sse_frame(finish or StreamItem(None, "", {"type": "finish"}))
-    yield b"data: [DONE]\n\n"
+    finally:
+        # Closed however it ends (answered, disconnected, cancelled), so held streams go on;
+        # after its own `finish`, so a held stream ends after it.
+        with contextlib.suppress(Exception):
+            await rs.async_followup_stream_close(client, session_id, token)
 
 
 def followup_sse_response(
