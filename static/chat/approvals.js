@@ -9,18 +9,7 @@
 // with the next chunk. A 409 (already decided, timed out, stopped) is shown in the box.
 import { api, errorText } from "../site/http.js";
 import { prettyValue } from "./model.js";
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (value === undefined || value === null || value === false) continue;
-    if (key === "class") node.className = value;
-    else if (key === "text") node.textContent = value;
-    else node.setAttribute(key, value === true ? "" : String(value));
-  }
-  for (const child of children) if (child) node.append(child);
-  return node;
-}
+import { el } from "./dom.js";
 
 // The box shown under a waiting tool call (its buttons are handled by installApprovals).
 export function approvalBox(part) {

@@ -9,6 +9,7 @@
 // download links. Images are shown from /api/chat/files/{id}/content (same origin), so the
 // page's CSP needs no blob: source.
 import { csrfToken } from "../site/http.js";
+import { el } from "./dom.js";
 
 const FILES_URL = "/api/chat/files";
 
@@ -25,19 +26,6 @@ export function formatSize(bytes) {
   if (value < 1024) return `${value} B`;
   if (value < 1024 * 1024) return `${(value / 1024).toFixed(1)} KB`;
   return `${(value / (1024 * 1024)).toFixed(1)} MB`;
-}
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (value === undefined || value === null || value === false) continue;
-    if (key === "class") node.className = value;
-    else if (key === "text") node.textContent = value;
-    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-    else node.setAttribute(key, value === true ? "" : String(value));
-  }
-  for (const child of children) if (child !== null && child !== undefined && child !== false) node.append(child);
-  return node;
 }
 
 // The server's reason for a refused upload (its `detail`), or a plain fallback.

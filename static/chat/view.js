@@ -6,19 +6,7 @@ import { approvalBox } from "./approvals.js";
 import { MarkdownView } from "./markdown.js";
 import { toolLabel } from "./mcp.js";
 import { prettyValue, seconds, toolOutcome, toolSummary } from "./model.js";
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (value === undefined || value === null || value === false) continue;
-    if (key === "class") node.className = value;
-    else if (key === "text") node.textContent = value;
-    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-    else node.setAttribute(key, value === true ? "" : String(value));
-  }
-  for (const child of children) if (child !== null && child !== undefined && child !== false) node.append(child);
-  return node;
-}
+import { el } from "./dom.js";
 
 let uniqueId = 0;
 const nextId = (prefix) => `${prefix}-${(uniqueId += 1)}`;
