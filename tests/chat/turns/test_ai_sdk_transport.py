@@ -103,8 +103,9 @@ def test_stop_ends_the_server_turn_within_five_seconds(stack: str) -> None:
 def test_reconnect_replays_the_running_turn_and_none_when_idle(stack: str) -> None:
     # given: a slow turn streaming to another client
     alice = person("alice")
-    full = "one two three four five six seven eight nine ten " * 2
-    text = "go " + fake({"text": full, "chunk_size": 5, "delay_ms": 40})
+    # (6 s of streaming: the node client starts well within it, even on a loaded machine)
+    full = "one two three four five six seven eight nine ten " * 6
+    text = "go " + fake({"text": full, "chunk_size": 5, "delay_ms": 100})
     first = SseResult(0, {})
     reader = threading.Thread(
         target=read_sse,
