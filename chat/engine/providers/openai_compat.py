@@ -200,10 +200,42 @@ def _loop_client(config: _ClientConfig) -> openai.AsyncOpenAI:
     return per_loop[config]
 
 
-def _without_images(message: LLMMessage) -> LLMMessage:
-    if "images" not in message:
-        return message
-    return {key: value for key, value in message.items() if key != "images"}
+TOOL_IMAGES_NOTE = "The images the tool calls above returned:"
+
+
+def _tool_images_moved(messages: Sequence[LLMMessage], *, model: str) -> list[LLMMessage]:
+    """The messages as Chat Completions takes them: it has no images in tool messages, so a
+    tool's images (an MCP tool's, this turn only) leave the tool message and follow the run
+    of tool messages as one user message of image parts, for a model that takes images
+    (``COPILOT_VISION_MODELS``); a text-only model gets the tool's text alone."""
+    from chat.engine.attachments import takes_images
+
+    if not any("images" in m for m in messages):
+        return list(messages)
+    vision = takes_images(model)
+    out: list[LLMMessage] = []
+    waiting: list[dict[str, Any]] = []
+    for message in messages:
+        if waiting and message.get("role") != "tool":
+            out.append(_images_message(waiting))
+            waiting = []
+        if "images" in message:
+            if vision:
+                waiting.extend(message["images"])
+            message = {key: value for key, value in message.items() if key != "images"}
+        out.append(message)
+    if waiting:
+        out.append(_images_message(waiting))
+    return out
+
+
+def _images_message(images: list[dict[str, Any]]) -> LLMMessage:
+    parts: list[dict[str, Any]] = [{"type": "text", "text": TOOL_IMAGES_NOTE}]
+    parts += [
+        {"type": "image_url", "image_url": {"url": f"data:{image['media_type']};base64,{image['data']}"}}
+        for image in images
+    ]
+    return {"role": "user", "content": parts}
 
 
 class OpenAICompatProvider:
@@ -271,8 +303,7 @@ class OpenAICompatProvider:
         # as given: its `messages=`/`tools=` path first walks every nested dict against
         # the TypedDict annotations (key aliases and file fields, none of which these
         # dicts use), ~1-3 ms of the worker's shared loop per round (`make bench`).
-        # Chat Completions takes no images in tool messages: a tool's images stay behind.
-        extra_body["messages"] = [_without_images(m) for m in request_messages]
+        extra_body["messages"] = _tool_images_moved(request_messages, model=model)
         if request_tools:
             extra_body["tools"] = list(request_tools)
         request: dict[str, Any] = {

@@ -1,5 +1,6 @@
-"""An MCP tool's image reaches the model as an image part of its tool result where the provider
-takes one (Anthropic), and only as a description elsewhere (the OpenAI-compatible route)."""
+"""An MCP tool's image reaches a model that takes images: as an image block of its tool result
+(Anthropic), or as a user message of image parts right after the tool messages (Chat
+Completions, which has no images in tool messages); a text-only model gets the description."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from chat.engine.providers.openai_compat import TOOL_IMAGES_NOTE
 from chat.mcp.services import mcp_server_create
 from chat.mcp.tools import turn_pool
 from chat.models import ChatSession
@@ -60,16 +62,40 @@ async def test_anthropic_gets_the_image_as_an_image_block(
 
 
 @pytest.mark.asyncio
-async def test_openai_compatible_route_gets_the_description_only(
+async def test_openai_compatible_route_gets_the_image_after_the_tool_messages(
     llm: FakeLLMServer, session: ChatSession, mcp_http: McpTestServer, pool_closed: None
 ) -> None:
+    # given: a model that takes images (the default model matches COPILOT_VISION_MODELS)
+    await _server(mcp_http)
+    # when
+    await run(session, "draw " + fake(IMAGE_CALL))
+    # then: Chat Completions has no images in tool messages, so the image follows them
+    second = llm.requests[-1]["body"]
+    assert second["messages"][-2:] == [
+        {"role": "tool", "tool_call_id": "c1", "content": DESCRIBED},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": TOOL_IMAGES_NOTE},
+                {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG_1X1_BASE64}"}},
+            ],
+        },
+    ]
+
+
+@pytest.mark.asyncio
+async def test_a_text_only_model_gets_the_description_only(
+    llm: FakeLLMServer, session: ChatSession, mcp_http: McpTestServer, pool_closed: None, settings: Any
+) -> None:
     # given
+    settings.COPILOT_VISION_MODELS = []
     await _server(mcp_http)
     # when
     await run(session, "draw " + fake(IMAGE_CALL))
     # then
     second = llm.requests[-1]["body"]
     assert second["messages"][-1] == {"role": "tool", "tool_call_id": "c1", "content": DESCRIBED}
+    assert "image_url" not in repr(second["messages"])
 
 
 async def _server(mcp_http: McpTestServer) -> None:
