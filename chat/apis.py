@@ -12,7 +12,13 @@ from typing import Any
 from django.conf import settings
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -25,10 +31,11 @@ from copilot_site.core.serializers import StrictCharField, UnknownKeysRefusedMix
 from ratelimits import user_caps
 
 from .models import ChatMessage, ChatSession
-from .selectors import message_page, session_get_for_user, session_list, ui_message_page
+from .selectors import MessagePage, message_page, session_get_for_user, session_list, ui_message_page
+from .services.messages import session_branch_switch
 from .services.sessions import session_create, session_delete, session_rename
-from .services.turns import turn_running
-from .turns.dispatch import turn_send
+from .services.turns import reap_if_dead, turn_running
+from .turns.dispatch import turn_edit, turn_regenerate, turn_send
 from .turns.follow import turn_listeners_disconnect
 from .turns.pending import pending_peek
 from .turns.registry import iso_from_unix, turn_cancel_request
@@ -49,9 +56,27 @@ class SessionOutputSerializer(serializers.Serializer[ChatSession]):
         return statuses.get(str(obj.pk), False)
 
 
+@extend_schema_serializer(component_name="MessageVersions")
+class VersionsOutputSerializer(serializers.Serializer[Any]):
+    """The versions of a message (it and its siblings: edits of it, or regenerated answers)."""
+
+    position = serializers.IntegerField(help_text="This version's place among them, from 1 (oldest).")
+    count = serializers.IntegerField(help_text="How many versions there are.")
+    sequences = serializers.ListField(
+        child=serializers.IntegerField(),
+        help_text="The sequence of each version, oldest first: `PUT …/branch {sequence}` shows one.",
+    )
+
+
 @extend_schema_serializer(component_name="Message")
 class MessageOutputSerializer(serializers.Serializer[ChatMessage]):
     sequence = serializers.IntegerField()
+    parent_sequence = serializers.IntegerField(
+        allow_null=True, help_text="The message this one follows in the transcript tree; null for a first message."
+    )
+    versions = serializers.SerializerMethodField(
+        help_text="Set on a message that has other versions (siblings under the same parent); null otherwise."
+    )
     role = serializers.CharField()
     kind = serializers.ChoiceField(choices=ChatMessage.Kind.choices)
     content = serializers.CharField(allow_null=True)
@@ -61,6 +86,11 @@ class MessageOutputSerializer(serializers.Serializer[ChatMessage]):
     client_message_id = serializers.CharField(allow_null=True)
     duration_ms = serializers.IntegerField(allow_null=True)
     created_at = serializers.DateTimeField()
+
+    @extend_schema_field(VersionsOutputSerializer(allow_null=True))
+    def get_versions(self, obj: ChatMessage) -> dict[str, Any] | None:
+        page: MessagePage | None = self.context.get("page")
+        return page.versions(obj) if page is not None else None
 
 
 @extend_schema_serializer(component_name="PageContext")
@@ -146,24 +176,30 @@ class SessionGetApi(APIView):
         parameters=[FilterSerializer], responses={200: SessionDetailOutputSerializer, **api_errors(400, 404)}
     )
     def get(self, request: Request, session_id: str) -> Response:
-        """The session, a page of its messages and, on the newest page, its running turn."""
+        """The session, a page of its current branch's messages (each with its versions when
+        it has siblings) and, on the newest page, its running turn."""
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         session = session_get_for_user(session_id=session_id, user=authenticated_user(request))
-        before_sequence = filters.validated_data.get("before_sequence")
-        page = message_page(session=session, limit=filters.validated_data["limit"], before_sequence=before_sequence)
-        active = turn_running(session.pk, reap=True) if before_sequence is None else None
         return Response(
-            {
-                "session": _session_data(session),
-                "messages": MessageOutputSerializer(page.messages, many=True).data,  # type: ignore[arg-type]
-                "has_more": page.has_more,
-                "oldest_sequence": page.oldest_sequence,
-                "active_turn": (
-                    {"turn_id": active.turn_id, "started_at": iso_from_unix(active.created_at)} if active else None
-                ),
-            }
+            _session_detail(
+                session, limit=filters.validated_data["limit"], before=filters.validated_data.get("before_sequence")
+            )
         )
+
+
+def _session_detail(session: ChatSession, *, limit: int, before: int | None = None) -> dict[str, Any]:
+    page = message_page(session=session, limit=limit, before_sequence=before)
+    active = turn_running(session.pk, reap=True) if before is None else None
+    return {
+        "session": _session_data(session),
+        "messages": MessageOutputSerializer(page.messages, many=True, context={"page": page}).data,  # type: ignore[arg-type]
+        "has_more": page.has_more,
+        "oldest_sequence": page.oldest_sequence,
+        "active_turn": (
+            {"turn_id": active.turn_id, "started_at": iso_from_unix(active.created_at)} if active else None
+        ),
+    }
 
 
 class SessionRenameApi(APIView):
@@ -434,3 +470,87 @@ class PendingListApi(APIView):
         session = session_get_for_user(session_id=session_id, user=authenticated_user(request))
         messages = [m.content for m in pending_peek(session.pk)]
         return Response({"messages": messages, "count": len(messages)})
+
+
+# --- versions: edit, regenerate, switch ------------------------------------------------------------
+
+
+class MessageVersionCreateApi(APIView):
+    """A new version of a message, answered by a new turn on a new branch.
+
+    On a user message, `message` is the edited text: it becomes a sibling of the message
+    (same parent) and the turn answers it. On an answer (the `sequence` of any of its
+    rows), leave `message` out: the turn answers the same user message again, and its
+    rows become a sibling of the answer. Every earlier version is kept; the new branch
+    becomes the current one. While a turn runs this is refused with 409
+    `{detail, code: "turn_in_progress"}` and nothing is saved.
+    """
+
+    @extend_schema_serializer(component_name="MessageVersionInput")
+    class InputSerializer(UnknownKeysRefusedMixin, serializers.Serializer[Any]):
+        message = StrictCharField(
+            trim_whitespace=False, required=False, help_text="The edited text (a user message only)."
+        )
+        client_message_id = StrictCharField(max_length=100, required=False, allow_null=True)
+        mode = serializers.ChoiceField(choices=["fast", "extended_thinking"], required=False, allow_null=True)
+        model = serializers.ChoiceField(choices=["standard", "advanced"], required=False, allow_null=True)
+
+        def validate_message(self, value: str) -> str:
+            return TurnSendApi.InputSerializer().validate_message(value)
+
+    content_negotiation_class = StreamContentNegotiation
+
+    @extend_schema(
+        operation_id="chat_sessions_messages_versions_create",
+        request=InputSerializer,
+        responses={(200, "text/event-stream"): _SSE_RESPONSE, **api_errors(400, 403, 404, 409, 413, 429, 503)},
+    )
+    def post(self, request: Request, session_id: str, sequence: int) -> StreamingHttpResponse:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        user = authenticated_user(request)
+        if "message" in data:
+            result = turn_edit(
+                user=user,
+                session_id=session_id,
+                sequence=sequence,
+                message=data["message"],
+                client_message_id=data.get("client_message_id"),
+                mode=data.get("mode"),
+                model=data.get("model"),
+            )
+        else:
+            result = turn_regenerate(
+                user=user, session_id=session_id, sequence=sequence, mode=data.get("mode"), model=data.get("model")
+            )
+        return sse_response(session_id, turn_id=result.turn_id or None)
+
+
+class SessionBranchSwitchApi(APIView):
+    """Show another version: the current branch becomes the newest one through message
+    `sequence` (a version from a message's `versions.sequences`). Answers the session
+    like `GET /api/chat/sessions/{id}` (the newest page of the new branch). The next turn
+    continues, and the model sees, exactly this branch. Refused with 409 while a turn
+    runs (nothing changes)."""
+
+    @extend_schema_serializer(component_name="BranchSwitchInput")
+    class InputSerializer(UnknownKeysRefusedMixin, serializers.Serializer[Any]):
+        sequence = serializers.IntegerField(min_value=0, help_text="A message of the version to show.")
+
+    @extend_schema(
+        operation_id="chat_sessions_branch_update",
+        request=InputSerializer,
+        responses={200: SessionDetailOutputSerializer, **api_errors(400, 403, 404, 409, 413)},
+    )
+    def put(self, request: Request, session_id: str) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        session = session_get_for_user(session_id=session_id, user=authenticated_user(request))
+        reap_if_dead(session.pk)
+        session_branch_switch(
+            session=session,
+            sequence=serializer.validated_data["sequence"],
+            turn_running=lambda: turn_running(session.pk) is not None,
+        )
+        return Response(_session_detail(session, limit=50))

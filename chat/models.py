@@ -21,6 +21,12 @@ class ChatSession(models.Model):
     total_cache_read_tokens = models.BigIntegerField(default=0)
     total_cache_creation_tokens = models.BigIntegerField(default=0)
     total_cost_microdollars = models.BigIntegerField(default=0)
+    # The transcript is a tree (each row names its parent, `ChatMessage.parent_sequence`);
+    # this is the last row of the branch the user sees, the one the model is given and the
+    # one new rows are appended under. None: no row yet.
+    leaf_sequence = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The last message of the current branch (its sequence)."
+    )
 
     class Meta:
         indexes = [models.Index(fields=["user", "-updated_at"], name="chat_session_user_updated")]
@@ -31,6 +37,13 @@ class ChatSession(models.Model):
 
 class ChatMessage(models.Model):
     """One row of a conversation. Append-only: rows are never rewritten or deleted.
+
+    The rows form a tree: `parent_sequence` is the row this one follows (None for a
+    first row). Editing a message or regenerating an answer adds a sibling under the
+    same parent, so every earlier version is kept; the session's `leaf_sequence` names
+    the branch shown and sent to the model. The parent is referenced by its sequence
+    (unique per session, known before the insert), so a batch of rows that follow one
+    another is still one INSERT. A child always has a higher sequence than its parent.
 
     `role` is an open string (user, assistant, tool, system, reasoning, …), so a
     new role needs no migration; `reasoning` rows are shown in the UI and never
@@ -54,6 +67,9 @@ class ChatMessage(models.Model):
 
     session = models.ForeignKey(ChatSession, on_delete=models.CASCADE, related_name="messages")
     sequence = models.PositiveIntegerField(help_text="0-based position in the session; unique per session.")
+    parent_sequence = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The sequence of the row this one follows; None for a first row."
+    )
     role = models.CharField(max_length=20)
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.MESSAGE)
     content = models.TextField(null=True, blank=True)
@@ -136,12 +152,21 @@ class ContextSnapshot(models.Model):
 
     `messages` are LLM-format dicts (`role`, `content`, `tool_calls?`,
     `tool_call_id?`, `is_compact_summary?`) standing in for the session's first
-    `message_count` DB rows; rows after that watermark are added verbatim.
+    `message_count` DB rows; rows after that watermark are added verbatim. With edited
+    and regenerated messages the transcript is a tree: the snapshot stands only for the
+    branch it was made on (`last_sequence` must be on the current branch).
     """
 
     session = models.OneToOneField(ChatSession, on_delete=models.CASCADE, related_name="context_snapshot")
     messages = models.JSONField(default=list)
-    message_count = models.PositiveIntegerField(default=0, help_text="Number of DB messages the snapshot covers.")
+    message_count = models.PositiveIntegerField(
+        default=0, help_text="Watermark: the snapshot covers the branch's rows with a lower sequence."
+    )
+    last_sequence = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="The last row the snapshot covers; it is used only while that row is on the current branch.",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:

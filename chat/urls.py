@@ -30,4 +30,10 @@ urlpatterns = [
     ),
     path("sessions/<str:session_id>/cancel", apis.TurnCancelApi.as_view(), name="chat-session-cancel"),
     path("sessions/<str:session_id>/messages/pending", apis.PendingListApi.as_view(), name="chat-session-pending"),
+    path(
+        "sessions/<str:session_id>/messages/<int:sequence>/versions",
+        apis.MessageVersionCreateApi.as_view(),
+        name="chat-message-versions",
+    ),
+    path("sessions/<str:session_id>/branch", apis.SessionBranchSwitchApi.as_view(), name="chat-session-branch"),
 ]

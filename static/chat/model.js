@@ -42,12 +42,12 @@ export function rowsToBubbles(rows) {
       userAt = Date.parse(row.created_at);
       current = null;
       // Every user row is a bubble, even an empty one.
-      bubbles.push({ key: `u${row.sequence}`, role: "user", text: row.content ?? "", sequence: row.sequence });
+      bubbles.push({ key: `u${row.sequence}`, role: "user", text: row.content ?? "", sequence: row.sequence, versions: row.versions || null });
       continue;
     }
     if (row.role !== "assistant" && row.role !== "tool" && row.role !== "reasoning") continue;
     if (!current) {
-      current = { key: `a${row.sequence}`, role: "assistant", parts: [], durationMs: null, live: false, sequence: row.sequence };
+      current = { key: `a${row.sequence}`, role: "assistant", parts: [], durationMs: null, live: false, sequence: row.sequence, versions: row.versions || null };
       bubbles.push(current);
     }
     if (row.duration_ms) current.durationMs = row.duration_ms;

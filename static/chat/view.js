@@ -21,9 +21,10 @@ let uniqueId = 0;
 const nextId = (prefix) => `${prefix}-${(uniqueId += 1)}`;
 
 export class MessageList {
-  constructor(container, { onRetry } = {}) {
+  constructor(container, { onRetry, decorate } = {}) {
     this.container = container;
     this.onRetry = onRetry;
+    this.decorate = decorate; // (bubble, article): adds the action row (versions.js)
     this.entries = new Map(); // bubble → {element, parts: Map(part → {view, element})}
     this.open = new Map(); // "bubbleKey:partKey" → bool, survives rebuilds
     this.dirty = new Set();
@@ -94,6 +95,16 @@ export class MessageList {
     }
   }
 
+  elementOf(bubble) {
+    const entry = this.entries.get(bubble);
+    return entry ? entry.element : null;
+  }
+
+  bubbleOf(element) {
+    for (const [bubble, entry] of this.entries) if (entry.element === element) return bubble;
+    return null;
+  }
+
   // ---- building -------------------------------------------------------------------
 
   build(bubble, entry) {
@@ -104,6 +115,7 @@ export class MessageList {
         { class: `msg msg-user${bubble.promoted ? " msg-promoted" : ""}`, "data-testid": "user-message", "aria-label": "You said" },
         el("div", { class: "msg-body", text: bubble.text }),
       );
+      if (this.decorate) this.decorate(bubble, entry.element);
       return;
     }
     if (bubble.role === "alert") {
@@ -142,6 +154,7 @@ export class MessageList {
       body.append(el("div", { class: "typing", "aria-hidden": "true" }, el("span"), el("span"), el("span")));
     }
     entry.element = article;
+    if (this.decorate) this.decorate(bubble, article);
   }
 
   buildAlert(bubble) {
@@ -327,7 +340,7 @@ export class MessageList {
   }
 }
 
-async function copyText(text) {
+export async function copyText(text) {
   try {
     await navigator.clipboard.writeText(text);
     return true;

@@ -20,7 +20,7 @@ from django.apps import apps
 from chat.models import ChatMessage, ChatSession
 from chat.selectors import ui_message_page
 from tests.chat.turns.helpers import Person, SseResult, fake, person, read_sse, wait_until
-from tests.factories import UserFactory
+from tests.factories import UserFactory, link_rows
 
 JS_DIR = Path(__file__).resolve().parents[1] / "js"
 MARKER = "__COPILOT_SYSTEM__"
@@ -251,6 +251,7 @@ def _turn_rows(session: ChatSession, start: int, turn: str, question: str) -> No
     for offset, row in enumerate(rows):
         row.session, row.sequence, row.turn_id = session, start + offset, turn
         row.save()
+    link_rows(session)
 
 
 @pytest.mark.django_db
@@ -300,6 +301,7 @@ def test_an_unanswered_tool_call_is_an_output_error_and_notices_are_data_parts()
     ):
         row.session, row.sequence, row.turn_id = session, sequence, turn
         row.save()
+    link_rows(session)
     # when
     page = ui_message_page(session=session, limit=50)
     # then

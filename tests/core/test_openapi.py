@@ -40,6 +40,18 @@ STATUSES: dict[tuple[str, str], set[str]] = {
     ("delete", "/api/chat/sessions/{session_id}"): {"204", "401", "403", "404", "429"},
     ("post", "/api/chat/sessions/{session_id}/cancel"): {"200", "401", "403", "404", "429"},
     ("get", "/api/chat/sessions/{session_id}/messages/pending"): {"200", "401", "404", "429"},
+    ("post", "/api/chat/sessions/{session_id}/messages/{sequence}/versions"): {
+        "200",
+        "400",
+        "401",
+        "403",
+        "404",
+        "409",
+        "413",
+        "429",
+        "503",
+    },  # fmt: skip
+    ("put", "/api/chat/sessions/{session_id}/branch"): {"200", "400", "401", "403", "404", "409", "413", "429"},
     ("get", STREAM): {"200", "204", "401", "404", "429"},
     ("post", STREAM): {"200", "202", "400", "401", "403", "404", "413", "429", "503"},
     ("delete", STREAM): {"204", "401", "403", "404", "429"},
@@ -220,7 +232,7 @@ def _operations(schema: dict[str, Any], status: str) -> list[tuple[str, str]]:
 
 
 def _url(path: str, session_id: object, user_id: object) -> str:
-    return path.replace("{session_id}", str(session_id)).replace("{user_ref}", str(user_id))
+    return path.replace("{session_id}", str(session_id)).replace("{user_ref}", str(user_id)).replace("{sequence}", "0")
 
 
 @pytest.mark.django_db
