@@ -31,7 +31,14 @@ from copilot_site.core.serializers import StrictCharField, UnknownKeysRefusedMix
 from ratelimits import user_caps
 
 from .models import ChatMessage, ChatSession
-from .selectors import MessagePage, message_page, session_get_for_user, session_list, ui_message_page
+from .selectors import (
+    MessagePage,
+    message_page,
+    session_get_for_user,
+    session_list,
+    turn_usage_shares,
+    ui_message_page,
+)
 from .services.messages import session_branch_switch
 from .services.sessions import session_create, session_delete, session_rename
 from .services.turns import reap_if_dead, turn_running
@@ -50,6 +57,14 @@ class SessionOutputSerializer(serializers.Serializer[ChatSession]):
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
     turn_in_flight = serializers.SerializerMethodField()
+    model = serializers.SerializerMethodField(help_text="The model this chat's last message asked for; null: none yet.")
+    mode = serializers.SerializerMethodField(help_text="The mode this chat's last message asked for; null: none yet.")
+
+    def get_model(self, obj: ChatSession) -> str | None:
+        return obj.model or None
+
+    def get_mode(self, obj: ChatSession) -> str | None:
+        return obj.mode or None
 
     def get_turn_in_flight(self, obj: ChatSession) -> bool:
         statuses: dict[str, bool] = self.context.get("turn_statuses", {})
@@ -65,6 +80,20 @@ class VersionsOutputSerializer(serializers.Serializer[Any]):
     sequences = serializers.ListField(
         child=serializers.IntegerField(),
         help_text="The sequence of each version, oldest first: `PUT …/branch {sequence}` shows one.",
+    )
+
+
+@extend_schema_serializer(component_name="AnswerUsage")
+class AnswerUsageOutputSerializer(serializers.Serializer[Any]):
+    """What the answer's turn cost the user's limits: percentages of the windows, never dollars."""
+
+    charged = serializers.BooleanField(help_text="False: the turn spent nothing (e.g. it failed before any output).")
+    outcome = serializers.ChoiceField(choices=["completed", "failed", "cancelled"])
+    daily_percent = serializers.FloatField(
+        allow_null=True, help_text="Percent of the daily limit, to 0.01; null when unlimited."
+    )
+    weekly_percent = serializers.FloatField(
+        allow_null=True, help_text="Percent of the weekly limit, to 0.01; null when unlimited."
     )
 
 
@@ -85,12 +114,33 @@ class MessageOutputSerializer(serializers.Serializer[ChatMessage]):
     tool_calls = serializers.JSONField()
     client_message_id = serializers.CharField(allow_null=True)
     duration_ms = serializers.IntegerField(allow_null=True)
+    model = serializers.SerializerMethodField(
+        help_text="On an assistant row: the model it was written with (`standard` | `advanced`); else null."
+    )
+    mode = serializers.SerializerMethodField(
+        help_text="On an assistant row: the mode it was written in (`fast` | `extended_thinking`); else null."
+    )
     created_at = serializers.DateTimeField()
+
+    def get_model(self, obj: ChatMessage) -> str | None:
+        return obj.model or None
+
+    def get_mode(self, obj: ChatMessage) -> str | None:
+        return obj.mode or None
+
+    usage = serializers.SerializerMethodField(
+        help_text="On an assistant row of a finished turn: what that turn cost the user's limits; else null."
+    )
 
     @extend_schema_field(VersionsOutputSerializer(allow_null=True))
     def get_versions(self, obj: ChatMessage) -> dict[str, Any] | None:
         page: MessagePage | None = self.context.get("page")
         return page.versions(obj) if page is not None else None
+
+    @extend_schema_field(AnswerUsageOutputSerializer(allow_null=True))
+    def get_usage(self, obj: ChatMessage) -> dict[str, Any] | None:
+        page: MessagePage | None = self.context.get("page")
+        return page.usage(obj, self.context.get("shares", {})) if page is not None else None
 
 
 @extend_schema_serializer(component_name="PageContext")
@@ -191,9 +241,11 @@ class SessionGetApi(APIView):
 def _session_detail(session: ChatSession, *, limit: int, before: int | None = None) -> dict[str, Any]:
     page = message_page(session=session, limit=limit, before_sequence=before)
     active = turn_running(session.pk, reap=True) if before is None else None
+    shares = turn_usage_shares(user_id=session.user_id, turn_ids={row.turn_id for row in page.messages})
+    context = {"page": page, "shares": shares}
     return {
         "session": _session_data(session),
-        "messages": MessageOutputSerializer(page.messages, many=True, context={"page": page}).data,  # type: ignore[arg-type]
+        "messages": MessageOutputSerializer(page.messages, many=True, context=context).data,  # type: ignore[arg-type]
         "has_more": page.has_more,
         "oldest_sequence": page.oldest_sequence,
         "active_turn": (

@@ -9,6 +9,20 @@ from django.db import models
 STOPPED_TEXT = "Stopped"
 
 
+class ModelChoice(models.TextChoices):
+    """Which model answers: `standard` (COPILOT_MODEL) or `advanced` (COPILOT_ADVANCED_MODEL)."""
+
+    STANDARD = "standard"
+    ADVANCED = "advanced"
+
+
+class ModeChoice(models.TextChoices):
+    """How it answers: `fast` (no thinking) or `extended_thinking` (reasoning, where the model has it)."""
+
+    FAST = "fast"
+    EXTENDED_THINKING = "extended_thinking"
+
+
 class ChatSession(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="chat_sessions")
@@ -27,6 +41,10 @@ class ChatSession(models.Model):
     leaf_sequence = models.PositiveIntegerField(
         null=True, blank=True, help_text="The last message of the current branch (its sequence)."
     )
+    # The composer's picker, remembered per chat: the last model and mode a message of this
+    # chat asked for ("" until one did; the user's defaults from the account page apply).
+    model = models.CharField(max_length=20, choices=ModelChoice.choices, blank=True, default="")
+    mode = models.CharField(max_length=20, choices=ModeChoice.choices, blank=True, default="")
 
     class Meta:
         indexes = [models.Index(fields=["user", "-updated_at"], name="chat_session_user_updated")]
@@ -80,6 +98,10 @@ class ChatMessage(models.Model):
     client_message_id = models.CharField(max_length=100, null=True, blank=True)
     turn_id = models.UUIDField(null=True, blank=True, help_text="The turn that wrote this row.")
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    # On assistant rows: the model and mode the turn ran with ("" on other rows and on rows
+    # written before they were recorded).
+    model = models.CharField(max_length=20, choices=ModelChoice.choices, blank=True, default="")
+    mode = models.CharField(max_length=20, choices=ModeChoice.choices, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

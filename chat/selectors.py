@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Q, QuerySet
 
 from .errors import MessageNotFound, NotEditable, SessionNotFound
-from .models import STOPPED_TEXT, ChatMessage, ChatSession, ContextSnapshot, Memory
+from .models import STOPPED_TEXT, ChatMessage, ChatSession, ContextSnapshot, Memory, TurnUsage
 
 if TYPE_CHECKING:
     from copilot_site.accounts.models import User
@@ -167,6 +167,12 @@ class MessagePage:
         found = self.branch.versions(row.sequence) if self.branch is not None else None
         return found.as_dict() if found is not None else None
 
+    def usage(self, row: ChatMessage, shares: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+        """The share of the user's limits the turn of this assistant row cost (None on other rows)."""
+        if row.role != ChatMessage.Role.ASSISTANT or row.turn_id is None:
+            return None
+        return shares.get(str(row.turn_id))
+
 
 def message_page(*, session: ChatSession, limit: int, before_sequence: int | None = None) -> MessagePage:
     """Newest-first page of the current branch's messages, returned in ascending order."""
@@ -216,6 +222,52 @@ def message_search_for_user(*, user: User, query: str, limit: int = 10) -> list[
     )
 
 
+# ---------------------------------------------------------------- what each answer cost the user's limits
+
+
+def _share(microdollars: int, limit: int) -> float | None:
+    """The part of a window's limit, in percent to 0.01 (None: the window is unlimited)."""
+    if limit <= 0:
+        return None
+    return round(100 * microdollars / limit, 2)
+
+
+def turn_usage_shares(*, user_id: int, turn_ids: Iterable[object]) -> dict[str, dict[str, Any]]:
+    """What each finished turn cost the user's limits, by turn id: ``{charged, outcome,
+    daily_percent, weekly_percent}``, each percent the turn's recorded spend (its
+    `TurnUsage.cost_microdollars`, what the spend counters were given) against the
+    plan's daily or weekly limit as the usage API counts it (None: unlimited). Never
+    dollars. A turn that spent nothing (a failure before any output, an unknown cost) is
+    `charged: false` with 0 %. Running turns are left out. Two queries, or none."""
+    ids = {str(turn_id) for turn_id in turn_ids if turn_id}
+    if not ids:
+        return {}
+    turns = list(
+        TurnUsage.objects.filter(turn_id__in=ids, user_id=user_id)
+        .exclude(outcome=TurnUsage.Outcome.RUNNING)
+        .values_list("turn_id", "cost_microdollars", "outcome")
+    )
+    if not turns:
+        return {}
+    from copilot_site.accounts.models import User
+    from ratelimits.selectors import limits_resolve
+
+    owner = User.objects.filter(pk=user_id).first()
+    if owner is None:
+        return {}
+    limits = limits_resolve(user=owner)
+    shares: dict[str, dict[str, Any]] = {}
+    for turn_id, cost, outcome in turns:
+        spent = max(cost or 0, 0)
+        shares[str(turn_id)] = {
+            "charged": spent > 0,
+            "outcome": outcome,
+            "daily_percent": _share(spent, limits.account_daily),
+            "weekly_percent": _share(spent, limits.account_weekly),
+        }
+    return shares
+
+
 # ---------------------------------------------------------------- the transcript as AI SDK UIMessages
 
 TOOL_UNFINISHED_TEXT = "The tool did not finish."
@@ -260,9 +312,16 @@ class _UIMessageBuilder:
     turn drained between its rounds) is one assistant message whose id is the turn id —
     the ``messageId`` of the ``start`` chunk that streamed it."""
 
-    def __init__(self, *, skip_turn_id: str | None, branch: Branch | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        skip_turn_id: str | None,
+        branch: Branch | None = None,
+        shares: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
         self.skip_turn_id = skip_turn_id
         self.branch = branch
+        self.shares = shares or {}
         self.out: list[dict[str, Any]] = []
         self.current: dict[str, Any] | None = None
         self.current_turn: str | None = None
@@ -328,6 +387,10 @@ class _UIMessageBuilder:
         content = row.content or ""
         if row.duration_ms:
             metadata["durationMs"] = row.duration_ms
+        if row.role == ChatMessage.Role.ASSISTANT and row.model:
+            metadata["model"], metadata["mode"] = row.model, row.mode
+        if row.role == ChatMessage.Role.ASSISTANT and row.turn_id is not None and str(row.turn_id) in self.shares:
+            metadata["usage"] = self.shares[str(row.turn_id)]
         if row.role == ChatMessage.Role.REASONING:
             if content.strip():
                 parts.append({"type": "reasoning", "text": content, "state": "done"})
@@ -435,7 +498,8 @@ def ui_message_page(
         rows = _widened_to_turn_start(session, sequences[:start], rows)
     oldest = rows[0].sequence if rows else None
     has_more = oldest is not None and sequences.index(oldest) > 0
-    builder = _UIMessageBuilder(skip_turn_id=running_turn_id, branch=branch)
+    shares = turn_usage_shares(user_id=session.user_id, turn_ids={row.turn_id for row in rows})
+    builder = _UIMessageBuilder(skip_turn_id=running_turn_id, branch=branch, shares=shares)
     for row in rows:
         builder.add(row)
     return UIMessagePage(messages=builder.result(), has_more=has_more, oldest_sequence=oldest)

@@ -105,10 +105,15 @@ class Transcript:
         self.snapshot = SnapshotState()
         self.snapshot_watermark = 0
         self.snapshot_last: int | None = None  # the last history row a new snapshot covers
+        self.model_choice = ""  # `standard` | `advanced`, recorded on the turn's assistant rows
+        self.mode_choice = ""  # `fast` | `extended_thinking`
 
     # ------------------------------------------------------------------ rows
 
     def row(self, role: str, content: str | None, **fields: Any) -> ChatMessage:
+        if role == ChatMessage.Role.ASSISTANT:
+            fields.setdefault("model", self.model_choice)
+            fields.setdefault("mode", self.mode_choice)
         row = ChatMessage(role=role, content=content, turn_id=self.turn_id, **fields)
         self.messages.append(row)
         if role == ChatMessage.Role.ASSISTANT:

@@ -32,6 +32,7 @@ from chat.services.messages import (
     pending_unsaved,
     session_leaf_set,
 )
+from chat.services.sessions import session_choice_remember
 from chat.services.turns import reap_if_dead, turn_record_failure, turn_running
 from chat.services.usage import turn_usage_create
 from ratelimits import user_caps
@@ -128,6 +129,7 @@ def turn_send(
         next_turn=next_turn,
     )
     user_caps.user_send_check(user=user)
+    model, mode = _choice(session, user, model=model, mode=mode)
     if running:
         user_caps.turn_queue_check(user=user, queued=_user_queued(user))
         return _queue(session, user, pending)
@@ -207,6 +209,7 @@ def _start_version(
         raise TurnInProgress()
     arrival = time.time()
     user_caps.user_send_check(user=user)
+    model, mode = _choice(session, user, model=model, mode=mode)
     _check_rate_limit(user)
     turn_id = _claim_within_caps(session, user, "chat_stream", "chat", client_message_id)
     if turn_id is None:  # another send claimed the session between our check and our claim
@@ -238,11 +241,26 @@ def turn_auto_continue(*, session_id: str) -> str | None:
         return None  # a new send claimed it; that turn drains the buffer itself
     user_caps.turn_slot_hold(user_id=session.user_id, session_id=session.pk, turn_id=turn_id)
     now = time.time()
+    model, mode = _choice(session, session.user, model=None, mode=None)
     payload = TurnRequest(
-        session_id=str(session.pk), turn_id=turn_id, user_id=session.user_id, arrived_at=now, claimed_at=now
+        session_id=str(session.pk),
+        turn_id=turn_id,
+        user_id=session.user_id,
+        mode=mode,
+        model=model,
+        arrived_at=now,
+        claimed_at=now,
     ).to_payload()
     _start(session, session.user, turn_id, [], payload)
     return turn_id
+
+
+def _choice(session: ChatSession, user: User, *, model: str | None, mode: str | None) -> tuple[str | None, str | None]:
+    """The model and mode a turn runs with: what the message asked for (then remembered on
+    the chat), else the chat's last choice, else the user's defaults (account page), else
+    None (the site's: `standard`, COPILOT_DEFAULT_MODE)."""
+    session_choice_remember(session=session, model=model, mode=mode)
+    return (model or session.model or user.chat_model or None, mode or session.mode or user.chat_mode or None)
 
 
 def _user_queued(user: User) -> int:

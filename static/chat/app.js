@@ -10,8 +10,9 @@ import { refreshUsage, resetDaily, resetOffer } from "../site/usage.js";
 import { applyChunk, carryReasoningTimes, insertPromoted, newAssistantBubble, rowsToBubbles, turnRegion } from "./model.js";
 import { createReplayFilter } from "./replay.js";
 import { ChatSocket, backoffDelay, compareEventIds, readSse } from "./transport.js";
-import { composerChoice } from "./picker.js";
-import { answerText, bindActions, messageActions, startEdit } from "./versions.js";
+import { usageLine } from "./answer_usage.js";
+import { composerChoice, showChoice } from "./picker.js";
+import { answerText, bindActions, isEditing, messageActions, startEdit, stopEditing } from "./versions.js";
 import { MessageList, copyText } from "./view.js";
 
 const PAGE_SIZE = 50;
@@ -49,8 +50,11 @@ const els = {
 const list = new MessageList(els.list, {
   onRetry: () => retryLast(),
   decorate(bubble, article) {
+    const cost = usageLine(bubble);
+    if (cost) article.append(cost);
     const actions = messageActions(bubble);
     if (actions) article.append(actions);
+    if (isEditing(bubble)) editBubble(bubble, article);
   },
 });
 let generation = 0;
@@ -219,6 +223,7 @@ function sessionUrl(sessionId) {
 
 async function openSession(sessionId, { history = null } = {}) {
   teardown();
+  stopEditing();
   S = freshState(sessionId);
   const g = S.generation;
   if (history === "push") window.history.pushState({ sessionId }, "", sessionUrl(sessionId));
@@ -232,6 +237,7 @@ async function openSession(sessionId, { history = null } = {}) {
   markActiveSession();
   if (!sessionId) {
     setTitle("");
+    showChoice(null);
     els.empty.hidden = false;
     return;
   }
@@ -257,6 +263,7 @@ async function openSession(sessionId, { history = null } = {}) {
   S.hasMore = body.has_more;
   S.oldest = body.oldest_sequence;
   setTitle(body.session.title);
+  showChoice(body.session);
   recomputeDb();
   if (body.active_turn) attach(body.active_turn);
   render({ stick: true });
@@ -841,10 +848,10 @@ bindActions(els.list, (article) => list.bubbleOf(article), {
   onSwitch: switchVersion,
   onCopy(bubble, button) {
     copyText(answerText(bubble)).then((ok) => {
-      button.textContent = ok ? "✓" : "✕";
+      button.dataset.icon = ok ? "Copied" : "Copy failed";
       button.setAttribute("aria-label", ok ? "Copied" : "Copy failed");
       setTimeout(() => {
-        button.textContent = "⧉";
+        button.dataset.icon = "Copy";
         button.setAttribute("aria-label", "Copy answer");
       }, 1500);
     });

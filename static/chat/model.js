@@ -51,6 +51,8 @@ export function rowsToBubbles(rows) {
       bubbles.push(current);
     }
     if (row.duration_ms) current.durationMs = row.duration_ms;
+    if (row.role === "assistant" && row.model) [current.model, current.mode] = [row.model, row.mode];
+    if (row.role === "assistant" && row.usage) current.usage = row.usage;
     if (!current.durationMs && userAt !== null) {
       // No duration stored: the turn took from its user message to its last row.
       const span = Date.parse(row.created_at) - userAt;

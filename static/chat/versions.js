@@ -5,7 +5,12 @@
 // passes the handlers (app.js).
 //
 // A bubble's `versions` is the server's `{position, count, sequences}` (null without
-// siblings). The buttons carry data-action; clicks are delegated to the list.
+// siblings). The buttons carry data-action; clicks are delegated to the list. Glyphs and
+// the hover label are drawn from data-icon / data-label by CSS, so a message's text stays
+// its own (with "2/3" when it has versions). An answer
+// also shows, on hover, the model and mode it was written with.
+
+import { choiceLabel } from "./picker.js";
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -34,9 +39,9 @@ function versionSwitcher(bubble) {
   return el(
     "span",
     { class: "versions", "data-testid": "versions" },
-    el("button", { type: "button", class: "icon-action", "data-action": "version-prev", "aria-label": "Previous version", disabled: position <= 1, text: "‹" }),
-    el("span", { class: "versions-label", "data-testid": "versions-label", "aria-label": `Version ${position} of ${count}`, text: `${position}/${count}` }),
-    el("button", { type: "button", class: "icon-action", "data-action": "version-next", "aria-label": "Next version", disabled: position >= count, text: "›" }),
+    el("button", { type: "button", class: "icon-action", "data-action": "version-prev", "aria-label": "Previous version", disabled: position <= 1, "data-icon": "‹" }),
+    el("span", { class: "versions-label", "data-testid": "versions-label", title: `Version ${position} of ${count}`, text: `${position}/${count}` }),
+    el("button", { type: "button", class: "icon-action", "data-action": "version-next", "aria-label": "Next version", disabled: position >= count, "data-icon": "›" }),
   );
 }
 
@@ -48,7 +53,7 @@ export function messageActions(bubble, { extra = [] } = {}) {
       "div",
       { class: "msg-actions", "data-testid": "message-actions" },
       versionSwitcher(bubble),
-      el("button", { type: "button", class: "icon-action version-action", "data-action": "edit", "aria-label": "Edit message", title: "Edit", "data-testid": "edit-message", text: "✎" }),
+      el("button", { type: "button", class: "icon-action version-action", "data-action": "edit", "aria-label": "Edit message", title: "Edit", "data-testid": "edit-message", "data-icon": "✎" }),
     );
   }
   if (bubble.role !== "assistant" || bubble.live) return null;
@@ -57,13 +62,26 @@ export function messageActions(bubble, { extra = [] } = {}) {
     { class: "msg-actions", "data-testid": "message-actions" },
     versionSwitcher(bubble),
     answerText(bubble)
-      ? el("button", { type: "button", class: "icon-action", "data-action": "copy-answer", "aria-label": "Copy answer", title: "Copy", "data-testid": "copy-answer", text: "⧉" })
+      ? el("button", { type: "button", class: "icon-action", "data-action": "copy-answer", "aria-label": "Copy answer", title: "Copy", "data-testid": "copy-answer", "data-icon": "Copy" })
       : null,
     bubble.sequence !== undefined
-      ? el("button", { type: "button", class: "icon-action version-action", "data-action": "regenerate", "aria-label": "Regenerate answer", title: "Regenerate", "data-testid": "regenerate", text: "↻" })
+      ? el("button", { type: "button", class: "icon-action version-action", "data-action": "regenerate", "aria-label": "Regenerate answer", title: "Regenerate", "data-testid": "regenerate", "data-icon": "↻" })
       : null,
+    bubble.model ? el("span", { class: "msg-meta", "data-testid": "answer-choice", title: choiceLabel(bubble.model, bubble.mode), "data-label": choiceLabel(bubble.model, bubble.mode) }) : null,
     ...extra,
   );
+}
+
+// The message being edited: {sequence, draft}. It survives the list being rebuilt (a reload
+// from the database makes new elements): `decorate` reopens the editor with the draft.
+let editing = null;
+
+export function isEditing(bubble) {
+  return Boolean(editing && bubble.role === "user" && bubble.sequence === editing.sequence);
+}
+
+export function stopEditing() {
+  editing = null;
 }
 
 // The inline editor that replaces a user message's text while it is edited.
@@ -72,19 +90,24 @@ export function startEdit(article, bubble, { onSubmit }) {
     article.querySelector("textarea").focus();
     return;
   }
+  if (!isEditing(bubble)) editing = { sequence: bubble.sequence, draft: bubble.text };
   const body = article.querySelector(".msg-body");
   const actions = article.querySelector(".msg-actions");
   const area = el("textarea", { class: "edit-input", rows: "3", "aria-label": "Edit your message", "data-testid": "edit-input" });
-  area.value = bubble.text;
+  area.value = editing.draft;
   const cancel = el("button", { type: "button", class: "secondary", "data-testid": "edit-cancel", text: "Cancel" });
   const save = el("button", { type: "submit", "data-testid": "edit-submit", text: "Send" });
   const form = el("form", { class: "edit-form", "data-testid": "edit-form" }, area, el("div", { class: "row edit-buttons" }, cancel, save));
   const close = () => {
+    editing = null;
     form.remove();
     body.hidden = false;
     if (actions) actions.hidden = false;
   };
   cancel.addEventListener("click", close);
+  area.addEventListener("input", () => {
+    if (editing) editing.draft = area.value;
+  });
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     const text = area.value;
@@ -105,8 +128,14 @@ export function startEdit(article, bubble, { onSubmit }) {
   body.hidden = true;
   if (actions) actions.hidden = true;
   body.after(form);
-  area.focus();
-  area.setSelectionRange(area.value.length, area.value.length);
+  // Built before the article is in the page (a rebuild): focus once it is.
+  const focus = () => {
+    if (!area.isConnected) return;
+    area.focus();
+    area.setSelectionRange(area.value.length, area.value.length);
+  };
+  if (article.isConnected) focus();
+  else requestAnimationFrame(focus);
 }
 
 // Delegated clicks on the action rows: handlers {onEdit(bubble, article), onRegenerate(bubble),

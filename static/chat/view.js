@@ -328,7 +328,7 @@ export class MessageList {
     const copy = event.target.closest("button.copy-code");
     if (copy) {
       const code = copy.closest(".codeblock").querySelector("pre code, pre");
-      copyText(code.textContent).then((ok) => {
+      copyText(code.textContent.replace(/\n$/, "")).then((ok) => {
         copy.textContent = ok ? "Copied" : "Copy failed";
         setTimeout(() => {
           copy.textContent = "Copy";
