@@ -339,6 +339,28 @@ def test_the_migration_turns_old_marker_rows_into_kinds_without_the_marker() -> 
 
 
 @pytest.mark.django_db
+def test_the_tree_migration_links_existing_rows_into_one_branch_ending_at_the_last() -> None:
+    # given: rows as they were stored before the tree (no parent, no leaf)
+    from importlib import import_module
+
+    migration = import_module("chat.migrations.0004_message_tree")
+    session = ChatSession.objects.create(user=UserFactory(username="erin"))
+    empty = ChatSession.objects.create(user=UserFactory(username="frank"))
+    for sequence, role in enumerate(["user", "reasoning", "assistant", "user", "assistant"]):
+        ChatMessage.objects.create(session=session, sequence=sequence, role=role, content=f"m{sequence}")
+    # when (twice: the backfill is re-runnable)
+    migration.link_rows_linearly(apps, None)
+    migration.link_rows_linearly(apps, None)
+    # then
+    rows = ChatMessage.objects.filter(session=session).order_by("sequence")
+    assert list(rows.values_list("sequence", "parent_sequence")) == [(0, None), (1, 0), (2, 1), (3, 2), (4, 3)]
+    session.refresh_from_db()
+    empty.refresh_from_db()
+    assert (session.leaf_sequence, empty.leaf_sequence) == (4, None)
+    assert [m["role"] for m in ui_message_page(session=session, limit=50).messages] == ["user", "assistant"] * 2
+
+
+@pytest.mark.django_db
 def test_ui_messages_of_another_users_session_answer_404_and_anonymous_is_refused(
     alice: Any, charlie_client: Any
 ) -> None:

@@ -7,6 +7,7 @@ scripted LLM received).
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 from chat.models import ChatMessage, ChatSession, TurnUsage
 from chat.turns.pending import pending_peek
 from chat.turns.registry import turn_meta_get
-from tests.chat.turns.helpers import Person, SseResult, fake, person, read_sse, wait_until
+from tests.chat.turns.helpers import Person, SseResult, WsClient, fake, person, read_sse, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -232,3 +233,34 @@ def test_versions_refuse_the_wrong_row_and_another_users_chat(stack: str) -> Non
     )
     assert ChatMessage.objects.filter(session=alice.session).count() == 2
     assert TurnUsage.objects.filter(session=alice.session).count() == 1
+
+
+def test_after_a_switch_a_websocket_send_continues_the_shown_branch(stack: str, fake_llm: Any) -> None:
+    # given: Q A, edited into Q' A', then the first version shown again
+    alice = person("alice")
+    q, q_edited = "Q " + fake({"text": "A"}), "Q2 " + fake({"text": "A2"})
+    _send(stack, alice, q)
+    _version(stack, alice, 0, {"message": q_edited})
+    switched = httpx.put(
+        f"{stack}/api/chat/sessions/{alice.session.id}/branch", headers=alice.headers, json={"sequence": 0}, timeout=10
+    )
+    assert switched.status_code == 200
+    follow = "Next " + fake({"text": "B"})
+
+    async def scenario() -> list[dict[str, Any]]:
+        async with WsClient(stack, alice.session.id, alice.headers) as ws:
+            await ws.send({"type": "send", "message": follow})
+            return await ws.until_finish()
+
+    # when
+    chunks = asyncio.run(scenario())
+    wait_until(lambda: _idle(alice))
+    # then: the model saw the shown branch, and the new rows follow it
+    assert "".join(c["delta"] for c in chunks if c["type"] == "text-delta") == "B"
+    assert _model_saw(fake_llm) == [("user", q), ("assistant", "A"), ("user", follow)]
+    assert _shown(_detail(stack, alice)) == [
+        (0, None, "user", q, {"position": 1, "count": 2, "sequences": [0, 2]}),
+        (1, 0, "assistant", "A", None),
+        (4, 1, "user", follow, None),
+        (5, 4, "assistant", "B", None),
+    ]
