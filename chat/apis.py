@@ -30,8 +30,10 @@ from copilot_site.core.pagination import OffsetField
 from copilot_site.core.serializers import StrictCharField, UnknownKeysRefusedMixin
 from ratelimits import user_caps
 
+from .errors import MessageNotFound
 from .models import ChatMessage, ChatSession
 from .selectors import (
+    MAX_SEQUENCE,
     MessagePage,
     message_page,
     session_get_for_user,
@@ -527,6 +529,13 @@ class PendingListApi(APIView):
 # --- versions: edit, regenerate, switch ------------------------------------------------------------
 
 
+def _sequence_from_path(raw: str) -> int:
+    """A message's sequence from the URL; anything that is not one is a message not found (404)."""
+    if not raw.isascii() or not raw.isdigit():
+        raise MessageNotFound(raw)
+    return int(raw)
+
+
 class MessageVersionCreateApi(APIView):
     """A new version of a message, answered by a new turn on a new branch.
 
@@ -554,19 +563,25 @@ class MessageVersionCreateApi(APIView):
 
     @extend_schema(
         operation_id="chat_sessions_messages_versions_create",
+        parameters=[
+            OpenApiParameter(
+                "sequence", OpenApiTypes.INT, OpenApiParameter.PATH, description="The message's `sequence`."
+            )
+        ],
         request=InputSerializer,
         responses={(200, "text/event-stream"): _SSE_RESPONSE, **api_errors(400, 403, 404, 409, 413, 429, 503)},
     )
-    def post(self, request: Request, session_id: str, sequence: int) -> StreamingHttpResponse:
+    def post(self, request: Request, session_id: str, sequence: str) -> StreamingHttpResponse:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         user = authenticated_user(request)
+        number = _sequence_from_path(sequence)
         if "message" in data:
             result = turn_edit(
                 user=user,
                 session_id=session_id,
-                sequence=sequence,
+                sequence=number,
                 message=data["message"],
                 client_message_id=data.get("client_message_id"),
                 mode=data.get("mode"),
@@ -574,7 +589,7 @@ class MessageVersionCreateApi(APIView):
             )
         else:
             result = turn_regenerate(
-                user=user, session_id=session_id, sequence=sequence, mode=data.get("mode"), model=data.get("model")
+                user=user, session_id=session_id, sequence=number, mode=data.get("mode"), model=data.get("model")
             )
         return sse_response(session_id, turn_id=result.turn_id or None)
 
@@ -588,7 +603,9 @@ class SessionBranchSwitchApi(APIView):
 
     @extend_schema_serializer(component_name="BranchSwitchInput")
     class InputSerializer(UnknownKeysRefusedMixin, serializers.Serializer[Any]):
-        sequence = serializers.IntegerField(min_value=0, help_text="A message of the version to show.")
+        sequence = serializers.IntegerField(
+            min_value=0, max_value=MAX_SEQUENCE, help_text="A message of the version to show."
+        )
 
     @extend_schema(
         operation_id="chat_sessions_branch_update",

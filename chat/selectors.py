@@ -95,8 +95,13 @@ def branch_get(*, session_id: uuid.UUID | str, leaf_sequence: int | None) -> Bra
     return Branch(sequences=path, parents=parents, children=children)
 
 
+MAX_SEQUENCE = 2**31 - 1
+
+
 def message_get(*, session_id: uuid.UUID | str, sequence: int) -> ChatMessage:
     """The session's row with this sequence, or MessageNotFound."""
+    if not 0 <= sequence <= MAX_SEQUENCE:  # never a row, and past what the database's integer holds
+        raise MessageNotFound(sequence)
     row = ChatMessage.objects.filter(session__pk=session_id, sequence=sequence).first()
     if row is None:
         raise MessageNotFound(sequence)

@@ -31,7 +31,7 @@ urlpatterns = [
     path("sessions/<str:session_id>/cancel", apis.TurnCancelApi.as_view(), name="chat-session-cancel"),
     path("sessions/<str:session_id>/messages/pending", apis.PendingListApi.as_view(), name="chat-session-pending"),
     path(
-        "sessions/<str:session_id>/messages/<int:sequence>/versions",
+        "sessions/<str:session_id>/messages/<str:sequence>/versions",
         apis.MessageVersionCreateApi.as_view(),
         name="chat-message-versions",
     ),

@@ -139,6 +139,7 @@ def test_the_whole_api_survives_a_schema_driven_fuzz(fuzz_site: str) -> None:
     real_values: dict[str, Callable[[], Any]] = {
         "session_id": lambda: str(ChatSession.objects.create(user=user, title="fuzz").pk),
         "user_ref": lambda: str(user.pk),
+        "sequence": lambda: "0",
     }
     failures: list[str] = []
     seen: Counter[tuple[str, int]] = Counter()
