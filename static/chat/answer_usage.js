@@ -30,9 +30,10 @@ export function usageText(usage, createdAt, now = new Date()) {
   const at = createdAt ? new Date(createdAt) : now;
   const today = utcDay(at) === utcDay(now);
   const thisWeek = utcWeek(at) === utcWeek(now);
-  const day = usage.daily_percent === null ? "no daily limit" : `${percent(usage.daily_percent)} of ${today ? "today" : "that day"}`;
-  const week = usage.weekly_percent === null ? "no weekly limit" : `${percent(usage.weekly_percent)} of ${thisWeek ? "this week" : "that week"}`;
-  return `used ${day} · ${week}`;
+  const parts = [];
+  if (usage.daily_percent !== null) parts.push(`${percent(usage.daily_percent)} of ${today ? "today" : "that day"}`);
+  if (usage.weekly_percent !== null) parts.push(`${percent(usage.weekly_percent)} of ${thisWeek ? "this week" : "that week"}`);
+  return parts.length ? `used ${parts.join(" · ")}` : "Your plan has no usage limits";
 }
 
 export function usageLine(bubble) {

@@ -209,3 +209,37 @@ def test_each_answer_says_what_it_cost_the_limits(pages: Pages, viewport: dict[s
     lines = page.get_by_test_id("answer-usage")
     expect(lines).to_have_text(["used 3 % of today · 0.6 % of this week", "Not charged: the reply failed"])
     screenshot(page, f"answer-usage-{viewport['width']}-{scheme}")
+
+
+def test_the_usage_sentence_rounds_and_names_the_window(pages: Pages) -> None:
+    # given
+    page = pages.open("/copilot", UserFactory(username="alice"))
+    page.wait_for_function("() => window.copilotChat !== undefined")
+    now = "2026-12-02T12:00:00Z"  # a Wednesday
+    cases = [
+        ({"charged": True, "daily_percent": 3.0, "weekly_percent": 0.6}, "2026-12-02T08:00:00Z"),
+        ({"charged": True, "daily_percent": 0.04, "weekly_percent": 12.4}, "2026-12-01T08:00:00Z"),
+        ({"charged": True, "daily_percent": None, "weekly_percent": 0.25}, "2026-11-29T08:00:00Z"),
+        ({"charged": True, "daily_percent": None, "weekly_percent": None}, now),
+        ({"charged": False, "outcome": "failed", "daily_percent": 0, "weekly_percent": 0}, now),
+        ({"charged": False, "outcome": "cancelled", "daily_percent": 0, "weekly_percent": 0}, now),
+        ({"charged": False, "outcome": "completed", "daily_percent": 0, "weekly_percent": 0}, now),
+    ]
+    # when
+    texts = page.evaluate(
+        """async ([cases, now]) => {
+            const m = await import('/static/chat/answer_usage.js');
+            return cases.map(([usage, at]) => m.usageText(usage, at, new Date(now)));
+        }""",
+        [cases, now],
+    )
+    # then
+    assert texts == [
+        "used 3 % of today · 0.6 % of this week",
+        "used <0.1 % of that day · 12 % of this week",
+        "used 0.3 % of that week",
+        "Your plan has no usage limits",
+        "Not charged: the reply failed",
+        "Not charged: stopped before any output",
+        "Not counted against your limits",
+    ]

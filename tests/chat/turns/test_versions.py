@@ -264,3 +264,33 @@ def test_after_a_switch_a_websocket_send_continues_the_shown_branch(stack: str, 
         (4, 1, "user", follow, None),
         (5, 4, "assistant", "B", None),
     ]
+
+
+def test_every_versions_turn_counts_against_the_limits(stack: str) -> None:
+    # given: a daily limit of $0.10, and answers that cost $0.002 each
+    from ratelimits.services import limit_override_set
+    from tests.factories import UserFactory
+
+    alice = person("alice")
+    staff = UserFactory(username="staff", is_staff=True)
+    limit_override_set(
+        user=alice.user, daily_microdollars=100_000, weekly_microdollars=1_000_000, reason="test", actor=staff
+    )
+
+    def priced(text: str) -> str:
+        return fake({"text": text, "usage": {"prompt_tokens": 10, "completion_tokens": 2, "cost": 0.002}})
+
+    _send(stack, alice, "Q " + priced("A"))
+    # when: an edit and a regenerate
+    _version(stack, alice, 0, {"message": "Q2 " + priced("B")})
+    _version(stack, alice, 3, {})
+    # then: three turns metered, 2 % of the day each
+    usage = httpx.get(f"{stack}/api/chat/usage", headers=alice.headers, timeout=10).json()
+    assert (usage["daily"]["percent_used"], usage["weekly"]["percent_used"]) == (6.0, 0.6)
+    assert list(TurnUsage.objects.filter(session=alice.session).values_list("cost_microdollars", flat=True)) == [
+        2000,
+        2000,
+        2000,
+    ]
+    shares = [m["usage"] for m in _detail(stack, alice)["messages"] if m["role"] == "assistant"]
+    assert shares == [{"charged": True, "outcome": "completed", "daily_percent": 2.0, "weekly_percent": 0.2}]
