@@ -23,7 +23,7 @@ from django.db import DatabaseError, transaction
 
 from chat.engine.request import TurnRequest
 from chat.errors import ChatError, SessionNotFound, TurnInProgress
-from chat.models import ChatMessage, ChatSession
+from chat.models import ChatMessage, ChatSession, ModeChoice, ModelChoice
 from chat.services.messages import (
     FOLLOW_LEAF,
     FollowLeaf,
@@ -258,7 +258,10 @@ def turn_auto_continue(*, session_id: str) -> str | None:
 def _choice(session: ChatSession, user: User, *, model: str | None, mode: str | None) -> tuple[str | None, str | None]:
     """The model and mode a turn runs with: what the message asked for (then remembered on
     the chat), else the chat's last choice, else the user's defaults (account page), else
-    None (the site's: `standard`, COPILOT_DEFAULT_MODE)."""
+    None (the site's: `standard`, COPILOT_DEFAULT_MODE). A value that is neither choice
+    (a WebSocket frame's text is not checked against them) counts as no choice."""
+    model = model if model in ModelChoice.values else None
+    mode = mode if mode in ModeChoice.values else None
     session_choice_remember(session=session, model=model, mode=mode)
     return (model or session.model or user.chat_model or None, mode or session.mode or user.chat_mode or None)
 

@@ -3,6 +3,7 @@ each answer (daphne + a real Celery worker + the scripted LLM)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -12,7 +13,7 @@ from django.conf import settings
 from chat.models import ChatMessage, ChatSession
 from chat.turns.registry import turn_meta_get
 from copilot_site.accounts.models import User
-from tests.chat.turns.helpers import Person, fake, person, read_sse, wait_until
+from tests.chat.turns.helpers import Person, WsClient, fake, person, read_sse, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -98,3 +99,25 @@ def test_the_account_page_saves_the_chat_defaults(client: Any, alice: Any) -> No
     page = client.get("/account/").content.decode()
     assert '<option value="advanced" selected>Advanced — ' in page
     assert "uses your" in page
+
+
+def test_a_websocket_send_picks_the_model_and_an_unknown_value_is_no_choice(stack: str, fake_llm: Any) -> None:
+    # given
+    alice = person("alice")
+
+    async def send(frame: dict[str, Any]) -> None:
+        async with WsClient(stack, alice.session.id, alice.headers) as ws:
+            await ws.send({"type": "send", **frame})
+            await ws.until_finish()
+
+    # when: a frame picks the advanced model, then one names values that are no choice
+    asyncio.run(send({"message": "One " + fake({"text": "A."}), "model": "advanced", "mode": "fast"}))
+    wait_until(lambda: (meta := turn_meta_get(alice.session.id)) is None or not meta.is_running)
+    asyncio.run(send({"message": "Two " + fake({"text": "B."}), "model": "huge", "mode": "slow"}))
+    wait_until(lambda: (meta := turn_meta_get(alice.session.id)) is None or not meta.is_running)
+    # then: the chat's choice stands and is used
+    assert _requested_model(fake_llm) == settings.COPILOT_ADVANCED_MODEL
+    session = ChatSession.objects.get(pk=alice.session.pk)
+    assert (session.model, session.mode) == ("advanced", "fast")
+    answers = ChatMessage.objects.filter(session=alice.session, role="assistant").order_by("sequence")
+    assert list(answers.values_list("model", "mode")) == [("advanced", "fast"), ("advanced", "fast")]
