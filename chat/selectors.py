@@ -197,6 +197,12 @@ def session_messages(*, session_id: uuid.UUID | str, leaf_sequence: int | None) 
     return branch_rows(session_id=session_id, sequences=branch.sequences)
 
 
+def session_branch_messages(*, session: ChatSession) -> list[ChatMessage]:
+    """Every row of the session's current branch, root first: what the user sees, and what
+    an export or a shared snapshot of the chat holds (never the other versions)."""
+    return session_messages(session_id=session.pk, leaf_sequence=session.leaf_sequence)
+
+
 def context_snapshot_get(*, session_id: uuid.UUID | str) -> ContextSnapshot | None:
     return ContextSnapshot.objects.filter(session__pk=session_id).first()
 
