@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.http import HttpRequest
 
-from .models import ChatMessage, ChatSession, ContextSnapshot, Memory, TurnUsage
+from .models import ChatMessage, ChatSession, ContextSnapshot, Memory, SharedChat, ToolApproval, TurnUsage
 
 
 class ChatMessageInline(admin.TabularInline[ChatMessage, ChatSession]):
@@ -74,3 +75,44 @@ class MemoryAdmin(admin.ModelAdmin[Memory]):
     @admin.display(description="content")
     def short_content(self, obj: Memory) -> str:
         return obj.content[:80]
+
+
+@admin.register(SharedChat)
+class SharedChatAdmin(admin.ModelAdmin[SharedChat]):
+    """Public share links: staff can see and delete one (which revokes it), never make one
+    (only the owner sees a link's token, once)."""
+
+    list_display = ("id", "title", "owner", "hide_tool_internals", "created_at")
+    list_select_related = ("session__user",)
+    list_filter = ("hide_tool_internals",)
+    search_fields = ("id", "title", "session__id", "session__user__username")
+    raw_id_fields = ("session",)
+    readonly_fields = ("id", "session", "token_hash", "title", "messages", "hide_tool_internals", "created_at")
+
+    @admin.display(description="owner")
+    def owner(self, obj: SharedChat) -> str:
+        return obj.session.user.get_username()
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(ToolApproval)
+class ToolApprovalAdmin(admin.ModelAdmin[ToolApproval]):
+    """Read-only: an approval changes only through the user's decision, its deadline or a stop."""
+
+    list_display = ("id", "tool_name", "status", "reason", "cost_cents", "session", "created_at", "decided_at")
+    list_select_related = ("session",)
+    list_filter = ("status", "reason", "tool_name")
+    search_fields = ("id", "tool_name", "tool_call_id", "session__id")
+    raw_id_fields = ("session",)
+    readonly_fields = (
+        "id", "session", "turn_id", "tool_call_id", "tool_name", "input", "reason", "cost_cents", "status",
+        "decision_reason", "created_at", "expires_at", "decided_at",
+    )  # fmt: skip
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+from . import admin_mcp  # noqa: E402,F401  (the MCP servers' admin)

@@ -31,16 +31,18 @@ from copilot_site.core.serializers import StrictCharField, UnknownKeysRefusedMix
 from ratelimits import user_caps
 
 from .errors import MessageNotFound
-from .models import ChatMessage, ChatSession
+from .models import ChatMessage, ChatSession, ToolApproval
 from .selectors import (
     MAX_SEQUENCE,
     MessagePage,
+    approvals_pending,
     message_page,
     session_get_for_user,
     session_list,
     turn_usage_shares,
     ui_message_page,
 )
+from .services.approvals import approval_decide
 from .services.messages import session_branch_switch
 from .services.sessions import session_create, session_delete, session_rename
 from .services.turns import reap_if_dead, turn_running
@@ -165,6 +167,21 @@ class ActiveTurnOutputSerializer(serializers.Serializer[Any]):
     started_at = serializers.DateTimeField()
 
 
+@extend_schema_serializer(component_name="ToolApproval")
+class ApprovalOutputSerializer(serializers.Serializer[ToolApproval]):
+    id = serializers.UUIDField()
+    tool_call_id = serializers.CharField()
+    tool_name = serializers.CharField()
+    input = serializers.JSONField()
+    reason = serializers.ChoiceField(choices=ToolApproval.Reason.choices, help_text="Why the call asks first.")
+    cost_cents = serializers.IntegerField(help_text="The credit price of one run of the tool.")
+    status = serializers.ChoiceField(choices=ToolApproval.Status.choices)
+    decision_reason = serializers.CharField(help_text="The user's reason, on a denial.")
+    created_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField(help_text="No answer by then counts as a denial.")
+    decided_at = serializers.DateTimeField(allow_null=True)
+
+
 @extend_schema_serializer(component_name="SessionDetail")
 class SessionDetailOutputSerializer(serializers.Serializer[Any]):
     session = SessionOutputSerializer()
@@ -172,6 +189,10 @@ class SessionDetailOutputSerializer(serializers.Serializer[Any]):
     has_more = serializers.BooleanField()
     oldest_sequence = serializers.IntegerField(allow_null=True)
     active_turn = ActiveTurnOutputSerializer(allow_null=True, help_text="The running turn; null on older pages.")
+    pending_approvals = ApprovalOutputSerializer(
+        many=True,
+        help_text="Tool calls of the running turn that wait for the user's Approve / Deny; [] on older pages.",
+    )
 
 
 def _session_data(session: ChatSession) -> dict[str, Any]:
@@ -253,6 +274,10 @@ def _session_detail(session: ChatSession, *, limit: int, before: int | None = No
         "active_turn": (
             {"turn_id": active.turn_id, "started_at": iso_from_unix(active.created_at)} if active else None
         ),
+        "pending_approvals": ApprovalOutputSerializer(
+            approvals_pending(session=session, turn_id=active.turn_id if active else None),  # type: ignore[arg-type]
+            many=True,
+        ).data,
     }
 
 
@@ -623,3 +648,33 @@ class SessionBranchSwitchApi(APIView):
             turn_running=lambda: turn_running(session.pk) is not None,
         )
         return Response(_session_detail(session, limit=50))
+
+
+# --- tools that ask first -----------------------------------------------------------------------
+
+
+class ApprovalDecideApi(APIView):
+    @extend_schema_serializer(component_name="ApprovalDecisionInput")
+    class InputSerializer(UnknownKeysRefusedMixin, serializers.Serializer[Any]):
+        approved = serializers.BooleanField()
+        reason = StrictCharField(required=False, allow_blank=True, max_length=1000)
+
+    @extend_schema(
+        request=InputSerializer, responses={200: ApprovalOutputSerializer, **api_errors(400, 403, 404, 409, 413)}
+    )
+    def post(self, request: Request, session_id: str, approval_id: str) -> Response:
+        """Approve or deny a tool call that waits (its `tool-approval-request` chunk's `approvalId`).
+
+        The waiting turn picks the decision up within a quarter of a second, on whichever
+        worker runs it. 409 when the call is no longer waiting (decided, timed out, stopped);
+        404 for an approval that is not in one of the caller's chats."""
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        approval = approval_decide(
+            user=authenticated_user(request),
+            session_id=session_id,
+            approval_id=approval_id,
+            approved=serializer.validated_data["approved"],
+            reason=serializer.validated_data.get("reason", ""),
+        )
+        return Response(ApprovalOutputSerializer(approval).data)

@@ -100,6 +100,20 @@ def _send(user: User, session_id: str, content: dict[str, Any]) -> Any:
 
 
 @database_sync_to_async  # type: ignore[untyped-decorator]
+def _decide(user: User, session_id: str, content: dict[str, Any]) -> dict[str, Any]:
+    from .services.approvals import approval_decide
+
+    approval = approval_decide(
+        user=user,
+        session_id=session_id,
+        approval_id=content["approval_id"],
+        approved=content["approved"],
+        reason=content.get("reason") or "",
+    )
+    return {"type": "approval_decided", "approval_id": str(approval.pk), "status": approval.status}
+
+
+@database_sync_to_async  # type: ignore[untyped-decorator]
 def _stop(session_id: str) -> dict[str, Any]:
     from .turns.registry import turn_cancel_request
 
@@ -313,7 +327,13 @@ class ChatConsumer(_TurnRelay):
         if problem is not None:
             await self._error("invalid_frame", problem)
             return
-        handler = {"send": self._on_send, "stop": self._on_stop, "resume": self._on_resume}[content["type"]]
+        handlers = {
+            "send": self._on_send,
+            "stop": self._on_stop,
+            "resume": self._on_resume,
+            "approval": self._on_approval,
+        }
+        handler = handlers[content["type"]]
         await handler(content)
 
     async def _on_send(self, content: dict[str, Any]) -> None:
@@ -341,6 +361,14 @@ class ChatConsumer(_TurnRelay):
     async def _on_stop(self, content: dict[str, Any]) -> None:
         result = await _stop(self.session_id)
         await self.send_json({"type": "stopped", **result})
+
+    async def _on_approval(self, content: dict[str, Any]) -> None:
+        try:
+            frame = await _decide(self.scope["user"], self.session_id, content)
+        except ApplicationError as exc:  # 404 / 409, as the HTTP endpoint answers
+            await self.send_json(error_frame(exc))
+            return
+        await self.send_json(frame)
 
     async def _on_resume(self, content: dict[str, Any]) -> None:
         turn_id = await _running_turn(self.session_id)

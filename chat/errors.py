@@ -47,3 +47,37 @@ class NotEditable(ChatError):
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail, extra={"code": self.code})
+
+
+class ShareNotFound(ChatError):
+    status = 404
+    code = "not_found"
+
+    def __init__(self, share_id: object) -> None:
+        super().__init__(f"Share {share_id} not found.")
+
+
+class ApprovalNotFound(ChatError):
+    """No such approval in the user's chat: identical for missing and foreign ids."""
+
+    status = 404
+    code = "not_found"
+
+    def __init__(self, approval_id: object) -> None:
+        super().__init__(f"Approval {approval_id} not found.")
+
+
+class ApprovalAlreadyDecided(ChatError):
+    """The tool call is no longer waiting: decided before, timed out, or its turn was stopped."""
+
+    status = 409
+    code = "approval_decided"
+
+    def __init__(self, status: str) -> None:
+        texts = {
+            "approved": "This tool call was already approved.",
+            "denied": "This tool call was already denied.",
+            "expired": "This tool call is no longer waiting: nobody answered in time, so it was denied.",
+            "cancelled": "This tool call is no longer waiting: its reply was stopped.",
+        }
+        super().__init__(texts.get(status, "This tool call is no longer waiting."), extra={"status": status})

@@ -15,6 +15,12 @@ CLIENT_FRAME_KEYS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     ),
     "stop": (frozenset({"type"}), frozenset({"type"})),
     "resume": (frozenset({"type"}), frozenset({"type", "after"})),
+    # Approve / Deny a tool call that waits (as POST …/approvals/{approval_id});
+    # answered with {"type": "approval_decided", "approval_id", "status"} or an error frame.
+    "approval": (
+        frozenset({"type", "approval_id", "approved"}),
+        frozenset({"type", "approval_id", "approved", "reason"}),
+    ),
 }
 
 
@@ -53,12 +59,14 @@ def validate_client_frame(content: Any) -> str | None:
         return "A frame must be a JSON object."
     frame_type = content.get("type")
     if frame_type not in CLIENT_FRAME_KEYS:
-        return "Unknown frame type; expected send, stop or resume."
+        return "Unknown frame type; expected send, stop, resume or approval."
     if problem := _shape_problem(content, *CLIENT_FRAME_KEYS[frame_type]):
         return problem
     if content.get("delivery") not in (None, "now", "next_turn"):
         return "Field delivery must be now or next_turn."
-    for key in ("message", "client_message_id", "after", "mode", "model"):
+    if "approved" in content and not isinstance(content["approved"], bool):
+        return "Field approved must be true or false."
+    for key in ("message", "client_message_id", "after", "mode", "model", "approval_id", "reason"):
         if key in content and content[key] is not None and not isinstance(content[key], str):
             return f"Field {key} must be a string."
     return None

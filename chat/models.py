@@ -208,3 +208,177 @@ class Memory(models.Model):
 
     def __str__(self) -> str:
         return self.content[:60]
+
+
+class SharedChat(models.Model):
+    """A read-only public link to a snapshot of a chat, served at `/share/<token>`.
+
+    The token is 256 random bits (`secrets.token_urlsafe(32)`), shown to the owner once,
+    when the link is made; only its SHA-256 is stored (`token_hash`), so the database
+    never holds a working link. `messages` is the snapshot: the chat's rows at that moment
+    (the chat API's message fields), without tool calls and outputs when
+    `hide_tool_internals`; later messages never reach it. Revoking deletes the row (the
+    link then answers 404), and so does deleting the chat.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    session = models.ForeignKey(ChatSession, on_delete=models.CASCADE, related_name="shares")
+    token_hash = models.CharField(max_length=64, unique=True)
+    title = models.CharField(max_length=200, blank=True, default="")
+    messages = models.JSONField(default=list)
+    hide_tool_internals = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["session", "-created_at"], name="shared_chat_session_created")]
+
+    def __str__(self) -> str:
+        return f"share of {self.session_id} ({self.created_at:%Y-%m-%d})"
+
+
+class ToolApproval(models.Model):
+    """A tool call that waits for the user's approval before it runs (human in the loop).
+
+    The engine creates the row (status `pending`) before it streams the
+    `tool-approval-request` chunk, then waits for the row to leave `pending`: the
+    user's decision (`POST …/approvals/{id}` or the WebSocket `approval` frame),
+    the deadline (`expired`) or a stop of the turn (`cancelled`). Every change is
+    a conditional update from `pending`, so the first one wins and a second
+    decision is refused (409). Only `approved` runs the tool; every other end is
+    streamed as `tool-output-denied` and told to the model.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        APPROVED = "approved"
+        DENIED = "denied"
+        EXPIRED = "expired"
+        CANCELLED = "cancelled"
+
+    class Reason(models.TextChoices):
+        """Why the call needs approval (see `chat.tools.approval`)."""
+
+        LISTED = "listed", "The tool is in COPILOT_TOOLS_REQUIRING_APPROVAL"
+        TOOL_POLICY = "tool_policy", "The tool's own policy asks first"
+        COST_OVER_THRESHOLD = "cost_over_threshold", "The tool costs more than the user's threshold"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    session = models.ForeignKey(ChatSession, on_delete=models.CASCADE, related_name="tool_approvals")
+    turn_id = models.UUIDField()
+    tool_call_id = models.CharField(max_length=100)
+    tool_name = models.CharField(max_length=100)
+    input = models.JSONField(default=dict, blank=True)
+    reason = models.CharField(max_length=32, choices=Reason.choices)
+    cost_cents = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    decision_reason = models.TextField(blank=True, default="", help_text="The user's reason, on a denial.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["turn_id", "tool_call_id"], name="chat_tool_approval_call_unique"),
+        ]
+        indexes = [models.Index(fields=["session", "status"], name="chat_tool_approval_pending")]
+
+    def __str__(self) -> str:
+        return f"approval {self.id} of {self.tool_name} ({self.status})"
+
+    @property
+    def is_approved(self) -> bool:
+        return self.status == self.Status.APPROVED
+
+
+class ToolApprovalThreshold(models.Model):
+    """The user's own rule: a priced tool whose run costs more than this many credit cents
+    asks first. No row: no threshold (only the operator's list asks). 0: every priced tool asks."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tool_approval_threshold"
+    )
+    threshold_cents = models.PositiveIntegerField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"approval threshold {self.threshold_cents}¢ for {self.user_id}"
+
+
+class McpServer(models.Model):
+    """An MCP server the operator connected (admin or ``COPILOT_MCP_SERVERS``); users never add one.
+
+    ``transport`` is ``streamable-http`` (``url``) or ``stdio`` (``command``: a JSON list,
+    program first, started on the worker's host). Credentials (extra HTTP headers and a
+    bearer token) are kept only in ``secret_encrypted`` (Fernet, key derived from
+    SECRET_KEY: `copilot_site.core.secret_box`) and are never shown again. An empty
+    ``allowed_tiers`` lets every tier use the server. The ``last_*`` fields are the
+    status the worker and the admin's "test connection" record.
+    """
+
+    class Transport(models.TextChoices):
+        STREAMABLE_HTTP = "streamable-http", "Streamable HTTP"
+        STDIO = "stdio", "stdio (a command on the worker's host)"
+
+    name = models.CharField(
+        max_length=32,
+        unique=True,
+        help_text="Short slug: lowercase letters, digits and single hyphens. Tools reach the model as <name>__<tool>.",
+    )
+    transport = models.CharField(max_length=20, choices=Transport.choices, default=Transport.STREAMABLE_HTTP)
+    url = models.URLField(max_length=500, blank=True, default="", help_text="Streamable HTTP endpoint.")
+    command = models.JSONField(
+        default=list, blank=True, help_text='stdio: the command as a JSON list, e.g. ["npx", "server"].'
+    )
+    secret_encrypted = models.TextField(blank=True, default="", editable=False)
+    enabled = models.BooleanField(default=True)
+    timeout_s = models.FloatField(default=30.0, help_text="Seconds to wait for the server on one call.")
+    allowed_tiers = models.JSONField(
+        default=list, blank=True, help_text="Tiers whose users may use this server; empty: every tier."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    last_reachable = models.BooleanField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    last_latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    last_tool_count = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "MCP server"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class McpTool(models.Model):
+    """One tool an MCP server listed; the operator's switches and price live here.
+
+    ``name`` is the server's own name for it, ``exposed_name`` what the model sees
+    (``<server>__<tool>`` sanitised). ``approval_policy`` ``always`` makes every call
+    wait for the user's Approve / Deny (the tool's ``requires_approval``).
+    ``is_listed`` is false when the server's latest list no longer has the tool.
+    """
+
+    class ApprovalPolicy(models.TextChoices):
+        NEVER = "never", "Never ask"
+        ALWAYS = "always", "Always ask the user"
+
+    server = models.ForeignKey(McpServer, on_delete=models.CASCADE, related_name="tools")
+    name = models.CharField(max_length=200)
+    exposed_name = models.CharField(max_length=64)
+    description = models.TextField(blank=True, default="")
+    input_schema = models.JSONField(default=dict, blank=True)
+    enabled = models.BooleanField(default=True)
+    cost_cents = models.PositiveIntegerField(default=0, help_text="Credits (cents) charged per successful run.")
+    approval_policy = models.CharField(max_length=10, choices=ApprovalPolicy.choices, default=ApprovalPolicy.NEVER)
+    is_listed = models.BooleanField(default=True)
+    refused_reason = models.CharField(max_length=300, blank=True, default="")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "MCP tool"
+        constraints = [models.UniqueConstraint(fields=["server", "name"], name="chat_mcptool_server_name_unique")]
+        ordering = ["server_id", "name"]
+
+    def __str__(self) -> str:
+        return self.exposed_name

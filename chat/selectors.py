@@ -10,7 +10,16 @@ from django.core.exceptions import ValidationError
 from django.db.models import Q, QuerySet
 
 from .errors import MessageNotFound, NotEditable, SessionNotFound
-from .models import STOPPED_TEXT, ChatMessage, ChatSession, ContextSnapshot, Memory, TurnUsage
+from .models import (
+    STOPPED_TEXT,
+    ChatMessage,
+    ChatSession,
+    ContextSnapshot,
+    Memory,
+    ToolApproval,
+    ToolApprovalThreshold,
+    TurnUsage,
+)
 
 if TYPE_CHECKING:
     from copilot_site.accounts.models import User
@@ -279,6 +288,30 @@ def turn_usage_shares(*, user_id: int, turn_ids: Iterable[object]) -> dict[str, 
     return shares
 
 
+# ---------------------------------------------------------------- tool approvals
+
+
+def approval_status_get(*, approval_id: object) -> tuple[str, str] | None:
+    """(status, the user's reason) of an approval; the waiting turn's poll (one indexed read)."""
+    row = ToolApproval.objects.filter(pk=str(approval_id)).values_list("status", "decision_reason").first()
+    return (row[0], row[1]) if row is not None else None
+
+
+def approvals_pending(*, session: ChatSession, turn_id: str | None) -> list[ToolApproval]:
+    """The tool calls of the running turn ``turn_id`` that wait for the user's answer, oldest
+    first (none when no turn runs: a turn that died with one pending can no longer run it)."""
+    if turn_id is None:
+        return []
+    rows = ToolApproval.objects.filter(session=session, turn_id=turn_id, status=ToolApproval.Status.PENDING)
+    return list(rows.order_by("created_at"))
+
+
+def approval_threshold_get(*, user: User) -> int | None:
+    """The user's approval threshold in credit cents (None: not set)."""
+    row = ToolApprovalThreshold.objects.filter(user=user).values_list("threshold_cents", flat=True).first()
+    return int(row) if row is not None else None
+
+
 # ---------------------------------------------------------------- the transcript as AI SDK UIMessages
 
 TOOL_UNFINISHED_TEXT = "The tool did not finish."
@@ -318,6 +351,17 @@ def _is_compaction_notice(row: ChatMessage) -> bool:
     return bool(calls) and not (row.content or "").strip() and all(_tool_name(c) == "context_compaction" for c in calls)
 
 
+def _denied_approval(approval: ToolApproval) -> dict[str, Any]:
+    reason = {
+        ToolApproval.Status.EXPIRED: "Nobody answered in time.",
+        ToolApproval.Status.CANCELLED: "The reply was stopped before anyone answered.",
+    }.get(ToolApproval.Status(approval.status), approval.decision_reason)
+    denied: dict[str, Any] = {"id": str(approval.pk), "approved": False}
+    if reason:
+        denied["reason"] = reason
+    return denied
+
+
 class _UIMessageBuilder:
     """Folds rows into UIMessages: every non-user row of one turn (and a follow-up the
     turn drained between its rounds) is one assistant message whose id is the turn id —
@@ -329,10 +373,12 @@ class _UIMessageBuilder:
         skip_turn_id: str | None,
         branch: Branch | None = None,
         shares: dict[str, dict[str, Any]] | None = None,
+        approvals: dict[tuple[str, str], ToolApproval] | None = None,
     ) -> None:
         self.skip_turn_id = skip_turn_id
         self.branch = branch
         self.shares = shares or {}
+        self.approvals = approvals or {}  # (turn id, tool call id) -> its approval
         self.out: list[dict[str, Any]] = []
         self.current: dict[str, Any] | None = None
         self.current_turn: str | None = None
@@ -413,8 +459,17 @@ class _UIMessageBuilder:
                 tool["input"] = {}
                 parts.append(tool)
             tool.pop("errorText", None)
+            approval = self.approvals.get((str(row.turn_id), row.tool_call_id))
+            if approval is not None and not approval.is_approved:
+                # Not run: the user denied it, nobody answered, or the turn stopped (AI SDK 6 state).
+                tool["state"] = "output-denied"
+                tool.pop("output", None)
+                tool["approval"] = _denied_approval(approval)
+                return
             tool["state"] = "output-available"
             tool["output"] = _json_or_text(row.content)
+            if approval is not None:
+                tool["approval"] = {"id": str(approval.pk), "approved": True}
             return
         if row.kind == ChatMessage.Kind.STOPPED:
             parts.append({"type": "data-stopped", "data": {"text": STOPPED_TEXT}})
@@ -510,7 +565,16 @@ def ui_message_page(
     oldest = rows[0].sequence if rows else None
     has_more = oldest is not None and sequences.index(oldest) > 0
     shares = turn_usage_shares(user_id=session.user_id, turn_ids={row.turn_id for row in rows})
-    builder = _UIMessageBuilder(skip_turn_id=running_turn_id, branch=branch, shares=shares)
+    turn_ids = {row.turn_id for row in rows if row.turn_id is not None and row.role == ChatMessage.Role.TOOL}
+    approvals = (
+        {
+            (str(a.turn_id), a.tool_call_id): a
+            for a in ToolApproval.objects.filter(session=session, turn_id__in=turn_ids)
+        }
+        if turn_ids
+        else {}
+    )
+    builder = _UIMessageBuilder(skip_turn_id=running_turn_id, branch=branch, shares=shares, approvals=approvals)
     for row in rows:
         builder.add(row)
     return UIMessagePage(messages=builder.result(), has_more=has_more, oldest_sequence=oldest)

@@ -7,16 +7,20 @@ REST API and follows turns over SSE and the WebSocket.
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
 
 from copilot_site.accounts.model_choice import advanced_cost_note
 from copilot_site.accounts.request_user import authenticated_user
 
 from .errors import SessionNotFound
+from .forms import ApprovalThresholdForm
 from .models import ChatSession, ModelChoice
 from .selectors import session_get_for_user
+from .services.approvals import approval_threshold_set
 
 
 def _get_session_for_user(request: HttpRequest, session_id: str) -> ChatSession:
@@ -43,3 +47,20 @@ def chat_page(request: HttpRequest, session_id: str | None = None) -> HttpRespon
             "default_mode": user.chat_mode or settings.COPILOT_DEFAULT_MODE,
         },
     )
+
+
+@login_required
+@require_POST
+def approval_threshold_set_view(request: HttpRequest) -> HttpResponse:
+    """The account page's approval threshold form; back to the account page with a message."""
+    form = ApprovalThresholdForm(request.POST)
+    if not form.is_valid():
+        errors = "; ".join(str(e) for e in form.errors.get("threshold_cents", [])) or "Enter a whole number of cents."
+        messages.error(request, f"The approval threshold was not saved: {errors}")
+        return redirect("account")
+    threshold = approval_threshold_set(user=authenticated_user(request), threshold_cents=form.threshold())
+    if threshold is None:
+        messages.success(request, "Saved: tools no longer ask first because of their price.")
+    else:
+        messages.success(request, f"Saved: tools costing more than {threshold.threshold_cents}¢ a run ask first.")
+    return redirect("account")

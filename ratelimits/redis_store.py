@@ -250,19 +250,28 @@ class SpendSnapshot:
     """Spend in the pace buckets (this hour and the two before it)."""
     recent_since: datetime | None
     """Start of the oldest non-empty pace bucket; None when there was no recent spend."""
+    known: bool = True
+    """False when this Redis lost the user's windows of this week (rebuild, then read again)."""
 
 
 def read_spend_snapshot(user_id: int, now: datetime) -> SpendSnapshot:
-    """Both windows and the recent pace buckets, in one MGET."""
+    """Both windows, whether they are known here, and the recent pace buckets, in one MGET."""
     current = _hour_start(now)
     hours = [current - timedelta(hours=n) for n in range(PACE_BUCKETS - 1, -1, -1)]  # oldest first
     values = redis_client().mget(
-        daily_key(user_id, now), weekly_key(user_id, now), *(hourly_key(user_id, h) for h in hours)
+        daily_key(user_id, now),
+        weekly_key(user_id, now),
+        known_key(user_id, now),
+        *(hourly_key(user_id, h) for h in hours),
     )
-    buckets = [_as_int(v) for v in values[2:]]
+    buckets = [_as_int(v) for v in values[3:]]
     since = next((h for h, spent in zip(hours, buckets, strict=True) if spent > 0), None)
     return SpendSnapshot(
-        daily=_as_int(values[0]), weekly=_as_int(values[1]), recent_microdollars=sum(buckets), recent_since=since
+        daily=_as_int(values[0]),
+        weekly=_as_int(values[1]),
+        recent_microdollars=sum(buckets),
+        recent_since=since,
+        known=values[2] is not None,
     )
 
 

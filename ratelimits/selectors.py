@@ -335,11 +335,16 @@ def reset_cost_cents() -> int:
 def usage_status(*, user: User, now: datetime | None = None, limits: Limits | None = None) -> UsageStatus:
     """Spend against the account limits, both windows and the pace in one round trip.
 
-    A missing counter counts as 0; a Redis error reads as zero spend (fail open)."""
+    A missing counter counts as 0; a Redis error reads as zero spend (fail open). Windows
+    that Redis lost (a restart that kept nothing) are rebuilt from the database first, as
+    the pre-turn check does, so the usage page never shows a spend of 0 that is not."""
     now = now or timezone.now()
     limits = limits or limits_resolve(user=user)
     try:
         snapshot = redis_store.read_spend_snapshot(user.pk, now)
+        if not snapshot.known:
+            _spend_read_or_rebuild(user.pk, now)
+            snapshot = redis_store.read_spend_snapshot(user.pk, now)
         available = True
     except redis.RedisError:
         logger.warning("Redis unavailable for usage status, reporting zero usage")

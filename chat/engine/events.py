@@ -144,6 +144,33 @@ class ToolOutputAvailableEvent(StreamEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class ToolApprovalRequestEvent(StreamEvent):
+    """The call waits for the user's Approve / Deny (AI SDK 6 ``tool-approval-request``).
+
+    The decision does not travel back through the stream: the client answers with
+    ``POST …/approvals/{approvalId}`` (or the WebSocket ``approval`` frame); the turn
+    then streams the tool's output, or ``tool-output-denied``."""
+
+    type: ClassVar[str] = "tool-approval-request"
+    approval_id: str
+    tool_call_id: str
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"type": self.type, "approvalId": self.approval_id, "toolCallId": self.tool_call_id}
+
+
+@dataclass(frozen=True, slots=True)
+class ToolOutputDeniedEvent(StreamEvent):
+    """The call did not run: the user denied it, nobody answered in time, or the turn stopped."""
+
+    type: ClassVar[str] = "tool-output-denied"
+    tool_call_id: str
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"type": self.type, "toolCallId": self.tool_call_id}
+
+
+@dataclass(frozen=True, slots=True)
 class ErrorEvent(StreamEvent):
     type: ClassVar[str] = "error"
     error_text: str
@@ -227,6 +254,10 @@ _BUILDERS: dict[str, Callable[[Mapping[str, Any]], StreamEvent]] = {
         tool_call_id=str(c["toolCallId"]), tool_name=str(c["toolName"]), input=c.get("input")
     ),
     "tool-output-available": lambda c: ToolOutputAvailableEvent(tool_call_id=str(c["toolCallId"]), output=c["output"]),
+    "tool-approval-request": lambda c: ToolApprovalRequestEvent(
+        approval_id=str(c["approvalId"]), tool_call_id=str(c["toolCallId"])
+    ),
+    "tool-output-denied": lambda c: ToolOutputDeniedEvent(tool_call_id=str(c["toolCallId"])),
     "error": lambda c: ErrorEvent(error_text=str(c["errorText"]), code=""),
     "finish": lambda c: FinishEvent(),
     "data-usage": lambda c: DataUsageEvent(

@@ -111,9 +111,12 @@ class TurnHooks:
     the engine closes its open blocks and finishes as stopped). `drain_pending` is
     called at turn start and at each tool-round boundary; the messages it returns
     are persisted as user rows and shown to the model, and go back through
-    `requeue_pending` if persisting them fails.
+    `requeue_pending` if persisting them fails. `keepalive` is called while the turn
+    waits for the user to approve a tool call: the turn is alive although it streams
+    nothing (the runtime's idle timeout counts from the last call).
     """
 
     cancel: asyncio.Event = field(default_factory=asyncio.Event)
     drain_pending: DrainPending | None = None
     requeue_pending: RequeuePending | None = None
+    keepalive: Callable[[], None] | None = None

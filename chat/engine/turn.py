@@ -27,13 +27,25 @@ from typing import TYPE_CHECKING, Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
+from chat.mcp.tools import mcp_turn_tools
 from chat.models import ChatMessage
 from chat.services import usage as usage_services
 from chat.services.turns import ANSWER_NOT_SAVED_CODE, ANSWER_NOT_SAVED_TEXT, turn_unsaved_mark
-from chat.tools import Tool, ToolContext, enabled_tools, execute_tool, tool_schemas
+from chat.tools import (
+    Tool,
+    ToolContext,
+    ToolRunResult,
+    approval_reason,
+    enabled_tools,
+    execute_tool,
+    tool_cost_cents,
+    tool_preflight,
+    tool_schemas,
+)
 from copilot_site.core import metrics
 from copilot_site.core.sql import connection_released
 
+from .approvals import ApprovalGate, denial_text
 from .context import (
     CONTEXT_COMPACTION_OUTPUT,
     CONTEXT_COMPACTION_TOOL,
@@ -63,9 +75,11 @@ from .events import (
     TextDeltaEvent,
     TextEndEvent,
     TextStartEvent,
+    ToolApprovalRequestEvent,
     ToolInputAvailableEvent,
     ToolInputStartEvent,
     ToolOutputAvailableEvent,
+    ToolOutputDeniedEvent,
 )
 from .failures import failure_text
 from .followups import FollowUpDrain
@@ -149,6 +163,10 @@ class _TurnRunner:
         self.provider_name = ""
         self.user: User | None = None  # the session's owner, once loaded
         self.cost_cap_microdollars = 0
+        self.approval_threshold_cents: int | None = None  # the user's, once loaded
+        self.approvals = ApprovalGate(
+            session_id=self.session_id, turn_id=self.turn_id, cancel=hooks.cancel, keepalive=hooks.keepalive
+        )
         self.llm_messages: list[LLMMessage] = []
         self.tools: dict[str, Tool] = {}
         self.tool_schemas: list[dict[str, Any]] = []
@@ -338,12 +356,15 @@ class _TurnRunner:
 
     async def _setup(self) -> None:
         self.provider_name = self.provider.name
-        self.user, self.cost_cap_microdollars = await sync_to_async(connection_released(self._setup_sync))()
+        self.user, self.cost_cap_microdollars, self.approval_threshold_cents = await sync_to_async(
+            connection_released(self._setup_sync)
+        )()
         self.setup_done = True
         await self.followups.at_start()
 
-    def _setup_sync(self) -> tuple[User, int]:
-        """Load the transcript, open the turn's usage record; the owner and their cost cap."""
+    def _setup_sync(self) -> tuple[User, int, int | None]:
+        """Load the transcript, open the turn's usage record; the owner, their cost cap and
+        their tool approval threshold."""
         session = self.transcript.load(user_id=self.request.user_id)
         usage_services.turn_usage_start(
             turn_id=self.turn_id,
@@ -352,9 +373,10 @@ class _TurnRunner:
             model=self.model,
             provider=self.provider_name,
         )
+        from chat.selectors import approval_threshold_get
         from ratelimits.selectors import turn_cost_cap_get
 
-        return session.user, turn_cost_cap_get(user=session.user)
+        return session.user, turn_cost_cap_get(user=session.user), approval_threshold_get(user=session.user)
 
     async def _prepare_context(self) -> list[StreamEvent]:
         messages, start = self.transcript.messages, self.transcript.current_start
@@ -369,6 +391,8 @@ class _TurnRunner:
             current_llm[-1] = {**current_llm[-1], "content": current_llm[-1]["content"] + suffix}
         system: LLMMessage = {"role": "system", "content": system_prompt()}
         tools = enabled_tools(authenticated=self.user is not None)
+        # The operator's MCP servers that answer now add theirs (a down server only loses its own).
+        tools += await mcp_turn_tools(user=self.user)
         self.tools = {tool.name: tool for tool in tools}
         self.tool_schemas = tool_schemas(tools)
         events: list[StreamEvent] = []
@@ -423,6 +447,7 @@ class _TurnRunner:
                     raise ValueError("arguments must be a JSON object")
             except ValueError as exc:  # JSONDecodeError is a ValueError
                 text = f"Invalid JSON arguments for tool '{call.name}': {exc}"
+                images: list[dict[str, str]] = []
                 metrics.tool_call_count(tool=call.name if call.name in self.tools else "unknown", success=False)
                 yield ToolOutputAvailableEvent(tool_call_id=call.id, output=text, tool_name=call.name, success=False)
             else:
@@ -435,9 +460,32 @@ class _TurnRunner:
                     tool_call_id=call.id,
                     cancel=self.cancel,
                 )
-                result = await execute_tool(
-                    tool=self.tools.get(call.name), name=call.name, arguments=arguments, ctx=ctx
-                )
+                tool = self.tools.get(call.name)
+                result: ToolRunResult | None = None
+                reason = self._approval_reason(tool, arguments)
+                if reason is not None:
+                    result = await tool_preflight(tool=tool, name=call.name, arguments=arguments, ctx=ctx)
+                if reason is not None and result is None:
+                    assert tool is not None  # the preflight refuses an unknown tool
+                    approval = await self.approvals.request(
+                        call_id=call.id,
+                        tool_name=call.name,
+                        arguments=arguments,
+                        reason=reason,
+                        cost_cents=tool_cost_cents(tool),
+                    )
+                    yield ToolApprovalRequestEvent(approval_id=str(approval.pk), tool_call_id=call.id)
+                    decision = await self.approvals.wait(approval)
+                    if not decision.approved:
+                        # Not run, so nothing is charged; the model reads why.
+                        text = denial_text(call.name, decision)
+                        yield ToolOutputDeniedEvent(tool_call_id=call.id)
+                        metrics.tool_call_count(tool=call.name, success=False)
+                        self.transcript.row(ChatMessage.Role.TOOL, text, tool_call_id=call.id, name=call.name)
+                        self.llm_messages.append({"role": "tool", "tool_call_id": call.id, "content": text})
+                        continue
+                if result is None:
+                    result = await execute_tool(tool=tool, name=call.name, arguments=arguments, ctx=ctx)
                 yield ToolOutputAvailableEvent(
                     tool_call_id=call.id, output=result.output, tool_name=call.name, success=result.success
                 )
@@ -445,12 +493,27 @@ class _TurnRunner:
                     tool=call.name if call.name in self.tools else "unknown", success=result.success
                 )
                 text = result.text
+                images = [{"media_type": image.media_type, "data": image.data} for image in result.images]
             self.transcript.row(ChatMessage.Role.TOOL, text, tool_call_id=call.id, name=call.name)
-            self.llm_messages.append({"role": "tool", "tool_call_id": call.id, "content": text})
+            tool_message: dict[str, Any] = {"role": "tool", "tool_call_id": call.id, "content": text}
+            if images:  # this turn only: image parts for providers that take them (rows keep the text)
+                tool_message["images"] = images
+            self.llm_messages.append(tool_message)
         self.tools_ran = True
         self.text_after_last_tool = False
         for event in await self.followups.at_boundary(self.llm_messages):
             yield event
+
+    def _approval_reason(self, tool: Tool | None, arguments: dict[str, Any]) -> str | None:
+        """Why this call asks the user first (chat/tools/approval.py), or None."""
+        if tool is None or self.user is None:
+            return None
+        return approval_reason(
+            tool=tool,
+            cost_cents=tool_cost_cents(tool),
+            threshold_cents=self.approval_threshold_cents,
+            arguments=arguments,
+        )
 
     # ------------------------------------------------------------------ cleanup
 
@@ -477,6 +540,10 @@ class _TurnRunner:
                 except Exception:
                     logger.exception("%s Could not persist the end of the turn", self.log_prefix)
         finally:
+            try:
+                await self.approvals.close_all()
+            except Exception:
+                logger.exception("%s Could not close the turn's pending approvals", self.log_prefix)
             if self._provider is not None:
                 try:
                     await self._provider.aclose()

@@ -24,6 +24,7 @@ from django.db import DatabaseError, transaction
 
 from chat.errors import SessionNotFound
 from chat.models import ChatMessage, ChatSession
+from chat.services.approvals import approvals_close_for_turn
 from chat.services.messages import messages_save_new
 from chat.services.usage import turn_usage_fail
 from chat.turns import scripts as rs
@@ -142,6 +143,7 @@ def turn_fail_orphaned(*, session_id: str, turn_id: str, error: str) -> bool:
     with contextlib.suppress(SessionNotFound):  # deleted meanwhile; turn_record_failure skips it too
         turn_text_save(session_id=session_id, turn_id=turn_id, text=turn_stream_text(turn_id))
     turn_record_failure(session_id=session_id, turn_id=turn_id, error=error)
+    approvals_close_for_turn(turn_id=turn_id)  # a tool call it left waiting can no longer run
     return turn_end_orphaned(session_id=session_id, turn_id=turn_id, error=error)
 
 

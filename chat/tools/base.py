@@ -7,7 +7,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-ToolOutput = str | dict[str, Any] | list[Any]
+
+@dataclass(frozen=True)
+class ToolImage:
+    """An image a tool produced: its media type and base64 data."""
+
+    media_type: str
+    data: str
+
+
+@dataclass(frozen=True)
+class ToolResultWithImages:
+    """What a tool returns when it produced images (MCP tools): ``output`` is the tool output
+    as usual (on the wire, in the row, to every model); ``images`` also go to the model as
+    image parts of the tool result where the provider takes them (Anthropic), in this turn."""
+
+    output: str | dict[str, Any] | list[Any]
+    images: tuple[ToolImage, ...]
+
+
+ToolOutput = str | dict[str, Any] | list[Any] | ToolResultWithImages
 
 
 class ToolError(Exception):
@@ -42,6 +61,9 @@ class Tool:
     cost_cents: ClassVar[int] = 0
     long_running: ClassVar[bool] = False
     requires_auth: ClassVar[bool] = False
+    # Every call waits for the user's Approve / Deny (see chat/tools/approval.py). A tool
+    # source with a stored per-tool policy (MCP) sets it on the instance it builds.
+    requires_approval: bool = False
 
     async def run(self, ctx: ToolContext, **arguments: Any) -> ToolOutput:
         raise NotImplementedError

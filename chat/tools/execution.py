@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -16,7 +16,7 @@ from billing import selectors as billing_selectors
 from billing import services as billing_services
 from billing.errors import InsufficientCredits
 
-from .base import Tool, ToolContext, ToolError, ToolOutput, validate_arguments
+from .base import Tool, ToolContext, ToolError, ToolImage, ToolOutput, ToolResultWithImages, validate_arguments
 from .registry import tool_cost_cents
 
 logger = logging.getLogger(__name__)
@@ -30,11 +30,13 @@ class ToolCancelled(Exception):
 
 @dataclass(frozen=True)
 class ToolRunResult:
-    """``output`` goes on the wire (str or JSON value); ``text`` is the tool row's content."""
+    """``output`` goes on the wire (str or JSON value); ``text`` is the tool row's content;
+    ``images`` go to the model as image parts where the provider takes them."""
 
     output: Any
     text: str
     success: bool
+    images: tuple[ToolImage, ...] = ()
 
 
 def _cap_seconds() -> float:
@@ -73,6 +75,8 @@ def failed(text: str) -> ToolRunResult:
 
 def succeeded(output: ToolOutput) -> ToolRunResult:
     """Strings pass through; objects are JSON for the row, and stay objects on the wire unless cut."""
+    if isinstance(output, ToolResultWithImages):
+        return replace(succeeded(output.output), images=output.images)
     if isinstance(output, str):
         text = truncate_output(output)
         return ToolRunResult(output=text, text=text, success=True)
@@ -164,18 +168,32 @@ async def _run_capped(tool: Tool, ctx: ToolContext, arguments: dict[str, Any]) -
     raise TimeoutError
 
 
-async def execute_tool(*, tool: Tool | None, name: str, arguments: dict[str, Any], ctx: ToolContext) -> ToolRunResult:
-    """One tool call, start to end. Every failure becomes a failed output, never an exception
-    (except the caller's own cancellation)."""
+async def tool_preflight(
+    *, tool: Tool | None, name: str, arguments: dict[str, Any], ctx: ToolContext
+) -> ToolRunResult | None:
+    """The failed output of a call that cannot run (unknown tool, invalid arguments, not
+    enough credits), or None when it can. `execute_tool` starts with it; the engine also
+    asks it before it asks the user to approve a call, so nobody approves a doomed call."""
     if tool is None:
         return failed(f"Tool execution error: unknown tool '{name}'")
     try:
-        checked = validate_arguments(tool.parameters, arguments)
+        validate_arguments(tool.parameters, arguments)
     except ToolError as exc:
         return failed(f"Tool execution error: {exc}")
-    cost = tool_cost_cents(tool)
-    if not await _has_credit_for(ctx, cost):
+    if not await _has_credit_for(ctx, tool_cost_cents(tool)):
         return failed(f"Insufficient credits to run {name}.")
+    return None
+
+
+async def execute_tool(*, tool: Tool | None, name: str, arguments: dict[str, Any], ctx: ToolContext) -> ToolRunResult:
+    """One tool call, start to end. Every failure becomes a failed output, never an exception
+    (except the caller's own cancellation)."""
+    refused = await tool_preflight(tool=tool, name=name, arguments=arguments, ctx=ctx)
+    if refused is not None:
+        return refused
+    assert tool is not None  # the preflight refuses an unknown tool
+    checked = validate_arguments(tool.parameters, arguments)
+    cost = tool_cost_cents(tool)
 
     input_keys = sorted(arguments)
     produced = False

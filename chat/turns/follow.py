@@ -34,6 +34,8 @@ WIRE_TYPES = frozenset(
         "start", "start-step", "finish-step", "text-start", "text-delta", "text-end",
         "reasoning-start", "reasoning-delta", "reasoning-end", "tool-input-start",
         "tool-input-available", "tool-output-available", "error", "finish",
+        # tools that ask first (AI SDK 6 chunks; only when approvals are switched on)
+        "tool-approval-request", "tool-output-denied",
     }
 )  # fmt: skip
 

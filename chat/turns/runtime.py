@@ -120,12 +120,15 @@ async def _run_with_guards(client: Any, request: TurnRequest, owner_token: str, 
         )
         return outcome
     cancel_event = asyncio.Event()
+    guard = _TurnGuard(session_id, turn_id, owner_token, cancel_event, outcome)
     hooks = TurnHooks(
-        cancel=cancel_event, drain_pending=_drain_hook(session_id), requeue_pending=_requeue_hook(session_id)
+        cancel=cancel_event,
+        drain_pending=_drain_hook(session_id),
+        requeue_pending=_requeue_hook(session_id),
+        keepalive=guard.touch,
     )
     stream = engine(request, hooks)
     publisher = _Publisher(turn_id, arrived_at=request.arrived_at or time.time())
-    guard = _TurnGuard(session_id, turn_id, owner_token, cancel_event, outcome)
     try:
         guard.start(time.monotonic() + settings.COPILOT_TURN_TIME_LIMIT_S)
         iterator = stream.__aiter__()
@@ -211,6 +214,8 @@ class _Publisher:
         self.appender = rs.loop_appender()
         self.turn_id = turn_id
         self.first_token_due = arrived_at  # 0 once the first token is out (time to first token)
+        self.last_ms = 0
+        self.count = 0
 
     def close_open_blocks(self) -> None:
         for event in self.folded.closing_events():
@@ -221,7 +226,11 @@ class _Publisher:
             metrics.first_token_observe(arrived_at=self.first_token_due)
             self.first_token_due = 0.0
         self.folded.add_wire(chunk)
-        self.appender.append(self.turn_id, json.dumps(chunk, separators=(",", ":")))
+        # The chunk's log id: the append time in ms (never below the last one's) and the
+        # chunk's number in the turn, so ids only grow and a resend keeps its id.
+        self.last_ms = max(self.last_ms, int(time.time() * 1000))
+        self.count += 1
+        self.appender.append(self.turn_id, json.dumps(chunk, separators=(",", ":")), f"{self.last_ms}-{self.count}")
 
 
 class _TurnGuard:
@@ -256,6 +265,10 @@ class _TurnGuard:
         self.timers.append(self.loop.call_later(time_left, self._time_up))
         self.timers.append(self.loop.call_later(settings.COPILOT_STREAM_IDLE_TIMEOUT_S, self._check_idle))
         supervisor().add(self)
+
+    def touch(self) -> None:
+        """The engine is alive although it streams nothing (it waits for a tool approval)."""
+        self.last_progress = self.loop.time()
 
     def stop(self) -> None:
         supervisor().remove(self)
@@ -432,7 +445,11 @@ def warm_up() -> None:
 
     for model in {django_settings.COPILOT_MODEL, django_settings.COPILOT_ADVANCED_MODEL}:
         encoding_for(model).encode("warm up")
-    shared_loop.loop()
+    loop = shared_loop.loop()
+    # The operator's MCP servers start connecting now, in the background (chat.mcp.pool).
+    from chat.mcp.tools import mcp_connections_warm
+
+    asyncio.run_coroutine_threadsafe(mcp_connections_warm(), loop)
     # The turn loop shares the GIL with threads doing ORM work; CPython's default
     # 5 ms switch interval lets one such call delay every live stream by up to 5 ms.
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)

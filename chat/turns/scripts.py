@@ -17,6 +17,7 @@ Key map:
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import logging
@@ -158,13 +159,20 @@ return ours
 """
 
 
-# Append a chunk to a turn's stream, refresh its TTL, and announce it on the
-# turn's live channel with its entry id, in one step: listeners take live chunks
-# from one pub/sub connection per process instead of an XREAD per socket, and
-# the log stays the source of truth for replay. KEYS: stream; ARGV: channel,
-# data, ttl. Returns the entry id.
+# Append a chunk to a turn's stream under the id its worker gave it, refresh the
+# TTL, and announce it on the turn's live channel with its id, in one step:
+# listeners take live chunks from one pub/sub connection per process instead of an
+# XREAD per socket, and the log stays the source of truth for replay. An id at or
+# below the log's last one is a chunk the log already has (the worker resends what
+# Redis may have lost, see `StreamAppender`): nothing is written or announced
+# again. KEYS: stream; ARGV: channel, data, ttl, id ("*" lets Redis choose).
+# Returns the entry id, or nil for a chunk already in the log.
 STREAM_APPEND = """
-local id = redis.call('XADD', KEYS[1], '*', 'data', ARGV[2])
+local id = redis.pcall('XADD', KEYS[1], ARGV[4], 'data', ARGV[2])
+if type(id) == 'table' and id.err then
+  if string.find(id.err, 'equal or smaller', 1, true) then return false end
+  return redis.error_reply(id.err)
+end
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
 redis.call('PUBLISH', ARGV[1], id .. ' ' .. ARGV[2])
 return id
@@ -181,18 +189,18 @@ def resp_command(*args: bytes) -> bytes:
     return b"*%d\r\n" % len(args) + b"".join(resp_bulk(arg) for arg in args)
 
 
-# `EVAL STREAM_APPEND 1 key channel data ttl` in RESP, packed by hand: redis-py's
+# `EVAL STREAM_APPEND 1 key channel data ttl id` in RESP, packed by hand: redis-py's
 # generic packer (an encode and type checks per argument) was the largest single
 # cost in the worker's per-chunk profile. The constant parts are packed once.
-_APPEND_HEAD = b"*7\r\n" + resp_bulk(b"EVAL") + resp_bulk(STREAM_APPEND.encode()) + resp_bulk(b"1")
-_APPEND_TAIL = resp_bulk(str(TURN_TTL_S).encode())
+_APPEND_HEAD = b"*8\r\n" + resp_bulk(b"EVAL") + resp_bulk(STREAM_APPEND.encode()) + resp_bulk(b"1")
+_APPEND_TTL = resp_bulk(str(TURN_TTL_S).encode())
 
 
-def pack_stream_append(key: str, channel: str, data: str) -> bytes:
+def pack_stream_append(key: str, channel: str, data: str, entry_id: str = "*") -> bytes:
     """One stream append as the bytes `conn.pack_command("EVAL", STREAM_APPEND, 1, key,
-    channel, data, TURN_TTL_S)` makes, without its per-argument work."""
-    k, c, d = key.encode(), channel.encode(), data.encode()
-    return b"%s$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n%s" % (
+    channel, data, TURN_TTL_S, entry_id)` makes, without its per-argument work."""
+    k, c, d, i = key.encode(), channel.encode(), data.encode(), entry_id.encode()
+    return b"%s$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n%s$%d\r\n%s\r\n" % (
         _APPEND_HEAD,
         len(k),
         k,
@@ -200,7 +208,9 @@ def pack_stream_append(key: str, channel: str, data: str) -> bytes:
         c,
         len(d),
         d,
-        _APPEND_TAIL,
+        _APPEND_TTL,
+        len(i),
+        i,
     )
 
 
@@ -269,30 +279,49 @@ class StreamAppender:
     the loop is (`make bench`: the old send-then-wait pipeline was the largest
     part of the worker's p99 under load).
 
-    `drain()` waits until Redis has answered every chunk appended so far
-    (completion publishes `finish` on another connection, after it). The script
-    is sent as EVAL, not EVALSHA: Redis caches it by hash either way, and no
-    SCRIPT FLUSH or restart can fail a chunk and force a resend out of order.
-    Redis errors are logged and the chunks concerned dropped: a broken log never
-    stops a turn (listeners re-read what the log has).
+    Nothing is dropped when the connection fails (Redis restarted, failed over,
+    or dropped the connection): the writer reconnects with back-off and sends
+    again, in order and before anything newer, every chunk Redis has not answered
+    and every chunk it answered in the last RESEND_WINDOW_S (a restarted Redis
+    that keeps nothing has lost those too, and a listener may have missed them
+    live). Each chunk carries the id its worker gave it (`_Publisher`), and the
+    script skips an id the log already has, so a resend never writes or
+    announces a chunk twice. While a turn runs its worker is the only writer of
+    its log; completion appends after `drain()`. Only when Redis stays
+    unreachable for GIVE_UP_S are the waiting chunks dropped (logged).
+
+    `drain()` waits until Redis has answered every chunk appended so far (at most
+    DRAIN_TIMEOUT_S; completion publishes `finish` on another connection, after
+    it). The script is sent as EVAL, not EVALSHA: Redis caches it by hash either
+    way, and no SCRIPT FLUSH or restart can fail a chunk.
     """
 
     DRAIN_TIMEOUT_S = 10.0
+    RESEND_WINDOW_S = 5.0
+    GIVE_UP_S = 30.0
+    RECONNECT_BACKOFF_S = (0.05, 0.1, 0.25, 0.5, 1.0)
 
     def __init__(self, client: aioredis.Redis[bytes]) -> None:
         self.client = client
-        self.pending: list[tuple[str, str, str]] = []
-        self.sent = 0  # chunks handed to the connection
-        self.answered = 0  # chunks Redis answered (or that were dropped)
+        self.pending: list[tuple[int, bytes]] = []  # (index, packed command), oldest first
+        self.appended = 0  # index of the last chunk appended (1-based)
+        self.sent = 0  # index of the last chunk handed to a connection
+        self.answered = 0  # every chunk up to this index is answered (or was given up)
+        self.inflight: collections.deque[int] = collections.deque()  # indexes the connection owes replies for
+        self.recent: collections.deque[tuple[float, int, bytes]] = collections.deque()  # sent, kept for a resend
         self.waiters: list[tuple[int, asyncio.Future[None]]] = []
         self.wake: asyncio.Future[None] | None = None
         self.writer: asyncio.Task[None] | None = None
         self.reader: asyncio.Task[None] | None = None
         self.conn: aioredis.Connection | None = None
         self.failures = 0
+        self.resent = 0
 
-    def append(self, turn_id: str, data: str) -> None:
-        self.pending.append((turn_stream_key(turn_id), turn_live_channel(turn_id), data))
+    def append(self, turn_id: str, data: str, entry_id: str) -> None:
+        """Queue one chunk under `entry_id` (``"<ms>-<n>"``, above the turn's last one)."""
+        self.appended += 1
+        packed = pack_stream_append(turn_stream_key(turn_id), turn_live_channel(turn_id), data, entry_id)
+        self.pending.append((self.appended, packed))
         if self.writer is None or self.writer.done():
             self.writer = asyncio.get_running_loop().create_task(self._write_forever())
         elif self.wake is not None and not self.wake.done():
@@ -300,7 +329,7 @@ class StreamAppender:
 
     async def drain(self) -> None:
         """Wait until Redis has answered every chunk appended so far (at most DRAIN_TIMEOUT_S)."""
-        target = self.sent + len(self.pending)
+        target = self.appended
         if self.answered >= target:
             return
         waiter = asyncio.get_running_loop().create_future()
@@ -321,25 +350,46 @@ class StreamAppender:
 
     async def _write_forever(self) -> None:
         loop = asyncio.get_running_loop()
+        down_since: float | None = None
+        attempts = 0
         while True:
             if not self.pending:
                 self.wake = loop.create_future()
                 await self.wake
                 continue
-            batch, self.pending = self.pending, []
-            self.sent += len(batch)  # counted before the write: a failure drops them with the rest owed
-            conn = None
             try:
                 conn = await self._connection()
-                packed = [pack_stream_append(key, channel, data) for key, channel, data in batch]
-                await conn.send_packed_command(packed, check_health=False)
+            except (redis.RedisError, OSError):
+                now = loop.time()
+                down_since = now if down_since is None else down_since
+                if now - down_since >= self.GIVE_UP_S:
+                    self._give_up()
+                    down_since, attempts = None, 0
+                    continue
+                await asyncio.sleep(self.RECONNECT_BACKOFF_S[min(attempts, len(self.RECONNECT_BACKOFF_S) - 1)])
+                attempts += 1
+                continue
+            down_since, attempts = None, 0
+            batch, self.pending = self.pending, []
+            now = loop.time()
+            for index, packed in batch:
+                self.inflight.append(index)
+                self.recent.append((now, index, packed))
+            self.sent = max(self.sent, batch[-1][0])
+            self._forget_old(now)
+            try:
+                await conn.send_packed_command([packed for _, packed in batch], check_health=False)
             except (redis.RedisError, OSError):
                 self._lost(conn, "write")
 
     async def _connection(self) -> aioredis.Connection:
         if self.conn is None:
             conn = self.client.connection_pool.make_connection()
-            await conn.connect()
+            try:
+                await conn.connect()
+            except BaseException:
+                await conn.disconnect(nowait=True)
+                raise
             self.conn = conn
             self.reader = asyncio.get_running_loop().create_task(self._read(conn))
         return self.conn
@@ -354,27 +404,53 @@ class StreamAppender:
             except (redis.RedisError, OSError):
                 self._lost(conn, "read")
                 return
-            self.answered += 1
+            if self.conn is not conn:
+                return
+            if self.inflight:
+                self.answered = max(self.answered, self.inflight.popleft())
             if self.waiters:
                 self._wake_drainers()
 
+    def _forget_old(self, now: float) -> None:
+        """Stop keeping answered chunks older than the resend window."""
+        recent, cutoff = self.recent, now - self.RESEND_WINDOW_S
+        while recent and recent[0][0] < cutoff and recent[0][1] <= self.answered:
+            recent.popleft()
+
     def _lost(self, conn: aioredis.Connection | None, where: str) -> None:
-        """The connection failed: what it still owed is dropped, the next batch reconnects."""
+        """The connection failed: what it owed, and what Redis may have lost, goes out
+        again on the next connection, before anything newer."""
         if conn is not None and self.conn is not conn:
             return  # already handled
         self.failures += 1
-        dropped = self.sent - self.answered
+        self.conn = None
+        self.inflight.clear()
+        resend = [(index, packed) for _, index, packed in self.recent]
+        self.recent.clear()
+        self.resent += len(resend)
+        self.pending = resend + self.pending
         logger.warning(
-            "[stream_and_publish] Redis connection lost on %s; %d chunk(s) may be missing from the log",
+            "[stream_and_publish] Redis connection lost on %s; sending %d chunk(s) again",
             where,
-            dropped,
+            len(resend),
             exc_info=self.failures == 1,
         )
-        self.conn = None
-        self.answered = self.sent
-        self._wake_drainers()
         if conn is not None:
             asyncio.get_running_loop().create_task(conn.disconnect(nowait=True))
+        if self.pending and self.wake is not None and not self.wake.done():
+            self.wake.set_result(None)
+
+    def _give_up(self) -> None:
+        logger.error(
+            "[stream_and_publish] Redis unreachable for %.0f s; %d chunk(s) dropped from the live log "
+            "(the transcript keeps them)",
+            self.GIVE_UP_S,
+            len(self.pending),
+        )
+        self.pending = []
+        self.recent.clear()
+        self.answered = self.sent = self.appended
+        self._wake_drainers()
 
     def _wake_drainers(self) -> None:
         still = []

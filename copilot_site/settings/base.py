@@ -167,7 +167,10 @@ else:
     else:
         _db.setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
         _db["DISABLE_SERVER_SIDE_CURSORS"] = True
+    # With the pool: the pool checks each connection it hands out, and after a
+    # database restart drops all the dead ones at once (copilot_site.core.postgresql).
     _db["CONN_HEALTH_CHECKS"] = True
+    _db["ENGINE"] = "copilot_site.core.postgresql"
     _db["TEST"] = {"NAME": f"test_{_db['NAME']}"}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -571,3 +574,35 @@ if PROMETHEUS_MULTIPROC_DIR:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = PROMETHEUS_MULTIPROC_DIR
 else:
     os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+
+# --- Tools that ask first (human in the loop; chat/tools/approval.py) ---------------
+# Tool names whose every call waits for the user's Approve / Deny, e.g. ["web_fetch"].
+# Also asked, whatever this list says: a priced tool whose run costs more than the
+# threshold the user set on the account page. Empty list and no threshold: no client
+# ever sees an approval chunk.
+COPILOT_TOOLS_REQUIRING_APPROVAL = env.json("COPILOT_TOOLS_REQUIRING_APPROVAL", default=[])
+# Seconds a tool call waits for the user's answer; then it counts as denied.
+COPILOT_APPROVAL_TIMEOUT_S = env.float("COPILOT_APPROVAL_TIMEOUT_S", default=600.0)
+# How often the waiting turn reads its approval row (the decision lands within this).
+COPILOT_APPROVAL_POLL_S = env.float("COPILOT_APPROVAL_POLL_S", default=0.25)
+
+
+# --- MCP servers (chat.mcp) -------------------------------------------------------------
+# https://modelcontextprotocol.io/specification — the operator's MCP servers, whose tools
+# join the built-ins as <server>__<tool>. Seeds McpServer rows on `migrate` (and with
+# `manage.py mcp_seed`) when no server of that name exists; the admin owns them after that.
+# [{"name": "docs", "transport": "streamable-http", "url": "http://127.0.0.1:9000/mcp",
+#   "headers": {}, "bearer_token": "", "timeout_s": 30, "allowed_tiers": []},
+#  {"name": "files", "transport": "stdio", "command": ["npx", "-y", "some-mcp-server"], "env": {"API_KEY": "…"}}]
+COPILOT_MCP_SERVERS = env.json("COPILOT_MCP_SERVERS", default=[])
+# How long a server's tools/list stays cached in Redis (a list_changed notification refreshes it sooner).
+COPILOT_MCP_TOOLS_CACHE_TTL_S = env.int("COPILOT_MCP_TOOLS_CACHE_TTL_S", default=300)
+# A server heard from within this many seconds is not pinged again at a turn's start.
+COPILOT_MCP_HEALTH_TTL_S = env.float("COPILOT_MCP_HEALTH_TTL_S", default=5.0)
+# The longest a turn's start waits for a server to answer a ping or (re)connect.
+COPILOT_MCP_CONNECT_WAIT_S = env.float("COPILOT_MCP_CONNECT_WAIT_S", default=3.0)
+# Reconnection back-off doubles from 1 s up to this.
+COPILOT_MCP_RECONNECT_MAX_S = env.float("COPILOT_MCP_RECONNECT_MAX_S", default=30.0)
+# A tool whose input schema is longer than this (JSON characters) is refused; descriptions are cut.
+COPILOT_MCP_SCHEMA_MAX_CHARS = env.int("COPILOT_MCP_SCHEMA_MAX_CHARS", default=16_000)
+COPILOT_MCP_DESCRIPTION_MAX_CHARS = env.int("COPILOT_MCP_DESCRIPTION_MAX_CHARS", default=1_024)

@@ -16,3 +16,8 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed on
 # reads STATIC_ROOT and warns when it is missing.
 WHITENOISE_USE_FINDERS = True
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+
+# MCP: ping servers at every turn's start (a server stopped between two turns is noticed
+# by the next one) and retry a down server at least every 2 s.
+COPILOT_MCP_HEALTH_TTL_S = 0.0
+COPILOT_MCP_RECONNECT_MAX_S = 2.0

@@ -7,8 +7,11 @@
 // already partly shown, a replay filter (replay.js) skips what is on screen.
 import { api, csrfToken, errorText, formatTime, timeUntil, uuid } from "../site/http.js";
 import { refreshUsage, resetDaily, resetOffer } from "../site/usage.js";
+import { installApprovals } from "./approvals.js";
 import { applyChunk, carryReasoningTimes, insertPromoted, newAssistantBubble, rowsToBubbles, turnRegion } from "./model.js";
 import { createReplayFilter } from "./replay.js";
+import { initSearch } from "./search.js";
+import { initTranscriptTools } from "./share.js";
 import { ChatSocket, backoffDelay, compareEventIds, readSse } from "./transport.js";
 import { usageLine } from "./answer_usage.js";
 import { composerChoice, showChoice } from "./picker.js";
@@ -57,6 +60,7 @@ const list = new MessageList(els.list, {
     if (isEditing(bubble)) editBubble(bubble, article);
   },
 });
+installApprovals(els.list, () => S.sessionId); // Approve / Deny of tool calls that ask first
 let generation = 0;
 let S = null;
 const sidebar = { sessions: [], total: 0, loading: false };
@@ -235,6 +239,7 @@ async function openSession(sessionId, { history = null } = {}) {
   showNotice("");
   setRunning(false);
   markActiveSession();
+  transcriptTools.sessionChanged(sessionId);
   if (!sessionId) {
     setTitle("");
     showChoice(null);
@@ -599,6 +604,7 @@ async function ensureSession() {
     return false;
   }
   S.sessionId = created.body.id;
+  transcriptTools.sessionChanged(S.sessionId);
   setTitle(created.body.title);
   window.history.replaceState({ sessionId: S.sessionId }, "", sessionUrl(S.sessionId));
   els.empty.hidden = true;
@@ -1233,6 +1239,20 @@ function closeSidebar() {
   els.sidebarToggle.setAttribute("aria-expanded", "false");
   root.classList.remove("sidebar-open");
 }
+function openSidebar() {
+  els.sidebarToggle.setAttribute("aria-expanded", "true");
+  root.classList.add("sidebar-open");
+}
+// Search over the sidebar, and export/share in the toolbar (search.js, share.js).
+initSearch(root, {
+  openSession: (id) => {
+    if (!S || id !== S.sessionId) openSession(id, { history: "push" });
+  },
+  openSidebar,
+  closeSidebar,
+  sessionUrl,
+});
+const transcriptTools = initTranscriptTools(root);
 document.addEventListener("keydown", (event) => {
   if (event.key !== "Escape" || event.defaultPrevented) return;
   if (root.classList.contains("sidebar-open")) {

@@ -204,6 +204,23 @@ export function applyChunk(bubble, chunk, now = Date.now()) {
       part.state = "running";
       return { structural: true };
     }
+    case "tool-approval-request": {
+      // The call waits for the user's Approve / Deny (approvals.js).
+      const part = findPart(bubble, "tool", chunk.toolCallId);
+      if (part) {
+        part.state = "approval";
+        part.approvalId = chunk.approvalId;
+      }
+      return { structural: true };
+    }
+    case "tool-output-denied": {
+      const part = findPart(bubble, "tool", chunk.toolCallId);
+      if (part) {
+        part.state = "denied";
+        part.endedAt = now;
+      }
+      return { structural: true };
+    }
     case "tool-output-available": {
       let part = findPart(bubble, "tool", chunk.toolCallId);
       if (!part) {
@@ -227,7 +244,7 @@ export function applyChunk(bubble, chunk, now = Date.now()) {
       bubble.live = false;
       for (const part of bubble.parts) {
         if (part.kind === "reasoning" || part.kind === "text") part.done = true;
-        if (part.kind === "tool" && part.state !== "done") part.state = "incomplete";
+        if (part.kind === "tool" && part.state !== "done" && part.state !== "denied") part.state = "incomplete";
       }
       bubble.durationMs = bubble.durationMs || now - (bubble.startedAt || now);
       return { structural: true };
@@ -270,11 +287,16 @@ function firstLine(text) {
 }
 
 const FAILURE_PREFIXES = ["Tool execution error", "Invalid JSON arguments", "Tool '"];
+// The tool results of calls that asked first and did not run (chat/engine/approvals.py).
+const DENIAL_PATTERN = /^(The user denied running tool '|The user did not answer the request to run tool '|Tool '[^']*' was not run: the user stopped)/;
 
 // How it ended, in one line: "completed", "status code 127 · …", "Timed out after 120s", "failed · …".
 export function toolOutcome(part, { live = false } = {}) {
   if (part.state === "input") return { label: "preparing…", tone: "running" };
   if (part.state === "running") return { label: "running…", tone: "running" };
+  if (part.state === "approval") return { label: "waiting for your approval", tone: "running" };
+  if (part.state === "denied") return { label: "denied", tone: "error" };
+  if (typeof part.output === "string" && DENIAL_PATTERN.test(part.output)) return { label: "denied", tone: "error" };
   if (part.state === "incomplete" || part.output === undefined) {
     return live ? { label: "running…", tone: "running" } : { label: "did not finish", tone: "muted" };
   }

@@ -76,6 +76,14 @@ export function createReplayFilter(shownParts) {
       return catchUp(chunk);
     }
 
+    if (type === "tool-approval-request" || type === "tool-output-denied") {
+      // A call that asked first (approvals.js): dropped once the page shows how it ended,
+      // applied (without ending the match) while the page still shows it waiting.
+      const part = tools.get(chunk.toolCallId);
+      if (part) return part.output !== undefined || part.state === "done" || part.state === "denied" ? null : chunk;
+      return catchUp(chunk);
+    }
+
     if (type === "tool-output-available") {
       const part = tools.get(chunk.toolCallId);
       if (part && part.output !== undefined && part.state === "done") {

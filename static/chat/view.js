@@ -1,7 +1,9 @@
 // DOM for the message list. Bubbles are keyed by object: an unchanged bubble keeps its
 // element; a structural change rebuilds that one bubble; streamed text only touches
 // its own part (MarkdownView re-renders just the unfinished block), once per frame.
+import { approvalBox } from "./approvals.js";
 import { MarkdownView } from "./markdown.js";
+import { toolLabel } from "./mcp.js";
 import { prettyValue, seconds, toolOutcome, toolSummary } from "./model.js";
 
 function el(tag, attrs = {}, ...children) {
@@ -135,7 +137,8 @@ export class MessageList {
     const answer = parts.slice(split);
     if (steps.length) {
       const key = `${bubble.key}:steps`;
-      const open = this.open.has(key) ? this.open.get(key) : bubble.live;
+      const asking = steps.some((p) => p.state === "approval"); // never hide an Approve / Deny box
+      const open = asking || (this.open.has(key) ? this.open.get(key) : bubble.live);
       const tools = steps.filter((p) => p.kind === "tool").length;
       const id = nextId("steps");
       const toggle = el(
@@ -216,11 +219,13 @@ export class MessageList {
     }
     const open = this.open.get(key) === true;
     const outcome = toolOutcome(part, { live: bubble.live });
+    const label = toolLabel(part.name);
     const id = nextId("tool");
     const body = el("div", { class: "tool-body", id, hidden: !open });
     if (part.input !== undefined) body.append(el("div", { class: "tool-section" }, el("h4", { text: "Input" }), el("pre", { text: prettyValue(part.input) })));
     if (part.output !== undefined) body.append(el("div", { class: "tool-section" }, el("h4", { text: "Output" }), el("pre", { text: prettyValue(part.output) })));
     if (!body.childNodes.length) body.append(el("p", { class: "muted small", text: "No details yet." }));
+    const asking = part.state === "approval" && bubble.live ? approvalBox(part) : null;
     return el(
       "div",
       { class: `tool tone-${outcome.tone}`, "data-testid": "tool-row", "data-tool-name": part.name, "data-state": part.state },
@@ -229,11 +234,13 @@ export class MessageList {
         { type: "button", class: "disclosure tool-toggle", "aria-expanded": String(open), "aria-controls": id, "data-open-key": key },
         el("span", { class: "chevron", "aria-hidden": "true", text: "▸" }),
         el("span", { class: "tool-icon", "aria-hidden": "true", text: outcome.tone === "running" ? "◌" : outcome.tone === "error" ? "✕" : "✓" }),
-        el("span", { class: "tool-name", text: part.name }),
+        el("span", { class: "tool-name", text: label.tool }),
+        label.server ? el("span", { class: "tool-server muted small", "data-testid": "tool-server", title: `From the MCP server ${label.server}`, text: `· ${label.server}` }) : null,
         el("span", { class: "tool-summary", text: toolSummary(part) }),
         el("span", { class: "tool-status", "data-testid": "tool-status", text: outcome.label }),
       ),
       body,
+      asking,
     );
   }
 

@@ -505,10 +505,15 @@ async def test_cancellation_during_the_charge_bills_exactly_once(alice: Any) -> 
     real_spend = billing_services.credits_spend
     charging = threading.Event()
 
+    charged = threading.Event()
+
     def slow_spend(**kwargs: Any) -> int:
         charging.set()
         time.sleep(0.3)
-        return real_spend(**kwargs)
+        try:
+            return real_spend(**kwargs)
+        finally:
+            charged.set()
 
     # when: the caller is cancelled while the charge runs
     with mock.patch.object(billing_services, "credits_spend", slow_spend):
@@ -517,8 +522,8 @@ async def test_cancellation_during_the_charge_bills_exactly_once(alice: Any) -> 
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        await asyncio.sleep(0.5)  # the shielded charge finishes on its own
-    # then
+    # then: the shielded charge finishes on its own, once
+    assert await asyncio.to_thread(charged.wait, 10)
     assert [row[:2] for row in await usage_rows(alice)] == [(-5, "tool:turn-1:call_c")]
 
 

@@ -343,7 +343,7 @@ def test_the_tree_migration_links_existing_rows_into_one_branch_ending_at_the_la
     # given: rows as they were stored before the tree (no parent, no leaf)
     from importlib import import_module
 
-    migration = import_module("chat.migrations.0004_message_tree")
+    migration = import_module("chat.migrations.0008_message_tree")
     session = ChatSession.objects.create(user=UserFactory(username="erin"))
     empty = ChatSession.objects.create(user=UserFactory(username="frank"))
     for sequence, role in enumerate(["user", "reasoning", "assistant", "user", "assistant"]):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -34,6 +35,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from chat.models import ChatSession
+from chat.services.shares import share_create
 from copilot_site.accounts.services import api_key_create
 from copilot_site.core.embedded_redis import free_port
 from copilot_site.testing.fake_stripe import FakeStripeServer
@@ -54,6 +56,7 @@ MAX_EXAMPLES = {schemathesis.GenerationMode.POSITIVE: 30, schemathesis.Generatio
 # Operations whose fuzzed requests must reach a success at least once (the others need a
 # state the fuzz does not build: a reached limit, Stripe's signature, an allowed redirect).
 SUCCEEDS = {
+    "GET /api/chat/search",
     "GET /api/chat/sessions",
     "POST /api/chat/sessions",
     "GET /api/chat/sessions/{session_id}",
@@ -63,6 +66,10 @@ SUCCEEDS = {
     "GET /api/chat/sessions/{session_id}/stream",
     "DELETE /api/chat/sessions/{session_id}/stream",
     "POST /api/chat/sessions/{session_id}/cancel",
+    "GET /api/chat/sessions/{session_id}/export",
+    "POST /api/chat/sessions/{session_id}/shares",
+    "GET /api/chat/shares",
+    "DELETE /api/chat/shares/{share_id}",
     "GET /api/chat/sessions/{session_id}/messages/pending",
     "GET /api/chat/sessions/{session_id}/ui-messages",
     "GET /api/chat/usage",
@@ -129,6 +136,11 @@ def _wait_idle(base_url: str, headers: dict[str, str], session_id: str, *, timeo
     raise AssertionError(f"the turn of session {session_id} did not end within {timeout_s}s")
 
 
+def _share_of_a_new_chat(user: Any) -> Any:
+    session = ChatSession.objects.create(user=user, title="fuzz")
+    return share_create(user=user, session_id=session.pk, hide_tool_internals=False).share.pk
+
+
 def test_the_whole_api_survives_a_schema_driven_fuzz(fuzz_site: str) -> None:
     # given
     user = UserFactory(username="fuzzer", email="fuzzer@example.com", is_staff=True)
@@ -140,6 +152,8 @@ def test_the_whole_api_survives_a_schema_driven_fuzz(fuzz_site: str) -> None:
         "session_id": lambda: str(ChatSession.objects.create(user=user, title="fuzz").pk),
         "user_ref": lambda: str(user.pk),
         "sequence": lambda: "0",
+        "share_id": lambda: str(_share_of_a_new_chat(user)),
+        "approval_id": lambda: str(uuid.uuid4()),  # no such approval: the 404 path with a well-formed id
     }
     failures: list[str] = []
     seen: Counter[tuple[str, int]] = Counter()

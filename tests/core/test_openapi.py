@@ -33,11 +33,23 @@ STATUSES: dict[tuple[str, str], set[str]] = {
     ("post", "/api/billing/credits/top-up"): {"200", "400", "401", "403", "413", "422", "429", "502", "503"},
     ("get", "/api/billing/subscription"): {"200", "401", "429"},
     ("post", "/api/billing/subscription"): {"200", "400", "401", "403", "413", "422", "429", "502", "503"},
+    ("get", "/api/chat/search"): {"200", "400", "401", "429"},
     ("get", "/api/chat/sessions"): {"200", "400", "401", "429"},
     ("post", "/api/chat/sessions"): {"201", "400", "401", "403", "413", "429"},
     ("get", "/api/chat/sessions/{session_id}"): {"200", "400", "401", "404", "429"},
     ("patch", "/api/chat/sessions/{session_id}"): {"200", "400", "401", "403", "404", "413", "429"},
     ("delete", "/api/chat/sessions/{session_id}"): {"204", "401", "403", "404", "429"},
+    ("get", "/api/chat/sessions/{session_id}/export"): {"200", "400", "401", "404", "429"},
+    ("post", "/api/chat/sessions/{session_id}/approvals/{approval_id}"): {
+        "200",
+        "400",
+        "401",
+        "403",
+        "404",
+        "409",
+        "413",
+        "429",
+    },  # fmt: skip
     ("post", "/api/chat/sessions/{session_id}/cancel"): {"200", "401", "403", "404", "429"},
     ("get", "/api/chat/sessions/{session_id}/messages/pending"): {"200", "401", "404", "429"},
     ("post", "/api/chat/sessions/{session_id}/messages/{sequence}/versions"): {
@@ -55,6 +67,9 @@ STATUSES: dict[tuple[str, str], set[str]] = {
     ("get", STREAM): {"200", "204", "401", "404", "429"},
     ("post", STREAM): {"200", "202", "400", "401", "403", "404", "413", "429", "503"},
     ("delete", STREAM): {"204", "401", "403", "404", "429"},
+    ("post", "/api/chat/sessions/{session_id}/shares"): {"201", "400", "401", "403", "404", "413", "429"},
+    ("get", "/api/chat/shares"): {"200", "400", "401", "429"},
+    ("delete", "/api/chat/shares/{share_id}"): {"204", "401", "403", "404", "429"},
     ("get", "/api/chat/sessions/{session_id}/ui-messages"): {"200", "400", "401", "404", "429"},
     ("get", "/api/chat/usage"): {"200", "401", "429"},
     ("post", "/api/chat/usage/personal-cap"): {"200", "400", "401", "403", "413", "429"},
@@ -232,7 +247,8 @@ def _operations(schema: dict[str, Any], status: str) -> list[tuple[str, str]]:
 
 
 def _url(path: str, session_id: object, user_id: object) -> str:
-    return path.replace("{session_id}", str(session_id)).replace("{user_ref}", str(user_id)).replace("{sequence}", "0")
+    path = path.replace("{approval_id}", str(uuid.uuid4())).replace("{sequence}", "0")
+    return path.replace("{session_id}", str(session_id)).replace("{user_ref}", str(user_id))
 
 
 @pytest.mark.django_db

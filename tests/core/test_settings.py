@@ -86,7 +86,7 @@ def test_environment_switches_database_redis_and_model(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert report["engine"] == "django.db.backends.postgresql"
+    assert report["engine"] == "copilot_site.core.postgresql"
     assert report["db_name"] == "copilot"
     assert report["redis"] == "redis://cache.example.com:6379/2"
     assert report["broker"] == "amqp://guest:guest@mq.example.com:5672//"

@@ -95,7 +95,11 @@ def test_module_imports_name_the_hashed_files(collected: tuple[Path, dict[str, s
     assert sorted(modules) == [
         "billing/billing.js",
         "chat/app.js",
+        "chat/approvals.js",
         "chat/markdown.js",
+        "chat/search.js",
+        "chat/share.js",
+        "chat/shared.js",
         "chat/view.js",
         "site/usage.js",
     ]

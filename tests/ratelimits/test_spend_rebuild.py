@@ -15,7 +15,7 @@ from django.db import OperationalError
 from ratelimits import redis_store
 from ratelimits.errors import RateLimitExceeded
 from ratelimits.models import DailySpend
-from ratelimits.selectors import rate_limit_check
+from ratelimits.selectors import rate_limit_check, usage_status
 from ratelimits.services import usage_record, usage_reset_by_staff
 
 pytestmark = pytest.mark.django_db
@@ -93,3 +93,16 @@ def test_a_database_error_during_the_rebuild_leaves_the_check_open_and_rebuilds_
     assert redis_store.read_spend(alice.pk, FRIDAY) == (0, 0)
     with pytest.raises(RateLimitExceeded):
         rate_limit_check(user=alice, daily=12_000, weekly=10**9, now=FRIDAY)
+
+
+def test_the_usage_read_after_redis_lost_everything_shows_the_recorded_spend(alice: Any) -> None:
+    # given: spend recorded, then Redis restarts without its data
+    usage_record(user=alice, microdollars=5_000, now=MONDAY)
+    usage_record(user=alice, microdollars=12_024, now=FRIDAY)
+    _redis_comes_back_empty()
+    # when: the user opens their usage before any turn checks it
+    status = usage_status(user=alice, now=FRIDAY)
+    # then: it counts what the database recorded, and the windows are known again
+    assert (status.daily.used, status.weekly.used) == (12_024, 17_024)
+    assert redis_store.read_spend_known(alice.pk, FRIDAY) == (12_024, 17_024, True)
+    assert usage_status(user=alice, now=FRIDAY).daily.used == 12_024

@@ -86,13 +86,19 @@ def to_anthropic(messages: Sequence[LLMMessage]) -> tuple[list[dict[str, Any]], 
             text = _text(message.get("content"))
             add("user", [{"type": "text", "text": text}] if text else [])
         elif role == "tool":
+            result: Any = _text(message.get("content")) or "(empty)"
+            if message.get("images"):  # a tool's images (MCP), as image blocks of its result
+                result = [{"type": "text", "text": result}] + [
+                    {"type": "image", "source": {"type": "base64", "media_type": i["media_type"], "data": i["data"]}}
+                    for i in message["images"]
+                ]
             add(
                 "user",
                 [
                     {
                         "type": "tool_result",
                         "tool_use_id": str(message.get("tool_call_id", "")),
-                        "content": _text(message.get("content")) or "(empty)",
+                        "content": result,
                     }
                 ],
             )

@@ -200,6 +200,12 @@ def _loop_client(config: _ClientConfig) -> openai.AsyncOpenAI:
     return per_loop[config]
 
 
+def _without_images(message: LLMMessage) -> LLMMessage:
+    if "images" not in message:
+        return message
+    return {key: value for key, value in message.items() if key != "images"}
+
+
 class OpenAICompatProvider:
     name = "openai_compat"
 
@@ -265,7 +271,8 @@ class OpenAICompatProvider:
         # as given: its `messages=`/`tools=` path first walks every nested dict against
         # the TypedDict annotations (key aliases and file fields, none of which these
         # dicts use), ~1-3 ms of the worker's shared loop per round (`make bench`).
-        extra_body["messages"] = list(request_messages)
+        # Chat Completions takes no images in tool messages: a tool's images stay behind.
+        extra_body["messages"] = [_without_images(m) for m in request_messages]
         if request_tools:
             extra_body["tools"] = list(request_tools)
         request: dict[str, Any] = {

@@ -155,6 +155,6 @@ def publish_chunk(turn_id: str, chunk: dict[str, Any]) -> str:
     (the same Lua script, `STREAM_APPEND`), one call at a time; its entry id."""
     data = json.dumps(chunk, separators=(",", ":"))
     entry_id = rs.redis_client().eval(
-        rs.STREAM_APPEND, 1, rs.turn_stream_key(turn_id), rs.turn_live_channel(turn_id), data, rs.TURN_TTL_S
+        rs.STREAM_APPEND, 1, rs.turn_stream_key(turn_id), rs.turn_live_channel(turn_id), data, rs.TURN_TTL_S, "*"
     )
     return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)

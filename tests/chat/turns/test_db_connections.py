@@ -11,8 +11,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import httpx
 import psutil
 import pytest
 from django.conf import settings
@@ -32,7 +34,7 @@ pytestmark = [
     pytest.mark.e2e,
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(
-        settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql",
+        connection.vendor != "postgresql",
         reason="counts PostgreSQL connections: run with DATABASE_URL=postgres://… (CI does)",
     ),
 ]
@@ -116,3 +118,34 @@ def test_thirty_live_turns_stay_within_the_db_pools(
     assert [r.text() for r in results] == [expected] * TURNS
     assert [r.types[-1] for r in results] == ["finish"] * TURNS
     assert all(r.done for r in results)
+
+
+def _terminate_other_connections() -> int:
+    """Ends every connection to the test database but this test process's own, as a
+    database restart does; the pools' idle connections are dead afterwards."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid() AND NOT (client_port = ANY(%s))",
+            [_own_client_ports()],
+        )
+        row = cursor.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_requests_after_the_pools_connections_died_are_answered(daphne_server: str) -> None:
+    # given: daphne's pool grew to its maximum for a burst of concurrent requests
+    alice = person("alice")
+    url = f"{daphne_server}/api/chat/sessions/{alice.session.id}"
+    burst = 4 * settings.COPILOT_DB_POOL_MAX
+    with httpx.Client(timeout=10, limits=httpx.Limits(max_connections=burst)) as client:
+        with ThreadPoolExecutor(max_workers=burst) as pool:
+            warm = list(pool.map(lambda _: client.get(url, headers=alice.headers).status_code, range(burst)))
+        assert warm == [200] * burst
+        # when: the server ends all their connections, as a restart of the database does
+        assert _terminate_other_connections() >= 3
+        # then: the first dead connection makes the pool drop all of them, and every
+        # request is answered (none spends the pool wait on dead ones and gets the 503)
+        statuses = [client.get(url, headers=alice.headers).status_code for _ in range(settings.COPILOT_DB_POOL_MAX)]
+    assert statuses == [200] * settings.COPILOT_DB_POOL_MAX

@@ -8,6 +8,7 @@ import asyncio
 import collections
 import gc
 import json
+import time
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -480,7 +481,7 @@ def test_the_appender_keeps_order_across_batches_and_a_script_flush(r: redis.Red
     async def scenario() -> None:
         appender = rs.loop_appender()
         for i in range(30):
-            appender.append(turn_id, _text(i))
+            appender.append(turn_id, _text(i), f"1-{i + 1}")
             if i % 7 == 0:
                 await asyncio.sleep(0)  # let a batch go out
             if i == 15:
@@ -503,8 +504,11 @@ def test_the_appender_keeps_order_across_batches_and_a_script_flush(r: redis.Red
 def test_a_hand_packed_append_is_byte_for_byte_redis_pys_command(data: str) -> None:
     key, channel = rs.turn_stream_key("t-1"), rs.turn_live_channel("t-1")
     connection = rs.redis_client().connection_pool.make_connection()
-    expected = b"".join(connection.pack_command("EVAL", rs.STREAM_APPEND, 1, key, channel, data, rs.TURN_TTL_S))
-    assert rs.pack_stream_append(key, channel, data) == expected
+    for entry_id in ("*", "1796346682291-12"):
+        expected = b"".join(
+            connection.pack_command("EVAL", rs.STREAM_APPEND, 1, key, channel, data, rs.TURN_TTL_S, entry_id)
+        )
+        assert rs.pack_stream_append(key, channel, data, entry_id) == expected
 
 
 def test_the_appender_sends_new_chunks_while_redis_has_not_answered_earlier_ones(r: redis.Redis[bytes]) -> None:
@@ -514,11 +518,11 @@ def test_the_appender_sends_new_chunks_while_redis_has_not_answered_earlier_ones
 
     async def scenario() -> None:
         appender = rs.loop_appender()
-        appender.append(turn_id, _text(0))
+        appender.append(turn_id, _text(0), "1-1")
         await appender.drain()  # connected
         r.execute_command("CLIENT", "PAUSE", 400, "ALL")
         for i in range(1, 4):  # three batches, one loop pass apart
-            appender.append(turn_id, _text(i))
+            appender.append(turn_id, _text(i), f"1-{i + 1}")
             await asyncio.sleep(0.02)
         seen["sent"], seen["answered"] = appender.sent, appender.answered
         await appender.drain()
@@ -541,7 +545,7 @@ def test_the_appender_reconnects_after_its_connection_is_killed(r: redis.Redis[b
     async def scenario() -> None:
         appender = rs.loop_appender()
         for i in range(3):
-            appender.append(turn_id, _text(i))
+            appender.append(turn_id, _text(i), f"1-{i + 1}")
         await appender.drain()
         assert appender.conn is not None
         sockname = appender.conn._writer.get_extra_info("sockname")  # type: ignore[union-attr]
@@ -552,7 +556,7 @@ def test_the_appender_reconnects_after_its_connection_is_killed(r: redis.Redis[b
                 break
             await asyncio.sleep(0.01)
         for i in range(3, 6):
-            appender.append(turn_id, _text(i))
+            appender.append(turn_id, _text(i), f"1-{i + 1}")
         await appender.drain()
         failures.append(appender.failures)
         await appender.aclose()
@@ -562,6 +566,62 @@ def test_the_appender_reconnects_after_its_connection_is_killed(r: redis.Redis[b
     # then: one failure noticed, nothing lost, nothing twice, order kept
     assert failures == [1]
     assert _deltas(r, turn_id) == [str(i) for i in range(6)]
+
+
+def _kill_connection(r: redis.Redis[bytes], conn: Any) -> None:
+    sockname = conn._writer.get_extra_info("sockname")
+    assert r.client_kill(f"{sockname[0]}:{sockname[1]}")
+
+
+def test_after_a_restart_that_kept_nothing_the_appender_writes_its_recent_chunks_again(
+    r: redis.Redis[bytes],
+) -> None:
+    # given: a turn's first chunks answered by Redis, and a listener on its live channel
+    turn_id = _claim()
+    announced: list[bytes] = []
+
+    async def scenario() -> None:
+        appender = rs.loop_appender()
+        for i in range(3):
+            appender.append(turn_id, _text(i), f"1-{i + 1}")
+        await appender.drain()
+        listener = r.pubsub()
+        listener.subscribe(rs.turn_live_channel(turn_id))
+        # when: Redis comes back empty (as after a restart without persistence)
+        r.flushdb()
+        _kill_connection(r, appender.conn)
+        for i in range(3, 6):
+            appender.append(turn_id, _text(i), f"1-{i + 1}")
+        await appender.drain()
+        deadline = time.monotonic() + 5
+        while len(announced) < 6 and time.monotonic() < deadline:
+            message = listener.get_message(timeout=0.1)
+            if message and message["type"] == "message":
+                announced.append(message["data"].split(b" ", 1)[0])
+        listener.close()
+        await appender.aclose()
+        await rs.loop_redis().aclose()
+
+    asyncio.run(scenario())
+    # then: the log is whole again, once each, in order, under the same ids
+    assert _deltas(r, turn_id) == [str(i) for i in range(6)]
+    assert [entry_id for entry_id, _ in r.xrange(rs.turn_stream_key(turn_id))] == [b"1-%d" % i for i in range(1, 7)]
+    assert announced == [b"1-%d" % i for i in range(1, 7)]
+
+
+def test_an_append_under_an_id_the_log_has_writes_and_announces_nothing(r: redis.Redis[bytes]) -> None:
+    key, channel = rs.turn_stream_key("t-dup"), rs.turn_live_channel("t-dup")
+    listener = r.pubsub()
+    listener.subscribe(channel)
+    assert listener.get_message(timeout=1)["type"] == "subscribe"  # type: ignore[index]
+    first = r.eval(rs.STREAM_APPEND, 1, key, channel, _text(0), rs.TURN_TTL_S, "5-1")  # type: ignore[no-untyped-call]
+    again = r.eval(rs.STREAM_APPEND, 1, key, channel, _text(9), rs.TURN_TTL_S, "5-1")  # type: ignore[no-untyped-call]
+    older = r.eval(rs.STREAM_APPEND, 1, key, channel, _text(9), rs.TURN_TTL_S, "4-7")  # type: ignore[no-untyped-call]
+    assert (first, again, older) == (b"5-1", None, None)
+    assert _deltas(r, "t-dup") == ["0"]
+    messages = [m for m in iter(lambda: listener.get_message(timeout=0.2), None) if m["type"] == "message"]
+    assert [m["data"] for m in messages] == [b"5-1 " + _text(0).encode()]
+    listener.close()
 
 
 def test_completion_is_one_step_that_only_the_current_turn_can_take(r: redis.Redis[bytes]) -> None:

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('chat', '0004_message_tree'),
+        ('chat', '0008_message_tree'),
     ]
 
     operations = [

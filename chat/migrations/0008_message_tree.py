@@ -33,7 +33,7 @@ def link_rows_linearly(apps: Any, schema_editor: Any) -> None:
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("chat", "0003_chatmessage_kind_notices"),
+        ("chat", "0007_mcp_servers"),
     ]
 
     operations = [
