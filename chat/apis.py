@@ -31,8 +31,11 @@ from copilot_site.core.pagination import OffsetField
 from copilot_site.core.serializers import StrictCharField, UnknownKeysRefusedMixin
 from ratelimits import user_caps
 
+from .errors import MessageNotFound
 from .models import Attachment, ChatMessage, ChatSession, ToolApproval
 from .selectors import (
+    MAX_SEQUENCE,
+    MessagePage,
     approvals_pending,
     attachment_get_for_user,
     attachment_list,
@@ -42,6 +45,7 @@ from .selectors import (
     row_attachments,
     session_get_for_user,
     session_list,
+    turn_usage_shares,
     ui_message_page,
 )
 from .services.approvals import approval_decide
@@ -53,9 +57,10 @@ from .services.attachments import (
     attachment_quota_bytes,
     upload_size_check,
 )
+from .services.messages import session_branch_switch
 from .services.sessions import session_create, session_delete, session_rename
-from .services.turns import turn_running
-from .turns.dispatch import turn_send
+from .services.turns import reap_if_dead, turn_running
+from .turns.dispatch import turn_edit, turn_regenerate, turn_send
 from .turns.follow import turn_listeners_disconnect
 from .turns.pending import pending_peek
 from .turns.registry import iso_from_unix, turn_cancel_request
@@ -70,6 +75,14 @@ class SessionOutputSerializer(serializers.Serializer[ChatSession]):
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
     turn_in_flight = serializers.SerializerMethodField()
+    model = serializers.SerializerMethodField(help_text="The model this chat's last message asked for; null: none yet.")
+    mode = serializers.SerializerMethodField(help_text="The mode this chat's last message asked for; null: none yet.")
+
+    def get_model(self, obj: ChatSession) -> str | None:
+        return obj.model or None
+
+    def get_mode(self, obj: ChatSession) -> str | None:
+        return obj.mode or None
 
     def get_turn_in_flight(self, obj: ChatSession) -> bool:
         statuses: dict[str, bool] = self.context.get("turn_statuses", {})
@@ -87,9 +100,41 @@ class MessageAttachmentSerializer(serializers.Serializer[Any]):
     deleted = serializers.BooleanField()
 
 
+@extend_schema_serializer(component_name="MessageVersions")
+class VersionsOutputSerializer(serializers.Serializer[Any]):
+    """The versions of a message (it and its siblings: edits of it, or regenerated answers)."""
+
+    position = serializers.IntegerField(help_text="This version's place among them, from 1 (oldest).")
+    count = serializers.IntegerField(help_text="How many versions there are.")
+    sequences = serializers.ListField(
+        child=serializers.IntegerField(),
+        help_text="The sequence of each version, oldest first: `PUT …/branch {sequence}` shows one.",
+    )
+
+
+@extend_schema_serializer(component_name="AnswerUsage")
+class AnswerUsageOutputSerializer(serializers.Serializer[Any]):
+    """What the answer's turn cost the user's limits: percentages of the windows, never dollars."""
+
+    charged = serializers.BooleanField(help_text="False: the turn spent nothing (e.g. it failed before any output).")
+    outcome = serializers.ChoiceField(choices=["completed", "failed", "cancelled"])
+    daily_percent = serializers.FloatField(
+        allow_null=True, help_text="Percent of the daily limit, to 0.01; null when unlimited."
+    )
+    weekly_percent = serializers.FloatField(
+        allow_null=True, help_text="Percent of the weekly limit, to 0.01; null when unlimited."
+    )
+
+
 @extend_schema_serializer(component_name="Message")
 class MessageOutputSerializer(serializers.Serializer[ChatMessage]):
     sequence = serializers.IntegerField()
+    parent_sequence = serializers.IntegerField(
+        allow_null=True, help_text="The message this one follows in the transcript tree; null for a first message."
+    )
+    versions = serializers.SerializerMethodField(
+        help_text="Set on a message that has other versions (siblings under the same parent); null otherwise."
+    )
     role = serializers.CharField()
     kind = serializers.ChoiceField(choices=ChatMessage.Kind.choices)
     content = serializers.CharField(allow_null=True)
@@ -98,6 +143,12 @@ class MessageOutputSerializer(serializers.Serializer[ChatMessage]):
     tool_calls = serializers.JSONField()
     client_message_id = serializers.CharField(allow_null=True)
     duration_ms = serializers.IntegerField(allow_null=True)
+    model = serializers.SerializerMethodField(
+        help_text="On an assistant row: the model it was written with (`standard` | `advanced`); else null."
+    )
+    mode = serializers.SerializerMethodField(
+        help_text="On an assistant row: the mode it was written in (`fast` | `extended_thinking`); else null."
+    )
     created_at = serializers.DateTimeField()
     attachments = serializers.SerializerMethodField(
         help_text="User messages: the files the message carried, in order (`deleted` once the owner deleted one; "
@@ -108,6 +159,26 @@ class MessageOutputSerializer(serializers.Serializer[ChatMessage]):
     def get_attachments(self, obj: ChatMessage) -> list[dict[str, Any]]:
         found: dict[str, Attachment] = self.context.get("attachments", {})
         return row_attachments(obj, found)
+
+    def get_model(self, obj: ChatMessage) -> str | None:
+        return obj.model or None
+
+    def get_mode(self, obj: ChatMessage) -> str | None:
+        return obj.mode or None
+
+    usage = serializers.SerializerMethodField(
+        help_text="On an assistant row of a finished turn: what that turn cost the user's limits; else null."
+    )
+
+    @extend_schema_field(VersionsOutputSerializer(allow_null=True))
+    def get_versions(self, obj: ChatMessage) -> dict[str, Any] | None:
+        page: MessagePage | None = self.context.get("page")
+        return page.versions(obj) if page is not None else None
+
+    @extend_schema_field(AnswerUsageOutputSerializer(allow_null=True))
+    def get_usage(self, obj: ChatMessage) -> dict[str, Any] | None:
+        page: MessagePage | None = self.context.get("page")
+        return page.usage(obj, self.context.get("shares", {})) if page is not None else None
 
 
 @extend_schema_serializer(component_name="PageContext")
@@ -212,32 +283,36 @@ class SessionGetApi(APIView):
         parameters=[FilterSerializer], responses={200: SessionDetailOutputSerializer, **api_errors(400, 404)}
     )
     def get(self, request: Request, session_id: str) -> Response:
-        """The session, a page of its messages and, on the newest page, its running turn."""
+        """The session, a page of its current branch's messages (each with its versions when
+        it has siblings) and, on the newest page, its running turn."""
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         session = session_get_for_user(session_id=session_id, user=authenticated_user(request))
-        before_sequence = filters.validated_data.get("before_sequence")
-        page = message_page(session=session, limit=filters.validated_data["limit"], before_sequence=before_sequence)
-        active = turn_running(session.pk, reap=True) if before_sequence is None else None
         return Response(
-            {
-                "session": _session_data(session),
-                "messages": MessageOutputSerializer(
-                    page.messages,  # type: ignore[arg-type]
-                    many=True,
-                    context={"attachments": message_attachments(page.messages)},
-                ).data,
-                "has_more": page.has_more,
-                "oldest_sequence": page.oldest_sequence,
-                "active_turn": (
-                    {"turn_id": active.turn_id, "started_at": iso_from_unix(active.created_at)} if active else None
-                ),
-                "pending_approvals": ApprovalOutputSerializer(
-                    approvals_pending(session=session, turn_id=active.turn_id if active else None),  # type: ignore[arg-type]
-                    many=True,
-                ).data,
-            }
+            _session_detail(
+                session, limit=filters.validated_data["limit"], before=filters.validated_data.get("before_sequence")
+            )
         )
+
+
+def _session_detail(session: ChatSession, *, limit: int, before: int | None = None) -> dict[str, Any]:
+    page = message_page(session=session, limit=limit, before_sequence=before)
+    active = turn_running(session.pk, reap=True) if before is None else None
+    shares = turn_usage_shares(user_id=session.user_id, turn_ids={row.turn_id for row in page.messages})
+    context = {"page": page, "shares": shares, "attachments": message_attachments(page.messages)}
+    return {
+        "session": _session_data(session),
+        "messages": MessageOutputSerializer(page.messages, many=True, context=context).data,  # type: ignore[arg-type]
+        "has_more": page.has_more,
+        "oldest_sequence": page.oldest_sequence,
+        "active_turn": (
+            {"turn_id": active.turn_id, "started_at": iso_from_unix(active.created_at)} if active else None
+        ),
+        "pending_approvals": ApprovalOutputSerializer(
+            approvals_pending(session=session, turn_id=active.turn_id if active else None),  # type: ignore[arg-type]
+            many=True,
+        ).data,
+    }
 
 
 class SessionRenameApi(APIView):
@@ -659,6 +734,105 @@ class FileContentApi(APIView):
         response["Cache-Control"] = "private, max-age=3600"
         response["Content-Security-Policy"] = "default-src 'none'; sandbox"
         return response
+
+
+# --- versions: edit, regenerate, switch ------------------------------------------------------------
+
+
+def _sequence_from_path(raw: str) -> int:
+    """A message's sequence from the URL; anything that is not one is a message not found (404)."""
+    if not raw.isascii() or not raw.isdigit():
+        raise MessageNotFound(raw)
+    return int(raw)
+
+
+class MessageVersionCreateApi(APIView):
+    """A new version of a message, answered by a new turn on a new branch.
+
+    On a user message, `message` is the edited text: it becomes a sibling of the message
+    (same parent) and the turn answers it. On an answer (the `sequence` of any of its
+    rows), leave `message` out: the turn answers the same user message again, and its
+    rows become a sibling of the answer. Every earlier version is kept; the new branch
+    becomes the current one. While a turn runs this is refused with 409
+    `{detail, code: "turn_in_progress"}` and nothing is saved.
+    """
+
+    @extend_schema_serializer(component_name="MessageVersionInput")
+    class InputSerializer(UnknownKeysRefusedMixin, serializers.Serializer[Any]):
+        message = StrictCharField(
+            trim_whitespace=False, required=False, help_text="The edited text (a user message only)."
+        )
+        client_message_id = StrictCharField(max_length=100, required=False, allow_null=True)
+        mode = serializers.ChoiceField(choices=["fast", "extended_thinking"], required=False, allow_null=True)
+        model = serializers.ChoiceField(choices=["standard", "advanced"], required=False, allow_null=True)
+
+        def validate_message(self, value: str) -> str:
+            return TurnSendApi.InputSerializer().validate_message(value)
+
+    content_negotiation_class = StreamContentNegotiation
+
+    @extend_schema(
+        operation_id="chat_sessions_messages_versions_create",
+        parameters=[
+            OpenApiParameter(
+                "sequence", OpenApiTypes.INT, OpenApiParameter.PATH, description="The message's `sequence`."
+            )
+        ],
+        request=InputSerializer,
+        responses={(200, "text/event-stream"): _SSE_RESPONSE, **api_errors(400, 403, 404, 409, 413, 429, 503)},
+    )
+    def post(self, request: Request, session_id: str, sequence: str) -> StreamingHttpResponse:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        user = authenticated_user(request)
+        number = _sequence_from_path(sequence)
+        if "message" in data:
+            result = turn_edit(
+                user=user,
+                session_id=session_id,
+                sequence=number,
+                message=data["message"],
+                client_message_id=data.get("client_message_id"),
+                mode=data.get("mode"),
+                model=data.get("model"),
+            )
+        else:
+            result = turn_regenerate(
+                user=user, session_id=session_id, sequence=number, mode=data.get("mode"), model=data.get("model")
+            )
+        return sse_response(session_id, turn_id=result.turn_id or None)
+
+
+class SessionBranchSwitchApi(APIView):
+    """Show another version: the current branch becomes the newest one through message
+    `sequence` (a version from a message's `versions.sequences`). Answers the session
+    like `GET /api/chat/sessions/{id}` (the newest page of the new branch). The next turn
+    continues, and the model sees, exactly this branch. Refused with 409 while a turn
+    runs (nothing changes)."""
+
+    @extend_schema_serializer(component_name="BranchSwitchInput")
+    class InputSerializer(UnknownKeysRefusedMixin, serializers.Serializer[Any]):
+        sequence = serializers.IntegerField(
+            min_value=0, max_value=MAX_SEQUENCE, help_text="A message of the version to show."
+        )
+
+    @extend_schema(
+        operation_id="chat_sessions_branch_update",
+        request=InputSerializer,
+        responses={200: SessionDetailOutputSerializer, **api_errors(400, 403, 404, 409, 413)},
+    )
+    def put(self, request: Request, session_id: str) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        session = session_get_for_user(session_id=session_id, user=authenticated_user(request))
+        reap_if_dead(session.pk)
+        session_branch_switch(
+            session=session,
+            sequence=serializer.validated_data["sequence"],
+            turn_running=lambda: turn_running(session.pk) is not None,
+        )
+        return Response(_session_detail(session, limit=50))
 
 
 # --- tools that ask first -----------------------------------------------------------------------

@@ -17,6 +17,38 @@ class SessionNotFound(ChatError):
         super().__init__(f"Session {session_id} not found.")
 
 
+class MessageNotFound(ChatError):
+    status = 404
+    code = "not_found"
+
+    def __init__(self, sequence: object) -> None:
+        super().__init__(f"Message {sequence} not found in this chat.")
+
+
+class TurnInProgress(ChatError):
+    """Editing, regenerating or switching versions while a reply is being written: refused,
+    nothing is saved or changed (the running turn's rows would land on the wrong branch)."""
+
+    status = 409
+    code = "turn_in_progress"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "A reply is still being written in this chat. Stop it or wait until it finishes, then try again.",
+            extra={"code": self.code},
+        )
+
+
+class NotEditable(ChatError):
+    """A version of this row cannot be made: an edit of an answer, a regenerate of a user message."""
+
+    status = 400
+    code = "not_editable"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, extra={"code": self.code})
+
+
 class ShareNotFound(ChatError):
     status = 404
     code = "not_found"

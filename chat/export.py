@@ -68,7 +68,11 @@ def _tool_calls(row: ChatMessage) -> list[dict[str, Any]]:
 
 
 def export_rows(*, session: ChatSession) -> list[ChatMessage]:
-    return list(ChatMessage.objects.filter(session=session, role__in=EXPORTED_ROLES).order_by("sequence"))
+    """The current branch's rows of the exported roles (the version the user sees; other
+    versions of edited or regenerated messages are not exported)."""
+    from chat.selectors import session_branch_messages
+
+    return [row for row in session_branch_messages(session=session) if row.role in EXPORTED_ROLES]
 
 
 def export_message(row: ChatMessage) -> dict[str, Any]:

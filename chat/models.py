@@ -9,6 +9,20 @@ from django.db import models
 STOPPED_TEXT = "Stopped"
 
 
+class ModelChoice(models.TextChoices):
+    """Which model answers: `standard` (COPILOT_MODEL) or `advanced` (COPILOT_ADVANCED_MODEL)."""
+
+    STANDARD = "standard"
+    ADVANCED = "advanced"
+
+
+class ModeChoice(models.TextChoices):
+    """How it answers: `fast` (no thinking) or `extended_thinking` (reasoning, where the model has it)."""
+
+    FAST = "fast"
+    EXTENDED_THINKING = "extended_thinking"
+
+
 class ChatSession(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="chat_sessions")
@@ -21,6 +35,16 @@ class ChatSession(models.Model):
     total_cache_read_tokens = models.BigIntegerField(default=0)
     total_cache_creation_tokens = models.BigIntegerField(default=0)
     total_cost_microdollars = models.BigIntegerField(default=0)
+    # The transcript is a tree (each row names its parent, `ChatMessage.parent_sequence`);
+    # this is the last row of the branch the user sees, the one the model is given and the
+    # one new rows are appended under. None: no row yet.
+    leaf_sequence = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The last message of the current branch (its sequence)."
+    )
+    # The composer's picker, remembered per chat: the last model and mode a message of this
+    # chat asked for ("" until one did; the user's defaults from the account page apply).
+    model = models.CharField(max_length=20, choices=ModelChoice.choices, blank=True, default="")
+    mode = models.CharField(max_length=20, choices=ModeChoice.choices, blank=True, default="")
 
     class Meta:
         indexes = [models.Index(fields=["user", "-updated_at"], name="chat_session_user_updated")]
@@ -31,6 +55,13 @@ class ChatSession(models.Model):
 
 class ChatMessage(models.Model):
     """One row of a conversation. Append-only: rows are never rewritten or deleted.
+
+    The rows form a tree: `parent_sequence` is the row this one follows (None for a
+    first row). Editing a message or regenerating an answer adds a sibling under the
+    same parent, so every earlier version is kept; the session's `leaf_sequence` names
+    the branch shown and sent to the model. The parent is referenced by its sequence
+    (unique per session, known before the insert), so a batch of rows that follow one
+    another is still one INSERT. A child always has a higher sequence than its parent.
 
     `role` is an open string (user, assistant, tool, system, reasoning, …), so a
     new role needs no migration; `reasoning` rows are shown in the UI and never
@@ -54,6 +85,9 @@ class ChatMessage(models.Model):
 
     session = models.ForeignKey(ChatSession, on_delete=models.CASCADE, related_name="messages")
     sequence = models.PositiveIntegerField(help_text="0-based position in the session; unique per session.")
+    parent_sequence = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The sequence of the row this one follows; None for a first row."
+    )
     role = models.CharField(max_length=20)
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.MESSAGE)
     content = models.TextField(null=True, blank=True)
@@ -67,6 +101,10 @@ class ChatMessage(models.Model):
         default=list, blank=True, help_text="User rows: the ids of the attachments the message carried, in order."
     )
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    # On assistant rows: the model and mode the turn ran with ("" on other rows and on rows
+    # written before they were recorded).
+    model = models.CharField(max_length=20, choices=ModelChoice.choices, blank=True, default="")
+    mode = models.CharField(max_length=20, choices=ModeChoice.choices, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -139,12 +177,21 @@ class ContextSnapshot(models.Model):
 
     `messages` are LLM-format dicts (`role`, `content`, `tool_calls?`,
     `tool_call_id?`, `is_compact_summary?`) standing in for the session's first
-    `message_count` DB rows; rows after that watermark are added verbatim.
+    `message_count` DB rows; rows after that watermark are added verbatim. With edited
+    and regenerated messages the transcript is a tree: the snapshot stands only for the
+    branch it was made on (`last_sequence` must be on the current branch).
     """
 
     session = models.OneToOneField(ChatSession, on_delete=models.CASCADE, related_name="context_snapshot")
     messages = models.JSONField(default=list)
-    message_count = models.PositiveIntegerField(default=0, help_text="Number of DB messages the snapshot covers.")
+    message_count = models.PositiveIntegerField(
+        default=0, help_text="Watermark: the snapshot covers the branch's rows with a lower sequence."
+    )
+    last_sequence = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="The last row the snapshot covers; it is used only while that row is on the current branch.",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:

@@ -2,13 +2,14 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError
 from django.db.models import Q, QuerySet, Sum
 
-from .errors import AttachmentNotFound, SessionNotFound
+from .errors import AttachmentNotFound, MessageNotFound, NotEditable, SessionNotFound
 from .models import (
     STOPPED_TEXT,
     Attachment,
@@ -18,6 +19,7 @@ from .models import (
     Memory,
     ToolApproval,
     ToolApprovalThreshold,
+    TurnUsage,
 )
 
 if TYPE_CHECKING:
@@ -186,29 +188,179 @@ def session_list(*, user: User) -> QuerySet[ChatSession]:
     return ChatSession.objects.filter(user=user).order_by("-updated_at")
 
 
+# ---------------------------------------------------------------- the transcript tree
+
+
+@dataclass(frozen=True)
+class Versions:
+    """A message's place among its siblings (the versions of it): 1-based `position`,
+    their `count`, and the `sequences` of all of them, oldest first."""
+
+    position: int
+    count: int
+    sequences: list[int]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"position": self.position, "count": self.count, "sequences": list(self.sequences)}
+
+
+@dataclass(frozen=True)
+class Branch:
+    """The session's tree in brief: the current branch (sequences, root first) and every
+    row's children (sequences ascending; the key None holds the first rows)."""
+
+    sequences: list[int]
+    parents: dict[int, int | None]
+    children: dict[int | None, list[int]]
+
+    def versions(self, sequence: int) -> Versions | None:
+        """The versions of the row `sequence`; None when it has no sibling."""
+        if sequence not in self.parents:
+            return None
+        siblings = self.children.get(self.parents[sequence], [])
+        if len(siblings) < 2:
+            return None
+        return Versions(position=siblings.index(sequence) + 1, count=len(siblings), sequences=list(siblings))
+
+    def newest_leaf_under(self, sequence: int) -> int:
+        """The most recently written row of the subtree under `sequence` (itself when it has
+        no children): the branch switching to that version shows."""
+        newest, stack = sequence, [sequence]
+        while stack:
+            node = stack.pop()
+            newest = max(newest, node)
+            stack.extend(self.children.get(node, []))
+        return newest
+
+    def on_branch(self, sequence: int | None) -> bool:
+        return sequence is not None and sequence in self.sequences
+
+
+def branch_get(*, session_id: uuid.UUID | str, leaf_sequence: int | None) -> Branch:
+    """The session's tree (two integers per row, one query) and the branch ending at
+    `leaf_sequence` (empty for None). Parents always have lower sequences than their
+    children, so the walk up from the leaf ends."""
+    pairs = list(ChatMessage.objects.filter(session__pk=session_id).values_list("sequence", "parent_sequence"))
+    parents: dict[int, int | None] = dict(pairs)
+    children: dict[int | None, list[int]] = {}
+    for sequence, parent in sorted(pairs):
+        children.setdefault(parent, []).append(sequence)
+    path: list[int] = []
+    node = leaf_sequence if leaf_sequence in parents else None
+    while node is not None:
+        path.append(node)
+        parent = parents.get(node)
+        node = parent if parent is not None and parent < node else None
+    path.reverse()
+    return Branch(sequences=path, parents=parents, children=children)
+
+
+MAX_SEQUENCE = 2**31 - 1
+
+
+def message_get(*, session_id: uuid.UUID | str, sequence: int) -> ChatMessage:
+    """The session's row with this sequence, or MessageNotFound."""
+    if not 0 <= sequence <= MAX_SEQUENCE:  # never a row, and past what the database's integer holds
+        raise MessageNotFound(sequence)
+    row = ChatMessage.objects.filter(session__pk=session_id, sequence=sequence).first()
+    if row is None:
+        raise MessageNotFound(sequence)
+    return row
+
+
+def edit_branch_point(*, session_id: uuid.UUID | str, sequence: int) -> int | None:
+    """Where an edit of the user message `sequence` branches off: that message's parent
+    (None for the first message). Only a user's own message can be edited."""
+    row = message_get(session_id=session_id, sequence=sequence)
+    if row.role != ChatMessage.Role.USER or row.kind != ChatMessage.Kind.MESSAGE:
+        raise NotEditable("Only your own messages can be edited; regenerate an answer instead.")
+    return row.parent_sequence
+
+
+def regenerate_branch_point(*, session_id: uuid.UUID | str, sequence: int) -> int:
+    """Where regenerating the answer that row `sequence` belongs to branches off: the row
+    its first row follows (the user message it answers). An answer is every row of one
+    turn that is not a user row; a row written without a turn id counts back to the
+    nearest user message."""
+    row = message_get(session_id=session_id, sequence=sequence)
+    if row.role == ChatMessage.Role.USER:
+        raise NotEditable("A message of yours is edited, not regenerated.")
+    first: ChatMessage | None = row
+    if row.turn_id is not None:
+        first = (
+            ChatMessage.objects.filter(session__pk=session_id, turn_id=row.turn_id)
+            .exclude(role=ChatMessage.Role.USER)
+            .order_by("sequence")
+            .first()
+        )
+        anchor = first.parent_sequence if first is not None else None
+    else:
+        branch = branch_get(session_id=session_id, leaf_sequence=row.sequence)
+        roles = dict(
+            ChatMessage.objects.filter(session__pk=session_id, sequence__in=branch.sequences).values_list(
+                "sequence", "role"
+            )
+        )
+        anchor = next((s for s in reversed(branch.sequences) if roles.get(s) == ChatMessage.Role.USER), None)
+    if anchor is None:
+        raise NotEditable("This answer has no message of yours before it to answer again.")
+    return anchor
+
+
+def session_branch(*, session: ChatSession) -> Branch:
+    return branch_get(session_id=session.pk, leaf_sequence=session.leaf_sequence)
+
+
+def branch_rows(*, session_id: uuid.UUID | str, sequences: Sequence[int]) -> list[ChatMessage]:
+    """The rows with these sequences, in sequence order."""
+    if not sequences:
+        return []
+    return list(ChatMessage.objects.filter(session__pk=session_id, sequence__in=list(sequences)).order_by("sequence"))
+
+
 @dataclass(frozen=True)
 class MessagePage:
     messages: list[ChatMessage]
     has_more: bool
+    branch: Branch | None = None
 
     @property
     def oldest_sequence(self) -> int | None:
         return self.messages[0].sequence if self.messages else None
 
+    def versions(self, row: ChatMessage) -> dict[str, Any] | None:
+        found = self.branch.versions(row.sequence) if self.branch is not None else None
+        return found.as_dict() if found is not None else None
+
+    def usage(self, row: ChatMessage, shares: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+        """The share of the user's limits the turn of this assistant row cost (None on other rows)."""
+        if row.role != ChatMessage.Role.ASSISTANT or row.turn_id is None:
+            return None
+        return shares.get(str(row.turn_id))
+
 
 def message_page(*, session: ChatSession, limit: int, before_sequence: int | None = None) -> MessagePage:
-    """Newest-first page of a session's messages, returned in ascending order."""
-    rows = ChatMessage.objects.filter(session=session, session__user=session.user_id)
+    """Newest-first page of the current branch's messages, returned in ascending order."""
+    branch = session_branch(session=session)
+    sequences = branch.sequences
     if before_sequence is not None:
-        rows = rows.filter(sequence__lt=before_sequence)
-    page = list(rows.order_by("-sequence")[: limit + 1])
-    has_more = len(page) > limit
-    return MessagePage(messages=list(reversed(page[:limit])), has_more=has_more)
+        sequences = [s for s in sequences if s < before_sequence]
+    has_more = len(sequences) > limit
+    chosen = sequences[-limit:] if limit else []
+    return MessagePage(messages=branch_rows(session_id=session.pk, sequences=chosen), has_more=has_more, branch=branch)
 
 
-def session_messages(*, session_id: uuid.UUID | str) -> list[ChatMessage]:
-    """Every row of a session in sequence order (the turn engine's working list)."""
-    return list(ChatMessage.objects.filter(session__pk=session_id).order_by("sequence"))
+def session_messages(*, session_id: uuid.UUID | str, leaf_sequence: int | None) -> list[ChatMessage]:
+    """Every row of the branch ending at `leaf_sequence`, root first (the turn engine's
+    working list): the context the model sees is exactly the current branch."""
+    branch = branch_get(session_id=session_id, leaf_sequence=leaf_sequence)
+    return branch_rows(session_id=session_id, sequences=branch.sequences)
+
+
+def session_branch_messages(*, session: ChatSession) -> list[ChatMessage]:
+    """Every row of the session's current branch, root first: what the user sees, and what
+    an export or a shared snapshot of the chat holds (never the other versions)."""
+    return session_messages(session_id=session.pk, leaf_sequence=session.leaf_sequence)
 
 
 def context_snapshot_get(*, session_id: uuid.UUID | str) -> ContextSnapshot | None:
@@ -239,6 +391,52 @@ def message_search_for_user(*, user: User, query: str, limit: int = 10) -> list[
         .select_related("session")
         .order_by("-created_at", "-pk")[:limit]
     )
+
+
+# ---------------------------------------------------------------- what each answer cost the user's limits
+
+
+def _share(microdollars: int, limit: int) -> float | None:
+    """The part of a window's limit, in percent to 0.01 (None: the window is unlimited)."""
+    if limit <= 0:
+        return None
+    return round(100 * microdollars / limit, 2)
+
+
+def turn_usage_shares(*, user_id: int, turn_ids: Iterable[object]) -> dict[str, dict[str, Any]]:
+    """What each finished turn cost the user's limits, by turn id: ``{charged, outcome,
+    daily_percent, weekly_percent}``, each percent the turn's recorded spend (its
+    `TurnUsage.cost_microdollars`, what the spend counters were given) against the
+    plan's daily or weekly limit as the usage API counts it (None: unlimited). Never
+    dollars. A turn that spent nothing (a failure before any output, an unknown cost) is
+    `charged: false` with 0 %. Running turns are left out. Two queries, or none."""
+    ids = {str(turn_id) for turn_id in turn_ids if turn_id}
+    if not ids:
+        return {}
+    turns = list(
+        TurnUsage.objects.filter(turn_id__in=ids, user_id=user_id)
+        .exclude(outcome=TurnUsage.Outcome.RUNNING)
+        .values_list("turn_id", "cost_microdollars", "outcome")
+    )
+    if not turns:
+        return {}
+    from copilot_site.accounts.models import User
+    from ratelimits.selectors import limits_resolve
+
+    owner = User.objects.filter(pk=user_id).first()
+    if owner is None:
+        return {}
+    limits = limits_resolve(user=owner)
+    shares: dict[str, dict[str, Any]] = {}
+    for turn_id, cost, outcome in turns:
+        spent = max(cost or 0, 0)
+        shares[str(turn_id)] = {
+            "charged": spent > 0,
+            "outcome": outcome,
+            "daily_percent": _share(spent, limits.account_daily),
+            "weekly_percent": _share(spent, limits.account_weekly),
+        }
+    return shares
 
 
 # ---------------------------------------------------------------- tool approvals
@@ -334,10 +532,14 @@ class _UIMessageBuilder:
         self,
         *,
         skip_turn_id: str | None,
+        branch: Branch | None = None,
+        shares: dict[str, dict[str, Any]] | None = None,
         approvals: dict[tuple[str, str], ToolApproval] | None = None,
         attachments: dict[str, Attachment] | None = None,
     ) -> None:
         self.skip_turn_id = skip_turn_id
+        self.branch = branch
+        self.shares = shares or {}
         self.approvals = approvals or {}  # (turn id, tool call id) -> its approval
         self.attachments = attachments or {}
         self.out: list[dict[str, Any]] = []
@@ -366,7 +568,7 @@ class _UIMessageBuilder:
                     "id": row.client_message_id or f"user-{row.sequence}",
                     "role": "user",
                     "parts": parts,
-                    "metadata": metadata,
+                    "metadata": self._metadata(row, metadata),
                 }
             )
             return
@@ -392,10 +594,18 @@ class _UIMessageBuilder:
             "id": turn or f"assistant-{row.sequence}",
             "role": "assistant",
             "parts": [],
-            "metadata": {"sequence": row.sequence, "createdAt": row.created_at.isoformat(), "turnId": turn},
+            "metadata": self._metadata(
+                row, {"sequence": row.sequence, "createdAt": row.created_at.isoformat(), "turnId": turn}
+            ),
         }
         self.tools = {}
         self.step_open = False
+
+    def _metadata(self, row: ChatMessage, metadata: dict[str, Any]) -> dict[str, Any]:
+        versions = self.branch.versions(row.sequence) if self.branch is not None else None
+        if versions is not None:
+            metadata["versions"] = versions.as_dict()
+        return metadata
 
     def _part(self, row: ChatMessage, message: dict[str, Any]) -> None:
         parts: list[dict[str, Any]] = message["parts"]
@@ -403,6 +613,10 @@ class _UIMessageBuilder:
         content = row.content or ""
         if row.duration_ms:
             metadata["durationMs"] = row.duration_ms
+        if row.role == ChatMessage.Role.ASSISTANT and row.model:
+            metadata["model"], metadata["mode"] = row.model, row.mode
+        if row.role == ChatMessage.Role.ASSISTANT and row.turn_id is not None and str(row.turn_id) in self.shares:
+            metadata["usage"] = self.shares[str(row.turn_id)]
         if row.role == ChatMessage.Role.REASONING:
             if content.strip():
                 parts.append({"type": "reasoning", "text": content, "state": "done"})
@@ -481,42 +695,51 @@ class _UIMessageBuilder:
         return self.out
 
 
+def _widened_to_turn_start(
+    session: ChatSession, earlier_sequences: list[int], rows: list[ChatMessage]
+) -> list[ChatMessage]:
+    """`rows` with the branch rows before them that belong to the first row's turn (a row
+    without a turn id that is not a user row: back to the user row it answers)."""
+    first = rows[0]
+    if first.turn_id is None and first.role == ChatMessage.Role.USER:
+        return rows
+    widened: list[ChatMessage] = []
+    end = len(earlier_sequences)
+    while end > 0:
+        batch = branch_rows(session_id=session.pk, sequences=earlier_sequences[max(end - 200, 0) : end])
+        end -= len(batch) or end
+        for row in reversed(batch):
+            if first.turn_id is not None and row.turn_id != first.turn_id:
+                return list(reversed(widened)) + rows
+            widened.append(row)
+            if first.turn_id is None and row.role == ChatMessage.Role.USER:
+                return list(reversed(widened)) + rows
+    return list(reversed(widened)) + rows
+
+
 def ui_message_page(
     *, session: ChatSession, limit: int, before_sequence: int | None = None, running_turn_id: str | None = None
 ) -> UIMessagePage:
-    """A page of the transcript as AI SDK ``UIMessage`` dicts, oldest first.
+    """A page of the current branch as AI SDK ``UIMessage`` dicts, oldest first.
 
     Paged by rows like `message_page` (``limit`` rows before ``before_sequence``), then
     widened back to the start of the turn its oldest row belongs to, so no message is
     cut in two across pages. ``running_turn_id``: the turn still streaming; its
     assistant message is left out (resuming its stream replays all of it), its user
-    message stays.
+    message stays. A message with other versions carries ``metadata.versions``
+    (`{position, count, sequences}`; an assistant message: those of its first row).
     """
-    page = message_page(session=session, limit=limit, before_sequence=before_sequence)
-    rows = page.messages
-    if rows:
-        first = rows[0]
-        if first.turn_id is not None:
-            start = (
-                ChatMessage.objects.filter(session=session, turn_id=first.turn_id, sequence__lt=first.sequence)
-                .order_by("sequence")
-                .values_list("sequence", flat=True)
-                .first()
-            )
-        elif first.role != ChatMessage.Role.USER:
-            start = (
-                ChatMessage.objects.filter(session=session, role=ChatMessage.Role.USER, sequence__lt=first.sequence)
-                .order_by("-sequence")
-                .values_list("sequence", flat=True)
-                .first()
-            )
-        else:
-            start = None
-        if start is not None:
-            earlier = ChatMessage.objects.filter(session=session, sequence__gte=start, sequence__lt=first.sequence)
-            rows = list(earlier.order_by("sequence")) + rows
+    branch = session_branch(session=session)
+    sequences = branch.sequences
+    if before_sequence is not None:
+        sequences = [s for s in sequences if s < before_sequence]
+    start = max(len(sequences) - limit, 0)
+    rows = branch_rows(session_id=session.pk, sequences=sequences[start:])
+    if rows and start > 0:
+        rows = _widened_to_turn_start(session, sequences[:start], rows)
     oldest = rows[0].sequence if rows else None
-    has_more = oldest is not None and ChatMessage.objects.filter(session=session, sequence__lt=oldest).exists()
+    has_more = oldest is not None and sequences.index(oldest) > 0
+    shares = turn_usage_shares(user_id=session.user_id, turn_ids={row.turn_id for row in rows})
     turn_ids = {row.turn_id for row in rows if row.turn_id is not None and row.role == ChatMessage.Role.TOOL}
     approvals = (
         {
@@ -527,7 +750,11 @@ def ui_message_page(
         else {}
     )
     builder = _UIMessageBuilder(
-        skip_turn_id=running_turn_id, approvals=approvals, attachments=message_attachments(rows)
+        skip_turn_id=running_turn_id,
+        branch=branch,
+        shares=shares,
+        approvals=approvals,
+        attachments=message_attachments(rows),
     )
     for row in rows:
         builder.add(row)

@@ -47,4 +47,10 @@ urlpatterns = [
         name="chat-file-detail",
     ),
     path("files/<str:file_id>/content", apis.FileContentApi.as_view(), name="chat-file-content"),
+    path(
+        "sessions/<str:session_id>/messages/<str:sequence>/versions",
+        apis.MessageVersionCreateApi.as_view(),
+        name="chat-message-versions",
+    ),
+    path("sessions/<str:session_id>/branch", apis.SessionBranchSwitchApi.as_view(), name="chat-session-branch"),
 ]

@@ -6,17 +6,19 @@ REST API and follows turns over SSE and the WebSocket.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from copilot_site.accounts.model_choice import advanced_cost_note
 from copilot_site.accounts.request_user import authenticated_user
 
 from .errors import SessionNotFound
 from .forms import ApprovalThresholdForm
-from .models import ChatSession
+from .models import ChatSession, ModelChoice
 from .selectors import session_get_for_user
 from .services.approvals import approval_threshold_set
 
@@ -34,7 +36,17 @@ def chat_page(request: HttpRequest, session_id: str | None = None) -> HttpRespon
     """`/copilot` (a new chat, or `?sessionId=` for an existing one) and `/chat/<id>/`."""
     wanted = str(session_id) if session_id else request.GET.get("sessionId", "").strip()
     session = _get_session_for_user(request, wanted) if wanted else None
-    return render(request, "chat/chat.html", {"chat_session": session})
+    user = authenticated_user(request)
+    return render(
+        request,
+        "chat/chat.html",
+        {
+            "chat_session": session,
+            "advanced_cost_note": advanced_cost_note(),
+            "default_model": user.chat_model or ModelChoice.STANDARD,
+            "default_mode": user.chat_mode or settings.COPILOT_DEFAULT_MODE,
+        },
+    )
 
 
 @login_required

@@ -234,6 +234,17 @@ def split_current_turn(rows: Sequence[ChatMessage]) -> int:
 # ---------------------------------------------------------------- snapshot + gap
 
 
+def snapshot_on_branch(prior_rows: Sequence[ChatMessage], watermark: int, last_sequence: int | None) -> bool:
+    """Whether a snapshot with this watermark stands for these history rows of the current
+    branch: its last covered row (`last_sequence`) is the branch's last row below the
+    watermark. A snapshot written before the transcript became a tree names no last row;
+    it stands for the branch only when every row below the watermark is on it."""
+    covered = [row.sequence for row in prior_rows if row.sequence is not None and row.sequence < watermark]
+    if last_sequence is None:
+        return len(covered) == watermark
+    return bool(covered) and covered[-1] == last_sequence
+
+
 @dataclass
 class SnapshotState:
     """What the loaded snapshot allows: its messages, the watermark, and whether we may

@@ -45,6 +45,7 @@ from .context import (
     estimate_tokens,
     load_snapshot_state,
     prune_orphan_tool_calls,
+    snapshot_on_branch,
     split_current_turn,
 )
 from .events import DataUsageEvent
@@ -112,10 +113,16 @@ class Transcript:
         missing = [str(file_id) for file_id in file_ids if str(file_id) not in self.attachments]
         if missing:
             self.attachments.update(attachments_by_id(file_ids=missing))
+        self.snapshot_last: int | None = None  # the last history row a new snapshot covers
+        self.model_choice = ""  # `standard` | `advanced`, recorded on the turn's assistant rows
+        self.mode_choice = ""  # `fast` | `extended_thinking`
 
     # ------------------------------------------------------------------ rows
 
     def row(self, role: str, content: str | None, **fields: Any) -> ChatMessage:
+        if role == ChatMessage.Role.ASSISTANT:
+            fields.setdefault("model", self.model_choice)
+            fields.setdefault("mode", self.mode_choice)
         row = ChatMessage(role=role, content=content, turn_id=self.turn_id, **fields)
         self.messages.append(row)
         if role == ChatMessage.Role.ASSISTANT:
@@ -153,8 +160,10 @@ class Transcript:
     # ------------------------------------------------------------------ loading
 
     def load(self, *, user_id: int) -> ChatSession:
-        """The session (with its user) and its rows, the current user turn split off and
-        orphaned tool calls of the history pruned, and the context snapshot's state."""
+        """The session (with its user) and the rows of its current branch (the context the
+        model sees is exactly that branch), the current user turn split off and orphaned
+        tool calls of the history pruned, and the context snapshot's state (a snapshot
+        made on another branch is not used)."""
         try:
             session = ChatSession.objects.select_related("user").get(pk=self.session_id)
         except (ChatSession.DoesNotExist, ValidationError, ValueError) as exc:
@@ -162,10 +171,11 @@ class Transcript:
         if session.user_id != user_id:
             logger.warning("%s Session is not owned by user %s", self.log_prefix, user_id)
             raise SessionNotFound(self.session_id)
-        rows = session_messages(session_id=self.session_id)
+        rows = session_messages(session_id=self.session_id, leaf_sequence=session.leaf_sequence)
         self.attachments = message_attachments(rows)
         snapshot_messages: Any = None
         watermark = 0
+        covers_last: int | None = None
         failed = False
         try:
             snapshot = context_snapshot_get(session_id=self.session_id)
@@ -175,13 +185,21 @@ class Transcript:
         else:
             if snapshot is not None:
                 snapshot_messages, watermark = snapshot.messages, snapshot.message_count
+                covers_last = snapshot.last_sequence
         start = split_current_turn(rows)
         prior, current = rows[:start], rows[start:]
+        if snapshot_messages is not None and not snapshot_on_branch(prior, watermark, covers_last):
+            logger.info("%s The context snapshot is of another branch; using this branch's history", self.log_prefix)
+            snapshot_messages = None
         prune_orphan_tool_calls(prior, log_prefix=self.log_prefix)
         self.messages.extend(prior)
         self.messages.extend(current)
         self.current_start = len(prior)
-        self.snapshot_watermark = current[0].sequence if current and current[0].sequence is not None else len(rows)
+        if current and current[0].sequence is not None:
+            self.snapshot_watermark = current[0].sequence
+        else:
+            self.snapshot_watermark = rows[-1].sequence + 1 if rows else 0
+        self.snapshot_last = prior[-1].sequence if prior else None
         self.snapshot = load_snapshot_state(
             snapshot_messages, watermark, total_prior=self.snapshot_watermark, load_failed=failed
         )
@@ -235,7 +253,11 @@ class Transcript:
         if end.compaction is not None and self.snapshot.may_write:
             ContextSnapshot.objects.update_or_create(
                 session_id=self.session_id,
-                defaults={"messages": end.compaction.messages, "message_count": self.snapshot_watermark},
+                defaults={
+                    "messages": end.compaction.messages,
+                    "message_count": self.snapshot_watermark,
+                    "last_sequence": self.snapshot_last,
+                },
             )
         return recorded
 

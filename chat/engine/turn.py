@@ -158,6 +158,8 @@ class _TurnRunner:
         self.message_id = str(request.turn_id)
         self.log_prefix = f"[session {self.session_id} turn {self.turn_id}]"
         self.transcript = Transcript(session_id=self.session_id, turn_id=self.turn_id, log_prefix=self.log_prefix)
+        self.transcript.model_choice = "advanced" if request.model == "advanced" else "standard"
+        self.transcript.mode_choice = str(request.mode or settings.COPILOT_DEFAULT_MODE)
         self.followups = FollowUpDrain(self.transcript, hooks, log_prefix=self.log_prefix)
         self._provider: LLMProvider | None = None
         self.provider_name = ""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from django.core.exceptions import ValidationError
@@ -42,15 +42,30 @@ def _lock_session(session_id: uuid.UUID | str, user: User | None = None) -> Chat
         raise SessionNotFound(session_id) from exc
 
 
-def _insert_new_rows(session: ChatSession | uuid.UUID | str, messages: Sequence[ChatMessage]) -> list[ChatMessage]:
-    """Insert the rows whose sequence is None, in order, after the DB's last row.
+class FollowLeaf:
+    """The default parent of new rows: the session's current leaf."""
+
+
+FOLLOW_LEAF = FollowLeaf()
+
+
+def _insert_new_rows(
+    session: ChatSession | uuid.UUID | str,
+    messages: Sequence[ChatMessage],
+    *,
+    parent_sequence: int | None | FollowLeaf = FOLLOW_LEAF,
+) -> list[ChatMessage]:
+    """Insert the rows whose sequence is None, in order, after the DB's last row, each one
+    following the one before it on the session's current branch.
 
     Precondition: inside ``transaction.atomic()``. The first statement touches the
     session's ``updated_at``, which also takes its row lock (or raises
     SessionNotFound when there is no such session), so concurrent appends to one
-    session are serialised until the transaction ends. Three statements in all,
-    written by hand: this runs at every turn's end on the worker (`copilot_site.core.sql`).
-    On failure the caller must ``_forget_insert`` the rows.
+    session are serialised until the transaction ends. The first new row's parent is
+    the session's leaf (or `parent_sequence` when given: an edit branches off there),
+    each later one's the row before it, and the last becomes the leaf. Five statements
+    in all, written by hand: this runs at every turn's end on the worker
+    (`copilot_site.core.sql`). On failure the caller must ``_forget_insert`` the rows.
     """
     new_rows = [row for row in messages if row.sequence is None]
     if not new_rows:
@@ -63,6 +78,11 @@ def _insert_new_rows(session: ChatSession | uuid.UUID | str, messages: Sequence[
     if not touched:
         raise SessionNotFound(session_id)
     top = sql.max_value(ChatMessage, "sequence", where={"session": session_id})
+    parent: int | None
+    if isinstance(parent_sequence, FollowLeaf):
+        parent = sql.value(ChatSession, "leaf_sequence", where={"id": session_id}) if top is not None else None
+    else:
+        parent = parent_sequence
     start = 0 if top is None else top + 1
     for offset, row in enumerate(new_rows):
         if isinstance(session, ChatSession):
@@ -70,7 +90,12 @@ def _insert_new_rows(session: ChatSession | uuid.UUID | str, messages: Sequence[
         else:
             row.session_id = session_id
         row.sequence = start + offset
+        row.parent_sequence = parent
+        parent = row.sequence
     sql.insert(new_rows)
+    sql.update(ChatSession, where={"id": session_id}, values={"leaf_sequence": parent})
+    if isinstance(session, ChatSession):
+        session.leaf_sequence = parent
     if top is None and any(row.role == ChatMessage.Role.USER for row in new_rows):
         _title_enqueue_on_commit(session)
     return new_rows
@@ -102,12 +127,22 @@ def _forget_insert(rows: Sequence[ChatMessage]) -> None:
     """Undo the in-memory effects of a rolled-back insert: the rows count as new again."""
     for row in rows:
         row.sequence = None  # type: ignore[assignment]  # unsaved rows carry no sequence
+        row.parent_sequence = None
         row.pk = None
         row._state.adding = True
 
 
-def messages_save_new(*, session_id: uuid.UUID | str, messages: Sequence[ChatMessage]) -> list[ChatMessage]:
+def messages_save_new(
+    *,
+    session_id: uuid.UUID | str,
+    messages: Sequence[ChatMessage],
+    parent_sequence: int | None | FollowLeaf = FOLLOW_LEAF,
+) -> list[ChatMessage]:
     """Append every in-memory row whose ``sequence`` is None; returns the inserted rows.
+
+    The rows follow one another on the session's current branch, the first under the
+    session's leaf, or under `parent_sequence` when given (None: a new first row), and
+    the last becomes the leaf.
 
     Existing rows are never rewritten. New rows are recognised by ``sequence is
     None`` (never by list position), so an in-memory prune cannot make a new row
@@ -119,7 +154,7 @@ def messages_save_new(*, session_id: uuid.UUID | str, messages: Sequence[ChatMes
         return []
     try:
         with transaction.atomic():
-            return _insert_new_rows(session_id, new_rows)
+            return _insert_new_rows(session_id, new_rows, parent_sequence=parent_sequence)
     except BaseException:
         _forget_insert(new_rows)
         raise
@@ -135,9 +170,9 @@ def message_duplicate_of(
     """The turn id ('' if it has none) of the saved user message that `content` repeats, or None if it is new.
 
     A repeat has the ``client_message_id`` of a saved row, or the content and the
-    attachments (the same ``file_ids``, in order) of a row of the session's trailing run of
-    user rows. A real repeat is always separated by an assistant row, which every finished
-    turn leaves ("yes" → reply → "yes" is accepted).
+    attachments (the same ``file_ids``, in order) of a row of the trailing run of user rows
+    of the session's current branch. A real repeat is always separated by an assistant row,
+    which every finished turn leaves ("yes" → reply → "yes" is accepted).
     """
     if client_message_id:
         found = list(
@@ -149,24 +184,20 @@ def message_duplicate_of(
             return str(found[0] or "")
     if content is None:
         return None
-    before: int | None = None
-    while True:
-        rows = ChatMessage.objects.filter(session__pk=session_id)
-        if before is not None:
-            rows = rows.filter(sequence__lt=before)
-        batch = list(
-            rows.order_by("-sequence").values_list("sequence", "role", "content", "turn_id", "file_ids")[
-                :_DUPLICATE_SCAN_BATCH
-            ]
-        )
-        for sequence, row_role, row_content, turn_id, row_file_ids in batch:
-            if row_role != ChatMessage.Role.USER:
+    from chat.selectors import branch_get, branch_rows
+
+    leaf = ChatSession.objects.filter(pk=session_id).values_list("leaf_sequence", flat=True).first()
+    sequences = branch_get(session_id=session_id, leaf_sequence=leaf).sequences
+    end = len(sequences)
+    while end > 0:
+        batch = branch_rows(session_id=session_id, sequences=sequences[max(end - _DUPLICATE_SCAN_BATCH, 0) : end])
+        end -= _DUPLICATE_SCAN_BATCH
+        for row in reversed(batch):
+            if row.role != ChatMessage.Role.USER:
                 return None
-            if row_content == content and list(row_file_ids or []) == list(file_ids):
-                return str(turn_id or "")
-            before = sequence
-        if len(batch) < _DUPLICATE_SCAN_BATCH:
-            return None
+            if row.content == content and list(row.file_ids or []) == list(file_ids):
+                return str(row.turn_id or "")
+    return None
 
 
 def message_client_ids_saved(*, session_id: uuid.UUID | str, client_message_ids: Sequence[str]) -> set[str]:
@@ -197,3 +228,35 @@ def pending_unsaved(session_id: object, messages: list[PendingMessage]) -> list[
             seen.add(message.client_message_id)
         kept.append(message)
     return kept
+
+
+def session_leaf_set(*, session_id: uuid.UUID | str, leaf_sequence: int | None) -> None:
+    """Make the branch ending at `leaf_sequence` the current one (None: before the first
+    row, where an edit of the first message starts). Precondition: no turn is running in
+    the session (its rows would land on the new branch); the caller checks it."""
+    if not ChatSession.objects.filter(pk=session_id).update(leaf_sequence=leaf_sequence):
+        raise SessionNotFound(session_id)
+
+
+def session_branch_switch(*, session: ChatSession, sequence: int, turn_running: Callable[[], bool]) -> int:
+    """Show the version of the conversation through message `sequence`: the newest branch
+    under it becomes the current one (as ChatGPT does); returns the new leaf.
+
+    The session row is locked first, then `turn_running` is asked: a send claims its
+    turn in Redis before it saves its row under that same lock, so either the claim is
+    seen here (TurnInProgress, nothing changed) or the send's row follows the new leaf.
+    """
+    from chat.errors import MessageNotFound, TurnInProgress
+    from chat.selectors import branch_get
+
+    with transaction.atomic():
+        _lock_session(session.pk)
+        if turn_running():
+            raise TurnInProgress()
+        branch = branch_get(session_id=session.pk, leaf_sequence=None)
+        if sequence not in branch.parents:
+            raise MessageNotFound(sequence)
+        leaf = branch.newest_leaf_under(sequence)
+        session_leaf_set(session_id=session.pk, leaf_sequence=leaf)
+    session.leaf_sequence = leaf
+    return leaf

@@ -16,6 +16,18 @@ def session_create(*, user: User, title: str | None = None) -> ChatSession:
     return ChatSession.objects.create(user=user, title=title)
 
 
+def session_choice_remember(*, session: ChatSession, model: str | None, mode: str | None) -> None:
+    """Remember the model and mode a message of this chat asked for (the composer's picker
+    shows them next time); a None leaves that one as it was."""
+    changes = {name: value for name, value in (("model", model), ("mode", mode)) if value}
+    changes = {name: value for name, value in changes.items() if getattr(session, name) != value}
+    if not changes:
+        return
+    ChatSession.objects.filter(pk=session.pk).update(**changes)
+    for name, value in changes.items():
+        setattr(session, name, value)
+
+
 @transaction.atomic
 def session_rename(*, session_id: uuid.UUID | str, user: User, title: str) -> ChatSession:
     session = session_get_for_user(session_id=session_id, user=user)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import transaction
 
 from chat.models import ChatMessage, SharedChat
-from chat.selectors import session_get_for_user
+from chat.selectors import session_branch_messages, session_get_for_user
 from chat.services.turns import turn_running
 from chat.shares import TOKEN_BYTES, share_get_for_user, share_token_hash
 
@@ -75,7 +75,7 @@ def share_create(*, user: User, session_id: uuid.UUID | str, hide_tool_internals
     """A new link to a snapshot of the user's chat as it is now; the token is returned once."""
     session = session_get_for_user(session_id=session_id, user=user)
     running = turn_running(session.pk)
-    rows = list(ChatMessage.objects.filter(session=session).order_by("sequence"))
+    rows = session_branch_messages(session=session)  # the version shown, never the other branches
     token = secrets.token_urlsafe(TOKEN_BYTES)
     share = SharedChat.objects.create(
         session=session,

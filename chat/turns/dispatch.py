@@ -1,6 +1,8 @@
 """Sending a message: the one way a turn starts.
 
-`turn_send` serves `POST …/stream`, the WebSocket `send` frame and auto-continue.
+`turn_send` serves `POST …/stream`, the WebSocket `send` frame and auto-continue;
+`turn_edit` and `turn_regenerate` start a turn on a new branch of the transcript
+(`POST …/messages/{sequence}/versions`), refused with 409 while a turn runs.
 In order: ownership (404) → the attachments (`file_ids`: more than COPILOT_MAX_FILE_IDS
 is a 400; the rest are filtered to the sender's own files that are not deleted, others
 dropped without a word; no text and no file is a 400) → reap a turn whose worker died →
@@ -23,10 +25,18 @@ from django.conf import settings
 from django.db import DatabaseError, transaction
 
 from chat.engine.request import TurnRequest
-from chat.errors import ChatError, SessionNotFound, TooManyFiles
-from chat.models import ChatMessage, ChatSession
+from chat.errors import ChatError, SessionNotFound, TooManyFiles, TurnInProgress
+from chat.models import ChatMessage, ChatSession, ModeChoice, ModelChoice
 from chat.selectors import attachment_ids_usable
-from chat.services.messages import message_duplicate_of, messages_save_new, pending_unsaved
+from chat.services.messages import (
+    FOLLOW_LEAF,
+    FollowLeaf,
+    message_duplicate_of,
+    messages_save_new,
+    pending_unsaved,
+    session_leaf_set,
+)
+from chat.services.sessions import session_choice_remember
 from chat.services.turns import reap_if_dead, turn_record_failure, turn_running
 from chat.services.usage import turn_usage_create
 from ratelimits import user_caps
@@ -135,6 +145,7 @@ def turn_send(
         file_ids=tuple(attached),
     )
     user_caps.user_send_check(user=user)
+    model, mode = _choice(session, user, model=model, mode=mode)
     if running:
         user_caps.turn_queue_check(user=user, queued=_user_queued(user))
         return _queue(session, user, pending)
@@ -156,6 +167,82 @@ def turn_send(
     return SendResult("started", turn_id=turn_id, turn_in_flight=True)
 
 
+def turn_edit(
+    *,
+    user: User,
+    session_id: object,
+    sequence: int,
+    message: str,
+    client_message_id: str | None = None,
+    mode: str | None = None,
+    model: str | None = None,
+) -> SendResult:
+    """Edit the user message `sequence`: the new text is a new version of it, a sibling
+    under the same parent, and starts a turn on that new branch. The old version and
+    everything after it stay (switch back with `session_branch_switch`). Refused with
+    TurnInProgress (409) while a turn runs; then nothing is saved."""
+    session = _session_for(user, session_id)
+    reap_if_dead(session.pk)
+    if client_message_id:
+        found = message_duplicate_of(session_id=session.pk, content=None, client_message_id=client_message_id)
+        if found is not None:  # a retried edit: the turn it started
+            return SendResult("duplicate", turn_id=found or None, turn_in_flight=_in_flight(session.pk))
+    from chat.selectors import edit_branch_point
+
+    parent = edit_branch_point(session_id=session.pk, sequence=sequence)
+    pending = PendingMessage(content=message, enqueued_at=time.time(), client_message_id=client_message_id)
+    return _start_version(session, user, parent, [pending], mode=mode, model=model, client_message_id=client_message_id)
+
+
+def turn_regenerate(
+    *, user: User, session_id: object, sequence: int, mode: str | None = None, model: str | None = None
+) -> SendResult:
+    """Answer again the message that the answer holding row `sequence` replies to: a new
+    turn whose rows are a new version of that answer (a sibling of its first row). The
+    earlier answer stays. Refused with TurnInProgress (409) while a turn runs."""
+    session = _session_for(user, session_id)
+    reap_if_dead(session.pk)
+    from chat.selectors import regenerate_branch_point
+
+    anchor = regenerate_branch_point(session_id=session.pk, sequence=sequence)
+    return _start_version(session, user, anchor, [], mode=mode, model=model, client_message_id=None)
+
+
+def _start_version(
+    session: ChatSession,
+    user: User,
+    branch_from: int | None,
+    messages: list[PendingMessage],
+    *,
+    mode: str | None,
+    model: str | None,
+    client_message_id: str | None,
+) -> SendResult:
+    """A turn on a new branch from `branch_from`, after the checks of a send: no turn
+    running (409, never queued: a queued edit would land on whichever branch is current
+    when it runs), the send caps, the rate limit, the claim."""
+    if _in_flight(session.pk):
+        raise TurnInProgress()
+    arrival = time.time()
+    user_caps.user_send_check(user=user)
+    model, mode = _choice(session, user, model=model, mode=mode)
+    _check_rate_limit(user)
+    turn_id = _claim_within_caps(session, user, "chat_stream", "chat", client_message_id)
+    if turn_id is None:  # another send claimed the session between our check and our claim
+        raise TurnInProgress()
+    payload = TurnRequest(
+        session_id=str(session.pk),
+        turn_id=turn_id,
+        user_id=user.pk,
+        mode=mode,
+        model=model,
+        arrived_at=arrival,
+        claimed_at=time.time(),
+    ).to_payload()
+    _start(session, user, turn_id, messages, payload, branch_from=branch_from)
+    return SendResult("started", turn_id=turn_id, turn_in_flight=True)
+
+
 def turn_auto_continue(*, session_id: str) -> str | None:
     """After a completed turn, start the next one if follow-ups are still queued."""
     if not pending_peek(session_id):
@@ -170,11 +257,29 @@ def turn_auto_continue(*, session_id: str) -> str | None:
         return None  # a new send claimed it; that turn drains the buffer itself
     user_caps.turn_slot_hold(user_id=session.user_id, session_id=session.pk, turn_id=turn_id)
     now = time.time()
+    model, mode = _choice(session, session.user, model=None, mode=None)
     payload = TurnRequest(
-        session_id=str(session.pk), turn_id=turn_id, user_id=session.user_id, arrived_at=now, claimed_at=now
+        session_id=str(session.pk),
+        turn_id=turn_id,
+        user_id=session.user_id,
+        mode=mode,
+        model=model,
+        arrived_at=now,
+        claimed_at=now,
     ).to_payload()
     _start(session, session.user, turn_id, [], payload)
     return turn_id
+
+
+def _choice(session: ChatSession, user: User, *, model: str | None, mode: str | None) -> tuple[str | None, str | None]:
+    """The model and mode a turn runs with: what the message asked for (then remembered on
+    the chat), else the chat's last choice, else the user's defaults (account page), else
+    None (the site's: `standard`, COPILOT_DEFAULT_MODE). A value that is neither choice
+    (a WebSocket frame's text is not checked against them) counts as no choice."""
+    model = model if model in ModelChoice.values else None
+    mode = mode if mode in ModeChoice.values else None
+    session_choice_remember(session=session, model=model, mode=mode)
+    return (model or session.model or user.chat_model or None, mode or session.mode or user.chat_mode or None)
 
 
 def _user_queued(user: User) -> int:
@@ -274,14 +379,25 @@ def _check_rate_limit(user: User) -> None:
 
 
 def _start(
-    session: ChatSession, user: User, turn_id: str, messages: list[PendingMessage], payload: dict[str, Any]
+    session: ChatSession,
+    user: User,
+    turn_id: str,
+    messages: list[PendingMessage],
+    payload: dict[str, Any],
+    *,
+    branch_from: int | None | FollowLeaf = FOLLOW_LEAF,
 ) -> None:
+    """Save the turn's user rows and record, then enqueue it. With `branch_from`, the
+    session's current branch is first moved back to end there (an edit or a regenerate),
+    so the rows and the turn continue from that point."""
     from chat.tasks import run_turn as run_turn_task
 
     # Stale follow-ups (queued before this claim) go first, so the DB stays chronological.
     stale = pending_drain(session.pk)
     try:
         with transaction.atomic():
+            if not isinstance(branch_from, FollowLeaf):
+                session_leaf_set(session_id=session.pk, leaf_sequence=branch_from)
             rows = pending_unsaved(session.pk, [*stale, *messages])
             messages_save_new(
                 session_id=session.pk,
@@ -323,5 +439,8 @@ __all__ = [
     "SendResult",
     "SessionNotFound",
     "TooManyQueuedMessages",
+    "TurnInProgress",
+    "turn_edit",
+    "turn_regenerate",
     "turn_send",
 ]

@@ -65,3 +65,12 @@ class SignupForm(UserCreationForm[User]):
 
 class ApiKeyCreateForm(forms.Form):
     name = forms.CharField(max_length=100, required=False, initial="API key")
+
+
+class ChatDefaultsForm(forms.ModelForm[User]):
+    """The chat composer's defaults: which model and mode a new chat starts with."""
+
+    class Meta:
+        model = User
+        fields = ("chat_model", "chat_mode")
+        labels = {"chat_model": "Model", "chat_mode": "Mode"}

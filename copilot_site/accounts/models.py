@@ -9,7 +9,19 @@ from django.db.models.functions import Lower
 
 
 class User(AbstractUser):
-    """The project's user (a custom model from day one, as Django recommends)."""
+    """The project's user (a custom model from day one, as Django recommends).
+
+    `chat_model` and `chat_mode` are the defaults of the chat composer's picker, set on
+    the account page; a chat remembers its own choice once a message made one. "" is
+    the site's default (`standard`; COPILOT_DEFAULT_MODE).
+    """
+
+    chat_model = models.CharField(
+        max_length=20, blank=True, default="", choices=[("standard", "Standard"), ("advanced", "Advanced")]
+    )
+    chat_mode = models.CharField(
+        max_length=20, blank=True, default="", choices=[("fast", "Fast"), ("extended_thinking", "Thinking")]
+    )
 
     class Meta(AbstractUser.Meta):  # type: ignore[name-defined,misc]
         constraints = [

@@ -79,3 +79,9 @@ def user_create(*, username: str, password: str, email: str = "", is_staff: bool
     user.full_clean(exclude=["password"])
     user.save()
     return user
+
+
+def user_chat_defaults_set(*, user: User, model: str, mode: str) -> None:
+    """The model and mode new chats start with ("": the site's default)."""
+    user.chat_model, user.chat_mode = model, mode
+    user.save(update_fields=["chat_model", "chat_mode"])

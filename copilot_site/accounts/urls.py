@@ -11,6 +11,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("account/", views.account, name="account"),
     path("account/keys/", views.api_key_create_view, name="api-key-create"),
+    path("account/chat-defaults/", views.chat_defaults_view, name="account-chat-defaults"),
     path("account/keys/<int:key_id>/revoke/", views.api_key_revoke_view, name="api-key-revoke"),
     path(
         "account/password/",

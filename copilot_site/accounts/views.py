@@ -13,10 +13,12 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from .forms import ApiKeyCreateForm, SignupForm
+from copilot_site.accounts.model_choice import advanced_cost_note
+
+from .forms import ApiKeyCreateForm, ChatDefaultsForm, SignupForm
 from .models import User
 from .selectors import api_key_list
-from .services import ApiKeyLimitReached, api_key_create, api_key_revoke
+from .services import ApiKeyLimitReached, api_key_create, api_key_revoke, user_chat_defaults_set
 from .throttle import signup_refusal_record, signup_refusal_retry_after
 
 
@@ -77,7 +79,13 @@ class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
 
 
 def _account_context(user: User, **extra: object) -> dict[str, object]:
-    return {"api_keys": api_key_list(user=user), "key_form": ApiKeyCreateForm(), **extra}
+    return {
+        "api_keys": api_key_list(user=user),
+        "key_form": ApiKeyCreateForm(),
+        "chat_defaults_form": ChatDefaultsForm(instance=user),
+        "advanced_cost_note": advanced_cost_note(),
+        **extra,
+    }
 
 
 @login_required
@@ -113,4 +121,21 @@ def api_key_revoke_view(request: HttpRequest, key_id: int) -> HttpResponse:
         messages.success(request, "API key revoked.")
     else:
         messages.error(request, "That key does not exist or is already revoked.")
+    return redirect("account")
+
+
+@login_required
+@require_POST
+def chat_defaults_view(request: HttpRequest) -> HttpResponse:
+    """Save the chat composer's defaults (a chat's own choice, once made, wins)."""
+    assert isinstance(request.user, User)
+    form = ChatDefaultsForm(request.POST, instance=request.user)
+    if not form.is_valid():
+        return render(
+            request, "accounts/account.html", _account_context(request.user, chat_defaults_form=form), status=400
+        )
+    user_chat_defaults_set(
+        user=request.user, model=form.cleaned_data["chat_model"], mode=form.cleaned_data["chat_mode"]
+    )
+    messages.success(request, "Chat defaults saved.")
     return redirect("account")

@@ -26,7 +26,8 @@ _DESCRIPTIONS = {
     402: "Not enough credits.",
     403: "Not allowed: a cookie session without its CSRF token, or a staff operation for a non-staff user.",
     404: "Not found, or not yours.",
-    409: "The request conflicts with the current state (`code` says which, e.g. `approval_decided`).",
+    409: "Refused by the current state, nothing changed (`code` says why: `turn_in_progress` while a reply "
+    "is being written, `approval_decided`, …).",
     413: "The request body is larger than the server accepts (`code`: `request_too_large`).",
     422: "A well-formed request the rules refuse.",
     429: "Too many requests: from this address with wrong API keys (with `Retry-After`), or a limit of this operation.",

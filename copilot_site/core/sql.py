@@ -6,7 +6,7 @@ through ``connection.cursor()``. A worker ends dozens of turns a second while
 hundreds of others stream in the same process, and the ORM work runs on a thread
 that shares the GIL with the streaming loop, so every turn's end stalled the
 other turns' chunks (`make bench`). The writes on that path (a turn's rows, its
-usage, the spend history) go through these four helpers; everything else
+usage, the spend history) go through these helpers; everything else
 uses the ORM.
 
 Table and column names come from ``_meta`` and are quoted by the backend (no
@@ -147,6 +147,14 @@ def max_value(model: Model, name: str, *, where: Mapping[str, Any]) -> Any:
     """``SELECT MAX(f) … WHERE …`` (None when no row matches)."""
     condition, params = _where(model, where)
     sql = f"SELECT MAX({_column(model, name)}) FROM {_name(model._meta.db_table)} WHERE {condition}"  # noqa: S608 - names from _meta, quoted
+    _, rows = _run(sql, params)
+    return rows[0][0] if rows else None
+
+
+def value(model: Model, name: str, *, where: Mapping[str, Any]) -> Any:
+    """``SELECT f … WHERE …`` of the first matching row (None when no row matches)."""
+    condition, params = _where(model, where)
+    sql = f"SELECT {_column(model, name)} FROM {_name(model._meta.db_table)} WHERE {condition}"  # noqa: S608 - names from _meta, quoted
     _, rows = _run(sql, params)
     return rows[0][0] if rows else None
 

@@ -14,7 +14,10 @@ import { createReplayFilter } from "./replay.js";
 import { initSearch } from "./search.js";
 import { initTranscriptTools } from "./share.js";
 import { ChatSocket, backoffDelay, compareEventIds, readSse } from "./transport.js";
-import { MessageList } from "./view.js";
+import { usageLine } from "./answer_usage.js";
+import { composerChoice, showChoice } from "./picker.js";
+import { answerText, bindActions, isEditing, messageActions, startEdit, stopEditing } from "./versions.js";
+import { MessageList, copyText } from "./view.js";
 
 const PAGE_SIZE = 50;
 const SESSIONS_PAGE = 30;
@@ -51,7 +54,16 @@ const els = {
   attachmentChips: $("#attachment-chips"),
 };
 
-const list = new MessageList(els.list, { onRetry: () => retryLast() });
+const list = new MessageList(els.list, {
+  onRetry: () => retryLast(),
+  decorate(bubble, article) {
+    const cost = usageLine(bubble);
+    if (cost) article.append(cost);
+    const actions = messageActions(bubble);
+    if (actions) article.append(actions);
+    if (isEditing(bubble)) editBubble(bubble, article);
+  },
+});
 const tray = new AttachmentTray({
   form: els.form,
   input: els.input,
@@ -146,6 +158,10 @@ function render({ stick } = {}) {
   const latest = [...bubbles].reverse().find((b) => b.role !== "alert");
   for (const bubble of bubbles) bubble.isLatest = bubble === latest;
   list.render(bubbles);
+  // Only the latest answer offers "Regenerate" (CSS hides it on the others).
+  for (const element of els.list.querySelectorAll(".msg.is-latest")) element.classList.remove("is-latest");
+  const latestElement = latest ? list.elementOf(latest) : null;
+  if (latestElement) latestElement.classList.add("is-latest");
   els.empty.hidden = Boolean(bubbles.length) || S.loading === true;
   if (follow) scrollToBottom();
 }
@@ -224,6 +240,7 @@ function sessionUrl(sessionId) {
 
 async function openSession(sessionId, { history = null } = {}) {
   teardown();
+  stopEditing();
   S = freshState(sessionId);
   const g = S.generation;
   if (history === "push") window.history.pushState({ sessionId }, "", sessionUrl(sessionId));
@@ -238,6 +255,7 @@ async function openSession(sessionId, { history = null } = {}) {
   transcriptTools.sessionChanged(sessionId);
   if (!sessionId) {
     setTitle("");
+    showChoice(null);
     els.empty.hidden = false;
     return;
   }
@@ -263,6 +281,7 @@ async function openSession(sessionId, { history = null } = {}) {
   S.hasMore = body.has_more;
   S.oldest = body.oldest_sequence;
   setTitle(body.session.title);
+  showChoice(body.session);
   recomputeDb();
   if (body.active_turn) attach(body.active_turn);
   render({ stick: true });
@@ -636,7 +655,7 @@ async function send(text, delivery = "now", files = []) {
   state.lastUserText = text;
   state.lastUserFiles = files;
   const clientMessageId = uuid();
-  const payload = { message: text, client_message_id: clientMessageId };
+  const payload = { message: text, client_message_id: clientMessageId, ...composerChoice() };
   if (files.length) payload.file_ids = files.map((f) => f.id);
   let bubble = null;
   let chip = null;
@@ -684,15 +703,7 @@ async function send(text, delivery = "now", files = []) {
       state.expectingOwn = true;
       render({ stick: true });
     }
-    if (!state.sse) state.sse = controller;
-    try {
-      const end = await readSse(response, (id, chunk) => state === S && onEvent(id, chunk, "sse"));
-      if (state.sse === controller) state.sse = null;
-      if (end !== "done" && state === S) sseLost();
-    } catch (error) {
-      if (state.sse === controller) state.sse = null;
-      if (error.name !== "AbortError" && state === S) sseLost();
-    }
+    await followResponse(state, response, controller);
     return;
   }
   const text202 = await response.text().catch(() => "");
@@ -732,6 +743,144 @@ async function send(text, delivery = "now", files = []) {
   }
   render({ stick: true });
 }
+
+// Follow a turn from the SSE body of the POST that started it.
+async function followResponse(state, response, controller) {
+  if (!state.sse) state.sse = controller;
+  try {
+    const end = await readSse(response, (id, chunk) => state === S && onEvent(id, chunk, "sse"));
+    if (state.sse === controller) state.sse = null;
+    if (end !== "done" && state === S) sseLost();
+  } catch (error) {
+    if (state.sse === controller) state.sse = null;
+    if (error.name !== "AbortError" && state === S) sseLost();
+  }
+}
+
+// ---- versions: edit, regenerate, switch (POST …/messages/{sequence}/versions, PUT …/branch) ----
+
+// Replace the shown rows with a page of the session's current branch.
+function showBranch(body) {
+  S.rows = body.messages;
+  S.hasMore = body.has_more;
+  S.oldest = body.oldest_sequence;
+  S.live = null;
+  S.tail = [];
+  recomputeDb();
+  if (body.active_turn) attach(body.active_turn);
+  render({ stick: true });
+  els.olderStatus.textContent = "";
+  maybeLoadOlder();
+}
+
+async function reloadBranch() {
+  const state = S;
+  const result = await api(`/api/chat/sessions/${state.sessionId}?limit=${PAGE_SIZE}`);
+  if (state === S && result.ok) showBranch(result.body);
+}
+
+function refuseWhileRunning() {
+  if (!S.running) return false;
+  showNotice("A reply is still being written. Stop it or wait until it finishes, then try again.", "error");
+  return true;
+}
+
+// A new version of the message `sequence`: an edit (`text` given) or a regenerate. The shown
+// branch is cut back to before that message at once; the server starts the turn.
+async function sendVersion(sequence, text = null) {
+  if (!S.sessionId || refuseWhileRunning()) return;
+  showNotice("");
+  showComposerError("");
+  const state = S;
+  const clientMessageId = uuid();
+  const payload = text === null ? {} : { message: text, client_message_id: clientMessageId };
+  Object.assign(payload, composerChoice());
+  state.stopRequested = false;
+  state.rows = state.rows.filter((row) => row.sequence < sequence);
+  state.tail = [];
+  if (text !== null) {
+    state.lastUserText = text;
+    state.tail.push({ key: `local-${clientMessageId}`, role: "user", text, inFlight: true, clientMessageId });
+  }
+  state.expectingOwn = true;
+  recomputeDb();
+  setRunning(true);
+  render({ stick: true });
+  const controller = new AbortController();
+  let response;
+  try {
+    response = await fetch(`/api/chat/sessions/${state.sessionId}/messages/${sequence}/versions`, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRFToken": csrfToken() },
+      body: JSON.stringify(payload),
+      signal: controller.signal,
+    });
+  } catch {
+    if (state !== S) return;
+    state.expectingOwn = false;
+    setRunning(false);
+    showNotice("Could not reach the server. Nothing was changed.", "error");
+    reloadBranch();
+    return;
+  }
+  if (state !== S) return;
+  if (response.ok && (response.headers.get("content-type") || "").startsWith("text/event-stream")) {
+    await followResponse(state, response, controller);
+    return;
+  }
+  const body = await response.json().catch(() => null);
+  state.expectingOwn = false;
+  setRunning(false);
+  await reloadBranch();
+  if (state !== S) return;
+  if (response.status === 429 && body && body.window) await rateLimitAlert(body);
+  else state.tail.push(alertBubble({ title: errorText({ status: response.status, body }, "That could not be done.") }));
+  render({ stick: true });
+}
+
+async function switchVersion(sequence) {
+  if (!S.sessionId || refuseWhileRunning()) return;
+  const state = S;
+  const result = await api(`/api/chat/sessions/${state.sessionId}/branch`, { method: "PUT", json: { sequence } });
+  if (state !== S) return;
+  if (!result.ok) {
+    showNotice(errorText(result, "Could not show that version."), "error");
+    return;
+  }
+  showBranch(result.body);
+}
+
+function editBubble(bubble, article) {
+  if (refuseWhileRunning()) return;
+  startEdit(article, bubble, { onSubmit: (text) => sendVersion(bubble.sequence, text) });
+}
+
+// ↑ in an empty composer: edit the last message of yours.
+function editLast() {
+  const last = [...S.dbBubbles].reverse().find((b) => b.role === "user" && b.sequence !== undefined);
+  const article = last ? list.elementOf(last) : null;
+  if (!article) return false;
+  editBubble(last, article);
+  article.scrollIntoView({ block: "nearest" });
+  return true;
+}
+
+bindActions(els.list, (article) => list.bubbleOf(article), {
+  onEdit: editBubble,
+  onRegenerate: (bubble) => sendVersion(bubble.sequence),
+  onSwitch: switchVersion,
+  onCopy(bubble, button) {
+    copyText(answerText(bubble)).then((ok) => {
+      button.dataset.icon = ok ? "Copied" : "Copy failed";
+      button.setAttribute("aria-label", ok ? "Copied" : "Copy failed");
+      setTimeout(() => {
+        button.dataset.icon = "Copy";
+        button.setAttribute("aria-label", "Copy answer");
+      }, 1500);
+    });
+  },
+});
 
 function retryLast() {
   if (S.lastUserText || (S.lastUserFiles && S.lastUserFiles.length)) send(S.lastUserText, "now", S.lastUserFiles || []);
@@ -1065,6 +1214,8 @@ els.input.addEventListener("keydown", (event) => {
   if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
     event.preventDefault();
     els.form.requestSubmit();
+  } else if (event.key === "ArrowUp" && !els.input.value && !event.shiftKey && !event.altKey && !event.metaKey && !event.ctrlKey) {
+    if (!S.running && editLast()) event.preventDefault();
   }
 });
 els.input.addEventListener("input", autosize);
@@ -1126,9 +1277,14 @@ initSearch(root, {
 });
 const transcriptTools = initTranscriptTools(root);
 document.addEventListener("keydown", (event) => {
-  if (event.key === "Escape" && root.classList.contains("sidebar-open")) {
+  if (event.key !== "Escape" || event.defaultPrevented) return;
+  if (root.classList.contains("sidebar-open")) {
     closeSidebar();
     els.sidebarToggle.focus();
+  } else if (S && S.running && !els.stop.hidden && !els.stop.disabled) {
+    // Esc stops the reply, as the Stop button does.
+    event.preventDefault();
+    stop();
   }
 });
 window.addEventListener("popstate", () => {

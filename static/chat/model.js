@@ -48,15 +48,18 @@ export function rowsToBubbles(rows) {
         text: row.content ?? "",
         attachments: row.attachments || [],
         sequence: row.sequence,
+        versions: row.versions || null,
       });
       continue;
     }
     if (row.role !== "assistant" && row.role !== "tool" && row.role !== "reasoning") continue;
     if (!current) {
-      current = { key: `a${row.sequence}`, role: "assistant", parts: [], durationMs: null, live: false, sequence: row.sequence };
+      current = { key: `a${row.sequence}`, role: "assistant", parts: [], durationMs: null, live: false, sequence: row.sequence, versions: row.versions || null };
       bubbles.push(current);
     }
     if (row.duration_ms) current.durationMs = row.duration_ms;
+    if (row.role === "assistant" && row.model) [current.model, current.mode] = [row.model, row.mode];
+    if (row.role === "assistant" && row.usage) current.usage = row.usage;
     if (!current.durationMs && userAt !== null) {
       // No duration stored: the turn took from its user message to its last row.
       const span = Date.parse(row.created_at) - userAt;

@@ -12,9 +12,10 @@ let uniqueId = 0;
 const nextId = (prefix) => `${prefix}-${(uniqueId += 1)}`;
 
 export class MessageList {
-  constructor(container, { onRetry } = {}) {
+  constructor(container, { onRetry, decorate } = {}) {
     this.container = container;
     this.onRetry = onRetry;
+    this.decorate = decorate; // (bubble, article): adds the action row (versions.js)
     this.entries = new Map(); // bubble → {element, parts: Map(part → {view, element})}
     this.open = new Map(); // "bubbleKey:partKey" → bool, survives rebuilds
     this.dirty = new Set();
@@ -85,6 +86,16 @@ export class MessageList {
     }
   }
 
+  elementOf(bubble) {
+    const entry = this.entries.get(bubble);
+    return entry ? entry.element : null;
+  }
+
+  bubbleOf(element) {
+    for (const [bubble, entry] of this.entries) if (entry.element === element) return bubble;
+    return null;
+  }
+
   // ---- building -------------------------------------------------------------------
 
   build(bubble, entry) {
@@ -97,6 +108,7 @@ export class MessageList {
         bubble.text ? el("div", { class: "msg-body", text: bubble.text }) : null,
         files.length ? attachmentList(files) : null,
       );
+      if (this.decorate) this.decorate(bubble, entry.element);
       return;
     }
     if (bubble.role === "alert") {
@@ -136,6 +148,7 @@ export class MessageList {
       body.append(el("div", { class: "typing", "aria-hidden": "true" }, el("span"), el("span"), el("span")));
     }
     entry.element = article;
+    if (this.decorate) this.decorate(bubble, article);
   }
 
   buildAlert(bubble) {
@@ -313,7 +326,7 @@ export class MessageList {
     const copy = event.target.closest("button.copy-code");
     if (copy) {
       const code = copy.closest(".codeblock").querySelector("pre code, pre");
-      copyText(code.textContent).then((ok) => {
+      copyText(code.textContent.replace(/\n$/, "")).then((ok) => {
         copy.textContent = ok ? "Copied" : "Copy failed";
         setTimeout(() => {
           copy.textContent = "Copy";
@@ -325,7 +338,7 @@ export class MessageList {
   }
 }
 
-async function copyText(text) {
+export async function copyText(text) {
   try {
     await navigator.clipboard.writeText(text);
     return true;

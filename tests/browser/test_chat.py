@@ -365,9 +365,16 @@ def test_scrolling_up_loads_older_messages_before_the_current_ones(pages: Pages)
     alice = UserFactory(username="alice")
     session = ChatSession.objects.create(user=alice, title="Long chat")
     ChatMessage.objects.bulk_create(
-        ChatMessage(session=session, sequence=i, role="user" if i % 2 == 0 else "assistant", content=f"message {i}")
+        ChatMessage(
+            session=session,
+            sequence=i,
+            parent_sequence=i - 1 if i else None,
+            role="user" if i % 2 == 0 else "assistant",
+            content=f"message {i}",
+        )
         for i in range(130)
     )
+    ChatSession.objects.filter(pk=session.pk).update(leaf_sequence=129)
     page = pages.open(f"/chat/{session.pk}/", alice, viewport=PHONE)
     expect(page.get_by_test_id("assistant-text").last).to_have_text("message 129")
     expect(page.get_by_test_id("user-message")).to_have_count(25)

@@ -17,7 +17,7 @@ from chat.models import ChatMessage, ChatSession, SharedChat
 from chat.services.shares import share_create
 from tests.browser.conftest import DESKTOP, PHONE, Pages, screenshot
 from tests.browser.test_csp import _open
-from tests.factories import UserFactory
+from tests.factories import UserFactory, link_rows
 
 # Sync Playwright keeps an event loop running in this thread; the tests' own ORM calls are safe.
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
@@ -36,6 +36,7 @@ def _chat(user: Any, title: str | None, messages: list[tuple[str, str]], *, hour
     session = ChatSession.objects.create(user=user, title=title)
     rows = [ChatMessage(session=session, sequence=n, role=r, content=text) for n, (r, text) in enumerate(messages)]
     ChatMessage.objects.bulk_create(rows)
+    link_rows(session)  # one branch, as messages_save_new writes them
     stamp = dt.datetime(2026, 1, 2, hour, tzinfo=dt.UTC)
     ChatSession.objects.filter(pk=session.pk).update(updated_at=stamp)
     return session
@@ -140,6 +141,7 @@ def _chat_with_a_tool_call(user: Any) -> ChatSession:
             ChatMessage(session=session, sequence=3, role="assistant", content="It is **42**."),
         ]
     )
+    link_rows(session)
     return session
 
 
@@ -196,6 +198,7 @@ def test_share_creates_copies_and_revokes_a_link(pages: Pages, viewport: dict[st
     ChatMessage.objects.create(
         session=session, sequence=5, role="assistant", content="Yes: `code` and a [link](https://example.com)."
     )
+    link_rows(session)
     page = pages.open(f"/chat/{session.pk}/", alice, viewport=viewport, color_scheme=scheme)
     page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=pages.base_url)
     expect(page.get_by_test_id("assistant-message")).to_have_count(2)

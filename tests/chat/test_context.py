@@ -16,6 +16,7 @@ from chat.engine.context import (
     merge_consecutive,
     prune_orphan_tool_calls,
     rows_to_llm_messages,
+    snapshot_on_branch,
     system_prompt,
 )
 from chat.engine.followups import PendingFollowUp, format_follow_up_block, turn_start_llm_text
@@ -264,6 +265,33 @@ def test_unusable_snapshots(_case: str, raw: Any, watermark: int, failed: bool, 
 
 def test_snapshot_state_default_allows_writing() -> None:
     assert SnapshotState().may_write is True
+
+
+def at(rows: list[ChatMessage], sequences: list[int]) -> list[ChatMessage]:
+    for row, sequence in zip(rows, sequences, strict=True):
+        row.sequence = sequence
+    return rows
+
+
+@pytest.mark.parametrize(
+    ("_case", "branch", "watermark", "last", "usable"),
+    [
+        # the snapshot was made on this branch: its last covered row is the branch's last below the watermark
+        ("same branch", [0, 1, 2, 3], 2, 1, True),
+        # edited at row 2 (a new version, sequence 6), after a snapshot that covered rows 0-4 of the old branch
+        ("other branch", [0, 1, 6, 7], 5, 4, False),
+        # an older version of a row below the watermark: the row the snapshot covered is not on this branch
+        ("older version", [0, 1, 2, 5, 6], 5, 4, False),
+        # a snapshot written before the tree: usable while every row below the watermark is on the branch
+        ("legacy, linear", [0, 1, 2, 3], 2, None, True),
+        ("legacy, branched", [0, 1, 6, 7], 4, None, False),
+    ],
+)
+def test_a_snapshot_stands_only_for_the_branch_it_was_made_on(
+    _case: str, branch: list[int], watermark: int, last: int | None, usable: bool
+) -> None:
+    prior = at([user(str(s)) if i % 2 == 0 else assistant(str(s)) for i, s in enumerate(branch)], branch)
+    assert snapshot_on_branch(prior, watermark, last) is usable
 
 
 # ---------------------------------------------------------------- compaction

@@ -12,6 +12,7 @@ import pytest
 
 from chat.models import ChatMessage, ChatSession
 from tests.chat.turns.helpers import Person, fake, person, read_sse
+from tests.factories import ChatMessageFactory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -157,7 +158,7 @@ def test_unknown_format_and_another_users_chat(stack: str) -> None:
     # given
     alice = person("alice")
     charlie = person("charlie")
-    ChatMessage.objects.create(session=alice.session, sequence=0, role="user", content="secret")
+    ChatMessageFactory(session=alice.session, sequence=0, role="user", content="secret")
     url = f"{stack}/api/chat/sessions/{alice.session.pk}/export"
     # when
     unknown = httpx.get(url, params={"format": "pdf"}, headers=alice.headers)

@@ -8,13 +8,14 @@ from typing import Any
 from rest_framework.test import APIClient
 
 from chat.models import ChatMessage, ChatSession
+from tests.factories import ChatMessageFactory
 
 
 def _session(user: Any, title: str | None, rows: list[dict[str, Any]]) -> ChatSession:
     session = ChatSession.objects.create(user=user, title=title)
     stamp = dt.datetime(2026, 1, 2, 9, 30, tzinfo=dt.UTC)
     for sequence, row in enumerate(rows):
-        ChatMessage.objects.create(session=session, sequence=sequence, **row)
+        ChatMessageFactory(session=session, sequence=sequence, **row)
     ChatMessage.objects.filter(session=session).update(created_at=stamp)
     ChatSession.objects.filter(pk=session.pk).update(created_at=stamp, updated_at=stamp)
     return session

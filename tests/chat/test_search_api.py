@@ -41,6 +41,8 @@ def _session_body(session: ChatSession) -> dict[str, Any]:
         "created_at": session.created_at.isoformat().replace("+00:00", "Z"),
         "updated_at": session.updated_at.isoformat().replace("+00:00", "Z"),
         "turn_in_flight": False,
+        "model": None,
+        "mode": None,
     }
 
 
@@ -239,8 +241,8 @@ def test_search_through_daphne_with_api_keys(daphne_server: str) -> None:
     # given: alice's and charlie's chats both mention "invoice"
     alice, charlie = person("alice"), person("charlie")
     ChatSession.objects.filter(pk=alice.session.pk).update(title="Invoices")
-    ChatMessage.objects.create(session=alice.session, sequence=0, role="user", content="Where is the invoice for May?")
-    ChatMessage.objects.create(session=charlie.session, sequence=0, role="user", content="charlie's invoice")
+    ChatMessageFactory(session=alice.session, sequence=0, role="user", content="Where is the invoice for May?")
+    ChatMessageFactory(session=charlie.session, sequence=0, role="user", content="charlie's invoice")
     session = ChatSession.objects.get(pk=alice.session.pk)
     # when
     found = httpx.get(f"{daphne_server}/api/chat/search", params={"q": "invoice may"}, headers=alice.headers)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from rest_framework.test import APIClient
 
 from chat.models import ChatMessage, ChatSession
@@ -140,3 +141,24 @@ def test_the_31st_queued_send_in_a_minute_is_refused_and_not_queued(alice: Any, 
         [],
     ]
     assert 0 < rs.redis_client().ttl(rs.pending_calls_key(alice.pk)) <= 60
+
+
+@pytest.mark.django_db
+def test_the_current_branch_is_what_the_session_shows_and_its_helper_reads(alice: Any, alice_client: Any) -> None:
+    # given: Q A, and an edit of Q (Q2, sequence 2) answered by A2
+    from chat.selectors import session_branch_messages
+
+    session = ChatSession.objects.create(user=alice)
+    ChatMessageFactory(session=session, sequence=0, role="user", content="Q")
+    ChatMessageFactory(session=session, sequence=1, role="assistant", content="A")
+    ChatMessageFactory(session=session, sequence=2, role="user", content="Q2", parent_sequence=None)
+    ChatMessageFactory(session=session, sequence=3, role="assistant", content="A2")
+    # when
+    shown = alice_client.get(f"/api/chat/sessions/{session.id}").json()["messages"]
+    # then
+    assert [(m["sequence"], m["content"], m["versions"]) for m in shown] == [
+        (2, "Q2", {"position": 2, "count": 2, "sequences": [0, 2]}),
+        (3, "A2", None),
+    ]
+    session.refresh_from_db()
+    assert [row.content for row in session_branch_messages(session=session)] == ["Q2", "A2"]

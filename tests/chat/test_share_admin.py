@@ -6,9 +6,10 @@ from typing import Any
 
 from django.test import Client
 
-from chat.models import ChatMessage, ChatSession, SharedChat
+from chat.models import ChatSession, SharedChat
 from chat.services.shares import share_create, snapshot_messages
 from chat.shares import share_get_by_token
+from tests.factories import ChatMessageFactory
 
 
 def test_admin_lists_searches_shows_and_deletes_a_share(admin_client: Client, alice: Any) -> None:
@@ -40,10 +41,10 @@ def test_a_running_turns_rows_are_left_out_of_a_snapshot(alice: Any) -> None:
     session = ChatSession.objects.create(user=alice)
     done, running = "11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222"
     rows = [
-        ChatMessage.objects.create(session=session, sequence=0, role="user", content="q1", turn_id=done),
-        ChatMessage.objects.create(session=session, sequence=1, role="assistant", content="a1", turn_id=done),
-        ChatMessage.objects.create(session=session, sequence=2, role="user", content="q2", turn_id=running),
-        ChatMessage.objects.create(session=session, sequence=3, role="assistant", content="half", turn_id=running),
+        ChatMessageFactory(session=session, sequence=0, role="user", content="q1", turn_id=done),
+        ChatMessageFactory(session=session, sequence=1, role="assistant", content="a1", turn_id=done),
+        ChatMessageFactory(session=session, sequence=2, role="user", content="q2", turn_id=running),
+        ChatMessageFactory(session=session, sequence=3, role="assistant", content="half", turn_id=running),
     ]
     # when
     kept = snapshot_messages(rows, hide_tool_internals=False, running_turn_id=running)

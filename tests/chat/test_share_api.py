@@ -16,6 +16,7 @@ import pytest
 from chat.models import ChatMessage, ChatSession, SharedChat
 from chat.shares import share_token_hash
 from tests.chat.turns.helpers import Person, person
+from tests.factories import ChatMessageFactory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -38,7 +39,7 @@ def _transcript(p: Person) -> ChatSession:
         {"role": "system", "content": "platform note"},
     ]
     for sequence, row in enumerate(rows):
-        ChatMessage.objects.create(session=p.session, sequence=sequence, **row)
+        ChatMessageFactory(session=p.session, sequence=sequence, **row)
     ChatMessage.objects.filter(session=p.session).update(created_at=STAMP)
     return ChatSession.objects.get(pk=p.session.pk)
 
@@ -145,7 +146,7 @@ def test_the_snapshot_does_not_change_with_the_chat(daphne_server: str) -> None:
     session = _transcript(alice)
     url = _create(daphne_server, alice, session).json()["url"]
     # when: the chat goes on and is renamed
-    ChatMessage.objects.create(session=session, sequence=6, role="user", content="a later question")
+    ChatMessageFactory(session=session, sequence=6, role="user", content="a later question")
     httpx.patch(f"{daphne_server}/api/chat/sessions/{session.pk}", json={"title": "Renamed"}, headers=alice.headers)
     page = httpx.get(url)
     # then

@@ -20,7 +20,7 @@ from django.apps import apps
 from chat.models import ChatMessage, ChatSession
 from chat.selectors import ui_message_page
 from tests.chat.turns.helpers import Person, SseResult, fake, person, read_sse, wait_until
-from tests.factories import UserFactory
+from tests.factories import UserFactory, link_rows
 
 JS_DIR = Path(__file__).resolve().parents[1] / "js"
 MARKER = "__COPILOT_SYSTEM__"
@@ -251,6 +251,7 @@ def _turn_rows(session: ChatSession, start: int, turn: str, question: str) -> No
     for offset, row in enumerate(rows):
         row.session, row.sequence, row.turn_id = session, start + offset, turn
         row.save()
+    link_rows(session)
 
 
 @pytest.mark.django_db
@@ -300,6 +301,7 @@ def test_an_unanswered_tool_call_is_an_output_error_and_notices_are_data_parts()
     ):
         row.session, row.sequence, row.turn_id = session, sequence, turn
         row.save()
+    link_rows(session)
     # when
     page = ui_message_page(session=session, limit=50)
     # then
@@ -334,6 +336,28 @@ def test_the_migration_turns_old_marker_rows_into_kinds_without_the_marker() -> 
     # then
     rows = list(ChatMessage.objects.filter(session=session).order_by("sequence").values_list("kind", "content"))
     assert rows == [("message", "hello"), ("stopped", "Stopped"), ("error_notice", "boom")]
+
+
+@pytest.mark.django_db
+def test_the_tree_migration_links_existing_rows_into_one_branch_ending_at_the_last() -> None:
+    # given: rows as they were stored before the tree (no parent, no leaf)
+    from importlib import import_module
+
+    migration = import_module("chat.migrations.0009_message_tree")
+    session = ChatSession.objects.create(user=UserFactory(username="erin"))
+    empty = ChatSession.objects.create(user=UserFactory(username="frank"))
+    for sequence, role in enumerate(["user", "reasoning", "assistant", "user", "assistant"]):
+        ChatMessage.objects.create(session=session, sequence=sequence, role=role, content=f"m{sequence}")
+    # when (twice: the backfill is re-runnable)
+    migration.link_rows_linearly(apps, None)
+    migration.link_rows_linearly(apps, None)
+    # then
+    rows = ChatMessage.objects.filter(session=session).order_by("sequence")
+    assert list(rows.values_list("sequence", "parent_sequence")) == [(0, None), (1, 0), (2, 1), (3, 2), (4, 3)]
+    session.refresh_from_db()
+    empty.refresh_from_db()
+    assert (session.leaf_sequence, empty.leaf_sequence) == (4, None)
+    assert [m["role"] for m in ui_message_page(session=session, limit=50).messages] == ["user", "assistant"] * 2
 
 
 @pytest.mark.django_db

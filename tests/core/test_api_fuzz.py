@@ -154,6 +154,7 @@ def test_the_whole_api_survives_a_schema_driven_fuzz(fuzz_site: str) -> None:
         "session_id": lambda: str(ChatSession.objects.create(user=user, title="fuzz").pk),
         "user_ref": lambda: str(user.pk),
         "file_id": lambda: str(attachment_create(owner=user, name="fuzz.txt", stream=io.BytesIO(b"fuzz file\n")).pk),
+        "sequence": lambda: "0",
         "share_id": lambda: str(_share_of_a_new_chat(user)),
         "approval_id": lambda: str(uuid.uuid4()),  # no such approval: the 404 path with a well-formed id
     }

@@ -52,6 +52,18 @@ STATUSES: dict[tuple[str, str], set[str]] = {
     },  # fmt: skip
     ("post", "/api/chat/sessions/{session_id}/cancel"): {"200", "401", "403", "404", "429"},
     ("get", "/api/chat/sessions/{session_id}/messages/pending"): {"200", "401", "404", "429"},
+    ("post", "/api/chat/sessions/{session_id}/messages/{sequence}/versions"): {
+        "200",
+        "400",
+        "401",
+        "403",
+        "404",
+        "409",
+        "413",
+        "429",
+        "503",
+    },  # fmt: skip
+    ("put", "/api/chat/sessions/{session_id}/branch"): {"200", "400", "401", "403", "404", "409", "413", "429"},
     ("get", STREAM): {"200", "204", "401", "404", "429"},
     ("post", STREAM): {"200", "202", "400", "401", "403", "404", "413", "429", "503"},
     ("delete", STREAM): {"204", "401", "403", "404", "429"},
@@ -240,7 +252,7 @@ def _operations(schema: dict[str, Any], status: str) -> list[tuple[str, str]]:
 
 
 def _url(path: str, session_id: object, user_id: object) -> str:
-    path = path.replace("{approval_id}", str(uuid.uuid4()))
+    path = path.replace("{approval_id}", str(uuid.uuid4())).replace("{sequence}", "0")
     return path.replace("{session_id}", str(session_id)).replace("{user_ref}", str(user_id))
 
 

@@ -104,7 +104,7 @@ def test_insert_or_add_inserts_then_adds_to_the_same_row(alice: Any, bob: Any) -
     assert list(rows) == [("alice", 350, 2), ("bob", 9, 1)]
 
 
-def test_turn_end_writes_are_five_statements(session: ChatSession, alice: Any) -> None:
+def test_turn_end_writes_are_six_statements(session: ChatSession, alice: Any) -> None:
     """The rows, the usage and the spend history of a paid turn: what the worker runs."""
     # given
     turn = uuid.uuid4()
@@ -124,7 +124,8 @@ def test_turn_end_writes_are_five_statements(session: ChatSession, alice: Any) -
             cost_source=TurnUsage.CostSource.REPORTED,
         )
     # then
-    assert _statements(queries) == ["UPDATE", "SELECT", "INSERT", "UPDATE", "UPDATE"]
+    # The rows: lock, the last sequence (none: no leaf to read), the insert, the new leaf.
+    assert _statements(queries) == ["UPDATE", "SELECT", "INSERT", "UPDATE", "UPDATE", "UPDATE"]
     usage = TurnUsage.objects.get(turn_id=turn)
     assert (usage.outcome, usage.total_tokens, usage.cost_microdollars) == ("completed", 14, 1234)
     assert usage.finished_at is not None

@@ -101,6 +101,7 @@ def test_module_imports_name_the_hashed_files(collected: tuple[Path, dict[str, s
         "chat/search.js",
         "chat/share.js",
         "chat/shared.js",
+        "chat/versions.js",
         "chat/view.js",
         "site/usage.js",
     ]

@@ -18,6 +18,7 @@ from tests.chat.engine.helpers import (
     run,
     shape,
 )
+from tests.factories import link_rows
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("title_task_delay")]
 
@@ -36,6 +37,7 @@ async def test_context_over_budget_is_summarized_and_snapshotted(
                 session=session, sequence=2 * i, role="user", content=f"question {i} " + "word " * 200
             )
             ChatMessage.objects.create(session=session, sequence=2 * i + 1, role="assistant", content=f"answer {i}")
+        link_rows(session)
 
     await seed()
     settings.COPILOT_CONTEXT_TOKEN_BUDGET = 2500
@@ -97,6 +99,7 @@ async def test_a_failing_summary_falls_back_to_truncation(
                 session=session, sequence=2 * i, role="user", content=f"question {i} " + "word " * 600
             )
             ChatMessage.objects.create(session=session, sequence=2 * i + 1, role="assistant", content=f"answer {i}")
+        link_rows(session)
 
     await seed()
     settings.COPILOT_CONTEXT_TOKEN_BUDGET = 3000

@@ -16,6 +16,7 @@ from chat.tasks import generate_title
 from copilot_site.testing.llm_script import FakeLLMServer
 from tests.chat.conftest import fake
 from tests.chat.engine.helpers import message_append_user
+from tests.factories import link_rows
 
 
 @pytest.fixture
@@ -58,6 +59,7 @@ def test_yes_reply_yes_is_accepted(session: ChatSession) -> None:
     # given
     message_append_user(session_id=session.pk, content="yes")
     ChatMessage.objects.create(session=session, sequence=1, role="assistant", content="Sure?")
+    link_rows(session)
     # when
     again = message_append_user(session_id=session.pk, content="yes")
     # then

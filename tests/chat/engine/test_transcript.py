@@ -26,6 +26,7 @@ from tests.chat.engine.helpers import (
     start_turn,
     stored,
 )
+from tests.factories import link_rows
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("title_task_delay")]
 
@@ -102,6 +103,7 @@ async def test_reasoning_and_system_rows_never_reach_a_later_turn(llm: FakeLLMSe
             ChatMessage.objects.create(
                 session=session, sequence=sequence, role=role, content=content, kind=kind[0] if kind else "message"
             )
+        link_rows(session)
 
     await seed()
     message = fake({"text": "Third"})

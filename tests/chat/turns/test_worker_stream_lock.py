@@ -16,6 +16,7 @@ from chat.turns import scripts as rs
 from chat.turns.registry import turn_claim, turn_meta_get
 from copilot_site.testing.llm_script import FakeLLMServer
 from tests.chat.conftest import fake
+from tests.factories import link_rows
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -29,6 +30,7 @@ def _claimed(session: ChatSession) -> TurnRequest:
     turn_id = turn_claim(session_id=session.pk, user_id=session.user_id, origin_id="x", origin_name="x")
     assert turn_id is not None
     ChatMessage.objects.create(session=session, sequence=0, role="user", content=fake({"text": "hi"}), turn_id=turn_id)
+    link_rows(session)
     return TurnRequest(session_id=str(session.pk), turn_id=turn_id, user_id=session.user_id)
 
 
