@@ -10,19 +10,8 @@
 // its own (with "2/3" when it has versions). An answer
 // also shows, on hover, the model and mode it was written with.
 
+import { el } from "./dom.js";
 import { choiceLabel } from "./picker.js";
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (value === undefined || value === null || value === false) continue;
-    if (key === "class") node.className = value;
-    else if (key === "text") node.textContent = value;
-    else node.setAttribute(key, value === true ? "" : String(value));
-  }
-  for (const child of children) if (child !== null && child !== undefined && child !== false) node.append(child);
-  return node;
-}
 
 // The markdown source of an answer's text parts (what "Copy" puts on the clipboard).
 export function answerText(bubble) {
