@@ -178,7 +178,7 @@ def turn_edit(
     model: str | None = None,
 ) -> SendResult:
     """Edit the user message `sequence`: the new text is a new version of it, a sibling
-    under the same parent, and starts a turn on that new branch. The old version and
+    under the same parent, with the same files, and starts a turn on that new branch. The old version and
     everything after it stay (switch back with `session_branch_switch`). Refused with
     TurnInProgress (409) while a turn runs; then nothing is saved."""
     session = _session_for(user, session_id)
@@ -187,10 +187,14 @@ def turn_edit(
         found = message_duplicate_of(session_id=session.pk, content=None, client_message_id=client_message_id)
         if found is not None:  # a retried edit: the turn it started
             return SendResult("duplicate", turn_id=found or None, turn_in_flight=_in_flight(session.pk))
-    from chat.selectors import edit_branch_point
+    from chat.selectors import edit_branch_point, message_get
 
     parent = edit_branch_point(session_id=session.pk, sequence=sequence)
-    pending = PendingMessage(content=message, enqueued_at=time.time(), client_message_id=client_message_id)
+    # The new version carries the edited message's files (those still the user's and not deleted).
+    kept = _usable_file_ids(user, list(message_get(session_id=session.pk, sequence=sequence).file_ids or []))
+    pending = PendingMessage(
+        content=message, enqueued_at=time.time(), client_message_id=client_message_id, file_ids=tuple(kept)
+    )
     return _start_version(session, user, parent, [pending], mode=mode, model=model, client_message_id=client_message_id)
 
 

@@ -294,3 +294,30 @@ def test_every_versions_turn_counts_against_the_limits(stack: str) -> None:
     ]
     shares = [m["usage"] for m in _detail(stack, alice)["messages"] if m["role"] == "assistant"]
     assert shares == [{"charged": True, "outcome": "completed", "daily_percent": 2.0, "weekly_percent": 0.2}]
+
+
+def test_an_edit_keeps_the_files_of_the_message_it_edits(stack: str, fake_llm: Any) -> None:
+    # given: a message that carried a file
+    alice = person("alice")
+    uploaded = httpx.post(
+        f"{stack}/api/chat/files", headers=alice.headers, files={"file": ("notes.txt", b"notes\n")}, timeout=60
+    )
+    assert uploaded.status_code == 201
+    file_id = uploaded.json()["id"]
+    result = read_sse(
+        "POST", f"{stack}/api/chat/sessions/{alice.session.id}/stream", headers=alice.headers,
+        json_body={"message": "Read this " + fake({"text": "Read."}), "file_ids": [file_id]},
+    )  # fmt: skip
+    assert result.status == 200
+    wait_until(lambda: _idle(alice))
+    # when: the user edits its text
+    edited = _version(stack, alice, 0, {"message": "Read this twice " + fake({"text": "Read twice."})})
+    # then: the new version carries the same file, and the model is told of it
+    assert edited.text() == "Read twice."
+    rows = ChatMessage.objects.filter(session=alice.session, role="user").order_by("sequence")
+    assert [(r.content.split(" <<")[0], r.file_ids) for r in rows] == [
+        ("Read this", [file_id]),
+        ("Read this twice", [file_id]),
+    ]
+    last_user = [m for m in fake_llm.requests[-1]["body"]["messages"] if m["role"] == "user"][-1]
+    assert f"file_id={file_id}" in str(last_user["content"])
