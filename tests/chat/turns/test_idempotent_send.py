@@ -73,7 +73,8 @@ def test_copies_queued_behind_a_running_turn_are_saved_once_with_their_id(stack:
     alice = person("alice")
     url = f"{stack}/api/chat/sessions/{alice.session.id}/stream"
     streamed = SseResult(0, {})
-    first = "slow " + fake({"text": "z" * 30, "chunk_size": 1, "delay_ms": 100})
+    # 9 s of streaming: both copies and the peek land while it runs, even on a loaded machine
+    first = "slow " + fake({"text": "z" * 30, "chunk_size": 1, "delay_ms": 300})
     reader = threading.Thread(
         target=lambda: read_sse("POST", url, headers=alice.headers, json_body={"message": first}, into=streamed)
     )
