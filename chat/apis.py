@@ -653,11 +653,11 @@ class FileListApi(APIView):
         """The user's files, newest first (deleted ones are not listed)."""
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        files = attachment_list(user=authenticated_user(request))
+        user = authenticated_user(request)
+        files = attachment_list(user=user)
         limit, offset = filters.validated_data["limit"], filters.validated_data["offset"]
         page = list(files[offset : offset + limit])
         data = FileOutputSerializer(page, many=True).data  # type: ignore[arg-type]
-        user = authenticated_user(request)
         quota = attachment_quota_bytes(user=user)
         return Response(
             {

@@ -347,7 +347,6 @@ class StreamAppender:
         self.reader: asyncio.Task[None] | None = None
         self.conn: aioredis.Connection | None = None
         self.failures = 0
-        self.resent = 0
 
     def append(self, turn_id: str, data: str, entry_id: str) -> None:
         """Queue one chunk under `entry_id` (``"<ms>-<n>"``, above the turn's last one)."""
@@ -459,7 +458,6 @@ class StreamAppender:
         self.inflight.clear()
         resend = [(index, packed) for _, index, packed in self.recent]
         self.recent.clear()
-        self.resent += len(resend)
         self.pending = resend + self.pending
         logger.warning(
             "[stream_and_publish] Redis connection lost on %s; sending %d chunk(s) again",
